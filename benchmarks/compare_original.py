@@ -1,0 +1,106 @@
+"""Ours against the original's PyTorch architecture and training step, at identical settings, in one run.
+
+    python -m benchmarks.compare_original --size 128 --conv_dim 64 --batch 8 --no_perceptual
+    python -m benchmarks.compare_original --size 64 --conv_dim 32 --batch 16
+
+Each side runs in its own process (TF and torch would otherwise fight over the same cores), alternating
+ours / original `--rounds` times so that drift in the machine's speed hits both alike; the table gives each side's
+median and the ratio ours / original for training and for inference. The PyTorch side is `../shared/bench/
+torch_reference.py`; it needs only `torch` (`pip install torch==2.13.0`, a CPU build). Without torch the comparison is
+skipped with a message and ours alone is reported.
+"""
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
+
+flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
+flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
+flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
+flags.DEFINE_integer("batch", 8, "Training batch (frames of one video).")
+flags.DEFINE_bool("no_perceptual", False, "Leave the ResNet50 perceptual network out of the training step.")
+flags.DEFINE_integer("rounds", 3, "Alternations ours / original.")
+flags.DEFINE_integer("iters", 5, "Timed iterations inside each run (each side reports its median).")
+flags.DEFINE_integer("threads", 0, "Threads for both sides (0 = each framework's default: all cores).")
+flags.DEFINE_string("torch_reference", str(TORCH_REFERENCE), "Path of the PyTorch reference script.")
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def _last_json_line(output: str, what: str) -> dict:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"{what} printed no JSON line; its output ended with:\n{output[-2000:]}")
+
+
+def _run(cmd: list[str], what: str) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return _last_json_line(proc.stdout, what)
+
+
+def _ours() -> dict:
+    common = ["--size", str(FLAGS.size), "--conv_dim", str(FLAGS.conv_dim), "--res_blocks", str(FLAGS.res_blocks),
+              "--threads", str(FLAGS.threads), "--json"]
+    train = _run([sys.executable, "-m", "benchmarks.train_step", *common, "--batch", str(FLAGS.batch),
+                  "--iters", str(FLAGS.iters), "--perceptual" if not FLAGS.no_perceptual else "--noperceptual"],
+                 "benchmarks.train_step")
+    infer = _run([sys.executable, "-m", "benchmarks.inference", *common, "--noend_to_end"], "benchmarks.inference")
+    return {"train_img_per_s": train["train_img_per_s"], "infer_img_per_s_b1": infer["infer_img_per_s_b1"],
+            "infer_img_per_s_b8": infer["infer_img_per_s_b8"], "infer_gflop_per_s": infer["infer_gflop_per_s"]}
+
+
+def _original() -> dict:
+    cmd = [sys.executable, FLAGS.torch_reference, "--size", str(FLAGS.size), "--conv-dim", str(FLAGS.conv_dim),
+           "--res-blocks", str(FLAGS.res_blocks), "--batch", str(FLAGS.batch), "--iters", str(FLAGS.iters),
+           "--threads", str(FLAGS.threads), "--json"]
+    if FLAGS.no_perceptual:
+        cmd.append("--no-perceptual")
+    return _run(cmd, "torch_reference.py")
+
+
+def main(argv):
+    del argv
+    have_torch = importlib.util.find_spec("torch") is not None
+    if not have_torch:
+        print("torch is not installed: reporting ours alone (pip install torch==2.13.0 for the comparison)",
+              file=sys.stderr)
+    runs = {"ours": [], "original": []}
+    for _ in range(FLAGS.rounds):
+        runs["ours"].append(_ours())
+        if have_torch:
+            runs["original"].append(_original())
+
+    keys = ("train_img_per_s", "infer_img_per_s_b1", "infer_img_per_s_b8", "infer_gflop_per_s")
+    median = {side: {k: statistics.median(r[k] for r in rs) for k in keys} for side, rs in runs.items() if rs}
+    result = {"size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": FLAGS.batch,
+              "perceptual": not FLAGS.no_perceptual, "rounds": FLAGS.rounds, **{f"ours_{k}": v for k, v in
+                                                                               median["ours"].items()}}
+    if "original" in median:
+        result.update({f"original_{k}": v for k, v in median["original"].items()})
+        result.update({f"ratio_{k}": median["ours"][k] / median["original"][k] for k in keys})
+    if FLAGS.json:
+        print(json.dumps(result))
+        return
+    print(f"size {FLAGS.size}, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, batch {FLAGS.batch}, "
+          f"perceptual {not FLAGS.no_perceptual}, median of {FLAGS.rounds} alternating rounds")
+    print(f"{'figure':22s} {'ours':>10s} {'original':>10s} {'ours/orig':>10s}")
+    for k in keys:
+        orig = median.get("original", {}).get(k)
+        ratio = f"{median['ours'][k] / orig:10.2f}" if orig else f"{'-':>10s}"
+        print(f"{k:22s} {median['ours'][k]:10.2f} {orig if orig else float('nan'):10.2f} {ratio}")
+
+
+if __name__ == "__main__":
+    app.run(main)
