@@ -1,0 +1,228 @@
+"""Keypoint layouts and keypoint maps (the image the generator is conditioned on).
+
+Layouts name the points: `bigo106` (BIGO's 106-point order) and `ibug68` (dlib's 68-point iBUG 300-W order). In both,
+"left" means image-left (the subject's right), so `left_eye` of a frontal face has the smaller x.
+
+Pixel convention, shared with `geometry`: a coordinate (x, y) is in pixels with the CENTRE of pixel (row i, column j)
+at (x=j, y=i), as in OpenCV's `warpAffine` and TF's `ImageProjectiveTransformV3`. A point at (3.0, 5.0) therefore
+lights pixel [5, 3], and a crop of side S covers x, y in [-0.5, S - 0.5).
+
+Maps are float32 (S, S, 3) in [-1, 1], black (-1) where nothing is drawn. Visible points (flag 2) are drawn in
+`VISIBLE_COLOR`, occluded ones (flag 1) in `OCCLUDED_COLOR`; absent points (flag 0) and points off the crop are not
+drawn. Styles, each a closed form evaluated on the pixel-centre grid and combined over points with max, so that the
+NumPy (`draw_map`) and TF (`draw_map_tf`) renderings agree to float rounding:
+
+- "dots": an antialiased disc per point, intensity clip(radius + 0.5 - d, 0, 1) at distance d from the point;
+- "heatmap": a Gaussian exp(-d^2 / (2 radius^2)) per point;
+- "lines": the layout's polylines, intensity clip(radius / 2 + 0.5 - d, 0, 1) at distance d from a segment (a segment
+  is drawn when both its ends are present, occluded colour if either end is occluded; it is clipped by the crop, not
+  dropped), with the dots on top so points outside any polyline (pupils, eye centres) still show.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+VISIBLE_COLOR = (1.0, 1.0, 1.0)
+OCCLUDED_COLOR = (1.0, 0.0, 0.0)
+STYLES = ("dots", "heatmap", "lines")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """A keypoint order. `polylines` are the chains drawn by the "lines" style (a chain closes when its last index
+    repeats its first); the eye and mouth tuples list contour points for metrics such as eye openness."""
+    name: str
+    num_points: int
+    polylines: tuple[tuple[int, ...], ...]
+    left_eye_outer: int
+    right_eye_outer: int
+    left_eye: tuple[int, ...]
+    right_eye: tuple[int, ...]
+    mouth_inner: tuple[int, ...]
+    jaw: tuple[int, ...]
+
+    @property
+    def segments(self) -> tuple[tuple[int, int], ...]:
+        """Consecutive point pairs along every polyline."""
+        return tuple(pair for line in self.polylines for pair in zip(line[:-1], line[1:]))
+
+
+def _chain(*indices: int, closed: bool = False) -> tuple[int, ...]:
+    return tuple(indices) + ((indices[0],) if closed else ())
+
+
+BIGO106 = Layout(
+    name="bigo106",
+    num_points=106,
+    polylines=(
+        _chain(*range(0, 33)),
+        _chain(33, 34, 35, 36, 37, 64, 65, 66, 67, closed=True),
+        _chain(38, 39, 40, 41, 42, 68, 69, 70, 71, closed=True),
+        _chain(43, 44, 45, 46),
+        _chain(47, 48, 49, 50, 51),
+        _chain(78, 80, 82),
+        _chain(79, 81, 83),
+        _chain(52, 53, 72, 54, 55, 56, 73, 57, closed=True),
+        _chain(58, 59, 75, 60, 61, 62, 76, 63, closed=True),
+        _chain(*range(84, 96), closed=True),
+        _chain(*range(96, 104), closed=True),
+    ),
+    left_eye_outer=52,
+    right_eye_outer=61,
+    left_eye=(52, 53, 72, 54, 55, 56, 73, 57),
+    right_eye=(58, 59, 75, 60, 61, 62, 76, 63),
+    mouth_inner=tuple(range(96, 104)),
+    jaw=tuple(range(0, 33)),
+)
+
+IBUG68 = Layout(
+    name="ibug68",
+    num_points=68,
+    polylines=(
+        _chain(*range(0, 17)),
+        _chain(*range(17, 22)),
+        _chain(*range(22, 27)),
+        _chain(*range(27, 31)),
+        _chain(*range(31, 36)),
+        _chain(*range(36, 42), closed=True),
+        _chain(*range(42, 48), closed=True),
+        _chain(*range(48, 60), closed=True),
+        _chain(*range(60, 68), closed=True),
+    ),
+    left_eye_outer=36,
+    right_eye_outer=45,
+    left_eye=tuple(range(36, 42)),
+    right_eye=tuple(range(42, 48)),
+    mouth_inner=tuple(range(60, 68)),
+    jaw=tuple(range(0, 17)),
+)
+
+LAYOUTS = {layout.name: layout for layout in (BIGO106, IBUG68)}
+
+
+def get_layout(name: str) -> Layout:
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown keypoint layout {name!r}; known: {sorted(LAYOUTS)}")
+    return LAYOUTS[name]
+
+
+def layout_for_count(num_points: int) -> Layout:
+    """The named layout with this many points (106: bigo106, 68: ibug68)."""
+    for layout in LAYOUTS.values():
+        if layout.num_points == num_points:
+            return layout
+    raise ValueError(f"no keypoint layout has {num_points} points; known: "
+                     f"{ {name: layout.num_points for name, layout in LAYOUTS.items()} }")
+
+
+def draw_map(points: np.ndarray, flags: np.ndarray, size: int, style: str = "dots", radius: float = 1.5,
+             layout: Layout | None = None) -> np.ndarray:
+    """The keypoint map of one face: `points` (N, 2) in crop pixels, `flags` (N,); returns float32 (size, size, 3)
+    in [-1, 1]. `layout` (for "lines") defaults to the layout with N points."""
+    points = np.asarray(points, np.float32).reshape(-1, 2)
+    flags = np.asarray(flags).reshape(-1)
+    _check_args(style, radius, len(points), len(flags))
+    coords = np.arange(size, dtype=np.float32)
+    px, py = points[:, 0], points[:, 1]
+    dist2 = (coords[:, None, None] - py) ** 2 + (coords[None, :, None] - px) ** 2          # (S, S, N)
+    intensity = _point_profile(np, dist2, style, radius)
+    on_crop = (px >= -0.5) & (px < size - 0.5) & (py >= -0.5) & (py < size - 0.5)
+    visible = np.max(intensity * ((flags == 2) & on_crop), axis=-1, initial=0.0)
+    occluded = np.max(intensity * ((flags == 1) & on_crop), axis=-1, initial=0.0)
+    if style == "lines":
+        starts, ends = _segment_ends(layout, len(points))
+        a, b = points[starts], points[ends]
+        dist2 = _segment_dist2(np, coords[None, :, None], coords[:, None, None], a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+        intensity = _line_profile(np, dist2, radius)
+        drawn = (flags[starts] > 0) & (flags[ends] > 0)
+        hidden = np.minimum(flags[starts], flags[ends]) == 1
+        visible = np.maximum(visible, np.max(intensity * (drawn & ~hidden), axis=-1, initial=0.0))
+        occluded = np.maximum(occluded, np.max(intensity * (drawn & hidden), axis=-1, initial=0.0))
+    colour = np.maximum(visible[..., None] * np.float32(VISIBLE_COLOR), occluded[..., None] * np.float32(OCCLUDED_COLOR))
+    return (colour * 2.0 - 1.0).astype(np.float32)
+
+
+def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1.5,
+                layout: Layout | None = None) -> tf.Tensor:
+    """`draw_map` in TF for tf.data and `tf.function`/XLA: `points` (..., N, 2), `flags` (..., N) with any leading
+    batch dimensions and a static N; returns float32 (..., size, size, 3) in [-1, 1]. `size`, `style`, `radius` and
+    `layout` are Python values fixed at trace time."""
+    points = tf.convert_to_tensor(points, tf.float32)
+    flags = tf.cast(flags, tf.int32)
+    num_points = points.shape[-2]
+    _check_args(style, radius, num_points, flags.shape[-1])
+    coords = tf.range(size, dtype=tf.float32)
+    px, py = points[..., 0], points[..., 1]                                                   # (..., N)
+    dx2 = tf.square(coords[:, None] - px[..., None, :])                                        # (..., S, N) by column
+    dy2 = tf.square(coords[:, None] - py[..., None, :])                                        # (..., S, N) by row
+    dist2 = dy2[..., :, None, :] + dx2[..., None, :, :]                                        # (..., S, S, N)
+    intensity = _point_profile(tf, dist2, style, radius)
+    on_crop = (px >= -0.5) & (px < size - 0.5) & (py >= -0.5) & (py < size - 0.5)
+    visible = _max_where(intensity, (flags == 2) & on_crop)
+    occluded = _max_where(intensity, (flags == 1) & on_crop)
+    if style == "lines":
+        starts, ends = _segment_ends(layout, num_points)
+        a, b = tf.gather(points, starts, axis=-2), tf.gather(points, ends, axis=-2)            # (..., M, 2)
+        column, row = coords[None, :, None], coords[:, None, None]
+        ax, ay, bx, by = (v[..., None, None, :] for v in (a[..., 0], a[..., 1], b[..., 0], b[..., 1]))
+        intensity = _line_profile(tf, _segment_dist2(tf, column, row, ax, ay, bx, by), radius)
+        flag_a, flag_b = tf.gather(flags, starts, axis=-1), tf.gather(flags, ends, axis=-1)
+        drawn = (flag_a > 0) & (flag_b > 0)
+        hidden = tf.minimum(flag_a, flag_b) == 1
+        visible = tf.maximum(visible, _max_where(intensity, drawn & ~hidden))
+        occluded = tf.maximum(occluded, _max_where(intensity, drawn & hidden))
+    colour = tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),
+                        occluded[..., None] * tf.constant(OCCLUDED_COLOR, tf.float32))
+    return colour * 2.0 - 1.0
+
+
+def _check_args(style: str, radius: float, num_points, num_flags) -> None:
+    if style not in STYLES:
+        raise ValueError(f"unknown keypoint map style {style!r}; choose one of {STYLES}")
+    if not radius > 0:
+        raise ValueError(f"radius must be positive, got {radius}")
+    if num_points is not None and num_flags is not None and num_points != num_flags:
+        raise ValueError(f"{num_points} points but {num_flags} flags")
+
+
+def _point_profile(xp, dist2, style: str, radius: float):
+    if style == "heatmap":
+        return xp.exp(dist2 * np.float32(-0.5 / radius ** 2))
+    return _unit_clip(xp, np.float32(radius + 0.5) - xp.sqrt(dist2))
+
+
+def _line_profile(xp, dist2, radius: float):
+    return _unit_clip(xp, np.float32(radius / 2 + 0.5) - xp.sqrt(dist2))
+
+
+def _unit_clip(xp, x):
+    return xp.minimum(xp.maximum(x, np.float32(0.0)), np.float32(1.0))
+
+
+def _segment_dist2(xp, x, y, ax, ay, bx, by):
+    """Squared distance from pixel centres (x, y) to segments a-b, broadcasting like the arguments."""
+    abx, aby = bx - ax, by - ay
+    length2 = abx * abx + aby * aby
+    # A zero-length segment (both ends on one point) is that point: t = 0.
+    t = ((x - ax) * abx + (y - ay) * aby) / xp.maximum(length2, np.float32(1e-12))
+    t = _unit_clip(xp, t)
+    ex, ey = x - ax - t * abx, y - ay - t * aby
+    return ex * ex + ey * ey
+
+
+def _segment_ends(layout: Layout | None, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    layout = layout or layout_for_count(num_points)
+    if layout.num_points != num_points:
+        raise ValueError(f"layout {layout.name!r} has {layout.num_points} points, the keypoints {num_points}")
+    segments = np.asarray(layout.segments, np.int32).reshape(-1, 2)
+    return segments[:, 0], segments[:, 1]
+
+
+def _max_where(intensity: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Max over the last axis of `intensity` (..., S, S, K) where `mask` (..., K) holds; 0 where nothing is drawn."""
+    masked = intensity * tf.cast(mask, tf.float32)[..., None, None, :]
+    # The floor of 0 also covers K = 0, where reduce_max gives -inf.
+    return tf.maximum(tf.reduce_max(masked, axis=-1), 0.0)
