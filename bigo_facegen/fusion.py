@@ -1,0 +1,218 @@
+"""Background fusion: put a generated face crop back into a full frame built from the reference frame.
+
+The generator only makes the face crop; the rest of each output frame comes from the one reference frame. Two ways,
+both from the original solution:
+
+* `ShiftFusion` moves and scales the whole reference frame so that its face box meets the target frame's box, fills
+  the borders this uncovers (`replicate` or `reflect`) and pastes the face with a feathered edge.
+* `SegmentFusion` (the original's better one) separates the person from the background first, moves only the person
+  and leaves the background where it was, filling the hole the person leaves (OpenCV inpainting or nearest-neighbour
+  fill). The separation is OpenCV's GrabCut seeded from the face box: no downloaded model.
+
+Boxes are BIGO `[x, y, w, h]` in frame pixels; a face crop covers the square box of `geometry.square_box`, as
+`geometry.crop` cut it. Images are RGB uint8.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bigo_facegen import geometry
+
+BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
+FILLS = ("inpaint", "nearest")
+FUSIONS = ("shift", "segment")
+
+# Width of the pasted face's soft edge, as a fraction of the crop side: the outer band of a crop is background that the
+# shifted reference already shows, so blending there hides the seam without giving up any of the face.
+DEFAULT_FEATHER = 0.15
+
+
+def box_to_box(source_bbox, target_bbox) -> np.ndarray:
+    """2x3 affine (scale + translation) taking frame pixels of the source face box onto the target face box."""
+    sx, sy, s_side = geometry.square_box(source_bbox)
+    tx, ty, t_side = geometry.square_box(target_bbox)
+    scale = t_side / s_side
+    return np.array([[scale, 0.0, tx - scale * sx], [0.0, scale, ty - scale * sy]], np.float64)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: str) -> np.ndarray:
+    """`image` moved by the 2x3 `matrix` onto a (width, height) canvas, uncovered pixels filled by `border`."""
+    if border not in BORDERS:
+        raise ValueError(f"unknown border {border!r}; choose one of {sorted(BORDERS)}")
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=BORDERS[border])
+
+
+def feather_mask(size: int, feather: float = DEFAULT_FEATHER) -> np.ndarray:
+    """(size, size) float32 weights: 1 inside, falling smoothly to 0 at the crop's edge over `feather` x size."""
+    if not 0.0 < feather <= 0.5:
+        raise ValueError(f"feather must be in (0, 0.5], got {feather}")
+    edge_distance = np.minimum(np.arange(size) + 0.5, size - 0.5 - np.arange(size))
+    ramp = np.clip(edge_distance / (feather * size), 0.0, 1.0)
+    ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no kink where the ramp meets the plateau
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def blend(background: np.ndarray, foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """background x (1 - alpha) + foreground x alpha, rounded back to uint8; alpha is (H, W) in [0, 1]."""
+    alpha = alpha[..., None]
+    out = background.astype(np.float32) * (1.0 - alpha) + foreground.astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def paste_face(frame: np.ndarray, face: np.ndarray, bbox, feather: float = DEFAULT_FEATHER) -> np.ndarray:
+    """Returns `frame` with the square face crop `face` put back where `geometry.crop(frame, bbox, size)` took it
+    from, its edge feathered so that no seam shows."""
+    size = face.shape[0]
+    if face.shape != (size, size, 3):
+        raise ValueError(f"face crop must be (S, S, 3), got {face.shape}")
+    height, width = frame.shape[:2]
+    to_frame = geometry.invert_affine(geometry.crop_matrix(bbox, size))
+    warped = cv2.warpAffine(face, to_frame, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(feather_mask(size, feather), to_frame, (width, height), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return blend(frame, warped, alpha)
+
+
+class ShiftFusion:
+    """Whole reference frame shifted and scaled onto each target face box; the face pasted on top."""
+
+    def __init__(self, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
+                 feather: float = DEFAULT_FEATHER):
+        if border not in BORDERS:
+            raise ValueError(f"unknown border {border!r}; choose one of {sorted(BORDERS)}")
+        self.reference_frame = reference_frame
+        self.reference_bbox = np.asarray(reference_bbox, np.float64)
+        self.border = border
+        self.feather = feather
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the output frames."""
+        return self.reference_frame.shape[1], self.reference_frame.shape[0]
+
+    def background(self, target_bbox) -> np.ndarray:
+        """The frame around the face for a target box, before the face is pasted."""
+        return warp(self.reference_frame, box_to_box(self.reference_bbox, target_bbox), self.frame_size,
+                    self.border)
+
+    def __call__(self, face: np.ndarray, target_bbox) -> np.ndarray:
+        return paste_face(self.background(target_bbox), face, target_bbox, self.feather)
+
+
+class SegmentFusion(ShiftFusion):
+    """Only the person moves: the reference frame is split once into a person matte and a background plate with the
+    person filled out; each target frame lays the shifted person over the still plate and pastes the face."""
+
+    def __init__(self, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
+                 feather: float = DEFAULT_FEATHER, fill: str = "inpaint"):
+        super().__init__(reference_frame, reference_bbox, border, feather)
+        person = segment_person(reference_frame, reference_bbox)
+        self.matte = soften_mask(person, self.reference_bbox)
+        self.plate = fill_background(reference_frame, _grow(person, self.reference_bbox), fill)
+
+    def background(self, target_bbox) -> np.ndarray:
+        move = box_to_box(self.reference_bbox, target_bbox)
+        person = warp(self.reference_frame, move, self.frame_size, self.border)
+        matte = warp(self.matte, move, self.frame_size, self.border)
+        return blend(self.plate, person, matte)
+
+
+def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
+                feather: float = DEFAULT_FEATHER, fill: str = "inpaint") -> ShiftFusion:
+    if name == "shift":
+        return ShiftFusion(reference_frame, reference_bbox, border, feather)
+    if name == "segment":
+        return SegmentFusion(reference_frame, reference_bbox, border, feather, fill)
+    raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
+
+
+# GrabCut's cost grows with the pixel count and the matte needs no fine detail (its edge is softened anyway).
+_SEGMENT_SIDE = 256
+
+
+def segment_person(frame: np.ndarray, bbox, iterations: int = 4) -> np.ndarray:
+    """(H, W) bool mask of the person whose face box is `bbox`, by GrabCut seeded from the box.
+
+    Seeds: the face's middle is surely person; the face box and the band below it down to the frame's bottom (neck,
+    shoulders, body) are probably person; everything well to the side of or above that region is surely background,
+    the rest probably background. Where the face fills the frame so that no background is left to learn from, the whole
+    frame is the person."""
+    height, width = frame.shape[:2]
+    scale = min(1.0, _SEGMENT_SIDE / max(height, width))
+    small = cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1.0 else frame
+    seeds = _grabcut_seeds(small.shape[:2], np.asarray(geometry.square_box(bbox), np.float64) * scale)
+    if not np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
+        return np.ones((height, width), bool)
+    bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), seeds, None, bgd_model, fgd_model, iterations,
+                cv2.GC_INIT_WITH_MASK)
+    person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    person = _largest_component_with(person, seeds == cv2.GC_FGD)
+    return cv2.resize(person, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def _grabcut_seeds(shape: tuple[int, int], square: np.ndarray) -> np.ndarray:
+    height, width = shape
+    cx, cy, side = square
+    ys, xs = np.mgrid[0:height, 0:width]
+
+    def inside(x0, y0, x1, y1):
+        return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+
+    half = side / 2
+    seeds = np.full(shape, cv2.GC_BGD, np.uint8)
+    seeds[inside(cx - 1.5 * side, cy - side, cx + 1.5 * side, height)] = cv2.GC_PR_BGD
+    seeds[inside(cx - 0.4 * side, cy - 0.4 * side, cx + 0.4 * side, cy + half)] = cv2.GC_PR_FGD
+    seeds[inside(cx - 0.6 * side, cy + half, cx + 0.6 * side, height)] = cv2.GC_PR_FGD  # neck and shoulders
+    seeds[inside(cx - 0.2 * side, cy - 0.2 * side, cx + 0.2 * side, cy + 0.25 * side)] = cv2.GC_FGD
+    return seeds
+
+
+def _largest_component_with(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """Keeps the connected parts of `mask` that touch `anchor` (GrabCut also picks up person-coloured background)."""
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    keep = np.unique(labels[anchor & (mask > 0)])
+    keep = keep[keep > 0]
+    return np.isin(labels, keep).astype(np.uint8) if keep.size else mask
+
+
+def _edge_pixels(bbox, fraction: float = 0.02) -> int:
+    # Matte edge and fill margin scale with the face: a few pixels on a 200 px face box.
+    return max(1, round(geometry.square_box(bbox)[2] * fraction))
+
+
+def _grow(mask: np.ndarray, bbox) -> np.ndarray:
+    """The person mask grown by a margin, so that the background fill starts outside GrabCut's uncertain edge (a rim
+    of hair left outside the mask would otherwise be smeared across the whole hole)."""
+    k = 2 * _edge_pixels(bbox, 0.05) + 1
+    return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
+
+
+def soften_mask(mask: np.ndarray, bbox) -> np.ndarray:
+    """Binary mask -> float32 matte in [0, 1] with a blurred edge, so the moved person has no hard cut-out line."""
+    sigma = _edge_pixels(bbox)
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def fill_background(frame: np.ndarray, hole: np.ndarray, method: str = "inpaint") -> np.ndarray:
+    """`frame` with the pixels where `hole` is true made up from the rest: OpenCV's Telea inpainting, or a copy of
+    the nearest pixel outside the hole. A hole that covers the whole frame leaves it unchanged: nothing to fill from."""
+    if method not in FILLS:
+        raise ValueError(f"unknown fill {method!r}; choose one of {FILLS}")
+    hole = np.asarray(hole, bool)
+    if hole.all() or not hole.any():
+        return frame.copy()
+    if method == "inpaint":
+        radius = max(3, round(0.01 * max(frame.shape[:2])))
+        return cv2.inpaint(frame, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    # Each hole pixel takes the value of the nearest known pixel: distanceTransform labels every pixel with the
+    # label of its nearest zero pixel, and with DIST_LABEL_PIXEL every known pixel has its own label.
+    _, labels = cv2.distanceTransformWithLabels(hole.astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    known = ~hole
+    source_of_label = np.zeros(labels.max() + 1, np.int64)
+    source_of_label[labels[known]] = np.flatnonzero(known)
+    return frame.reshape(-1, 3)[source_of_label[labels]].reshape(frame.shape)

@@ -1,0 +1,190 @@
+"""Colour transfer and background fusion on real frames of the shared development footage."""
+import numpy as np
+import pytest
+
+from bigo_facegen import annotations, color, fusion, geometry, video
+
+
+def _first_frame(real_faces_dir, clip):
+    videos = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}
+    entry = videos[f"{clip}.mp4"]
+    frame = next(video.read_frames(real_faces_dir / entry.video_path))
+    return frame, entry.face_frames()[0]
+
+
+@pytest.fixture(scope="module")
+def dpe(real_faces_dir):
+    return _first_frame(real_faces_dir, "dpe_d")
+
+
+@pytest.fixture(scope="module")
+def retalk(real_faces_dir):
+    return _first_frame(real_faces_dir, "retalk_2")
+
+
+def _integer_box(bbox, side):
+    """A square box of `side` px on pixel edges (pixel centres are at integers, so edges at half-integers) near the
+    annotated one: cropping it at `side` px is a pure integer shift, so any difference after pasting back comes from
+    the fusion, not from resampling."""
+    cx, cy, _ = geometry.square_box(bbox)
+    return np.array([round(cx - side / 2) - 0.5, round(cy - side / 2) - 0.5, side, side], np.float32)
+
+
+def _max_difference(a, b):
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+# --- colour transfer -----------------------------------------------------------------------------------------------
+
+def test_color_transfer_matches_reference_lab_statistics(dpe, retalk):
+    image, reference = dpe[0], retalk[0]
+    mean_ref, std_ref = color.lab_stats(reference)
+    mean_before, std_before = color.lab_stats(image)
+    assert np.abs(mean_before - mean_ref).max() > 5.0  # the clips really differ in colour
+
+    mean_after, std_after = color.lab_stats(color.transfer_color(image, reference))
+    # Only 8-bit rounding and gamut clipping stand between the result and the target statistics.
+    np.testing.assert_allclose(mean_after, mean_ref, atol=1.0)
+    np.testing.assert_allclose(std_after, std_ref, atol=1.5)
+
+
+def test_color_transfer_uses_masked_statistics(dpe, retalk):
+    image, reference = dpe[0], retalk[0]
+    face = np.zeros(reference.shape[:2], bool)
+    x, y, w, h = retalk[1].bbox.astype(int)
+    face[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4] = True
+    mean_face, std_face = color.lab_stats(reference, face)
+    mean_all, _ = color.lab_stats(reference)
+    assert np.abs(mean_face - mean_all).max() > 3.0
+
+    mean_after, std_after = color.lab_stats(color.transfer_color(image, reference, reference_mask=face))
+    np.testing.assert_allclose(mean_after, mean_face, atol=1.5)
+    np.testing.assert_allclose(std_after, std_face, atol=1.5)
+
+
+def test_color_transfer_rejects_non_uint8_rgb(dpe):
+    with pytest.raises(ValueError, match="uint8"):
+        color.transfer_color(dpe[0].astype(np.float32), dpe[0])
+    with pytest.raises(ValueError, match="mask selects no pixel"):
+        color.lab_stats(dpe[0], np.zeros(dpe[0].shape[:2], bool))
+
+
+# --- pasting the face ----------------------------------------------------------------------------------------------
+
+def test_pasting_own_face_back_reproduces_the_frame(retalk):
+    frame, annotation = retalk
+    box = _integer_box(annotation.bbox, 288)
+    face, _ = geometry.crop(frame, box, 288)
+    out = fusion.paste_face(frame, face, box)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    assert _max_difference(out, frame) <= 1
+
+
+def test_pasted_face_has_no_seam(retalk):
+    frame, annotation = retalk
+    box = _integer_box(annotation.bbox, 200)
+    face, _ = geometry.crop(frame, box, 200)
+    brighter = np.clip(face.astype(int) + 40, 0, 255).astype(np.uint8)
+
+    def largest_step(out):
+        # The pasted offset, seen as an image: a seam is a jump between neighbouring pixels of it.
+        offset = out.astype(int) - frame.astype(int)
+        return max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max())
+
+    assert largest_step(fusion.paste_face(frame, brighter, box, feather=0.005)) >= 20  # a hard paste shows the seam
+    soft = fusion.paste_face(frame, brighter, box)
+    assert largest_step(soft) <= 6
+    x, y = round(box[0] + 0.5), round(box[1] + 0.5)
+    assert _max_difference(soft[y + 100, x + 100], brighter[100, 100]) <= 1  # the face itself is kept whole
+
+
+# --- shift fusion --------------------------------------------------------------------------------------------------
+
+def test_shift_moves_content_by_the_box_offset(retalk):
+    frame, annotation = retalk
+    dx, dy = 23, -17
+    target = annotation.bbox + np.array([dx, dy, 0, 0], np.float32)
+    moved = fusion.ShiftFusion(frame, annotation.bbox).background(target)
+    h, w = frame.shape[:2]
+    np.testing.assert_array_equal(moved[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)],
+                                  frame[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
+
+
+def test_shift_scales_the_box_onto_the_target(retalk):
+    frame, annotation = retalk
+    x, y, w, h = annotation.bbox
+    target = np.array([x - w / 4, y - h / 4, 1.5 * w, 1.5 * h])
+    matrix = fusion.box_to_box(annotation.bbox, target)
+    corners = np.array([[x, y], [x + w, y + h]])
+    np.testing.assert_allclose(geometry.apply_affine(corners, matrix), [[target[0], target[1]],
+                                                                         [target[0] + target[2], target[1] + target[3]]])
+
+
+@pytest.mark.parametrize("border", ["replicate", "reflect"])
+def test_uncovered_borders_are_filled_as_named(retalk, border):
+    frame, annotation = retalk
+    dx = 9
+    moved = fusion.ShiftFusion(frame, annotation.bbox, border=border).background(
+        annotation.bbox + np.array([dx, 0, 0, 0], np.float32))
+    for k in range(dx):
+        source_column = 0 if border == "replicate" else dx - k  # reflect mirrors about column 0 (gfedcb|abcdefgh)
+        np.testing.assert_array_equal(moved[:, k], frame[:, source_column], err_msg=f"column {k}")
+
+
+def test_unknown_border_and_fusion_are_rejected(retalk):
+    frame, annotation = retalk
+    with pytest.raises(ValueError, match="unknown border 'wrap'"):
+        fusion.ShiftFusion(frame, annotation.bbox, border="wrap")
+    with pytest.raises(ValueError, match="unknown fusion 'blend'"):
+        fusion.make_fusion("blend", frame, annotation.bbox)
+
+
+# --- segment fusion ------------------------------------------------------------------------------------------------
+
+def test_grabcut_separates_the_person_from_the_background(retalk):
+    frame, annotation = retalk
+    person = fusion.segment_person(frame, annotation.bbox)
+    cx, cy, side = geometry.square_box(annotation.bbox)
+    assert person[int(cy), int(cx)]                      # the face
+    assert person[frame.shape[0] - 5, int(cx)]           # the body under it
+    assert not person[10, 10] and not person[10, -10]    # the wall map behind
+    assert 0.1 < person.mean() < 0.7
+
+
+def test_segment_fusion_moves_the_person_and_keeps_the_background(retalk):
+    frame, annotation = retalk
+    dx = 40
+    target = annotation.bbox + np.array([dx, 0, 0, 0], np.float32)
+    segment = fusion.SegmentFusion(frame, annotation.bbox)
+    out = segment.background(target)
+    still = ~fusion.segment_person(frame, annotation.bbox)
+    far = still & np.roll(still, dx, axis=1) & np.roll(still, -dx, axis=1)
+    far[:, :dx] = False
+    # Away from the person the background stays where it was, where a shift would have moved it.
+    assert np.abs(out[far].astype(int) - frame[far].astype(int)).mean() < 2.0
+    shifted = fusion.ShiftFusion(frame, annotation.bbox).background(target)
+    assert np.abs(shifted[far].astype(int) - frame[far].astype(int)).mean() > 5.0
+    # The face moved with its box.
+    cx, cy, _ = geometry.square_box(annotation.bbox)
+    np.testing.assert_allclose(out[int(cy), int(cx) + dx], frame[int(cy), int(cx)], atol=2)
+
+
+def test_nearest_fill_copies_the_nearest_known_pixel():
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[:, :30] = (200, 10, 10)
+    frame[:, 30:] = (10, 10, 200)
+    hole = np.zeros((40, 60), bool)
+    hole[:, 20:40] = True
+    filled = fusion.fill_background(frame, hole, "nearest")
+    np.testing.assert_array_equal(filled[:, 20:29], 0 * filled[:, 20:29] + (200, 10, 10))
+    np.testing.assert_array_equal(filled[:, 31:40], 0 * filled[:, 31:40] + (10, 10, 200))
+    np.testing.assert_array_equal(filled[~hole], frame[~hole])
+
+
+def test_inpaint_fill_continues_the_surroundings():
+    frame = np.full((40, 60, 3), (90, 140, 60), np.uint8)
+    frame[15:25, 25:35] = (255, 255, 255)  # the "person", to be removed
+    hole = np.zeros((40, 60), bool)
+    hole[13:27, 23:37] = True
+    filled = fusion.fill_background(frame, hole, "inpaint")
+    assert np.abs(filled.astype(int) - (90, 140, 60)).max() <= 2
