@@ -1,0 +1,176 @@
+"""The input pipeline: `bigo_face` TFDS examples -> batches of (reference, target) frame pairs of ONE video.
+
+Each element of `make_dataset` is one video's batch: `reference` and `target` (B, S, S, 3) float32 in [-1, 1], their
+keypoints (B, N, 2) in pixels of the S-sized crop, flags (B, N) int32 and keypoint maps (B, S, S, 3) drawn in-graph.
+A target is another frame of the reference's video (never the reference's own frame, where the video has two).
+
+Where the work goes, so that the pipeline is never the bottleneck: examples are read with their JPEGs undecoded and
+only the 2B sampled crops are decoded; videos are processed in parallel (`map` with AUTOTUNE, order kept); resizing,
+augmentation and maps run in the same parallel map; everything is prefetched.
+
+Determinism: file order, video shuffle, frame sampling and augmentation all derive from `cfg.seed` (seeded shuffles,
+stateless random ops keyed by the seed, the input pipeline id and the element's position), and the `tf.data` options
+keep the order, so the same config gives the same batches.
+
+The person-disjoint split: `is_test_identity` puts about `TEST_SHARE` of identities in `test`, by a salted hash of
+the identity, so a person is in one split whatever the data set, tier or machine.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+import tfds_bigo  # noqa: F401  (registers the `bigo_face` builder)
+from bigo_facegen import geometry, keypoints
+from bigo_facegen.config import TIER_SETS, DataConfig
+from tfds_bigo.bigo_face import folder_config
+
+BUILDER_NAME = "bigo_face"
+NAMED_DATASETS = ("synthetic", "bigo")
+SPLITS = ("train", "test")
+TEST_SHARE = 0.2
+# Chosen among a few salts so that real_faces/dev (30 persons) and the synthetic set both get close to TEST_SHARE.
+_SPLIT_SALT = "bigo-facegen/person-split/0"
+
+
+def is_test_identity(identity: str) -> bool:
+    """Whether a person belongs to the `test` split (deterministic, independent of everything but the identity)."""
+    digest = hashlib.sha256(f"{_SPLIT_SALT}:{identity}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < TEST_SHARE
+
+
+def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
+    """The prepared `bigo_face` builder of `cfg.dataset` (`synthetic`, `bigo` or a BIGO-layout folder), preparing
+    it on first use."""
+    return _prepared_builder(cfg.dataset, cfg.data_dir)
+
+
+def dataset_info(cfg: DataConfig) -> tfds.core.DatasetInfo:
+    return dataset_builder(cfg).info
+
+
+def dataset_layout(cfg: DataConfig) -> str:
+    """The keypoint layout of the data set (`bigo106` or `ibug68`)."""
+    return dataset_info(cfg).metadata["layout"]
+
+
+def selected_videos(cfg: DataConfig) -> list[str]:
+    """Ids of the videos in `cfg`'s tier set and person split, sorted."""
+    if cfg.tier not in TIER_SETS:
+        raise ValueError(f"unknown tier {cfg.tier!r}; choose one of {sorted(TIER_SETS)}")
+    if cfg.split not in SPLITS:
+        raise ValueError(f"unknown split {cfg.split!r}; choose one of {SPLITS}")
+    videos = dataset_info(cfg).metadata["videos"]
+    want_test = cfg.split == "test"
+    return sorted(video_id for video_id, video in videos.items()
+                  if video["tier"] in TIER_SETS[cfg.tier] and is_test_identity(video["identity"]) == want_test)
+
+
+def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | None = None, *,
+                 include_ids: bool = False) -> tf.data.Dataset:
+    """Endless batches of `cfg.batch_per_replica` frame pairs, each batch from one video (see the module doc).
+
+    With `input_context`, this input pipeline reads its own shard of the videos. `include_ids` adds `video_id` (B,)
+    string and `reference_frame_index`, `target_frame_index` (B,) int32 (1-based frame numbers), for inspection."""
+    builder = dataset_builder(cfg)
+    info = builder.info
+    layout = keypoints.get_layout(info.metadata["layout"])
+    video_ids = selected_videos(cfg)
+    if not video_ids:
+        raise ValueError(f"data set {cfg.dataset!r} has no video in tiers {TIER_SETS[cfg.tier]} and split "
+                         f"{cfg.split!r}")
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+
+    options = tf.data.Options()
+    options.deterministic = True
+    splits = "+".join(tier for tier in TIER_SETS[cfg.tier] if tier in info.splits)
+    ds = builder.as_dataset(
+        split=splits, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=cfg.seed, options=options, try_autocache=False))
+    selected = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(video_ids), tf.ones([len(video_ids)], tf.int32)), 0)
+    ds = ds.filter(lambda example: selected.lookup(example["video_id"]) > 0)
+    if len(video_ids) >= num_pipelines:
+        # Every pipeline reads the files in the same seeded order, so the shards are disjoint.
+        ds = ds.shard(num_pipelines, pipeline_id)
+    else:
+        logging.warning("%d videos for %d input pipelines: every pipeline reads all of them (with its own sampling)",
+                        len(video_ids), num_pipelines)
+    ds = ds.shuffle(cfg.shuffle_videos, seed=cfg.seed, reshuffle_each_iteration=True).repeat().enumerate()
+    batch = functools.partial(_video_batch, cfg=cfg, layout=layout, crop_size=info.metadata["crop_size"],
+                              seed=tf.constant([cfg.seed, pipeline_id], tf.int64), include_ids=include_ids)
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    if dataset in NAMED_DATASETS:
+        builder = tfds.builder(BUILDER_NAME, config=dataset, data_dir=data_dir)
+        download_config = None
+    else:
+        folder = Path(dataset).expanduser().resolve()
+        if not (folder / "annotations.json").is_file():
+            raise ValueError(f"data set {dataset!r} is neither one of {NAMED_DATASETS} nor a BIGO-layout folder "
+                             f"(no {folder / 'annotations.json'})")
+        builder = tfds.builder(BUILDER_NAME, config=folder_config(folder), data_dir=data_dir)
+        download_config = tfds.download.DownloadConfig(manual_dir=str(folder))
+    if not builder.is_prepared():
+        logging.info("%s/%s is not prepared in %s: preparing it now (once)", BUILDER_NAME,
+                     builder.builder_config.name, builder.data_dir)
+        builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout, crop_size: int, seed,
+                 include_ids: bool):
+    """One batch from one video example (JPEGs still encoded): sample frame pairs, decode, resize, augment, draw."""
+    size, batch = cfg.image_size, cfg.batch_per_replica
+    seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, position), num=3)
+    reference, target = _sample_pairs(example["frame_index"], batch, seeds[0], seeds[1])
+    chosen = tf.concat([reference, target], axis=0)                                         # (2B,)
+    images = tf.map_fn(functools.partial(tf.io.decode_jpeg, channels=3), tf.gather(example["image"], chosen),
+                       fn_output_signature=tf.TensorSpec([crop_size, crop_size, 3], tf.uint8))
+    images = tf.cast(images, tf.float32)
+    points = tf.gather(example["keypoints"], chosen)
+    flags = tf.gather(example["flags"], chosen)
+    if size != crop_size:
+        images = tf.image.resize(images, [size, size], antialias=True)
+        # Pixel centres sit at integers: the crop's edges (-0.5 and S - 0.5) map onto each other.
+        points = (points + 0.5) * (size / crop_size) - 0.5
+    if cfg.rotation_degrees > 0 or cfg.scale_range > 0:
+        # One draw per crop: a reference and its target are augmented independently, each face with its keypoints.
+        images, points = geometry.random_affine_tf(images, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
+    images = tf.clip_by_value(images / 127.5 - 1.0, -1.0, 1.0)
+    points = tf.ensure_shape(points, [2 * batch, layout.num_points, 2])
+    flags = tf.ensure_shape(flags, [2 * batch, layout.num_points])
+    maps = keypoints.draw_map_tf(points, flags, size, cfg.keypoint_style, cfg.dot_radius, layout)
+    out = {}
+    for half, name in ((slice(None, batch), "reference"), (slice(batch, None), "target")):
+        out[name] = tf.ensure_shape(images[half], [batch, size, size, 3])
+        out[f"{name}_map"] = tf.ensure_shape(maps[half], [batch, size, size, 3])
+        out[f"{name}_points"] = points[half]
+        out[f"{name}_flags"] = flags[half]
+    if include_ids:
+        out["video_id"] = tf.fill([batch], example["video_id"])
+        out["reference_frame_index"] = tf.gather(example["frame_index"], reference)
+        out["target_frame_index"] = tf.gather(example["frame_index"], target)
+    return out
+
+
+def _sample_pairs(frame_index, batch: int, reference_seed, target_seed):
+    """B reference crops uniformly, and for each a target crop of another frame (any crop when the video has a single
+    frame). Crops of one frame at several build-time rotations share its frame index."""
+    count = tf.shape(frame_index)[0]
+    reference = tf.random.stateless_uniform([batch], reference_seed, 0, count, dtype=tf.int32)
+    other = tf.not_equal(frame_index[None, :], tf.gather(frame_index, reference)[:, None])       # (B, T)
+    other = tf.logical_or(other, tf.logical_not(tf.reduce_any(other, axis=1, keepdims=True)))
+    logits = tf.where(other, 0.0, float("-inf"))
+    target = tf.random.stateless_categorical(logits, 1, target_seed, dtype=tf.int32)[:, 0]
+    return reference, target

@@ -1,0 +1,276 @@
+"""bigo_face: BIGO-layout face videos as TFDS examples, one example per video.
+
+An example holds the video's face crops (JPEG, `crop_size` square, in the order of the video) with their keypoints in
+crop pixels, flags, 1-based frame index (as in the BIGO annotations) and in-plane rotation angle, plus the video's id,
+identity and tier. Frames without a face are skipped. Splits are the tiers `easy`, `medium`, `hard` (a tier with no
+video has no split). `info.metadata` records the keypoint layout and one entry per video (identity, tier, frames).
+
+Configs: `synthetic` (generated at build time by `bigo_facegen.synthetic`), `bigo` (the BIGO release, manual download)
+and `folder` (any BIGO-layout folder given as the manual directory). Library code builds one dynamic config per folder
+(see `folder_config`) so that different folders never share a data directory.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import re
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from bigo_facegen import annotations as annotations_lib
+from bigo_facegen import geometry, keypoints, synthetic
+from bigo_facegen import video as video_lib
+
+TIERS = annotations_lib.TIERS
+ANNOTATIONS_FILE = "annotations.json"
+MANIFEST_FILE = "MANIFEST.tsv"
+JPEG_QUALITY = 95
+
+_MANUAL_LAYOUT = """\
+Place a BIGO-layout folder in the manual directory (`--manual_dir=DIR`, default `<data_dir>/downloads/manual/`):
+
+    DIR/annotations.json    a JSON list, one object per video:
+                            {"video": "12008.mp4", "video_path": "videos/12008.mp4",
+                             "annotations": [{"index": 1, "bbox": [x, y, w, h], "keypoint": [x0, y0, f0, ...]}, ...]}
+    DIR/videos/<id>.mp4     the videos that `video_path` names (relative to DIR)
+    DIR/MANIFEST.tsv        optional: a `clip` (video file stem) and a `person` column give identities
+
+Tiers come from a video's `tier` key, else from BIGO video ids (10xxx easy, 11xxx medium, 12xxx hard), else from the
+spread of the head pose over each video (terciles over the folder). Identities come from a video's `identity` key,
+else from MANIFEST.tsv, else the video id.
+"""
+
+
+@dataclasses.dataclass(eq=False)
+class BigoFaceConfig(tfds.core.BuilderConfig):
+    """`source`: synthetic | bigo | folder. `rotations`: build-time augmentation, one extra rotated copy of every face
+    frame per angle (degrees, counter-clockwise in the image; face and keypoints turned alike about the crop centre).
+    The `synthetic_*` fields size the generated set of the `synthetic` source."""
+    source: str = "folder"
+    crop_size: int = 256
+    rotations: tuple[float, ...] = ()
+    synthetic_videos: int = 48
+    synthetic_frames: int = 32
+    synthetic_frame_size: int = 192
+    synthetic_seed: int = 0
+
+
+def folder_config(folder: str | Path, crop_size: int = 256) -> BigoFaceConfig:
+    """A config of its own for one BIGO-layout folder: `folder_<slug>_<hash of the absolute path>`."""
+    folder = Path(folder).expanduser().resolve()
+    slug = re.sub(r"[^a-z0-9]+", "_", f"{folder.parent.name}_{folder.name}".lower()).strip("_")[-40:] or "root"
+    digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:8]
+    return BigoFaceConfig(name=f"folder_{slug}_{digest}", source="folder", crop_size=crop_size,
+                          description=f"The BIGO-layout folder {folder}.")
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """DatasetBuilder for bigo_face."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = [
+        BigoFaceConfig(name="synthetic", source="synthetic", crop_size=128,
+                       description="Procedural faces with exact bigo106 keypoints, generated at build time."),
+        BigoFaceConfig(name="bigo", source="bigo", crop_size=256,
+                       description="The BIGO PRCV 2019 face-generation release (manual download)."),
+        BigoFaceConfig(name="folder", source="folder", crop_size=256,
+                       description="Any BIGO-layout folder (annotations.json + videos/), given as the manual dir."),
+    ]
+    DEFAULT_BUILDER_CONFIG_NAME = "synthetic"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Config `bigo`: ask the BIGO PRCV 2019 face-generation challenge organisers for the release (videos and their "
+        "106-point annotations); config `folder`: any folder in the same layout (e.g. ../shared/data/real_faces/dev).\n"
+        + _MANUAL_LAYOUT)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        size = self.builder_config.crop_size
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "video_id": tfds.features.Text(doc="The video file's name without suffix."),
+                "identity": tfds.features.Text(doc="The person shown; videos of one identity share it."),
+                "tier": tfds.features.Text(doc="easy | medium | hard"),
+                "image": tfds.features.Sequence(
+                    tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
+                    doc="Face crops (T, S, S, 3), RGB."),
+                "keypoints": tfds.features.Tensor(
+                    shape=(None, None, 2), dtype=np.float32, encoding="bytes",
+                    doc="(T, N, 2) x, y in crop pixels (pixel centres at integers)."),
+                "flags": tfds.features.Tensor(
+                    shape=(None, None), dtype=np.int32, encoding="bytes",
+                    doc="(T, N) 0 absent, 1 occluded, 2 visible."),
+                "frame_index": tfds.features.Tensor(shape=(None,), dtype=np.int32,
+                                                    doc="(T,) 1-based frame number in the video."),
+                "rotation": tfds.features.Tensor(shape=(None,), dtype=np.float32,
+                                                 doc="(T,) build-time rotation of the crop, degrees."),
+            }),
+            supervised_keys=None,
+            homepage="https://github.com/bigo-facegen/bigo-facegen",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _download_and_prepare(self, dl_manager, download_config):
+        # The synthetic source is generated into a scratch folder that must outlive `_split_generators` (the example
+        # generators run after it returns) and no longer than the build.
+        with tempfile.TemporaryDirectory(prefix="bigo_face_") as scratch:
+            self._scratch = Path(scratch)
+            return super()._download_and_prepare(dl_manager, download_config)
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        root = self._source_folder(dl_manager)
+        annotation_file = root / ANNOTATIONS_FILE
+        if not annotation_file.exists():
+            raise FileNotFoundError(f"{annotation_file}: not found; expected a BIGO-layout folder.\n{_MANUAL_LAYOUT}")
+        videos = [video for video in annotations_lib.load(annotation_file) if _has_faces(video, annotation_file)]
+        if not videos:
+            raise annotations_lib.AnnotationError(f"{annotation_file}: no video has a face frame")
+        layout = _layout_of(videos, annotation_file)
+        tiers = assign_tiers(videos, layout)
+        identities = _identities(videos, root / MANIFEST_FILE)
+        copies = 1 + len(self.builder_config.rotations)
+        self.info.metadata.update({
+            "layout": layout.name,
+            "num_keypoints": layout.num_points,
+            "crop_size": self.builder_config.crop_size,
+            "rotations": list(self.builder_config.rotations),
+            "videos": {_video_id(v): {"identity": identities[v.video], "tier": tiers[v.video],
+                                      "frames": copies * len(v.face_frames())} for v in videos},
+        })
+        return {tier: self._generate_examples(root, annotation_file, [v for v in videos if tiers[v.video] == tier],
+                                              tiers, identities)
+                for tier in TIERS if tier in tiers.values()}
+
+    def _generate_examples(self, root: Path, annotation_file: Path, videos, tiers, identities):
+        for video in videos:
+            example = self._video_example(root, annotation_file, video)
+            example.update(video_id=_video_id(video), identity=identities[video.video], tier=tiers[video.video])
+            yield _video_id(video), example
+
+    def _source_folder(self, dl_manager) -> Path:
+        config = self.builder_config
+        if config.source == "synthetic":
+            out = self._scratch / "synthetic"
+            logging.info("bigo_face: generating %d synthetic videos into %s", config.synthetic_videos, out)
+            size = config.synthetic_frame_size
+            synthetic.generate(out, num_videos=config.synthetic_videos, frames_per_video=config.synthetic_frames,
+                               frame_size=(size, size), seed=config.synthetic_seed)
+            return out
+        return Path(dl_manager.manual_dir)
+
+    def _video_example(self, root: Path, annotation_file: Path, video) -> dict:
+        """Crops, encodes and collects the face frames of one video; any failure names the video file."""
+        path = annotations_lib.resolve_video_path(video, root)
+        try:
+            annotations_lib.check_against_video(video, video_lib.probe(path).frame_count, source=str(annotation_file))
+            return self._crop_frames(path, video)
+        except (annotations_lib.AnnotationError, video_lib.VideoError):
+            raise
+        except Exception as e:
+            raise video_lib.VideoError(f"{path}: cannot build its example: {type(e).__name__}: {e}") from e
+
+    def _crop_frames(self, path: Path, video) -> dict:
+        size = self.builder_config.crop_size
+        angles = (0.0, *self.builder_config.rotations)
+        centre = ((size - 1) / 2.0, (size - 1) / 2.0)
+        faces = {frame.index: frame for frame in video.face_frames()}
+        last = max(faces)
+        out = {key: [] for key in ("image", "keypoints", "flags", "frame_index", "rotation")}
+        for index, frame in enumerate(video_lib.read_frames(path), start=1):
+            face = faces.get(index)
+            if face is not None:
+                for angle in angles:
+                    # Rotating the frame before cropping keeps real pixels in the crop's corners.
+                    matrix = _compose(geometry.rotation_matrix(centre, angle), geometry.crop_matrix(face.bbox, size))
+                    crop = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE)
+                    out["image"].append(_encode_jpeg(crop, path, index))
+                    out["keypoints"].append(geometry.apply_affine(face.points, matrix))
+                    out["flags"].append(face.flags)
+                    out["frame_index"].append(index)
+                    out["rotation"].append(angle)
+            if index >= last:
+                break  # nothing to crop after the last face frame
+        return {
+            "image": out["image"],
+            "keypoints": np.asarray(out["keypoints"], np.float32),
+            "flags": np.asarray(out["flags"], np.int32),
+            "frame_index": np.asarray(out["frame_index"], np.int32),
+            "rotation": np.asarray(out["rotation"], np.float32),
+        }
+
+
+def assign_tiers(videos, layout: keypoints.Layout) -> dict[str, str]:
+    """Each video's tier: its own (`tier` key or BIGO id) where it has one; the others are ranked by head-pose spread
+    and cut at terciles, so that every tier gets a third of them."""
+    tiers = {video.video: video.tier for video in videos if video.tier}
+    untiered = sorted((v for v in videos if not v.tier), key=lambda v: (pose_spread(v, layout), v.video))
+    for rank, video in enumerate(untiered):
+        tiers[video.video] = TIERS[rank * len(TIERS) // len(untiered)]
+    return tiers
+
+
+def pose_spread(video, layout: keypoints.Layout) -> float:
+    """How much the head turns over a video: the summed standard deviations of a yaw proxy (eye-to-jaw-side balance),
+    a pitch proxy (eye-to-mouth distance over eye distance) and the roll (eye-line angle, radians)."""
+    points = np.stack([frame.points for frame in video.face_frames()]).astype(np.float64)
+    left_eye = points[:, list(layout.left_eye)].mean(axis=1)
+    right_eye = points[:, list(layout.right_eye)].mean(axis=1)
+    mouth = points[:, list(layout.mouth_inner)].mean(axis=1)
+    jaw_left, jaw_right = points[:, layout.jaw[0]], points[:, layout.jaw[-1]]
+    eye_line = right_eye - left_eye
+    eye_distance = np.maximum(np.linalg.norm(eye_line, axis=1), 1e-6)
+    to_left = np.linalg.norm(left_eye - jaw_left, axis=1)
+    to_right = np.linalg.norm(right_eye - jaw_right, axis=1)
+    yaw = (to_left - to_right) / np.maximum(to_left + to_right, 1e-6)
+    pitch = np.linalg.norm(mouth - (left_eye + right_eye) / 2, axis=1) / eye_distance
+    roll = np.arctan2(eye_line[:, 1], eye_line[:, 0])
+    return float(yaw.std() + pitch.std() + roll.std())
+
+
+def _identities(videos, manifest: Path) -> dict[str, str]:
+    """A video's `identity` key, else the MANIFEST.tsv `person` of its clip, else its id."""
+    people = {}
+    if manifest.exists():
+        with manifest.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if rows and not {"clip", "person"} <= set(rows[0]):
+            raise ValueError(f"{manifest}: needs `clip` and `person` columns, has {sorted(rows[0])}")
+        people = {row["clip"]: row["person"] for row in rows if row["person"]}
+    return {v.video: v.identity or people.get(_video_id(v)) or _video_id(v) for v in videos}
+
+
+def _layout_of(videos, annotation_file: Path) -> keypoints.Layout:
+    count = videos[0].num_keypoints
+    try:
+        return keypoints.layout_for_count(count)
+    except ValueError as e:
+        raise annotations_lib.AnnotationError(f"{annotation_file}: {e}") from e
+
+
+def _has_faces(video, annotation_file: Path) -> bool:
+    if video.face_frames():
+        return True
+    logging.warning("bigo_face: %s: video %r has no face frame; skipped", annotation_file, video.video)
+    return False
+
+
+def _video_id(video) -> str:
+    return Path(video.video).stem
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine map `outer(inner(p))`."""
+    return (np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]]))[:2]
+
+
+def _encode_jpeg(rgb: np.ndarray, path: Path, index: int) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise video_lib.VideoError(f"{path}: frame {index}: JPEG encoding of the crop failed")
+    return data.tobytes()
