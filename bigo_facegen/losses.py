@@ -1,0 +1,34 @@
+"""The loss terms of the training step, each a pure function returning one value per example (shape (B,)).
+
+Per-example values let the step average over the GLOBAL batch (`average`), which is what makes the summed gradients
+of all replicas equal the gradient of the whole batch's mean loss under any distribution strategy.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _per_example_mean(x: tf.Tensor) -> tf.Tensor:
+    x = tf.cast(x, tf.float32)
+    return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+def l1(predicted: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Mean absolute difference per example (images, keypoint maps or feature vectors)."""
+    return _per_example_mean(tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)))
+
+
+def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
+    return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(
+        tf.nn.softplus(tf.cast(fake_logits, tf.float32)))
+
+
+def generator_adversarial(fake_logits: tf.Tensor) -> tf.Tensor:
+    """Non-saturating generator loss: softplus(-D(fake))."""
+    return _per_example_mean(tf.nn.softplus(-tf.cast(fake_logits, tf.float32)))
+
+
+def average(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:
+    """Sum over this replica's examples divided by the global batch size: summed over replicas, the global mean."""
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)

@@ -1,0 +1,87 @@
+"""Building blocks shared by the networks: the StarGAN trunk (generator and keypoint detector) and the SN-ResNet
+critic blocks."""
+from __future__ import annotations
+
+import keras
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """Instance norm with an affine transform: one group per channel. It has no running statistics, so every image is
+    normalised by its own statistics in training and inference alike (running statistics at test time gave the
+    original's author colour shifts and ghosting), and nothing can drift between replicas."""
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+
+
+def conv(filters: int, kernel: int, strides: int = 1, use_bias: bool = False, name: str | None = None):
+    return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name)
+
+
+class ResidualBlock(keras.layers.Layer):
+    """x + IN(conv3(ReLU(IN(conv3(x))))), convolutions without bias since instance norm follows each."""
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv1 = conv(filters, 3, name="conv1")
+        self.norm1 = instance_norm("norm1")
+        self.conv2 = conv(filters, 3, name="conv2")
+        self.norm2 = instance_norm("norm2")
+
+    def call(self, x):
+        h = keras.ops.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(h))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def stargan_trunk(conv_dim: int, res_blocks: int, name: str) -> keras.Sequential:
+    """conv7 -> two stride-2 conv4 downsamples -> residual blocks -> two stride-2 transposed conv4 upsamples -> conv7
+    -> tanh, each inner convolution followed by instance norm and ReLU. Returns 3 channels in [-1, 1], float32 even
+    under a mixed precision policy. Input sides must be multiples of 4."""
+    layers = [conv(conv_dim, 7, name="stem"), instance_norm("stem_norm"), keras.layers.ReLU()]
+    width = conv_dim
+    for i in range(2):
+        width *= 2
+        layers += [conv(width, 4, strides=2, name=f"down{i}"), instance_norm(f"down{i}_norm"), keras.layers.ReLU()]
+    layers += [ResidualBlock(width, name=f"res{i}") for i in range(res_blocks)]
+    for i in range(2):
+        width //= 2
+        layers += [keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"up{i}"),
+                   instance_norm(f"up{i}_norm"), keras.layers.ReLU()]
+    layers += [conv(3, 7, name="head"), keras.layers.Activation("tanh", dtype="float32", name="tanh")]
+    return keras.Sequential(layers, name=name)
+
+
+def spectral_norm(layer: keras.layers.Layer, **kwargs) -> keras.layers.SpectralNormalization:
+    """Spectral normalisation whose power iteration runs in float32 (no autocast) under mixed precision too: the
+    wrapper writes the normalised kernel back into the float32 variable, which a float16 computation would round to
+    float16 precision on every call. The wrapped layer still computes in the policy's dtype."""
+    return keras.layers.SpectralNormalization(layer, autocast=False, name=f"sn_{layer.name}", **kwargs)
+
+
+def sn_conv(filters: int, kernel: int, name: str) -> keras.layers.SpectralNormalization:
+    return spectral_norm(keras.layers.Conv2D(filters, kernel, padding="same", name=name))
+
+
+class CriticBlock(keras.layers.Layer):
+    """Downsampling residual block of an SN-ResNet critic. The `first` (optimised) block takes the image itself, so it
+    starts with a convolution instead of a ReLU and widens at once; later blocks widen at their second convolution."""
+
+    def __init__(self, in_channels: int, filters: int, first: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels = in_channels
+        self.filters = filters
+        self.first = first
+        self.conv1 = sn_conv(filters if first else in_channels, 3, "conv1")
+        self.conv2 = sn_conv(filters, 3, "conv2")
+        self.skip = sn_conv(filters, 1, "skip")
+        self.pool = keras.layers.AveragePooling2D(2)
+
+    def call(self, x, training=False):
+        h = x if self.first else keras.ops.relu(x)
+        h = self.conv2(keras.ops.relu(self.conv1(h, training=training)), training=training)
+        return self.pool(h) + self.pool(self.skip(x, training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "in_channels": self.in_channels, "filters": self.filters, "first": self.first}

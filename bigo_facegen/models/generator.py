@@ -1,0 +1,24 @@
+"""The StarGAN-style expression generator: reference face + target keypoint map -> the face with that expression."""
+from __future__ import annotations
+
+import keras
+
+from bigo_facegen.models.blocks import stargan_trunk
+
+
+class ExpressionGenerator(keras.Model):
+    """Reads `reference` and `target_map` (B, S, S, 3) in [-1, 1] from its input dict (other keys are ignored) and
+    returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4."""
+
+    def __init__(self, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
+        super().__init__(**kwargs)
+        self.conv_dim = conv_dim
+        self.res_blocks = res_blocks
+        self.trunk = stargan_trunk(conv_dim, res_blocks, name="trunk")
+
+    def call(self, inputs, training=False):
+        x = keras.ops.concatenate([inputs["reference"], inputs["target_map"]], axis=-1)
+        return self.trunk(x, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "conv_dim": self.conv_dim, "res_blocks": self.res_blocks}

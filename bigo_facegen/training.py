@@ -1,0 +1,543 @@
+"""Training: the four-update step of the original (critic, identity critic, keypoint detector, generator) and the
+`Trainer` that runs it under a distribution strategy with checkpoints, logs, samples and a divergence stop.
+
+The step knows nothing of files; the `Trainer` knows nothing of the data's origin beyond `data.make_dataset`.
+
+Resuming: a `Trainer` on a `model_dir` that holds checkpoints restores the latest one (step, every network with its
+spectral-norm vectors and noise seed state, every optimizer's state) and continues from that step. The data iterator
+is not part of the checkpoint: a resumed run reads its data with the seed `data.seed + step`, so the examples after a
+resume differ from those the killed run would have seen, while everything the networks and optimizers hold is exact.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.framework import summary_pb2
+
+from bigo_facegen import losses
+from bigo_facegen.config import DataConfig, ExperimentConfig, LossConfig, OptimizerConfig
+from bigo_facegen.models import (IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
+                                 build_critics, build_generator, build_keypoint_detector, build_perceptual)
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_NAME = "ckpt"
+LOSS_NAMES = ("critic", "identity_critic", "keypoint_detector", "generator",
+              "generator_keypoint", "generator_adversarial", "generator_identity", "generator_l1",
+              "generator_perceptual")
+SAMPLE_COUNT = 4
+
+# (data config, input context) -> one replica's dataset of batches, as `data.make_dataset`.
+DatasetFn = Callable[[DataConfig, tf.distribute.InputContext], tf.data.Dataset]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/infinite or exceeded `train.max_loss`; the diverged state was not saved."""
+
+
+@dataclasses.dataclass
+class Networks:
+    generator: keras.Model
+    keypoint_detector: KeypointDetector
+    critic: RealFakeCritic
+    identity_critic: IdentityCritic
+    perceptual: PerceptualNetwork | None
+
+
+@dataclasses.dataclass
+class Optimizers:
+    generator: keras.optimizers.Optimizer
+    critic: keras.optimizers.Optimizer
+    identity_critic: keras.optimizers.Optimizer
+    keypoint_detector: keras.optimizers.Optimizer
+
+
+def build_networks(config: ExperimentConfig, num_points: int) -> Networks:
+    size = config.data.image_size
+    critic, identity_critic = build_critics(config.model, size)
+    return Networks(generator=build_generator(config.model, size, num_points),
+                    keypoint_detector=build_keypoint_detector(config.model, size),
+                    critic=critic, identity_critic=identity_critic,
+                    perceptual=build_perceptual(config.model, size))
+
+
+def build_optimizers(opt_cfg: OptimizerConfig, networks: Networks, loss_scale: bool = False) -> Optimizers:
+    """One Adam per network, built on its variables (so that a checkpoint can restore their slots before the first
+    step); wrapped in a dynamic `LossScaleOptimizer` for float16."""
+
+    def adam(learning_rate: float, model: keras.Model, name: str) -> keras.optimizers.Optimizer:
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=opt_cfg.beta_1, beta_2=opt_cfg.beta_2, name=name)
+        if loss_scale:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+        optimizer.build(model.trainable_variables)
+        return optimizer
+
+    return Optimizers(generator=adam(opt_cfg.generator_lr, networks.generator, "generator_adam"),
+                      critic=adam(opt_cfg.critic_lr, networks.critic, "critic_adam"),
+                      identity_critic=adam(opt_cfg.identity_critic_lr, networks.identity_critic,
+                                           "identity_critic_adam"),
+                      keypoint_detector=adam(opt_cfg.detector_lr, networks.keypoint_detector, "detector_adam"))
+
+
+def generator_inputs(batch: dict) -> dict:
+    """Everything in the batch but the ground-truth target frame."""
+    return {key: value for key, value in batch.items() if key != "target"}
+
+
+class TrainStep:
+    """One iteration on one replica's batch, as the original: critic, identity critic, keypoint detector, then
+    generator, each with its own optimizer. Returns each loss averaged over the GLOBAL batch (sum the replicas'
+    values for the batch mean).
+
+    The generator's weights change only at its own update, so its output is computed once, under the generator's
+    tape, and reused (gradient-stopped) by both critic updates; `recompute_fake=True` instead recomputes it for each
+    update as the original did (three forward passes), which gives the same updates at more cost.
+    In the generator update the critics run in inference mode (no spectral-norm power iteration: the critics change
+    only at their own updates) and the keypoint detector with its input noise, as in the original.
+    """
+
+    def __init__(self, networks: Networks, optimizers: Optimizers, loss_cfg: LossConfig, global_batch_size: int,
+                 recompute_fake: bool = False):
+        self.networks = networks
+        self.optimizers = optimizers
+        self.weights = loss_cfg
+        self.global_batch_size = global_batch_size
+        self.recompute_fake = recompute_fake
+
+    def __call__(self, batch: dict) -> dict[str, tf.Tensor]:
+        generator = self.networks.generator
+        inputs = generator_inputs(batch)
+        with tf.GradientTape() as tape:
+            fake = None if self.recompute_fake else generator(inputs, training=True)
+            with tape.stop_recording():
+                result = self._update_critics_and_detector(batch, inputs, fake)
+            if fake is None:
+                fake = generator(inputs, training=True)
+            terms = self._generator_terms(batch, fake)
+            w = self.weights
+            total = (w.keypoint * terms["keypoint"] + w.adversarial * terms["adversarial"]
+                     + w.identity * terms["identity"] + w.l1 * terms["l1"] + w.perceptual * terms["perceptual"])
+            loss = self._average(total)
+            scaled = self.optimizers.generator.scale_loss(loss)
+        self._apply(self.optimizers.generator, tape.gradient(scaled, generator.trainable_variables),
+                    generator.trainable_variables)
+        result["generator"] = loss
+        result.update({f"generator_{name}": self._average(value) for name, value in terms.items()})
+        return result
+
+    def _average(self, per_example: tf.Tensor) -> tf.Tensor:
+        return losses.average(per_example, self.global_batch_size)
+
+    def _fake_for_critics(self, inputs: dict, fake: tf.Tensor | None) -> tf.Tensor:
+        if fake is None:
+            return self.networks.generator(inputs, training=True)
+        return tf.stop_gradient(fake)
+
+    def _update_critics_and_detector(self, batch: dict, inputs: dict, fake: tf.Tensor | None) -> dict:
+        n = self.networks
+        reference, target = batch["reference"], batch["target"]
+
+        # Real and fake in one call: the critics have no batch statistics, and one call is one power iteration.
+        fake_for_critic = self._fake_for_critics(inputs, fake)
+        with tf.GradientTape() as tape:
+            real_logits, fake_logits = tf.split(
+                n.critic(tf.concat([reference, fake_for_critic], 0), training=True), 2)
+            critic_loss = self._average(losses.critic(real_logits, fake_logits))
+            scaled = self.optimizers.critic.scale_loss(critic_loss)
+        self._apply(self.optimizers.critic, tape.gradient(scaled, n.critic.trainable_variables),
+                    n.critic.trainable_variables)
+
+        fake_for_critic = self._fake_for_critics(inputs, fake)
+        with tf.GradientTape() as tape:
+            pair_logits = n.identity_critic(
+                (tf.concat([reference, reference], 0), tf.concat([target, fake_for_critic], 0)), training=True)
+            real_logits, fake_logits = tf.split(pair_logits, 2)
+            identity_loss = self._average(losses.critic(real_logits, fake_logits))
+            scaled = self.optimizers.identity_critic.scale_loss(identity_loss)
+        self._apply(self.optimizers.identity_critic, tape.gradient(scaled, n.identity_critic.trainable_variables),
+                    n.identity_critic.trainable_variables)
+
+        with tf.GradientTape() as tape:
+            detected = n.keypoint_detector(reference, training=True)
+            detector_loss = self._average(losses.l1(detected, batch["reference_map"]))
+            scaled = self.optimizers.keypoint_detector.scale_loss(detector_loss)
+        self._apply(self.optimizers.keypoint_detector,
+                    tape.gradient(scaled, n.keypoint_detector.trainable_variables),
+                    n.keypoint_detector.trainable_variables)
+        return {"critic": critic_loss, "identity_critic": identity_loss, "keypoint_detector": detector_loss}
+
+    def _generator_terms(self, batch: dict, fake: tf.Tensor) -> dict[str, tf.Tensor]:
+        n = self.networks
+        target = batch["target"]
+        if n.perceptual is not None:
+            perceptual = losses.l1(n.perceptual(fake), n.perceptual(target))
+        else:
+            perceptual = tf.zeros([tf.shape(fake)[0]])
+        return {
+            "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
+            "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),
+            "identity": losses.generator_adversarial(n.identity_critic((batch["reference"], fake), training=False)),
+            "l1": losses.l1(fake, target),
+            "perceptual": perceptual,
+        }
+
+    @staticmethod
+    def _apply(optimizer: keras.optimizers.Optimizer, grads, variables) -> None:
+        optimizer.apply(grads, variables)
+
+
+# --- distribution -----------------------------------------------------------------------------------------------
+
+def configure_cpu_devices(count: int) -> None:
+    """Splits the CPU into `count` logical devices (for `mirrored` without GPUs). Must run before TensorFlow
+    initialises its devices, i.e. before any op runs in the process."""
+    if count <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"train.num_cpu_devices={count}: TensorFlow's devices are already initialised in this process "
+            f"({len(tf.config.list_logical_devices('CPU'))} logical CPU device(s)); create the Trainer before "
+            "running any TensorFlow op, e.g. in a fresh process") from error
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`default` (one device), `mirrored` (every local GPU, else every logical CPU device) or `multi_worker`
+    (MultiWorkerMirroredStrategy, cluster from TF_CONFIG)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown train.strategy {name!r}; choose default, mirrored or multi_worker")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = strategy.cluster_resolver
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def precision_policy(mixed_precision: bool) -> str:
+    """float32, or mixed_float16 on GPU / mixed_bfloat16 on CPU."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Builds layers under `name` without leaving the process-wide Keras policy changed."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def num_points_of(layout_name: str) -> int:
+    from bigo_facegen.keypoints import get_layout
+    return get_layout(layout_name).num_points
+
+
+# --- files ------------------------------------------------------------------------------------------------------
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drops the lines a killed run logged after its last checkpoint, so that a resumed run's log reads on."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= last_step]
+    write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _check_resumable(saved: ExperimentConfig, config: ExperimentConfig, model_dir: Path) -> None:
+    differences = [f"model.{k}: {v!r} -> {config.to_dict()['model'][k]!r}"
+                   for k, v in saved.to_dict()["model"].items() if config.to_dict()["model"][k] != v]
+    for key in ("image_size", "layout"):
+        if getattr(saved.data, key) != getattr(config.data, key):
+            differences.append(f"data.{key}: {getattr(saved.data, key)!r} -> {getattr(config.data, key)!r}")
+    if differences:
+        raise ValueError(f"{model_dir} holds checkpoints of a different model ({'; '.join(differences)}); "
+                         "use another --model_dir or the saved configuration")
+
+
+# --- the trainer ------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Trains the networks of `config` into `model_dir`, resuming from its latest checkpoint if it has one.
+
+    `dataset_fn(data_config, input_context)` returns one replica's dataset of batches (the dicts of
+    `data.make_dataset`, which is the default and then also sets `config.data.layout` from the data set).
+    """
+
+    def __init__(self, config: ExperimentConfig, model_dir: str | os.PathLike, dataset_fn: DatasetFn | None = None):
+        self.config = ExperimentConfig.from_dict(config.to_dict())
+        self.model_dir = Path(model_dir)
+        train = self.config.train
+        configure_cpu_devices(train.num_cpu_devices)
+        self.strategy = make_strategy(train.strategy)
+        self.chief = is_chief(self.strategy)
+        self._dataset_fn = dataset_fn or self._make_dataset_fn()
+        self.global_batch_size = self.config.data.batch_per_replica * self.strategy.num_replicas_in_sync
+        self.policy = precision_policy(train.mixed_precision)
+
+        with dtype_policy(self.policy), self.strategy.scope():
+            self.networks = build_networks(self.config, num_points_of(self.config.data.layout))
+            self.optimizers = build_optimizers(self.config.optimizer, self.networks,
+                                               loss_scale=self.policy == "mixed_float16")
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # Step at which a loss first went bad (0 = never), kept on the device so that checking costs no host
+            # round trip per step; read when logging and before saving.
+            self.first_bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_bad_step")
+
+        n, o = self.networks, self.optimizers
+        self.checkpoint = tf.train.Checkpoint(
+            step=self.step, generator=n.generator, keypoint_detector=n.keypoint_detector, critic=n.critic,
+            identity_critic=n.identity_critic, generator_optimizer=o.generator, critic_optimizer=o.critic,
+            identity_critic_optimizer=o.identity_critic, keypoint_detector_optimizer=o.keypoint_detector)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self._restore()
+        if self.chief:
+            write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
+            _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self._checkpoint_dir()), max_to_keep=train.keep_checkpoints,
+            checkpoint_name=CHECKPOINT_NAME)
+        self.writer = (tf.summary.create_file_writer(str(self.model_dir / TENSORBOARD_DIR)) if self.chief
+                       else tf.summary.create_noop_writer())
+
+        self.train_step = TrainStep(self.networks, self.optimizers, self.config.loss, self.global_batch_size)
+        self.jit_compile = train.jit_compile
+        self._step_fn = self._make_step_fn(self.jit_compile)
+        self._sample_fn = tf.function(lambda inputs: self.networks.generator(inputs, training=False))
+
+    # -- set-up --
+
+    def _make_dataset_fn(self) -> DatasetFn:
+        from bigo_facegen import data
+        self.config.data.layout = data.dataset_layout(self.config.data)
+        return data.make_dataset
+
+    def _checkpoint_dir(self) -> Path:
+        if self.chief:
+            return self.model_dir
+        # Every MultiWorkerMirroredStrategy worker must take part in saving; only the chief's copy is kept.
+        resolver = self.strategy.cluster_resolver
+        return self.model_dir / f".worker_{resolver.task_type}_{resolver.task_id}"
+
+    def _restore(self) -> None:
+        latest = tf.train.latest_checkpoint(str(self.model_dir))
+        if latest is None:
+            return
+        config_path = self.model_dir / CONFIG_FILE
+        if config_path.exists():
+            _check_resumable(ExperimentConfig.from_json_file(str(config_path)), self.config, self.model_dir)
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d.", latest, int(self.step.numpy()))
+
+    def _make_step_fn(self, jit_compile: bool):
+        replica_step = tf.function(self.train_step, jit_compile=True) if jit_compile else self.train_step
+        max_loss = self.config.train.max_loss
+
+        @tf.function
+        def step_fn(iterator):
+            per_replica = self.strategy.run(replica_step, args=(next(iterator),))
+            result = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                      for name, value in per_replica.items()}
+            self.step.assign_add(1)
+            values = tf.stack(list(result.values()))
+            healthy = tf.reduce_all(tf.math.is_finite(values)) & tf.reduce_all(values <= max_loss)
+            self.first_bad_step.assign(tf.where(
+                (self.first_bad_step == 0) & tf.logical_not(healthy), self.step, self.first_bad_step))
+            return result
+
+        return step_fn
+
+    def _dataset(self, start_step: int) -> tf.distribute.DistributedDataset:
+        data_cfg = dataclasses.replace(self.config.data, seed=self.config.data.seed + start_step)
+        return self.strategy.distribute_datasets_from_function(lambda ctx: self._dataset_fn(data_cfg, ctx))
+
+    # -- the loop --
+
+    def train(self) -> dict[str, float]:
+        """Runs until `train.steps`; returns the last logged losses. Raises `TrainingDiverged` (keeping the last good
+        checkpoint) when a loss goes NaN/infinite or above `train.max_loss`."""
+        cfg = self.config.train
+        step = int(self.step.numpy())
+        if step >= cfg.steps:
+            logging.info("%s is already at step %d of %d.", self.model_dir, step, cfg.steps)
+            return {}
+        iterator = iter(self._dataset(step))
+        self._samples = _first_examples(self.strategy.experimental_local_results(next(iterator))[0], SAMPLE_COUNT)
+        logging.info("Training %s from step %d to %d: %s strategy, %d replica(s), global batch %d, %s, "
+                     "jit_compile=%s, perceptual loss %s.", self.model_dir, step, cfg.steps, cfg.strategy,
+                     self.strategy.num_replicas_in_sync, self.global_batch_size, self.policy, self.jit_compile,
+                     "on" if self.networks.perceptual is not None else "off")
+        values: dict[str, float] = {}
+        timer_step, timer = step, time.perf_counter()
+        first_call = True
+        while step < cfg.steps:
+            result = self._run_step(iterator, first_call)
+            first_call = False
+            step += 1
+            last = step == cfg.steps
+            if step % cfg.log_every == 0 or last:
+                values = {name: float(value) for name, value in result.items()}
+                self._check_health(values)
+                now = time.perf_counter()
+                self._log(step, values, (step - timer_step) / (now - timer))
+                timer_step, timer = step, now
+            if self.chief and (step % cfg.sample_every == 0 or last):
+                self._write_samples(step)
+            if step % cfg.checkpoint_every == 0 or last:
+                self._save(step)
+        self.writer.flush()
+        return values
+
+    def _run_step(self, iterator, first_call: bool) -> dict[str, tf.Tensor]:
+        if not (first_call and self.jit_compile):
+            return self._step_fn(iterator)
+        try:
+            return self._step_fn(iterator)
+        except Exception as error:  # XLA fails in many ways under tf.distribute; the plain step is always there.
+            logging.warning("jit_compile: XLA could not compile the training step under the %s strategy (%s: %s); "
+                            "continuing without XLA.", self.config.train.strategy, type(error).__name__,
+                            str(error).splitlines()[0] if str(error) else "")
+            self.jit_compile = False
+            self._step_fn = self._make_step_fn(False)
+            return self._step_fn(iterator)
+
+    def _check_health(self, values: dict[str, float] | None = None) -> None:
+        bad_step = int(self.first_bad_step.numpy())
+        if not bad_step:
+            return
+        limit = self.config.train.max_loss
+        bad = {name: value for name, value in (values or {}).items() if not math.isfinite(value) or value > limit}
+        raise TrainingDiverged(
+            f"Training stopped: a loss became NaN/infinite or exceeded train.max_loss={limit:g} at step {bad_step}"
+            + (f" (now: {', '.join(f'{k}={v:g}' for k, v in bad.items())})" if bad else "")
+            + f". The diverged state was not saved; last good checkpoint: {self.manager.latest_checkpoint or 'none'}.")
+
+    def _log(self, step: int, values: dict[str, float], steps_per_s: float) -> None:
+        images_per_s = steps_per_s * self.global_batch_size
+        eta = (self.config.train.steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
+        logging.info("step %d/%d  %.2f steps/s  %.1f images/s  ETA %s  %s", step, self.config.train.steps,
+                     steps_per_s, images_per_s, _duration(eta),
+                     "  ".join(f"{name} {value:.4g}" for name, value in values.items()))
+        if not self.chief:
+            return
+        with open(self.model_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **values, "images_per_s": images_per_s}) + "\n")
+        with self.writer.as_default():
+            for name, value in values.items():
+                write_scalar(f"loss/{name}", value, step)
+            write_scalar("images_per_s", images_per_s, step)
+
+    def _write_samples(self, step: int) -> None:
+        generated = self._sample_fn(generator_inputs(self._samples))
+        grid = sample_grid(self._samples, generated)
+        with self.writer.as_default():
+            write_image("samples/reference|target_keypoints|generated|truth", grid, step)
+
+    def _save(self, step: int) -> None:
+        self._check_health()
+        self.manager.save(checkpoint_number=step)
+        if not self.chief:
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+        self.writer.flush()
+
+
+# TensorBoard's own summary ops (`tf.summary.scalar`, `tf.summary.image`) live in the `tensorboard` package, which
+# TensorFlow no longer installs; these write the same records with TensorFlow alone, readable by TensorBoard.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+    data_class=summary_pb2.DATA_CLASS_SCALAR)
+_IMAGE_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"),
+    data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+
+
+def write_scalar(tag: str, value: float, step: int) -> None:
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
+
+
+def write_image(tag: str, image: np.ndarray, step: int) -> None:
+    """One (H, W, 3) image in [0, 1]."""
+    png = tf.io.encode_png(tf.constant(np.round(image * 255.0).astype(np.uint8)))
+    height, width = image.shape[:2]
+    tf.summary.write(tag, tf.stack([tf.constant(str(width)), tf.constant(str(height)), png]), step=step,
+                     metadata=_IMAGE_METADATA)
+
+
+def _first_examples(batch: dict, count: int) -> dict:
+    return {key: value[:count] for key, value in batch.items()}
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def sample_grid(batch: dict, generated) -> np.ndarray:
+    """One row per example: reference | target keypoint map | generated | true target, as float32 in [0, 1]."""
+    columns = [batch["reference"], batch["target_map"], generated, batch["target"]]
+    rows = np.concatenate([np.asarray(c, dtype=np.float32) for c in columns], axis=2)
+    return np.clip((np.concatenate(list(rows), axis=0) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def load_generator(model_dir: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:
+    """The generator of a training run (rebuilt from its config.json, weights from its latest checkpoint) and the
+    run's configuration; for export, generation and evaluation."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; is it a training run's model_dir?")
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    if latest is None:
+        raise FileNotFoundError(f"{model_dir}: no checkpoint to load the generator from")
+    config = ExperimentConfig.from_json_file(str(config_path))
+    generator = build_generator(config.model, config.data.image_size, num_points_of(config.data.layout))
+    tf.train.Checkpoint(generator=generator).restore(latest).expect_partial().assert_existing_objects_matched()
+    logging.info("Loaded the generator of %s from %s.", model_dir, latest)
+    return generator, config
