@@ -1,0 +1,237 @@
+"""Export a trained generator as a SavedModel that TensorFlow Serving loads as is, and load such exports back.
+
+Layout on disk (TF Serving's): `EXPORT_DIR/<version>/saved_model.pb` + `variables/`, one integer-named folder per
+version, and beside `saved_model.pb` the sidecar `bigo_facegen.json` (the training config, keypoint layout, crop size
+and input names) so that generation and evaluation can load an export exactly like a training `model_dir`. A version
+folder is written under a temporary name and renamed when complete, so a server watching `EXPORT_DIR` never picks up
+half an export, and an existing version is never overwritten.
+
+Signature `serving_default` (method `tensorflow/serving/predict`):
+
+inputs
+  `reference`            uint8   (batch, S, S, 3)  RGB face crop of the reference frame, 0..255, cut as
+                                                    `geometry.crop(frame, bbox, S)` does (square box of side max(w, h)
+                                                    centred on the BIGO bbox, scaled to S x S).
+  `target_keypoints`     float32 (batch, N, 3)     one [x, y, flag] row per point of the target expression: x, y in
+                                                    pixels of the S x S crop (pixel centres at integers), flag 0 absent,
+                                                    1 occluded, 2 visible. The keypoint map is drawn inside the graph
+                                                    (`keypoints.draw_map_tf` with the training config's style and
+                                                    radius), so clients send coordinates, not images.
+  `reference_keypoints`  float32 (batch, N, 3)     only for generators that warp the reference (any generator but
+                                                    `stargan`): the reference crop's keypoints, same layout.
+outputs
+  `generated`            uint8   (batch, S, S, 3)  the generated RGB face crop, 0..255, same size as `reference`.
+
+S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
+in the sidecar; the batch dimension is open (-1). A request of the wrong shape fails with an InvalidArgumentError that
+names the input and the expected shape.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bigo_facegen import keypoints
+from bigo_facegen.config import ExperimentConfig
+
+SIDECAR = "bigo_facegen.json"
+SIGNATURE = "serving_default"
+OUTPUT = "generated"
+# Generators that read only the reference crop and the target keypoint map; every other one also gets the reference
+# keypoints (warp-style generators move the reference's pixels from its points to the target's).
+MAP_ONLY_GENERATORS = ("stargan",)
+
+
+class ExportError(ValueError):
+    """An export folder is missing, incomplete or not a bigo-facegen export, or a version already exists."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSpec:
+    """What a served generator expects: crop side, keypoint layout and how the keypoint map is drawn."""
+    image_size: int
+    layout: str
+    num_points: int
+    keypoint_style: str
+    dot_radius: float
+    reads_reference_keypoints: bool
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> "ServingSpec":
+        layout = keypoints.get_layout(config.data.layout)
+        return cls(image_size=config.data.image_size, layout=layout.name, num_points=layout.num_points,
+                   keypoint_style=config.data.keypoint_style, dot_radius=config.data.dot_radius,
+                   reads_reference_keypoints=config.model.generator not in MAP_ONLY_GENERATORS)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.reads_reference_keypoints:
+            return ("reference", "reference_keypoints", "target_keypoints")
+        return ("reference", "target_keypoints")
+
+
+class ServingModule(tf.Module):
+    """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop out. `serve` is the
+    `tf.function` exported as `serving_default`; inference calls the same function on checkpoints, so an export and
+    the Keras model it came from compute the same thing."""
+
+    def __init__(self, generator: keras.Model, spec: ServingSpec):
+        super().__init__(name="bigo_facegen")
+        self.generator = generator
+        self.spec = spec
+        self._layout = keypoints.get_layout(spec.layout)
+        image = tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.uint8, name="reference")
+        rows = [tf.TensorSpec([None, spec.num_points, 3], tf.float32, name=name)
+                for name in spec.input_names[1:]]
+        if spec.reads_reference_keypoints:
+            def serve(reference, reference_keypoints, target_keypoints):
+                return self._generate(reference, target_keypoints, reference_keypoints)
+        else:
+            def serve(reference, target_keypoints):
+                return self._generate(reference, target_keypoints)
+        self.serve = tf.function(serve, input_signature=[image, *rows])
+
+    def _generate(self, reference, target_keypoints, reference_keypoints=None):
+        checks = self._shape_checks(reference, target_keypoints, reference_keypoints)
+        with tf.control_dependencies(checks):
+            face = tf.cast(reference, tf.float32) / 127.5 - 1.0
+            target_points, target_flags = _split_rows(target_keypoints)
+        inputs = {"reference": face, "target_points": target_points, "target_flags": target_flags,
+                  "target_map": keypoints.draw_map_tf(target_points, target_flags, self.spec.image_size,
+                                                      self.spec.keypoint_style, self.spec.dot_radius, self._layout)}
+        if reference_keypoints is not None:
+            with tf.control_dependencies(checks):
+                inputs["reference_points"], inputs["reference_flags"] = _split_rows(reference_keypoints)
+        generated = self.generator(inputs, training=False)
+        pixels = tf.clip_by_value(tf.round((tf.cast(generated, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
+        return {OUTPUT: tf.cast(pixels, tf.uint8)}
+
+    def _shape_checks(self, reference, target_keypoints, reference_keypoints):
+        # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
+        # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
+        s, n = self.spec.image_size, self.spec.num_points
+        batch = tf.shape(reference)[0]
+        checks = [tf.debugging.assert_equal(
+            tf.shape(reference)[1:], tf.constant([s, s, 3]),
+            message=f"input 'reference' must have shape (batch, {s}, {s}, 3): RGB uint8 face crops of {s}x{s} pixels")]
+        for name, rows in (("target_keypoints", target_keypoints), ("reference_keypoints", reference_keypoints)):
+            if rows is None:
+                continue
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(rows)[1:], tf.constant([n, 3]),
+                message=f"input '{name}' must have shape (batch, {n}, 3): one [x, y, flag] row per point of the "
+                        f"{self.spec.layout} layout"))
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(rows)[0], batch, message=f"input '{name}' must have as many rows as 'reference' has crops"))
+        return checks
+
+
+def _split_rows(rows):
+    return rows[..., :2], tf.cast(tf.round(rows[..., 2]), tf.int32)
+
+
+def next_version(export_dir: str | os.PathLike) -> int:
+    """1 + the largest integer-named version folder in `export_dir` (1 when there is none)."""
+    export_dir = Path(export_dir)
+    versions = [int(p.name) for p in export_dir.iterdir() if p.is_dir() and p.name.isdigit()] \
+        if export_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
+           version: int | None = None) -> Path:
+    """Writes `generator` (trained with `config`) to `export_dir/<version>/` and returns that folder. `version`
+    defaults to the next free integer; an existing version is an error, never overwritten."""
+    export_dir = Path(export_dir)
+    version = next_version(export_dir) if version is None else version
+    if not isinstance(version, int) or version < 1:
+        raise ExportError(f"{export_dir}: version must be a positive integer, got {version!r}")
+    target = export_dir / str(version)
+    if target.exists():
+        raise ExportError(f"{target}: version {version} already exists; pick another --version or leave it out")
+    spec = ServingSpec.from_config(config)
+    module = ServingModule(generator, spec)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    # A dot-named temporary folder: TF Serving only looks at integer names, so it never sees a partial version.
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_dir))
+    try:
+        tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
+        metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
+                    "output": OUTPUT, "spec": dataclasses.asdict(spec), "config": config.to_dict()}
+        (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None) -> Path:
+    """Exports the latest checkpoint of a training `model_dir` (see `training.load_generator`)."""
+    from bigo_facegen import training  # training pulls in the whole training stack; only this path needs it
+
+    generator, config = training.load_generator(model_dir)
+    return export(generator, config, export_dir, version)
+
+
+def is_export(path: str | os.PathLike) -> bool:
+    """True when `path` is an export version folder or a base folder holding integer-named versions."""
+    path = Path(path)
+    return (path / "saved_model.pb").is_file() or any(
+        (p / "saved_model.pb").is_file() for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else False
+
+
+def resolve_version(path: str | os.PathLike) -> Path:
+    """The version folder to load: `path` itself if it holds `saved_model.pb`, else its highest integer version."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
+        if path.is_dir() else []
+    if not versions:
+        raise ExportError(f"{path}: no saved_model.pb, and no version folder (1/, 2/, ...) holding one")
+    return versions[-1][1]
+
+
+@dataclasses.dataclass
+class LoadedExport:
+    """A loaded export: `serve(**inputs) -> {"generated": ...}` is the `serving_default` signature."""
+    path: Path
+    spec: ServingSpec
+    config: ExperimentConfig
+    serve: object
+    saved_model: object
+
+
+def load(path: str | os.PathLike) -> LoadedExport:
+    """Loads an export (a version folder, or a base folder: its highest version) with its sidecar."""
+    version_dir = resolve_version(path)
+    sidecar = version_dir / SIDECAR
+    if not sidecar.is_file():
+        raise ExportError(f"{version_dir}: no {SIDECAR} beside saved_model.pb: not a bigo-facegen export "
+                          f"(export it with `python -m experiments.export`)")
+    try:
+        metadata = json.loads(sidecar.read_text(encoding="utf-8"))
+        spec = ServingSpec(**metadata["spec"])
+        config = ExperimentConfig.from_dict(metadata["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e
+    saved_model = tf.saved_model.load(str(version_dir))
+    if SIGNATURE not in saved_model.signatures:
+        raise ExportError(f"{version_dir}: the SavedModel has no {SIGNATURE!r} signature")
+    return LoadedExport(version_dir, spec, config, saved_model.signatures[SIGNATURE], saved_model)
+
+
+def check_rows(name: str, rows: np.ndarray, spec: ServingSpec) -> None:
+    """Raises ValueError unless `rows` is (batch, N, 3) for the spec's layout."""
+    if rows.ndim != 3 or rows.shape[1:] != (spec.num_points, 3):
+        raise ValueError(f"{name} must have shape (batch, {spec.num_points}, 3) for the {spec.layout} layout, "
+                         f"got {rows.shape}")

@@ -1,0 +1,384 @@
+"""Generate a face video from one reference frame and a keypoint sequence: the Python API behind
+`experiments.generate`, usable frame by frame from a notebook.
+
+    model = FaceModel.load("exports/face")                # an export (base or version folder) or a training model_dir
+    maker = VideoGenerator(model, reference_frame, reference_annotation, fusion="segment")
+    frame, face = maker.generate_frame(target_annotation)  # one output frame and its face crop
+    maker.generate_video(target_annotations, "out.mp4", fps=25.0, face_output="face.mp4")
+
+Each output frame, as the original solution made it:
+1. crop the target face box (`geometry.crop_matrix`) and move the target keypoints into that crop;
+2. copy the reference face where the target keypoints lie within `copy_threshold` of the reference's (mean distance
+   over the points present in both, as a fraction of the crop side: a face that barely moved is best left untouched,
+   so the moved reference frame is used as it is, face included, at full resolution);
+3. otherwise generate the face (batched, through the same serving graph as the export);
+4. Reinhard colour transfer from the reference crop onto the generated face (`color`);
+5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), or only the person moved
+   over an inpainted background (`segment`), and the face pasted with a feathered edge.
+Frames without a face repeat the last output (the reference frame itself before the first face).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from bigo_facegen import annotations, color, export, geometry, video
+from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.config import ExperimentConfig
+from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
+
+# Mean keypoint distance, as a fraction of the crop side, under which the reference face is copied: about twice the
+# frame-to-frame jitter of dlib's landmarks (median 0.004 between consecutive frames of the shared real clips), so
+# only frames whose face really is the reference's pose and expression are copied.
+DEFAULT_COPY_THRESHOLD = 0.008
+# The BIGO release and the shared footage run at 25 fps; used when neither the video nor the caller says otherwise.
+DEFAULT_FPS = 25.0
+
+
+class GenerationError(ValueError):
+    """The inputs of a generation do not fit: a missing or unreadable file, an unknown video, an empty sequence, a
+    reference of the wrong size, keypoints of another layout than the model's."""
+
+
+class FaceModel:
+    """A generator ready for inference, from an export or a training checkpoint; both run the export's serving graph
+    (`export.ServingModule`), so they give the same faces."""
+
+    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str):
+        self._serve = serve
+        self.spec = spec
+        self.config = config
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FaceModel":
+        """`path` is an export (its base folder, whose highest version is used, or one version folder) or a training
+        `model_dir` (its latest checkpoint)."""
+        path = Path(path)
+        if not path.exists():
+            raise GenerationError(f"{path}: no such model (expected an export folder or a training model_dir)")
+        if export.is_export(path):
+            loaded = export.load(path)
+            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
+        if (path / "config.json").is_file():
+            from bigo_facegen import training  # the training stack is only needed for checkpoints
+
+            generator, config = training.load_generator(path)
+            return cls.from_generator(generator, config, source=str(path))
+        raise GenerationError(f"{path}: neither an export (no saved_model.pb, no version folder holding one) nor a "
+                              f"training model_dir (no config.json)")
+
+    @classmethod
+    def from_generator(cls, generator, config: ExperimentConfig, source: str = "<in-memory generator>") -> "FaceModel":
+        spec = export.ServingSpec.from_config(config)
+        module = export.ServingModule(generator, spec)
+        return cls(module.serve, spec, config, source)
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @property
+    def num_points(self) -> int:
+        return self.spec.num_points
+
+    def generate(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
+                 reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None) -> np.ndarray:
+        """Faces with the target expressions: `reference_crops` (B, S, S, 3) uint8, `target_points` (B, N, 2) in crop
+        pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
+        (B, S, S, 3) uint8."""
+        s, n = self.image_size, self.num_points
+        reference_crops = np.asarray(reference_crops)
+        if reference_crops.dtype != np.uint8 or reference_crops.shape[1:] != (s, s, 3):
+            raise GenerationError(f"reference crops must be uint8 (batch, {s}, {s}, 3) for the model at "
+                                  f"{self.source}, got {reference_crops.dtype} {reference_crops.shape}")
+        inputs = {"reference": reference_crops,
+                  "target_keypoints": _keypoint_rows("target", target_points, target_flags, len(reference_crops), n)}
+        if self.spec.reads_reference_keypoints:
+            if reference_points is None or reference_flags is None:
+                raise GenerationError(f"the model at {self.source} warps the reference: it needs the reference "
+                                      f"points and flags too")
+            inputs["reference_keypoints"] = _keypoint_rows("reference", reference_points, reference_flags,
+                                                           len(reference_crops), n)
+        return np.asarray(self._serve(**inputs)[export.OUTPUT])
+
+
+def _keypoint_rows(name: str, points, flags, batch: int, num_points: int) -> np.ndarray:
+    points, flags = np.asarray(points, np.float32), np.asarray(flags, np.float32)
+    if points.shape != (batch, num_points, 2) or flags.shape != (batch, num_points):
+        raise GenerationError(f"{name} points must be ({batch}, {num_points}, 2) and flags ({batch}, {num_points}) "
+                              f"for this model, got {points.shape} and {flags.shape}")
+    return np.concatenate([points, flags[..., None]], axis=-1)
+
+
+@dataclasses.dataclass
+class Reference:
+    """The reference frame and its face: the crop the generator starts from and its keypoints in crop pixels."""
+    frame: np.ndarray
+    annotation: FrameAnnotation
+    crop: np.ndarray
+    points: np.ndarray
+    flags: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: np.ndarray, annotation: FrameAnnotation, image_size: int) -> "Reference":
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise GenerationError(f"reference frame must be an RGB uint8 image (H, W, 3), got {frame.dtype} "
+                                  f"{frame.shape}")
+        if not annotation.has_face:
+            raise GenerationError(f"reference frame {annotation.index} has no face annotation")
+        _check_box_on_frame(annotation, frame.shape)
+        crop, matrix = geometry.crop(frame, annotation.bbox, image_size)
+        return cls(frame, annotation, crop, geometry.apply_affine(annotation.points, matrix).astype(np.float32),
+                   annotation.flags)
+
+
+def _check_box_on_frame(annotation: FrameAnnotation, shape) -> None:
+    x, y, w, h = annotation.bbox
+    height, width = shape[:2]
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise GenerationError(f"reference frame {annotation.index}: face box {list(np.round(annotation.bbox, 2))} "
+                              f"lies outside the {width}x{height} image (annotations of another frame size?)")
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """One output frame: the full frame, its face crop, and how the face was made (generated | copied | repeated)."""
+    index: int
+    frame: np.ndarray
+    face: np.ndarray
+    kind: str
+
+
+@dataclasses.dataclass
+class VideoStats:
+    frames: int = 0
+    generated: int = 0
+    copied: int = 0
+    repeated: int = 0
+
+
+class VideoGenerator:
+    """Makes output frames for one reference frame: `generate_frame` for one target, `generate_frames` (batched)
+    for a sequence, `generate_video` to write the mp4(s)."""
+
+    def __init__(self, model: FaceModel, reference_frame: np.ndarray, reference_annotation: FrameAnnotation,
+                 fusion: str = "shift", border: str = "replicate", fill: str = "inpaint",
+                 copy_threshold: float = DEFAULT_COPY_THRESHOLD, color_transfer: bool = True, batch_size: int = 8,
+                 feather: float = DEFAULT_FEATHER):
+        if batch_size < 1:
+            raise GenerationError(f"batch size must be at least 1, got {batch_size}")
+        self.model = model
+        _check_point_count(reference_annotation, model, "reference")
+        self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
+        self.fusion = make_fusion(fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill)
+        self.copy_threshold = copy_threshold
+        self.color_transfer = color_transfer
+        self.batch_size = batch_size
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the output frames: the reference frame's."""
+        return self.reference.frame.shape[1], self.reference.frame.shape[0]
+
+    def keypoint_distance(self, target_points: np.ndarray, target_flags: np.ndarray) -> float:
+        """Mean distance between target and reference points (both in their own crop's pixels) over the points present
+        in both, as a fraction of the crop side; infinite when no point is present in both."""
+        present = (np.asarray(target_flags) > 0) & (self.reference.flags > 0)
+        if not present.any():
+            return float("inf")
+        gaps = np.linalg.norm(np.asarray(target_points)[present] - self.reference.points[present], axis=-1)
+        return float(gaps.mean() / self.model.image_size)
+
+    def generate_frame(self, target: FrameAnnotation) -> tuple[np.ndarray, np.ndarray]:
+        """(full frame, face crop) for one target annotation with a face."""
+        if not target.has_face:
+            raise GenerationError(f"frame {target.index} has no face annotation: nothing to generate")
+        result = next(self.generate_frames([target]))
+        return result.frame, result.face
+
+    def generate_frames(self, targets: Iterable[FrameAnnotation]) -> Iterator[FrameResult]:
+        """Output frames for a sequence of target annotations, generated `batch_size` faces at a time."""
+        last_frame, last_face = self.reference.frame, self.reference.crop
+        for chunk in _chunks(targets, self.batch_size):
+            faces = iter(self._faces([t for t in chunk if t.has_face]))
+            for target in chunk:
+                if not target.has_face:
+                    yield FrameResult(target.index, last_frame, last_face, "repeated")
+                    continue
+                face, kind = next(faces)
+                # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
+                last_frame = self.fusion.background(target.bbox) if kind == "copied" else self.fusion(face, target.bbox)
+                last_face = face
+                yield FrameResult(target.index, last_frame, last_face, kind)
+
+    def generate_video(self, targets: Iterable[FrameAnnotation], output: str | os.PathLike, fps: float,
+                       face_output: str | os.PathLike | None = None, progress: bool = True) -> VideoStats:
+        """Writes one frame per target (of the reference frame's size) to `output`, and the face crops to
+        `face_output` if given, at `fps`. Files appear only when complete."""
+        targets = list(targets)
+        if not targets:
+            raise GenerationError(f"{output}: the keypoint sequence is empty: nothing to generate")
+        stats = VideoStats()
+        size = self.model.image_size
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(video.VideoWriter(output, fps, self.frame_size))
+            face_writer = stack.enter_context(video.VideoWriter(face_output, fps, (size, size))) if face_output \
+                else None
+            for result in tqdm(self.generate_frames(targets), total=len(targets), unit="frame", disable=not progress,
+                               desc=Path(output).name):
+                writer.write(result.frame)
+                if face_writer is not None:
+                    face_writer.write(result.face)
+                stats.frames += 1
+                setattr(stats, result.kind, getattr(stats, result.kind) + 1)
+        return stats
+
+    def _faces(self, targets: list[FrameAnnotation]) -> list[tuple[np.ndarray, str]]:
+        """(face crop, kind) per target: the reference face where the keypoints barely moved, else a generated one."""
+        if not targets:
+            return []
+        size = self.model.image_size
+        for target in targets:
+            _check_point_count(target, self.model, "target")
+        points = np.stack([geometry.apply_affine(t.points, geometry.crop_matrix(t.bbox, size)) for t in targets])
+        flags = np.stack([t.flags for t in targets])
+        copy = [self.keypoint_distance(p, f) < self.copy_threshold for p, f in zip(points, flags)]
+        faces: list[tuple[np.ndarray, str]] = [(self.reference.crop, "copied")] * len(targets)
+        todo = [i for i, c in enumerate(copy) if not c]
+        if todo:
+            batch = len(todo)
+            generated = self.model.generate(
+                np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
+                np.repeat(self.reference.points[None], batch, axis=0),
+                np.repeat(self.reference.flags[None], batch, axis=0))
+            for i, face in zip(todo, generated):
+                if self.color_transfer:
+                    face = color.transfer_color(face, self.reference.crop)
+                faces[i] = (face, "generated")
+        return faces
+
+
+def _check_point_count(annotation: FrameAnnotation, model: FaceModel, what: str) -> None:
+    if annotation.has_face and len(annotation.points) != model.num_points:
+        raise GenerationError(
+            f"{what} frame {annotation.index} has {len(annotation.points)} keypoints, but the model at {model.source} "
+            f"was trained on the {model.spec.layout} layout ({model.num_points} points)")
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def frame_sequence(entry: VideoAnnotation) -> list[FrameAnnotation]:
+    """Every frame from 1 to the last annotated index; a gap in the annotations becomes a frame without a face, so
+    the output keeps the source's timing."""
+    by_index = {frame.index: frame for frame in entry.frames}
+    last = max(by_index, default=0)
+    return [by_index.get(i, FrameAnnotation(index=i)) for i in range(1, last + 1)]
+
+
+def find_video(videos: list[VideoAnnotation], name: str, source: str) -> VideoAnnotation:
+    """The video called `name` (with or without its extension)."""
+    for entry in videos:
+        if name in (entry.video, Path(entry.video).stem):
+            return entry
+    known = ", ".join(v.video for v in videos[:10]) + (", ..." if len(videos) > 10 else "")
+    raise GenerationError(f"{source}: no video {name!r}; the file has {len(videos)} videos: {known or 'none'}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB uint8."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenerationError(f"{path}: no such image file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise GenerationError(f"{path}: not a readable image (OpenCV cannot decode it)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame `index` (1-based) of a video."""
+    for position, frame in enumerate(video.read_frames(path), start=1):
+        if position == index:
+            return frame
+    raise GenerationError(f"{path}: has no frame {index}")
+
+
+def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_path: str | os.PathLike,
+                              video_name: str, output: str | os.PathLike, reference_image: str | os.PathLike | None = None,
+                              reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
+                              face_output: str | os.PathLike | None = None, fps: float | None = None,
+                              max_frames: int | None = None, progress: bool = True, **options) -> VideoStats:
+    """The whole job of `experiments.generate`: the keypoint sequence of `video_name` in a BIGO annotation file,
+    applied to a reference frame, written to `output`.
+
+    The reference is `reference_image` (a frame of the video's size) or, without it, a frame of the video itself; its
+    face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
+    The video file (under `videos_dir`, default: the annotations' `video_path`) gives the frame rate; without it,
+    `fps` or 25. `max_frames` keeps the first frames only. `options` go to `VideoGenerator` (fusion, border, fill,
+    copy_threshold, color_transfer, batch_size, feather)."""
+    if not isinstance(model, FaceModel):
+        model = FaceModel.load(model)
+    annotations_path = Path(annotations_path)
+    if not annotations_path.is_file():
+        raise GenerationError(f"{annotations_path}: no such annotation file")
+    entry = find_video(annotations.load(annotations_path), video_name, str(annotations_path))
+    where = f"{annotations_path}: video {entry.video!r}"
+    frames = frame_sequence(entry)[:max_frames]
+    faces = [f for f in frames if f.has_face]
+    if not faces:
+        kept = f" in its first {len(frames)} frames" if max_frames is not None and frames else ""
+        raise GenerationError(f"{where}: no frame with a face{kept}: the keypoint sequence is empty")
+    if entry.num_keypoints != model.num_points:
+        raise GenerationError(f"{where} has {entry.num_keypoints} keypoints per face, but the model at {model.source} "
+                              f"was trained on the {model.spec.layout} layout ({model.num_points} points)")
+    reference = _reference_annotation(entry, reference_index, where)
+
+    video_path = (Path(videos_dir) / Path(entry.video_path).name if videos_dir is not None
+                  else annotations.resolve_video_path(entry, annotations_path.parent))
+    info = video.probe(video_path) if video_path.exists() else None
+    if reference_image is not None:
+        frame = read_image(reference_image)
+        if info is not None and (frame.shape[1], frame.shape[0]) != (info.width, info.height):
+            raise GenerationError(f"{reference_image}: reference image is {frame.shape[1]}x{frame.shape[0]}, but "
+                                  f"{video_path} and its annotations are {info.width}x{info.height}")
+    elif info is None:
+        raise GenerationError(f"{video_path}: no such video; give --reference=IMAGE (a frame of the video) or "
+                              f"--videos_dir=DIR (the folder holding {Path(entry.video_path).name})")
+    else:
+        frame = read_frame(video_path, reference.index)
+    if fps is None:
+        fps = info.fps if info is not None and info.fps > 0 else DEFAULT_FPS
+        if info is None:
+            logging.info("no video at %s: writing at %.1f fps", video_path, fps)
+
+    maker = VideoGenerator(model, frame, reference, **options)
+    return maker.generate_video(frames, output, fps, face_output=face_output, progress=progress)
+
+
+def _reference_annotation(entry: VideoAnnotation, index: int | None, where: str) -> FrameAnnotation:
+    faces = entry.face_frames()
+    if index is None:
+        return faces[0]
+    for frame in faces:
+        if frame.index == index:
+            return frame
+    raise GenerationError(f"{where}: frame {index} has no face annotation to use as the reference")

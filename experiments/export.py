@@ -1,0 +1,63 @@
+"""Export the latest checkpoint of a training run as a SavedModel for TensorFlow Serving.
+
+    python -m experiments.export --model_dir=runs/hard --export_dir=exports/face [--version=N]
+
+writes `exports/face/<N>/saved_model.pb` (+ `variables/`, + the sidecar `bigo_facegen.json`); N defaults to the next
+free integer, and an existing version is never overwritten. The export also loads in `experiments.generate
+--model=exports/face` and `experiments.evaluate`.
+
+## The serving signature (`serving_default`)
+
+| name | dtype | shape | meaning |
+|---|---|---|---|
+| input `reference` | uint8 | (batch, S, S, 3) | RGB face crop of the reference frame, 0..255 (`geometry.crop`) |
+| input `target_keypoints` | float32 | (batch, N, 3) | [x, y, flag] per point in crop pixels; flag 0 absent, 1 occluded, 2 visible |
+| input `reference_keypoints` | float32 | (batch, N, 3) | only for warp-style generators (not `stargan`) |
+| output `generated` | uint8 | (batch, S, S, 3) | the generated RGB face crop, 0..255 |
+
+S is the training crop size (`data.image_size`, 224 for the paper preset, 64 for cpu) and N the layout's point count
+(106 bigo106, 68 ibug68); both are in `<N>/bigo_facegen.json` and in `saved_model_cli show --dir exports/face/1
+--tag_set serve --signature_def serving_default`. The keypoint map is drawn inside the graph. A request of the wrong
+shape is answered with an error naming the input and the shape it needs.
+
+## Serving it
+
+    docker run --rm -p 8501:8501 \\
+        -v "$PWD/exports/face:/models/face" -e MODEL_NAME=face tensorflow/serving
+
+TF Serving loads the highest version under `/models/face` and picks up new versions as they appear. A REST request
+(one face, shown with N=2 points for brevity; a real request sends all N rows and all S x S pixels):
+
+    curl -X POST http://localhost:8501/v1/models/face:predict -d '{
+      "signature_name": "serving_default",
+      "inputs": {
+        "reference": [[[[120, 98, 87], [121, 99, 88], ...], ...]],
+        "target_keypoints": [[[20.5, 31.0, 2], [43.5, 31.2, 2]]]
+      }}'
+
+answers `{"outputs": [[[[r, g, b], ...], ...]]}`, one (S, S, 3) uint8 image per input row.
+"""
+import sys
+
+from absl import app, flags
+
+from bigo_facegen import export
+
+flags.DEFINE_string("model_dir", None, "Training run folder (config.json + checkpoints) to export.", required=True)
+flags.DEFINE_string("export_dir", None, "Base folder of the export; the version goes in a numbered sub-folder.",
+                    required=True)
+flags.DEFINE_integer("version", None, "Version number (a positive integer); default: the next free one.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    try:
+        path = export.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(path)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,59 @@
+"""Generate a face video: a reference frame driven by the keypoint sequence of an annotated video.
+
+    python -m experiments.generate --model=exports/face --annotations=data/annotations.json --video=12008 \\
+        --output=out/12008.mp4 [--face_output=out/12008_face.mp4] [--reference=first_frame.png] \\
+        [--fusion=shift|segment] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8]
+
+`--model` is an export (`experiments.export`) or a training model_dir. The reference is `--reference` (an image of
+the video's frame size) or, without it, the video's own frame `--reference_index` (default: the first annotated
+face); the output has the reference's size and the video's frame rate (or `--fps`), one frame per annotated frame.
+"""
+import sys
+
+from absl import app, flags
+
+from bigo_facegen import inference
+from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
+
+flags.DEFINE_string("model", None, "Export folder (base or version) or training model_dir.", required=True)
+flags.DEFINE_string("annotations", None, "BIGO-layout annotation JSON holding the keypoint sequence.", required=True)
+flags.DEFINE_string("video", None, "Video whose keypoints drive the face (its name, with or without .mp4).",
+                    required=True)
+flags.DEFINE_string("output", None, "Output mp4 of the full frame.", required=True)
+flags.DEFINE_string("face_output", None, "Optional mp4 of the face crops alone (S x S).")
+flags.DEFINE_string("reference", None, "Reference image (a frame of the video's size); default: a frame of the video.")
+flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose box and keypoints describe the reference; "
+                     "default: the first frame with a face.")
+flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
+flags.DEFINE_enum("fusion", "shift", FUSIONS, "shift: move the whole reference frame; segment: move only the person "
+                  "(GrabCut) over the inpainted background.")
+flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
+flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
+flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
+                   "Copy the reference face where the mean keypoint distance to the reference, as a fraction of the "
+                   "face crop side, is below this (0: always generate).")
+flags.DEFINE_bool("color_transfer", True, "Match generated faces to the reference's colours (Reinhard, Lab).")
+flags.DEFINE_float("feather", DEFAULT_FEATHER, "Soft edge of the pasted face, as a fraction of the crop side.")
+flags.DEFINE_integer("batch", 8, "Faces generated per model call.")
+flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
+flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    try:
+        stats = inference.generate_from_annotations(
+            FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,
+            reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
+            fps=FLAGS.fps, max_frames=FLAGS.max_frames, fusion=FLAGS.fusion, border=FLAGS.border, fill=FLAGS.fill,
+            copy_threshold=FLAGS.copy_threshold, color_transfer=FLAGS.color_transfer, feather=FLAGS.feather,
+            batch_size=FLAGS.batch)
+    except (ValueError, OSError) as e:  # GenerationError, AnnotationError, VideoError, ExportError are ValueErrors
+        sys.exit(f"error: {e}")
+    print(f"{FLAGS.output}: {stats.frames} frames ({stats.generated} generated, {stats.copied} copied from the "
+          f"reference, {stats.repeated} repeated where no face was annotated)")
+
+
+if __name__ == "__main__":
+    app.run(main)
