@@ -141,7 +141,8 @@ def draw_map(points: np.ndarray, flags: np.ndarray, size: int, style: str = "dot
         hidden = np.minimum(flags[starts], flags[ends]) == 1
         visible = np.maximum(visible, np.max(intensity * (drawn & ~hidden), axis=-1, initial=0.0))
         occluded = np.maximum(occluded, np.max(intensity * (drawn & hidden), axis=-1, initial=0.0))
-    colour = np.maximum(visible[..., None] * np.float32(VISIBLE_COLOR), occluded[..., None] * np.float32(OCCLUDED_COLOR))
+    colour = np.maximum(visible[..., None] * np.float32(VISIBLE_COLOR),
+                        occluded[..., None] * np.float32(OCCLUDED_COLOR))
     return (colour * 2.0 - 1.0).astype(np.float32)
 
 

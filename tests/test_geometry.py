@@ -124,7 +124,10 @@ def test_affine_tf_matches_opencv_on_real_crop(real_crop):
 def test_affine_tf_moves_markers_and_maps_with_points(real_crop):
     face, points, flags = real_crop
     degrees, scale = -31.0, 1.1
-    warp = lambda image: geometry.affine_tf(image[None], points[None], [degrees], [scale])[0].numpy()[0]  # noqa: E731
+
+    def warp(image):
+        return geometry.affine_tf(image[None], points[None], [degrees], [scale])[0].numpy()[0]
+
     _, moved = geometry.affine_tf(face[None], points[None], [degrees], [scale])
     moved = moved.numpy()[0]
     matrix = geometry.rotation_matrix(((SIZE - 1) / 2, (SIZE - 1) / 2), degrees, scale)
