@@ -19,7 +19,7 @@ Decisions on the cases the format leaves open, applied by `load` and by `dump` a
 - Points and boxes may lie partly or wholly outside the frame: faces at the border are real, crops replicate the
   border and keypoint maps skip off-crop points. Coordinates must be finite, box sides positive.
 - Frames may be missing (gaps in `index`): such a frame simply has no annotation and is treated like a frame with no
-  face. Frames are kept sorted by index; a repeated or non-positive index is an error.
+  face. Frames are kept sorted by index; a repeated, non-positive or non-integer (also 2.0) index is an error.
 - An annotation for a frame the video does not have can only be seen with the video at hand: `check_against_video`
   raises on it, and reports the frames that have no annotation.
 - All face frames of a video, and all videos of a file, have the same number of points: a file is one data set with
