@@ -1,0 +1,90 @@
+"""Images/s of one full training iteration as the original (critic, identity critic, keypoint detector, generator).
+
+    python -m benchmarks.train_step --size 128 --conv_dim 64 --batch 8 --noperceptual
+    python -m benchmarks.train_step --size 64 --conv_dim 32 --batch 16 --perceptual --json
+
+Synthetic inputs of the real shapes, default strategy, the library's own `TrainStep` compiled once with a fixed input
+signature. With `--perceptual` a ResNet50 trunk with random weights stands in for the pretrained one: the cost is the
+same, and the benchmark measures cost, never quality. Reports the median of `--iters` timed iterations after warm-up.
+"""
+import json
+import statistics
+import time
+
+from absl import app, flags
+
+flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
+flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
+flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and detector trunks.")
+flags.DEFINE_integer("batch", 8, "Frames per iteration.")
+flags.DEFINE_integer("num_points", 106, "Keypoints per face (the generator input is their map either way).")
+flags.DEFINE_bool("perceptual", False, "Include the ResNet50 perceptual network in the generator update.")
+flags.DEFINE_bool("recompute_fake", False, "Recompute G's output for each critic update, as the original did.")
+flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA.")
+flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 on CPU, mixed_float16 on GPU.")
+flags.DEFINE_integer("iters", 5, "Timed iterations.")
+flags.DEFINE_integer("warmup", 2, "Untimed iterations first (tracing, XLA compilation, allocator warm-up).")
+flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from bigo_facegen import config as config_lib
+    from bigo_facegen.models.perceptual import PerceptualNetwork
+    from bigo_facegen.training import TrainStep, build_networks, build_optimizers, precision_policy
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    policy = precision_policy(FLAGS.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+
+    cfg = config_lib.override(config_lib.paper(), {
+        "data.image_size": FLAGS.size, "data.batch_per_replica": FLAGS.batch, "model.conv_dim": FLAGS.conv_dim,
+        "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none"})
+    networks = build_networks(cfg, FLAGS.num_points)
+    if FLAGS.perceptual:
+        backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
+                                               input_shape=(FLAGS.size, FLAGS.size, 3))
+        networks.perceptual = PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input)
+    optimizers = build_optimizers(cfg.optimizer, networks, loss_scale=policy == "mixed_float16")
+    train_step = TrainStep(networks, optimizers, cfg.loss, FLAGS.batch, recompute_fake=FLAGS.recompute_fake)
+
+    b, s, n = FLAGS.batch, FLAGS.size, FLAGS.num_points
+    images = lambda: tf.random.uniform((b, s, s, 3), -1.0, 1.0)
+    batch = {"reference": images(), "target": images(), "reference_map": images(), "target_map": images(),
+             "reference_points": tf.random.uniform((b, n, 2), 0.0, s), "target_points": tf.random.uniform(
+                 (b, n, 2), 0.0, s), "reference_flags": tf.fill((b, n), 2), "target_flags": tf.fill((b, n), 2)}
+    signature = [{key: tf.TensorSpec(value.shape, value.dtype) for key, value in batch.items()}]
+    step = tf.function(train_step, input_signature=signature, jit_compile=FLAGS.jit_compile)
+
+    def iteration():
+        losses = step(batch)
+        float(losses["generator"])  # wait for the step to finish
+
+    for _ in range(FLAGS.warmup):
+        iteration()
+    times = []
+    for _ in range(FLAGS.iters):
+        start = time.perf_counter()
+        iteration()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    result = {"framework": f"tensorflow {tf.__version__}", "size": s, "conv_dim": FLAGS.conv_dim,
+              "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
+              "recompute_fake": FLAGS.recompute_fake, "jit_compile": FLAGS.jit_compile, "policy": policy,
+              "train_iter_s": seconds, "train_img_per_s": b / seconds}
+    if FLAGS.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:16s} {value:.3f}" if isinstance(value, float) else f"{key:16s} {value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
