@@ -1,0 +1,174 @@
+"""The bigo_face builder on real footage: a few clips of ../shared/data/real_faces/dev, cut to a few frames.
+
+The DatasetBuilderTestCase on the committed dummy data lives beside the builder
+(tfds_bigo/bigo_face/bigo_face_dataset_builder_test.py) and is collected from there.
+"""
+import csv
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from bigo_facegen import annotations, geometry, video
+from bigo_facegen.config import DataConfig
+from bigo_facegen.data import dataset_builder
+from tfds_bigo.bigo_face import BigoFaceConfig, folder_config
+from tfds_bigo.bigo_face.bigo_face_dataset_builder import TIERS, assign_tiers, pose_spread
+from bigo_facegen.keypoints import IBUG68
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = ("dpe_d", "lp_d0", "lp_d12")   # lp_d0 and lp_d12 are one person in MANIFEST.tsv
+FRAMES = 5
+
+
+def _cut_folder(source: Path, out: Path, clips, frames: int) -> Path:
+    """A BIGO-layout copy of `clips` of `source`, each cut to its first `frames` frames, with their MANIFEST rows."""
+    by_name = {v.video: v for v in annotations.load(source / "annotations.json")}
+    kept = []
+    for clip in clips:
+        entry = by_name[f"{clip}.mp4"]
+        reader = video.read_frames(source / entry.video_path)
+        video.write_video(out / entry.video_path, [next(reader) for _ in range(frames)], fps=25)
+        reader.close()
+        kept.append(dataclasses.replace(entry, frames=entry.frames[:frames]))
+    annotations.dump(kept, out / "annotations.json")
+    with (source / "MANIFEST.tsv").open(encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    (out / "MANIFEST.tsv").write_text(
+        "\n".join([lines[0]] + [line for line in lines[1:] if line.split("\t")[0] in clips]) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="session")
+def clips_dir(real_faces_dir, tmp_path_factory) -> Path:
+    return _cut_folder(real_faces_dir, tmp_path_factory.mktemp("real_clips"), CLIPS, FRAMES)
+
+
+@pytest.fixture(scope="session")
+def manifest_people(real_faces_dir) -> dict:
+    with (real_faces_dir / "MANIFEST.tsv").open(newline="", encoding="utf-8") as f:
+        return {row["clip"]: row["person"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+@pytest.fixture(scope="session")
+def cli_data_dir(clips_dir, tmp_path_factory) -> Path:
+    """The `folder` config built by the `tfds build` command line, as a user would."""
+    data_dir = tmp_path_factory.mktemp("tfds_cli")
+    command = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build", "bigo_face", "--config=folder",
+               f"--manual_dir={clips_dir}", "--imports=tfds_bigo", f"--data_dir={data_dir}"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return data_dir
+
+
+def _examples(data_dir, name="bigo_face/folder"):
+    splits = tfds.builder(name, data_dir=data_dir).info.splits
+    return {ex["video_id"].decode(): ex for split in splits
+            for ex in tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir))}
+
+
+def test_cli_build_then_tfds_load(cli_data_dir, manifest_people):
+    builder = tfds.builder("bigo_face/folder", data_dir=cli_data_dir)
+    assert builder.info.metadata["layout"] == "ibug68"
+    assert builder.info.metadata["crop_size"] == 256
+    examples = _examples(cli_data_dir)
+    assert sorted(examples) == sorted(CLIPS)
+    for clip, ex in examples.items():
+        assert ex["identity"].decode() == manifest_people[clip]
+        assert ex["image"].shape == (FRAMES, 256, 256, 3) and ex["image"].dtype == np.uint8
+        assert ex["keypoints"].shape == (FRAMES, IBUG68.num_points, 2)
+        assert (ex["flags"] == 2).all()
+        np.testing.assert_array_equal(ex["frame_index"], np.arange(1, FRAMES + 1))
+        np.testing.assert_array_equal(ex["rotation"], 0.0)
+        # The annotation boxes hold the whole face: every keypoint lands well inside its crop.
+        assert ex["keypoints"].min() > 0 and ex["keypoints"].max() < 255
+    # Three videos without tiers: one per tier by head-pose spread.
+    assert sorted(ex["tier"].decode() for ex in examples.values()) == sorted(TIERS)
+    assert {split: builder.info.splits[split].num_examples for split in TIERS} == {t: 1 for t in TIERS}
+
+
+def test_crops_and_keypoints_match_the_source_frames(cli_data_dir, clips_dir):
+    examples = _examples(cli_data_dir)
+    for entry in annotations.load(clips_dir / "annotations.json"):
+        ex = examples[Path(entry.video).stem]
+        for i, (frame, face) in enumerate(zip(video.read_frames(clips_dir / entry.video_path), entry.frames)):
+            expected, matrix = geometry.crop(frame, face.bbox, 256)
+            np.testing.assert_allclose(ex["keypoints"][i], geometry.apply_affine(face.points, matrix), atol=1e-3)
+            # JPEG at quality 95: small mean error against the crop it encoded.
+            assert np.abs(ex["image"][i].astype(np.float32) - expected).mean() < 3.0
+
+
+def test_build_time_rotation_turns_face_and_keypoints_alike(clips_dir, cli_data_dir, tmp_path):
+    config = BigoFaceConfig(name="rotated", source="folder", crop_size=64, rotations=(25.0,))
+    builder = tfds.builder("bigo_face", config=config, data_dir=tmp_path)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(clips_dir)))
+    assert builder.info.metadata["rotations"] == [25.0]
+    plain = _examples(cli_data_dir)
+    for ex in tfds.as_numpy(builder.as_dataset(split="+".join(TIERS))):
+        np.testing.assert_array_equal(ex["frame_index"], np.repeat(np.arange(1, FRAMES + 1), 2))
+        np.testing.assert_array_equal(ex["rotation"], np.tile([0.0, 25.0], FRAMES))
+        upright = (plain[ex["video_id"].decode()]["keypoints"] + 0.5) * (64 / 256) - 0.5
+        turn = geometry.rotation_matrix((31.5, 31.5), 25.0)
+        np.testing.assert_allclose(ex["keypoints"][0::2], upright, atol=1e-3)
+        np.testing.assert_allclose(ex["keypoints"][1::2], geometry.apply_affine(upright, turn), atol=1e-3)
+        # The face turned too: the rotated crop is close to the upright crop turned by the same matrix.
+        turned = np.stack([_warp(image, turn) for image in ex["image"][0::2]])
+        inner = (slice(None), slice(12, 52), slice(12, 52))
+        rotated_error = np.abs(turned[inner] - ex["image"][1::2][inner].astype(np.float32)).mean()
+        upright_error = np.abs(ex["image"][0::2][inner].astype(np.float32) - ex["image"][1::2][inner]).mean()
+        assert rotated_error < upright_error / 2
+
+
+def _warp(image, matrix):
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def test_library_route_prepares_one_config_per_folder(clips_dir, tmp_path):
+    other = _cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3)
+    entries = annotations.load(other / "annotations.json")
+    entries[0].identity = "someone"
+    annotations.dump(entries, other / "annotations.json")
+    first = dataset_builder(DataConfig(dataset=str(clips_dir), data_dir=str(tmp_path / "data")))
+    second = dataset_builder(DataConfig(dataset=str(other), data_dir=str(tmp_path / "data")))
+    assert first.is_prepared() and second.is_prepared()
+    assert first.builder_config.name == folder_config(clips_dir).name
+    assert first.builder_config.name != second.builder_config.name
+    assert first.builder_config.name.startswith("folder_")
+    assert first.info.splits.total_num_examples == 3 and second.info.splits.total_num_examples == 1
+    # A video's `identity` key wins over MANIFEST.tsv; a lone video without a tier is `easy`.
+    assert second.info.metadata["videos"] == {"dpe_d": {"identity": "someone", "tier": "easy", "frames": 3}}
+
+
+def test_tiers_follow_head_pose_spread(real_faces_dir):
+    videos = annotations.load(real_faces_dir / "annotations.json")
+    tiers = assign_tiers(videos, IBUG68)
+    counts = {tier: sum(t == tier for t in tiers.values()) for tier in TIERS}
+    assert counts == {"easy": 13, "medium": 13, "hard": 13}
+    spread = {v.video: pose_spread(v, IBUG68) for v in videos}
+    by_tier = {tier: [spread[name] for name, t in tiers.items() if t == tier] for tier in TIERS}
+    assert max(by_tier["easy"]) <= min(by_tier["medium"]) and max(by_tier["medium"]) <= min(by_tier["hard"])
+    # A video's own tier is kept.
+    videos[0].tier = "hard"
+    assert assign_tiers(videos, IBUG68)[videos[0].video] == "hard"
+
+
+def test_bad_video_fails_naming_the_file(clips_dir, tmp_path):
+    broken = _cut_folder(clips_dir, tmp_path / "broken", CLIPS[:2], 3)
+    (broken / "videos" / "lp_d0.mp4").write_bytes(b"not a video at all")
+    builder = tfds.builder("bigo_face", config=folder_config(broken), data_dir=tmp_path / "data")
+    with pytest.raises(video.VideoError, match="lp_d0.mp4"):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(broken)))
+
+
+def test_annotation_past_the_video_fails_naming_the_file(clips_dir, tmp_path):
+    cut = _cut_folder(clips_dir, tmp_path / "cut", CLIPS[:1], 3)
+    entry = annotations.load(cut / "annotations.json")[0]
+    video.write_video(cut / entry.video_path, list(video.read_frames(cut / entry.video_path))[:2], fps=25)
+    builder = tfds.builder("bigo_face", config=folder_config(cut), data_dir=tmp_path / "data")
+    with pytest.raises(annotations.AnnotationError, match="dpe_d.mp4"):
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(cut)))
