@@ -117,20 +117,21 @@ class ServingModule(tf.Module):
     def _shape_checks(self, reference, target_keypoints, reference_keypoints):
         # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
         # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
+        # (No quotes in the messages: the Assert op prints them escaped.)
         s, n = self.spec.image_size, self.spec.num_points
         batch = tf.shape(reference)[0]
         checks = [tf.debugging.assert_equal(
             tf.shape(reference)[1:], tf.constant([s, s, 3]),
-            message=f"input 'reference' must have shape (batch, {s}, {s}, 3): RGB uint8 face crops of {s}x{s} pixels")]
+            message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels")]
         for name, rows in (("target_keypoints", target_keypoints), ("reference_keypoints", reference_keypoints)):
             if rows is None:
                 continue
             checks.append(tf.debugging.assert_equal(
                 tf.shape(rows)[1:], tf.constant([n, 3]),
-                message=f"input '{name}' must have shape (batch, {n}, 3): one [x, y, flag] row per point of the "
+                message=f"bad input {name}: shape must be (batch, {n}, 3), one [x, y, flag] row per point of the "
                         f"{self.spec.layout} layout"))
             checks.append(tf.debugging.assert_equal(
-                tf.shape(rows)[0], batch, message=f"input '{name}' must have as many rows as 'reference' has crops"))
+                tf.shape(rows)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
         return checks
 
 

@@ -1,0 +1,169 @@
+"""SavedModel export: versioned folders, the serving signature as TF Serving sees it, same faces as the Keras model."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigo_facegen import annotations, config, export, geometry, inference, keypoints, models, training, video
+
+SIZE = 32
+
+
+def _tiny_config():
+    return config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
+                                                  "model.conv_dim": 8, "model.res_blocks": 1})
+
+
+def _save_model_dir(model_dir, cfg, seed=0):
+    """A training run's folder as the Trainer leaves it: config.json and a checkpoint holding the generator."""
+    generator = models.build_generator(cfg.model, cfg.data.image_size, 68)
+    rng = np.random.default_rng(seed)
+    # Weights away from their initial values, so that a restore that silently kept fresh weights would show.
+    for weight in generator.weights:
+        weight.assign(weight.numpy() + rng.normal(0.0, 0.05, weight.shape).astype(np.float32))
+    (model_dir / training.CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (model_dir / training.CONFIG_FILE).write_text(cfg.to_json())
+    tf.train.Checkpoint(step=tf.Variable(3, dtype=tf.int64), generator=generator).save(
+        str(model_dir / training.CHECKPOINT_NAME))
+    return generator
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("run")
+    cfg = _tiny_config()
+    return model_dir, cfg, _save_model_dir(model_dir, cfg)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model_dir, _, _ = trained
+    export_dir = tmp_path_factory.mktemp("exports") / "face"
+    return export_dir, export.export_model_dir(model_dir, export_dir)
+
+
+@pytest.fixture(scope="module")
+def real_batch(real_faces_dir):
+    """Three real faces of one clip: the first frame's crop as reference, the keypoints of frames 1, 20 and 40."""
+    entry = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}["eamm_fear.mp4"]
+    frames = video.read_all(real_faces_dir / entry.video_path)
+    reference = entry.frames[0]
+    crop, _ = geometry.crop(frames[0], reference.bbox, SIZE)
+    rows = []
+    for target in (entry.frames[0], entry.frames[19], entry.frames[39]):
+        points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
+        rows.append(np.concatenate([points, target.flags[:, None]], axis=1))
+    return np.repeat(crop[None], 3, axis=0), np.stack(rows).astype(np.float32)
+
+
+def _keras_faces(generator, cfg, crops, rows):
+    face = crops.astype(np.float32) / 127.5 - 1.0
+    target_map = keypoints.draw_map_tf(rows[..., :2], rows[..., 2].astype(np.int32), SIZE, cfg.data.keypoint_style,
+                                       cfg.data.dot_radius, keypoints.IBUG68)
+    out = generator({"reference": face, "target_map": target_map}, training=False).numpy()
+    return (out + 1.0) * 127.5
+
+
+def test_export_writes_a_versioned_saved_model_with_sidecar(exported, trained):
+    export_dir, version_dir = exported
+    assert version_dir == export_dir / "1"
+    assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
+    assert sorted(p.name for p in export_dir.iterdir()) == ["1"]  # no temporary folder left behind
+    sidecar = json.loads((version_dir / export.SIDECAR).read_text())
+    assert sidecar["inputs"] == ["reference", "target_keypoints"] and sidecar["output"] == "generated"
+    assert sidecar["spec"]["image_size"] == SIZE and sidecar["spec"]["layout"] == "ibug68"
+    assert sidecar["spec"]["num_points"] == 68
+    assert config.ExperimentConfig.from_dict(sidecar["config"]) == trained[1]
+
+
+def test_next_version_and_no_overwrite(trained, tmp_path):
+    model_dir, cfg, generator = trained
+    assert export.export(generator, cfg, tmp_path, version=4) == tmp_path / "4"
+    assert export.next_version(tmp_path) == 5
+    assert export.export(generator, cfg, tmp_path) == tmp_path / "5"
+    with pytest.raises(export.ExportError, match="version 4 already exists"):
+        export.export(generator, cfg, tmp_path, version=4)
+    with pytest.raises(export.ExportError, match="positive integer"):
+        export.export(generator, cfg, tmp_path, version=0)
+
+
+def test_serving_default_matches_the_keras_model(exported, trained, real_batch):
+    _, version_dir = exported
+    _, cfg, generator = trained
+    crops, rows = real_batch
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    out = serve(reference=tf.constant(crops), target_keypoints=tf.constant(rows))
+    assert list(out) == ["generated"]
+    generated = out["generated"].numpy()
+    assert generated.dtype == np.uint8 and generated.shape == (3, SIZE, SIZE, 3)
+    expected = _keras_faces(generator, cfg, crops, rows)
+    assert np.abs(generated.astype(np.float32) - expected).max() <= 0.5 + 1e-3  # uint8 rounding only
+    assert np.abs(generated[0].astype(int) - generated[2].astype(int)).max() > 0  # the keypoints matter
+
+
+def test_saved_model_cli_shows_the_signature(exported):
+    _, version_dir = exported
+    shown = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", str(version_dir),
+         "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True, text=True, check=True).stdout
+    blocks = {name: block for name, block in
+              (chunk.split("]", 1) for chunk in shown.split("['")[1:])}
+    assert set(blocks) == {"reference'", "target_keypoints'", "generated'"}
+    assert "DT_UINT8" in blocks["reference'"] and f"(-1, {SIZE}, {SIZE}, 3)" in blocks["reference'"]
+    assert "DT_FLOAT" in blocks["target_keypoints'"] and "(-1, 68, 3)" in blocks["target_keypoints'"]
+    assert "DT_UINT8" in blocks["generated'"] and f"(-1, {SIZE}, {SIZE}, 3)" in blocks["generated'"]
+    assert "Method name is: tensorflow/serving/predict" in shown
+
+
+@pytest.mark.parametrize("reference_shape, rows_shape, message", [
+    ((3, SIZE - 1, SIZE, 3), (3, 68, 3), rf"bad input reference: shape must be \(batch, {SIZE}, {SIZE}, 3\)"),
+    ((3, SIZE, SIZE, 3), (3, 106, 3), r"bad input target_keypoints: shape must be \(batch, 68, 3\).*ibug68"),
+    ((3, SIZE, SIZE, 3), (2, 68, 3), r"bad input target_keypoints: needs as many rows as reference has crops"),
+])
+def test_wrong_shapes_are_rejected_with_a_readable_message(exported, reference_shape, rows_shape, message):
+    _, version_dir = exported
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(reference=tf.zeros(reference_shape, tf.uint8), target_keypoints=tf.zeros(rows_shape))
+
+
+def test_face_model_loads_export_and_model_dir_alike(exported, trained, real_batch):
+    export_dir, _ = exported
+    model_dir, _, _ = trained
+    crops, rows = real_batch
+    from_export = inference.FaceModel.load(export_dir)
+    from_checkpoint = inference.FaceModel.load(model_dir)
+    assert from_export.image_size == from_checkpoint.image_size == SIZE
+    assert from_export.num_points == from_checkpoint.num_points == 68
+    a = from_export.generate(crops, rows[..., :2], rows[..., 2])
+    b = from_checkpoint.generate(crops, rows[..., :2], rows[..., 2])
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    with pytest.raises(inference.GenerationError, match=r"target points must be \(3, 68, 2\)"):
+        from_export.generate(crops, rows[:, :60, :2], rows[:, :60, 2])
+
+
+def test_loading_something_else_fails_clearly(tmp_path):
+    with pytest.raises(inference.GenerationError, match="no such model"):
+        inference.FaceModel.load(tmp_path / "missing")
+    with pytest.raises(inference.GenerationError, match="neither an export"):
+        inference.FaceModel.load(tmp_path)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(export.ExportError, match="no bigo_facegen.json"):
+        export.load(tmp_path)
+
+
+def test_export_entry_point(trained, tmp_path):
+    model_dir, _, _ = trained
+    for expected in ("1", "2"):
+        done = subprocess.run([sys.executable, "-m", "experiments.export", f"--model_dir={model_dir}",
+                               f"--export_dir={tmp_path}"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().endswith(f"/{expected}")
+    done = subprocess.run([sys.executable, "-m", "experiments.export", f"--model_dir={tmp_path / 'nothing'}",
+                           f"--export_dir={tmp_path}"], capture_output=True, text=True)
+    assert done.returncode != 0 and "error:" in done.stderr and "config.json" in done.stderr

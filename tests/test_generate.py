@@ -1,0 +1,179 @@
+"""Video generation from a real reference frame and a real keypoint sequence, through the API and the entry point."""
+import itertools
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from bigo_facegen import annotations, config, export, geometry, inference, models, video
+from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+
+SIZE = 32
+CLIP = "dpe_d"  # 256 x 256 at 25 fps, background left of and above the face box
+
+
+def _tiny_model(layout="ibug68", num_points=68):
+    cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": layout,
+                                                 "model.conv_dim": 8, "model.res_blocks": 1})
+    generator = models.build_generator(cfg.model, SIZE, num_points)
+    return generator, cfg
+
+
+@pytest.fixture(scope="module")
+def model():
+    return inference.FaceModel.from_generator(*_tiny_model())
+
+
+@pytest.fixture(scope="module")
+def clip(real_faces_dir):
+    entry = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}[f"{CLIP}.mp4"]
+    path = real_faces_dir / entry.video_path
+    return entry, path, np.stack(list(itertools.islice(video.read_frames(path), 12)))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    generator, cfg = _tiny_model()
+    return export.export(generator, cfg, tmp_path_factory.mktemp("exports"))
+
+
+def test_video_from_a_real_reference_and_keypoint_sequence(model, clip, real_faces_dir, tmp_path):
+    entry, path, frames = clip
+    info = video.probe(path)
+    out, face_out = tmp_path / "out.mp4", tmp_path / "face.mp4"
+    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, out,
+                                                face_output=face_out, max_frames=10, copy_threshold=0.0,
+                                                progress=False)
+    assert (stats.frames, stats.generated, stats.copied, stats.repeated) == (10, 10, 0, 0)
+    written = video.probe(out)
+    assert (written.width, written.height, written.frame_count) == (info.width, info.height, 10)
+    assert written.fps == pytest.approx(info.fps)
+    faces = video.probe(face_out)
+    assert (faces.width, faces.height, faces.frame_count) == (SIZE, SIZE, 10)
+
+    # Away from the face, the first output frame is the reference frame itself (shift by a zero offset).
+    first = next(video.read_frames(out))
+    x, y, w, h = entry.frames[0].bbox
+    outside = np.ones(first.shape[:2], bool)
+    outside[max(0, int(y)):int(y + h) + 1, max(0, int(x)):int(x + w) + 1] = False
+    assert np.abs(first[outside].astype(int) - frames[0][outside].astype(int)).mean() < 4.0  # mp4 coding only
+
+
+def test_nearly_unchanged_keypoints_copy_the_reference(model, clip):
+    entry, _, frames = clip
+    maker = inference.VideoGenerator(model, frames[0], entry.frames[0])
+    frame, face = maker.generate_frame(entry.frames[0])
+    np.testing.assert_array_equal(frame, frames[0])  # the reference's own keypoints: the frame comes back untouched
+    np.testing.assert_array_equal(face, maker.reference.crop)
+    always = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0)
+    kinds = [r.kind for r in always.generate_frames(entry.frames[:3])]
+    assert kinds == ["generated"] * 3
+    assert maker.keypoint_distance(maker.reference.points, maker.reference.flags) == 0.0
+
+
+def test_frames_without_a_face_repeat_the_last_output(model, clip):
+    entry, _, frames = clip
+    first, third = entry.frames[2], entry.frames[4]
+    targets = [FrameAnnotation(index=1), first, FrameAnnotation(index=3), third, FrameAnnotation(index=5)]
+    maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    results = list(maker.generate_frames(targets))
+    assert [r.kind for r in results] == ["repeated", "generated", "repeated", "generated", "repeated"]
+    np.testing.assert_array_equal(results[0].frame, frames[0])  # before any face: the reference frame
+    np.testing.assert_array_equal(results[2].frame, results[1].frame)
+    np.testing.assert_array_equal(results[4].frame, results[3].frame)
+    assert not np.array_equal(results[1].face, results[3].face)
+
+
+def test_batching_does_not_change_the_frames(model, clip):
+    entry, _, frames = clip
+    one = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=1)
+    four = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+    for a, b in zip(one.generate_frames(entry.frames[:6]), four.generate_frames(entry.frames[:6])):
+        assert np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 1
+
+
+def test_segment_fusion_video(model, clip, real_faces_dir, tmp_path):
+    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "s.mp4",
+                                                max_frames=4, fusion="segment", border="reflect", fill="nearest",
+                                                progress=False)
+    assert stats.frames == 4 and video.probe(tmp_path / "s.mp4").frame_count == 4
+
+
+def test_gaps_in_the_annotations_become_faceless_frames():
+    entry = VideoAnnotation("v.mp4", "videos/v.mp4", [FrameAnnotation(index=2), FrameAnnotation(index=4)])
+    assert [(f.index, f.has_face) for f in inference.frame_sequence(entry)] == [(1, False), (2, False), (3, False),
+                                                                                 (4, False)]
+
+
+# --- bad input -----------------------------------------------------------------------------------------------------
+
+def test_bad_inputs_are_reported_clearly(model, clip, real_faces_dir, tmp_path):
+    annotations_path = real_faces_dir / "annotations.json"
+
+    def generate(**kwargs):
+        args = dict(model=model, annotations_path=annotations_path, video_name=CLIP, output=tmp_path / "o.mp4",
+                    max_frames=3, progress=False)
+        return inference.generate_from_annotations(**{**args, **kwargs})
+
+    with pytest.raises(inference.GenerationError, match="no such annotation file"):
+        generate(annotations_path=tmp_path / "missing.json")
+    with pytest.raises(inference.GenerationError, match=r"no video 'nope'; the file has 39 videos"):
+        generate(video_name="nope")
+    with pytest.raises(inference.GenerationError, match=r"68 keypoints per face, but .* bigo106 layout \(106 points\)"):
+        generate(model=inference.FaceModel.from_generator(*_tiny_model("bigo106", 106)))
+    with pytest.raises(inference.GenerationError, match="no such video; give --reference"):
+        generate(videos_dir=tmp_path)
+    with pytest.raises(inference.GenerationError, match="no such image file"):
+        generate(reference_image=tmp_path / "missing.png")
+    garbage = tmp_path / "garbage.png"
+    garbage.write_text("not an image")
+    with pytest.raises(inference.GenerationError, match="not a readable image"):
+        generate(reference_image=garbage)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((100, 120, 3), np.uint8))
+    with pytest.raises(inference.GenerationError, match="reference image is 120x100, but .* 256x256"):
+        generate(reference_image=small)
+    with pytest.raises(inference.GenerationError, match="frame 500 has no face annotation"):
+        generate(reference_index=500)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_empty_keypoint_sequence_is_rejected(model, tmp_path):
+    faceless = tmp_path / "annotations.json"
+    annotations.dump([VideoAnnotation("12001.mp4", "videos/12001.mp4",
+                                      [FrameAnnotation(index=1), FrameAnnotation(index=2)])], faceless)
+    with pytest.raises(inference.GenerationError, match="no frame with a face: the keypoint sequence is empty"):
+        inference.generate_from_annotations(model, faceless, "12001", tmp_path / "o.mp4", progress=False)
+
+
+def test_reference_box_outside_the_image_is_rejected(model, clip):
+    entry, _, frames = clip
+    far = FrameAnnotation(1, entry.frames[0].bbox + np.array([1000, 0, 0, 0], np.float32), entry.frames[0].points,
+                          entry.frames[0].flags)
+    with pytest.raises(inference.GenerationError, match="lies outside the 256x256 image"):
+        inference.VideoGenerator(model, frames[0], far)
+
+
+# --- the entry point -----------------------------------------------------------------------------------------------
+
+def test_generate_entry_point_with_reference_image(exported, clip, real_faces_dir, tmp_path):
+    entry, _, frames = clip
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    out = tmp_path / "cli.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",
+         f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}.mp4", f"--reference={reference}",
+         f"--output={out}", f"--face_output={tmp_path / 'cli_face.mp4'}", "--fusion=shift", "--border=reflect",
+         "--max_frames=5", "--batch=2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "5 frames" in done.stdout
+    assert video.probe(out).frame_count == 5 and video.probe(tmp_path / "cli_face.mp4").width == SIZE
+
+    bad = subprocess.run([sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",
+                          f"--annotations={real_faces_dir / 'annotations.json'}", "--video=nope",
+                          f"--output={tmp_path / 'bad.mp4'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "error:" in bad.stderr and "no video 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
