@@ -1,0 +1,192 @@
+"""Inference speed: the generator alone against the machine's own peak, and end-to-end video generation.
+
+    python -m benchmarks.inference --size 128 --conv_dim 64 --res_blocks 6
+    python -m benchmarks.inference --size 224 --json
+    python -m benchmarks.inference --noend_to_end --threads 2
+
+1. Generator images/s at batch 1 and batch 8: the library's generator in a `tf.function`, float inputs already on the
+   device, timed call by call after warm-up; the median of `--iters` calls, like `../shared/bench/torch_reference.py`.
+2. Its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s achieved at
+   batch 8, next to the practical peak of the same machine measured in the same run: the best of a large fp32 matmul
+   and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes TF32, for the generator as well).
+3. End-to-end frames/s of `inference.VideoGenerator.generate_video` at the `cpu` preset's model (64 px crops, random
+   weights: speed does not depend on them) on a real clip of `../shared/data/real_faces/dev`: crop, generate (batched,
+   every frame generated: copy threshold 0), colour transfer, fusion, mp4 encoding; `shift` and `segment` fusion.
+
+Prints a table, or with --json one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
+
+flags.DEFINE_integer("size", 128, "Face crop side in pixels (generator benchmark).")
+flags.DEFINE_integer("conv_dim", 64, "Generator base width.")
+flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
+flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
+flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up).")
+flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_bool("end_to_end", True, "Also time end-to-end video generation at the cpu preset.")
+flags.DEFINE_string("clip", "dpe_d", "Real clip (of ../shared/data/real_faces/dev) for the end-to-end run.")
+flags.DEFINE_integer("frames", 50, "Frames generated in the end-to-end run.")
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def generator_forward_flops(size: int, conv_dim: int, res_blocks: int) -> int:
+    """Multiply-adds x2 of the generator's convolutions for one image, as `generator_forward_flops` of
+    ../shared/bench/torch_reference.py (a stride-2, 4x4 transposed conv costs 4 x C_in x C_out multiply-adds per
+    OUTPUT pixel: each input pixel scatters 16 taps onto 4 output pixels)."""
+    f, s, d = 0, size, conv_dim
+    f += 2 * 6 * d * 49 * s * s
+    for _ in range(2):
+        s //= 2
+        f += 2 * d * (2 * d) * 16 * s * s
+        d *= 2
+    f += res_blocks * 2 * (2 * d * d * 9 * s * s)
+    for _ in range(2):
+        f += 2 * d * (d // 2) * 16 * s * s
+        s *= 2
+        d //= 2
+    f += 2 * d * 3 * 49 * s * s
+    return f
+
+
+def _median_seconds(fn, iters: int, warmup: int) -> float:
+    """Median wall time of `fn()`; `fn` must return a tensor, read back (one element) so the device has finished."""
+    for _ in range(warmup):
+        _wait(fn())
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        _wait(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _wait(tensor) -> None:
+    import tensorflow as tf
+    tf.reshape(tensor, [-1])[0].numpy()
+
+
+def generator_speed(size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int) -> dict:
+    import tensorflow as tf
+
+    from bigo_facegen import config as config_lib
+    from bigo_facegen.models import build_generator
+
+    cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks})
+    generator = build_generator(cfg.model, size, 106)
+    forward = tf.function(lambda inputs: generator(inputs, training=False))
+    result = {}
+    for batch in (1, 8):
+        inputs = {"reference": tf.random.uniform((batch, size, size, 3), -1.0, 1.0),
+                  "target_map": tf.random.uniform((batch, size, size, 3), -1.0, 1.0)}
+        seconds = _median_seconds(lambda: forward(inputs), iters, warmup)
+        result[f"infer_img_per_s_b{batch}"] = batch / seconds
+    flops = generator_forward_flops(size, conv_dim, res_blocks)
+    result["generator_gflop_per_img"] = flops / 1e9
+    result["infer_gflop_per_s"] = flops * result["infer_img_per_s_b8"] / 1e9
+    return result
+
+
+def peak_speed(iters: int, warmup: int) -> dict:
+    """GFLOP/s of a large fp32 matmul and a large 3x3 convolution, sized for the device at hand."""
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    n = 8192 if gpu else 2048
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    matmul_s = _median_seconds(matmul, iters, warmup)
+
+    batch, side, channels = (64 if gpu else 4), 56, 256
+    x = tf.random.normal((batch, side, side, channels))
+    kernel = tf.random.normal((3, 3, channels, channels))
+    conv = tf.function(lambda: tf.nn.conv2d(x, kernel, 1, "SAME"))
+    conv_s = _median_seconds(conv, iters, warmup)
+    matmul_gflops = 2 * n ** 3 / matmul_s / 1e9
+    conv_gflops = 2 * batch * side * side * channels * channels * 9 / conv_s / 1e9
+    return {"peak_matmul_gflop_per_s": matmul_gflops, "peak_conv_gflop_per_s": conv_gflops,
+            "peak_gflop_per_s": max(matmul_gflops, conv_gflops),
+            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()) and gpu}
+
+
+def end_to_end_speed(clip: str, frames: int) -> dict:
+    """Frames/s of whole-video generation at the cpu preset, per fusion method, after one warm-up batch."""
+    import numpy as np
+
+    from bigo_facegen import annotations, config as config_lib, inference, video
+    from bigo_facegen.models import build_generator
+
+    entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
+    reference = entry.face_frames()[0]
+    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    targets = inference.frame_sequence(entry)
+    targets = (targets * (frames // len(targets) + 1))[:frames]
+    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68"})
+    model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg)
+    batch = cfg.data.batch_per_replica
+    model.generate(np.zeros((batch, 64, 64, 3), np.uint8), np.zeros((batch, 68, 2)), np.full((batch, 68), 2))
+    result = {"e2e_clip": clip, "e2e_frames": frames, "e2e_size": cfg.data.image_size,
+              "e2e_frame_size": f"{frame.shape[1]}x{frame.shape[0]}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fusion in ("shift", "segment"):
+            start = time.perf_counter()
+            maker = inference.VideoGenerator(model, frame, reference, fusion=fusion, copy_threshold=0.0,
+                                             batch_size=batch)
+            maker.generate_video(targets, os.path.join(tmp, f"{fusion}.mp4"), 25.0, progress=False)
+            result[f"e2e_{fusion}_frames_per_s"] = frames / (time.perf_counter() - start)
+            assert video.probe(os.path.join(tmp, f"{fusion}.mp4")).frame_count == frames
+    return result
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    result = {"framework": f"tensorflow {tf.__version__}", "device": "GPU" if gpus else "CPU",
+              "cpu_cores": os.cpu_count(), "threads": FLAGS.threads, "size": FLAGS.size,
+              "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
+    result.update(generator_speed(FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters, FLAGS.warmup))
+    result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
+    result["fraction_of_peak"] = result["infer_gflop_per_s"] / result["peak_gflop_per_s"]
+    if FLAGS.end_to_end:
+        if (REAL_FACES / "annotations.json").is_file():
+            result.update(end_to_end_speed(FLAGS.clip, FLAGS.frames))
+        else:
+            result["e2e_skipped"] = f"no real footage at {REAL_FACES}"
+    if FLAGS.json:
+        print(json.dumps(result))
+        return
+    print(f"generator {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks} on {result['device']} "
+          f"({result['framework']})")
+    rows = [("images/s, batch 1", result["infer_img_per_s_b1"]), ("images/s, batch 8", result["infer_img_per_s_b8"]),
+            ("GFLOP per image", result["generator_gflop_per_img"]), ("GFLOP/s, batch 8", result["infer_gflop_per_s"]),
+            ("peak GFLOP/s, matmul", result["peak_matmul_gflop_per_s"]),
+            ("peak GFLOP/s, conv 3x3", result["peak_conv_gflop_per_s"]),
+            ("fraction of peak", result["fraction_of_peak"])]
+    if "e2e_shift_frames_per_s" in result:
+        rows += [(f"video frames/s, shift ({result['e2e_frame_size']})", result["e2e_shift_frames_per_s"]),
+                 (f"video frames/s, segment ({result['e2e_frame_size']})", result["e2e_segment_frames_per_s"])]
+    for name, value in rows:
+        print(f"{name:34s} {value:10.3f}")
+    if "e2e_skipped" in result:
+        print(f"end-to-end skipped: {result['e2e_skipped']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
