@@ -55,8 +55,8 @@ class BigoFaceConfig(tfds.core.BuilderConfig):
     source: str = "folder"
     crop_size: int = 256
     rotations: tuple[float, ...] = ()
-    synthetic_videos: int = 48
-    synthetic_frames: int = 32
+    synthetic_videos: int = 240
+    synthetic_frames: int = 48
     synthetic_frame_size: int = 192
     synthetic_seed: int = 0
 
