@@ -36,7 +36,6 @@ import tempfile
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from bigo_facegen import keypoints
@@ -142,9 +141,8 @@ def _split_rows(rows):
 def next_version(export_dir: str | os.PathLike) -> int:
     """1 + the largest integer-named version folder in `export_dir` (1 when there is none)."""
     export_dir = Path(export_dir)
-    versions = [int(p.name) for p in export_dir.iterdir() if p.is_dir() and p.name.isdigit()] \
-        if export_dir.is_dir() else []
-    return max(versions, default=0) + 1
+    taken = [int(p.name) for p in export_dir.iterdir() if p.name.isdigit()] if export_dir.is_dir() else []
+    return max(taken, default=0) + 1
 
 
 def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
@@ -168,6 +166,7 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
         metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
                     "output": OUTPUT, "spec": dataclasses.asdict(spec), "config": config.to_dict()}
         (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+        staging.chmod(0o755)  # mkdtemp's 0700 would keep a server running as another user out
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,11 +182,18 @@ def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike
     return export(generator, config, export_dir, version)
 
 
+def _versions(path: Path) -> list[Path]:
+    """The complete version folders under a base folder, lowest version first."""
+    if not path.is_dir():
+        return []
+    found = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+    return sorted(found, key=lambda p: int(p.name))
+
+
 def is_export(path: str | os.PathLike) -> bool:
     """True when `path` is an export version folder or a base folder holding integer-named versions."""
     path = Path(path)
-    return (path / "saved_model.pb").is_file() or any(
-        (p / "saved_model.pb").is_file() for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else False
+    return (path / "saved_model.pb").is_file() or bool(_versions(path))
 
 
 def resolve_version(path: str | os.PathLike) -> Path:
@@ -195,11 +201,10 @@ def resolve_version(path: str | os.PathLike) -> Path:
     path = Path(path)
     if (path / "saved_model.pb").is_file():
         return path
-    versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
-        if path.is_dir() else []
+    versions = _versions(path)
     if not versions:
         raise ExportError(f"{path}: no saved_model.pb, and no version folder (1/, 2/, ...) holding one")
-    return versions[-1][1]
+    return versions[-1]
 
 
 @dataclasses.dataclass
@@ -230,9 +235,3 @@ def load(path: str | os.PathLike) -> LoadedExport:
         raise ExportError(f"{version_dir}: the SavedModel has no {SIGNATURE!r} signature")
     return LoadedExport(version_dir, spec, config, saved_model.signatures[SIGNATURE], saved_model)
 
-
-def check_rows(name: str, rows: np.ndarray, spec: ServingSpec) -> None:
-    """Raises ValueError unless `rows` is (batch, N, 3) for the spec's layout."""
-    if rows.ndim != 3 or rows.shape[1:] != (spec.num_points, 3):
-        raise ValueError(f"{name} must have shape (batch, {spec.num_points}, 3) for the {spec.layout} layout, "
-                         f"got {rows.shape}")

@@ -173,7 +173,7 @@ def _grabcut_seeds(shape: tuple[int, int], square: np.ndarray) -> np.ndarray:
 
 def _largest_component_with(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """Keeps the connected parts of `mask` that touch `anchor` (GrabCut also picks up person-coloured background)."""
-    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    _, labels = cv2.connectedComponents(mask, connectivity=8)
     keep = np.unique(labels[anchor & (mask > 0)])
     keep = keep[keep > 0]
     return np.isin(labels, keep).astype(np.uint8) if keep.size else mask

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, config, export, geometry, inference, models, video
+from bigo_facegen import annotations, config, export, inference, models, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 
 SIZE = 32
