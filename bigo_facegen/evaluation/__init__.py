@@ -1,0 +1,7 @@
+"""Evaluation: the challenge protocol (first frame = reference) x a method (a model, `copy` or `warp`) x the dlib
+judge, written as results.json / results.md / plots / contact sheets.
+
+    from bigo_facegen.evaluation import baselines, protocol, report
+    evaluation = protocol.evaluate("../shared/data/real_faces/dev", {"warp": baselines.warp_method})
+    report.write_report(evaluation, "runs/eval_warp")
+"""

@@ -1,0 +1,279 @@
+"""The challenge's evaluation protocol: one reference frame per video, every later annotated frame a target.
+
+For each video the first annotated frame with a face is the reference; every later face frame is a target. A
+*method* turns (reference frame, reference annotation, target annotations) into one full generated frame per target;
+each generated frame is scored against the true one (`metrics`: PSNR and SSIM on the full frame and on the target's
+face crop) and by the dlib judge (`judges`: identity and, for dlib's own ibug68 layout, keypoint error). Identity
+accuracy: each generated frame is assigned to the person of the nearest reference descriptor among all evaluated
+videos' references, and counts as right when that is its own person.
+
+Persons (for identity and for the person-disjoint `test` split) and tiers are those the training data set gives
+the same folder: a video's `identity` key, else MANIFEST.tsv's `person` of its clip, else the video id; the video's
+tier, else BIGO's id tiers, else terciles of head-pose spread (`tfds_bigo`'s `assign_tiers`).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from bigo_facegen import annotations as annotations_lib
+from bigo_facegen import keypoints, video as video_lib
+from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.evaluation import metrics
+from bigo_facegen.evaluation.judges import DlibJudge
+
+# A method: (reference frame, reference annotation, target annotations) -> one generated RGB frame per target.
+Method = Callable[[np.ndarray, FrameAnnotation, Sequence[FrameAnnotation]], Iterable[np.ndarray]]
+# The name under which the true target frames are scored as if generated: the judge's floor.
+TRUTH = "truth"
+ANNOTATIONS_FILE = "annotations.json"
+MANIFEST_FILE = "MANIFEST.tsv"
+SPLITS = ("all", "test", "train")
+METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
+           "keypoint_accuracy")
+THUMBNAIL_HEIGHT = 192
+
+
+@dataclasses.dataclass
+class Case:
+    """One video under evaluation: who and which tier, the reference and the targets."""
+    video: VideoAnnotation
+    path: Path
+    identity: str
+    tier: str
+    reference: FrameAnnotation
+    targets: list[FrameAnnotation]
+
+
+@dataclasses.dataclass
+class FrameScore:
+    index: int
+    psnr: float
+    ssim: float
+    psnr_face: float
+    ssim_face: float
+    identity_correct: bool | None = None    # None: the judge found no face to judge
+    identity_distance: float | None = None  # to the video's own reference descriptor
+    keypoint_nme: float | None = None       # None where the keypoint metric does not apply
+
+
+@dataclasses.dataclass
+class Sample:
+    """Thumbnails of one target for contact sheets: `frames` maps "reference", "truth" and method names to images."""
+    index: int
+    frames: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class VideoResult:
+    case: Case
+    scores: dict[str, list[FrameScore]]     # per method
+    samples: list[Sample]
+
+
+@dataclasses.dataclass
+class Evaluation:
+    data_dir: Path
+    layout: str
+    keypoints_apply: bool
+    methods: list[str]
+    videos: list[VideoResult]
+    settings: dict
+
+
+def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: int | None = None) -> list[Case]:
+    """The videos of a BIGO-layout folder in `split` (all | test | train: the person-disjoint split of
+    `bigo_facegen.data.is_test_identity`), each with its reference and (at most `max_frames_per_video`, evenly
+    strided) targets. Videos with fewer than two face frames have nothing to evaluate and are left out."""
+    from bigo_facegen.data import is_test_identity
+    from tfds_bigo.bigo_face.bigo_face_dataset_builder import assign_tiers
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    data_dir = Path(data_dir)
+    videos = [v for v in annotations_lib.load(data_dir / ANNOTATIONS_FILE) if len(v.face_frames()) >= 2]
+    if not videos:
+        raise annotations_lib.AnnotationError(f"{data_dir / ANNOTATIONS_FILE}: no video has two face frames")
+    layout = keypoints.layout_for_count(videos[0].num_keypoints)
+    tiers = assign_tiers(videos, layout)
+    people = _manifest_people(data_dir / MANIFEST_FILE)
+    cases = []
+    for v in videos:
+        identity = v.identity or people.get(Path(v.video).stem) or Path(v.video).stem
+        if split != "all" and is_test_identity(identity) != (split == "test"):
+            continue
+        faces = v.face_frames()
+        cases.append(Case(video=v, path=annotations_lib.resolve_video_path(v, data_dir), identity=identity,
+                          tier=tiers[v.video], reference=faces[0],
+                          targets=strided(faces[1:], max_frames_per_video)))
+    if not cases:
+        raise ValueError(f"{data_dir}: no video in the {split!r} split")
+    return cases
+
+
+def strided(items: list, limit: int | None) -> list:
+    """At most `limit` items, evenly strided from the first (all of them when `limit` is None)."""
+    if limit is None or len(items) <= limit:
+        return list(items)
+    if limit < 1:
+        raise ValueError(f"max frames per video must be at least 1, got {limit}")
+    return items[::math.ceil(len(items) / limit)][:limit]
+
+
+def _manifest_people(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {row["clip"]: row["person"] for row in rows if row.get("clip") and row.get("person")}
+
+
+def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all",
+             max_frames_per_video: int | None = None, samples_per_video: int = 4,
+             sample_methods: dict[str, Method] | None = None, progress: bool = True) -> Evaluation:
+    """Runs every method (and `TRUTH`, if named with a None method) over the videos of `data_dir`.
+
+    `sample_methods` are only run on the contact-sheet samples (e.g. a baseline next to a model), not scored.
+    """
+    cases = load_cases(data_dir, split, max_frames_per_video)
+    layout = keypoints.layout_for_count(cases[0].video.num_keypoints).name
+    judge = DlibJudge(layout)
+    gallery = _reference_gallery(cases, judge, progress)
+    results = []
+    bar = tqdm(total=sum(len(c.targets) for c in cases) * len(methods), unit="frame", disable=not progress,
+               desc="evaluate")
+    for case in cases:
+        frames = video_lib.read_all(case.path)
+        _check_frames(case, frames)
+        scores = {name: _score_method(case, frames, method, judge, gallery, bar) for name, method in methods.items()}
+        results.append(VideoResult(case, scores, _samples(case, frames, {**methods, **(sample_methods or {})},
+                                                          samples_per_video)))
+    bar.close()
+    settings = {"split": split, "max_frames_per_video": max_frames_per_video, "face_crop_size": metrics.FACE_SIZE,
+                "ssim": f"per RGB channel, {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} uniform window (scikit-image "
+                        f"defaults)", "nme_threshold": metrics.NME_THRESHOLD,
+                "identity_gallery": len(gallery[0])}
+    return Evaluation(Path(data_dir), layout, judge.keypoints_apply, list(methods), results, settings)
+
+
+def _check_frames(case: Case, frames: np.ndarray) -> None:
+    annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
+
+
+def _read_frame(case: Case, index: int) -> np.ndarray:
+    for i, frame in enumerate(video_lib.read_frames(case.path), start=1):
+        if i == index:
+            return frame
+    raise video_lib.VideoError(f"{case.path}: has no frame {index}")
+
+
+def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
+                       ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray | None]]:
+    """(descriptors (R, 128), their persons, each video's own reference descriptor or None)."""
+    own: dict[str, np.ndarray | None] = {}
+    for case in tqdm(cases, desc="references", unit="video", disable=not progress):
+        own[case.video.video] = judge.judge(_read_frame(case, case.reference.index), case.reference).descriptor
+    judged = [c for c in cases if own[c.video.video] is not None]
+    descriptors = np.stack([own[c.video.video] for c in judged]) if judged else np.zeros((0, 128), np.float32)
+    return descriptors, [c.identity for c in judged], own
+
+
+def _score_method(case: Case, frames: np.ndarray, method: Method | None, judge: DlibJudge, gallery, bar
+                  ) -> list[FrameScore]:
+    generated = _generated(case, frames, method)
+    scores = []
+    for target, frame in zip(case.targets, generated):
+        scores.append(score_frame(frame, frames[target.index - 1], target, case, judge, gallery))
+        bar.update(1)
+    if len(scores) != len(case.targets):
+        raise ValueError(f"{case.path}: the method made {len(scores)} frames for {len(case.targets)} targets")
+    return scores
+
+
+def _generated(case: Case, frames: np.ndarray, method: Method | None) -> Iterable[np.ndarray]:
+    if method is None:
+        return (frames[t.index - 1] for t in case.targets)
+    return method(frames[case.reference.index - 1], case.reference, case.targets)
+
+
+def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
+                gallery) -> FrameScore:
+    if generated.shape != truth.shape:
+        raise ValueError(f"{case.path}, frame {target.index}: generated frame is {generated.shape}, the true one "
+                         f"{truth.shape}")
+    face_truth, face_generated = metrics.face_crop(truth, target.bbox), metrics.face_crop(generated, target.bbox)
+    score = FrameScore(index=target.index, psnr=metrics.psnr(truth, generated), ssim=metrics.ssim(truth, generated),
+                       psnr_face=metrics.psnr(face_truth, face_generated),
+                       ssim_face=metrics.ssim(face_truth, face_generated))
+    judgement = judge.judge(generated, target)
+    score.keypoint_nme = judgement.nme
+    descriptors, persons, own = gallery
+    reference = own[case.video.video]
+    if judgement.descriptor is not None and reference is not None:
+        person, _ = metrics.nearest_identity(judgement.descriptor, descriptors, persons)
+        score.identity_correct = person == case.identity
+        score.identity_distance = float(np.linalg.norm(judgement.descriptor - reference))
+    return score
+
+
+def _samples(case: Case, frames: np.ndarray, methods: dict[str, Method | None], count: int) -> list[Sample]:
+    targets = strided(case.targets, count)
+    reference = _thumbnail(frames[case.reference.index - 1])
+    samples = [Sample(t.index, {"reference": reference, "truth": _thumbnail(frames[t.index - 1])}) for t in targets]
+    for name, method in methods.items():
+        if method is None:
+            continue
+        for sample, frame in zip(samples, _generated(dataclasses.replace(case, targets=targets), frames, method)):
+            sample.frames[name] = _thumbnail(frame)
+    return samples
+
+
+def _thumbnail(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[:2]
+    size = (max(1, round(width * THUMBNAIL_HEIGHT / height)), THUMBNAIL_HEIGHT)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def summarize(scores: list[FrameScore], keypoints_apply: bool) -> dict:
+    """Means over frames: `{"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance",
+    "keypoint_nme", "keypoint_accuracy", "frames", "identity_frames"}`; a metric no frame could be judged on is None."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    judged = [s for s in scores if s.identity_correct is not None]
+    nme = [s.keypoint_nme for s in scores if s.keypoint_nme is not None] if keypoints_apply else []
+    return {
+        "psnr": mean([s.psnr for s in scores]),
+        "ssim": mean([s.ssim for s in scores]),
+        "psnr_face": mean([s.psnr_face for s in scores]),
+        "ssim_face": mean([s.ssim_face for s in scores]),
+        "identity_accuracy": mean([float(s.identity_correct) for s in judged]),
+        "identity_distance": mean([s.identity_distance for s in judged]),
+        "keypoint_nme": mean(nme),
+        "keypoint_accuracy": mean([float(v < metrics.NME_THRESHOLD) for v in nme]),
+        "frames": len(scores),
+        "identity_frames": len(judged),
+    }
+
+
+def model_method(model, fusion: str = "shift", batch_size: int = 8) -> Method:
+    """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
+    its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults)."""
+    from bigo_facegen import inference
+
+    if not isinstance(model, inference.FaceModel):
+        model = inference.FaceModel.load(model)
+
+    def generate(reference_frame, reference, targets):
+        maker = inference.VideoGenerator(model, reference_frame, reference, fusion=fusion, batch_size=batch_size)
+        return (result.frame for result in maker.generate_frames(targets))
+
+    return generate

@@ -1,0 +1,308 @@
+"""Writing an `Evaluation`: results.json, results.md, per-frame metric plots and contact sheets.
+
+    OUT/results.json          the main method's metrics overall, per tier and per video (+ any compared methods)
+    OUT/results.md            the same as Markdown tables, with the settings and what did not apply
+    OUT/plots/<video>.png     PSNR, SSIM and (where it applies) keypoint NME per frame over time, one curve per method
+    OUT/sheets/<video>.png    a few targets: reference | truth | baseline | ours
+
+`run` is the library function behind `experiments.evaluate`.
+
+Infinite PSNR (a frame equal to the truth) is written as the string "inf" so that results.json stays strict JSON.
+Plots are drawn with OpenCV, so matplotlib is not needed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bigo_facegen.annotations import TIERS
+from bigo_facegen.evaluation import baselines, protocol
+from bigo_facegen.evaluation.protocol import METRICS, Evaluation, VideoResult
+
+BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method, protocol.TRUTH: None}
+SYNTHETIC = "synthetic"
+
+_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]  # RGB
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face": "SSIM face",
+           "identity_accuracy": "identity acc", "identity_distance": "identity dist", "keypoint_nme": "keypoint NME",
+           "keypoint_accuracy": "NME<0.05", "frames": "frames",
+           "identity_frames": "identity frames"}
+
+
+def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
+        max_frames_per_video: int | None = None, with_truth: bool = False, fusion: str = "shift",
+        samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
+    BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. The `warp` baseline
+    fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor)."""
+    data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
+    if model in BASELINES:
+        methods = {model: BASELINES[model]}
+        label = model
+    else:
+        methods = {"model": protocol.model_method(model, fusion=fusion)}
+        label = f"model {model}"
+    if with_truth and protocol.TRUTH not in methods:
+        methods[protocol.TRUTH] = None
+    samples = {} if "warp" in methods else {"warp": baselines.warp_method}
+    evaluation = protocol.evaluate(data_dir, methods, split=split, max_frames_per_video=max_frames_per_video,
+                                   samples_per_video=samples_per_video, sample_methods=samples, progress=progress)
+    return write_report(evaluation, output_dir, main=next(iter(methods)), baseline="warp",
+                        labels={"model": label} if "model" in methods else None)
+
+
+def synthetic_data(cache_dir: str | os.PathLike | None = None, num_videos: int = 12, frames_per_video: int = 24,
+                   frame_size: tuple[int, int] = (256, 256), seed: int = 0) -> Path:
+    """The synthetic evaluation set (`bigo_facegen.synthetic.generate`), generated once into a cache folder (default
+    `~/.cache/bigo_facegen`), atomically: a folder with annotations.json is complete."""
+    from bigo_facegen import synthetic
+
+    cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "bigo_facegen"
+    target = cache_dir / f"synthetic_eval_v{num_videos}_f{frames_per_video}_{frame_size[0]}x{frame_size[1]}_s{seed}"
+    if (target / protocol.ANNOTATIONS_FILE).exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
+    synthetic.generate(building, num_videos=num_videos, frames_per_video=frames_per_video, frame_size=frame_size,
+                       seed=seed)
+    try:
+        os.replace(building, target)
+    except OSError:
+        if not (target / protocol.ANNOTATIONS_FILE).exists():   # not merely another process having finished first
+            raise
+        shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+def method_tables(evaluation: Evaluation, method: str) -> dict:
+    """`{"overall": summary, "tiers": {tier: summary}, "videos": {video: summary + tier + identity}}`."""
+    apply = evaluation.keypoints_apply
+    all_scores = [s for v in evaluation.videos for s in v.scores[method]]
+    order = {tier: i for i, tier in enumerate(TIERS)}
+    tiers = sorted({v.case.tier for v in evaluation.videos}, key=lambda t: (order.get(t, len(order)), t))
+    return {
+        "overall": protocol.summarize(all_scores, apply),
+        "tiers": {tier: protocol.summarize([s for v in evaluation.videos if v.case.tier == tier
+                                            for s in v.scores[method]], apply) for tier in tiers},
+        "videos": {v.case.video.video: {**protocol.summarize(v.scores[method], apply), "tier": v.case.tier,
+                                        "identity": v.case.identity} for v in evaluation.videos},
+    }
+
+
+def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: str | None = None,
+                 baseline: str | None = "warp", labels: dict[str, str] | None = None) -> Path:
+    """Writes everything under `output_dir`; `main` (default: the first method) is "ours" on the contact sheets,
+    `baseline` the column beside it. Returns the path of results.json."""
+    output_dir = Path(output_dir)
+    main = main or evaluation.methods[0]
+    labels = labels or {}
+    tables = {name: method_tables(evaluation, name) for name in evaluation.methods}
+    results = {"method": labels.get(main, main), "data": str(evaluation.data_dir), "layout": evaluation.layout,
+               "keypoint_metrics_apply": evaluation.keypoints_apply, "settings": evaluation.settings,
+               **tables[main],
+               "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"]}
+                            for n, t in tables.items() if n != main}}
+    _atomic_write(output_dir / "results.json", json.dumps(_strict(results), indent=2))
+    _atomic_write(output_dir / "results.md", _markdown(evaluation, tables, main, labels))
+    for video in evaluation.videos:
+        stem = Path(video.case.video.video).stem
+        _write_png(output_dir / "plots" / f"{stem}.png", metric_plot(video, evaluation.keypoints_apply, labels))
+        _write_png(output_dir / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
+    return output_dir / "results.json"
+
+
+def _strict(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(encoded.tobytes())
+    os.replace(tmp, path)
+
+
+# --- Markdown ---
+
+def _cell(value, key: str) -> str:
+    if value is None:
+        return "n/a"
+    if key in ("frames", "identity_frames"):
+        return str(value)
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if key.startswith("psnr"):
+        return f"{value:.2f}"
+    if key == "keypoint_nme":
+        return f"{value:.4f}"
+    return f"{value:.3f}"
+
+
+def _table(rows: list[tuple[str, dict]], first: str) -> list[str]:
+    keys = list(METRICS) + ["frames", "identity_frames"]
+    lines = [f"| {first} | " + " | ".join(_TITLES[k] for k in keys) + " |",
+             "|---" * (len(keys) + 1) + "|"]
+    for name, summary in rows:
+        lines.append(f"| {name} | " + " | ".join(_cell(summary[k], k) for k in keys) + " |")
+    return lines
+
+
+def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str, str]) -> str:
+    name = lambda m: labels.get(m, m)  # noqa: E731
+    s = evaluation.settings
+    lines = [f"# Evaluation: {name(main)}", "",
+             f"Data: `{evaluation.data_dir}` ({evaluation.layout} keypoints), split `{s['split']}`, "
+             f"{len(evaluation.videos)} videos, {tables[main]['overall']['frames']} target frames"
+             + (f" (at most {s['max_frames_per_video']} per video)" if s["max_frames_per_video"] else "") + ".",
+             "", "Protocol: the first annotated frame of each video is the reference, every later annotated frame a "
+             "target. Metrics are means over target frames.", "",
+             f"- PSNR / SSIM: full frame and the target's face box (square, resampled to {s['face_crop_size']} px); "
+             f"SSIM {s['ssim']}.",
+             f"- Identity: dlib descriptor of each generated frame assigned to the nearest of "
+             f"{s['identity_gallery']} reference descriptors; accuracy = share assigned to its own person; distance "
+             f"= to its own reference."]
+    if evaluation.keypoints_apply:
+        lines.append(f"- Keypoints: dlib's 68 points predicted in the target's detector box (bbox / 1.6), mean error "
+                     f"over the target's outer-eye-corner distance (NME), and the share of frames with NME < "
+                     f"{s['nme_threshold']}.")
+    else:
+        lines.append(f"- Keypoints: **not applicable** — the data set's keypoints are {evaluation.layout}, not dlib's "
+                     f"68 points, so dlib's predictor cannot judge them. Identity is judged only on frames where "
+                     f"dlib's detector finds a face (column `identity frames`); n/a where none.")
+    lines += ["", "## Overall", ""]
+    lines += _table([(name(m), tables[m]["overall"]) for m in evaluation.methods], "method")
+    lines += ["", "## Per tier", ""]
+    for tier in tables[main]["tiers"]:
+        lines += [f"### {tier}", ""]
+        lines += _table([(name(m), tables[m]["tiers"][tier]) for m in evaluation.methods], "method")
+        lines.append("")
+    lines += [f"## Per video ({name(main)})", ""]
+    lines += _table([(f"{v} ({t['tier']})", t) for v, t in tables[main]["videos"].items()], "video")
+    lines += ["", "Plots: `plots/<video>.png` (metrics per frame over time). Contact sheets: `sheets/<video>.png`.", ""]
+    return "\n".join(lines)
+
+
+# --- Images ---
+
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.45,
+          colour=(30, 30, 30)) -> None:
+    cv2.putText(image, text, origin, _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def line_plot(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, size=(720, 220)) -> np.ndarray:
+    """An RGB uint8 plot of y over x per named series, with axes, ticks, a title and a legend."""
+    width, height = size
+    left, right, top, bottom = 60, 12, 26, 28
+    image = np.full((height, width, 3), 255, np.uint8)
+    _text(image, title, (left, 17), 0.5)
+    finite = [np.asarray(y, np.float64)[np.isfinite(y)] for _, y in series.values()]
+    finite = np.concatenate(finite) if finite else np.zeros(0)
+    xs = np.concatenate([np.asarray(x, np.float64) for x, _ in series.values()]) if series else np.zeros(0)
+    if finite.size == 0 or xs.size == 0:
+        _text(image, "no finite values", (left + 10, height // 2))
+        return image
+    y0, y1 = float(finite.min()), float(finite.max())
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad = 0.05 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+    x0, x1 = float(xs.min()), float(max(xs.max(), xs.min() + 1))
+
+    def to_px(x, y):
+        px = left + (np.asarray(x, np.float64) - x0) / (x1 - x0) * (width - left - right)
+        py = top + (y1 - np.asarray(y, np.float64)) / (y1 - y0) * (height - top - bottom)
+        return px, py
+
+    cv2.rectangle(image, (left, top), (width - right, height - bottom), (120, 120, 120), 1)
+    for value in np.linspace(y0 + pad, y1 - pad, 4):
+        _, py = to_px(x0, value)
+        cv2.line(image, (left - 4, int(py)), (left, int(py)), (120, 120, 120), 1)
+        _text(image, f"{value:.3g}", (4, int(py) + 4), 0.38)
+    for value in np.linspace(x0, x1, 5):
+        px, _ = to_px(value, y0)
+        _text(image, f"{value:.0f}", (int(px) - 8, height - bottom + 15), 0.38)
+    _text(image, "frame", (width - right - 40, height - 4), 0.38)
+    for i, (name, (x, y)) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        y = np.asarray(y, np.float64)
+        px, py = to_px(x, np.clip(y, y0, y1))    # an infinite PSNR is drawn at the top
+        points = np.stack([px, py], 1).round().astype(np.int32)
+        cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 1, cv2.LINE_AA)
+        lx = width - right - 150
+        ly = top + 14 + 14 * i
+        cv2.line(image, (lx, ly - 4), (lx + 18, ly - 4), colour, 2)
+        _text(image, name, (lx + 24, ly), 0.4)
+    return image
+
+
+def metric_plot(video: VideoResult, keypoints_apply: bool, labels: dict[str, str] | None = None) -> np.ndarray:
+    """The per-frame plots of one video stacked: PSNR, SSIM, face SSIM and (if it applies) keypoint NME."""
+    labels = labels or {}
+    panels = [("psnr", "PSNR (dB), full frame"), ("ssim", "SSIM, full frame"), ("ssim_face", "SSIM, face crop")]
+    if keypoints_apply:
+        panels.append(("keypoint_nme", "keypoint NME (dlib)"))
+    images = []
+    for key, title in panels:
+        series = {}
+        for method, scores in video.scores.items():
+            values = [getattr(s, key) for s in scores]
+            if any(v is None for v in values):
+                continue
+            series[labels.get(method, method)] = (np.array([s.index for s in scores]), np.array(values, np.float64))
+        images.append(line_plot(series, f"{video.case.video.video}: {title}"))
+    return np.concatenate(images, axis=0)
+
+
+def contact_sheet(video: VideoResult, main: str, baseline: str | None, labels: dict[str, str] | None = None
+                  ) -> np.ndarray:
+    """Rows of targets, columns reference | truth | baseline | ours (a column whose method was not run is left
+    out; the baseline column too when the baseline is the main method)."""
+    labels = labels or {}
+    columns = [("reference", "reference"), ("truth", "truth")]
+    if baseline and baseline != main:
+        columns.append((baseline, f"baseline: {labels.get(baseline, baseline)}"))
+    columns.append((main, f"ours: {labels.get(main, main)}"))
+    rows = []
+    for sample in video.samples:
+        present = [(key, title) for key, title in columns if key in sample.frames]
+        tiles = []
+        for key, title in present:
+            tile = np.ascontiguousarray(sample.frames[key]).copy()
+            caption = title if key != "truth" else f"truth (frame {sample.index})"
+            cv2.rectangle(tile, (0, 0), (tile.shape[1], 18), (255, 255, 255), -1)
+            _text(tile, caption, (4, 13), 0.42)
+            tiles.append(np.pad(tile, ((2, 2), (2, 2), (0, 0)), constant_values=255))
+        rows.append(np.concatenate(tiles, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(rows, axis=0)

@@ -1,0 +1,47 @@
+"""Evaluate a trained model or a baseline with the challenge protocol and the dlib judge.
+
+    python -m experiments.evaluate --model=exports/face --data=../shared/data/real_faces/dev --output=runs/eval
+    python -m experiments.evaluate --model=warp --data=../shared/data/real_faces/dev --split=all --output=runs/warp
+    python -m experiments.evaluate --model=copy --data=synthetic --output=runs/copy_synthetic --max_frames_per_video=8
+
+For each video the first annotated frame is the reference and every later annotated frame a target. Writes
+OUTPUT/results.json (overall, per tier, per video: psnr, ssim, psnr_face, ssim_face, identity_accuracy,
+identity_distance, keypoint_nme, keypoint_accuracy, frames), OUTPUT/results.md, OUTPUT/plots/<video>.png (metrics per
+frame) and OUTPUT/sheets/<video>.png (reference | truth | warp baseline | ours). Needs dlib: pip install
+'bigo-facegen[judge]'.
+"""
+import sys
+
+from absl import app, flags
+
+from bigo_facegen.evaluation import protocol, report
+from bigo_facegen.fusion import FUSIONS
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "copy | warp | truth | an export folder or a training model_dir.", required=True)
+flags.DEFINE_string("data", None, "synthetic (generated into --cache_dir) or a BIGO-layout folder "
+                    "(annotations.json + videos/, optional MANIFEST.tsv).", required=True)
+flags.DEFINE_string("output", None, "Folder for results.json, results.md, plots/ and sheets/.", required=True)
+flags.DEFINE_enum("split", "test", protocol.SPLITS, "Videos to evaluate: the person-disjoint test split, train, or all.")
+flags.DEFINE_integer("max_frames_per_video", None, "Score at most this many targets per video, evenly strided "
+                     "(default: all).", lower_bound=1)
+flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge's floor.")
+flags.DEFINE_enum("fusion", "shift", FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
+flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact sheet.", lower_bound=1)
+flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
+
+
+def main(argv):
+    del argv
+    try:
+        path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
+                          max_frames_per_video=FLAGS.max_frames_per_video, with_truth=FLAGS.truth,
+                          fusion=FLAGS.fusion, samples_per_video=FLAGS.samples_per_video, cache_dir=FLAGS.cache_dir)
+    except (ValueError, OSError, ImportError) as e:  # AnnotationError, VideoError, GenerationError, DlibUnavailableError
+        sys.exit(f"error: {e}")
+    print((path.parent / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
