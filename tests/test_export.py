@@ -13,29 +13,30 @@ SIZE = 32
 
 
 def _tiny_config():
-    return config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
-                                                  "model.conv_dim": 8, "model.res_blocks": 1})
+    return config.override(config.preset("cpu"), {
+        "data.image_size": SIZE, "data.layout": "ibug68", "data.batch_per_replica": 2, "model.conv_dim": 8,
+        "model.res_blocks": 1, "model.critic_dim": 8, "model.critic_blocks": 2, "train.steps": 2,
+        "train.log_every": 1, "train.checkpoint_every": 2, "train.sample_every": 1000})
 
 
-def _save_model_dir(model_dir, cfg, seed=0):
-    """A training run's folder as the Trainer leaves it: config.json and a checkpoint holding the generator."""
-    generator = models.build_generator(cfg.model, cfg.data.image_size, 68)
-    rng = np.random.default_rng(seed)
-    # Weights away from their initial values, so that a restore that silently kept fresh weights would show.
-    for weight in generator.weights:
-        weight.assign(weight.numpy() + rng.normal(0.0, 0.05, weight.shape).astype(np.float32))
-    (model_dir / training.CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    (model_dir / training.CONFIG_FILE).write_text(cfg.to_json())
-    tf.train.Checkpoint(step=tf.Variable(3, dtype=tf.int64), generator=generator).save(
-        str(model_dir / training.CHECKPOINT_NAME))
-    return generator
+def _batches(input_context, data_cfg=None):
+    """Batches of `data.make_dataset`'s layout, random content: two steps only need the shapes right."""
+    b, n = 2, 68
+    image = lambda: tf.random.uniform((b, SIZE, SIZE, 3), -1.0, 1.0, seed=1)
+    points = lambda: tf.random.uniform((b, n, 2), 0.0, SIZE, seed=2)
+    return tf.data.Dataset.from_tensors({
+        "reference": image(), "target": image(), "reference_map": image(), "target_map": image(),
+        "reference_points": points(), "target_points": points(),
+        "reference_flags": tf.fill((b, n), 2), "target_flags": tf.fill((b, n), 2)}).repeat()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A tiny model trained for two steps by the real Trainer, and its generator as training.load_generator gives it."""
     model_dir = tmp_path_factory.mktemp("run")
-    cfg = _tiny_config()
-    return model_dir, cfg, _save_model_dir(model_dir, cfg)
+    training.Trainer(_tiny_config(), model_dir, _batches).train()
+    generator, cfg = training.load_generator(model_dir)
+    return model_dir, cfg, generator
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,7 @@ def test_export_writes_a_versioned_saved_model_with_sidecar(exported, trained):
     assert sidecar["spec"]["image_size"] == SIZE and sidecar["spec"]["layout"] == "ibug68"
     assert sidecar["spec"]["num_points"] == 68
     assert config.ExperimentConfig.from_dict(sidecar["config"]) == trained[1]
+    assert sidecar["spec"]["keypoint_style"] == trained[1].data.keypoint_style
 
 
 def test_next_version_and_no_overwrite(trained, tmp_path):
