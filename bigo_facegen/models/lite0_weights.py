@@ -65,7 +65,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def __init__(self, file, source: Path):
         super().__init__(file)
         self.source = source
-        self.storages: dict[str, tuple[type, int]] = {}
+        self.storages: dict[str, type] = {}  # key -> element type
 
     def find_class(self, module, name):
         if module == "collections" and name == "OrderedDict":
@@ -79,14 +79,14 @@ class _StateDictUnpickler(pickle.Unpickler):
         raise WeightsError(f"{self.source}: unexpected object {module}.{name} in a PyTorch state dict")
 
     def persistent_load(self, saved_id):
-        kind, dtype, key, _location, numel, *view = saved_id
+        kind, dtype, key, _location, _numel, *view = saved_id
         if kind != "storage":
             raise WeightsError(f"{self.source}: unexpected persistent record {kind!r}")
         key = str(key)
         offset = 0
         if view and view[0] is not None:
             _view_key, offset, _view_size = view[0]
-        self.storages[key] = (dtype, max(numel, self.storages.get(key, (dtype, 0))[1]))
+        self.storages[key] = dtype
         return _StorageRef(key, dtype, offset)
 
 
@@ -111,7 +111,7 @@ def _read_legacy(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         state = unpickler.load()
         buffers = {}
         for key in pickle.load(f):
-            dtype, _ = unpickler.storages[str(key)]
+            dtype = unpickler.storages[str(key)]
             numel = int(np.frombuffer(f.read(8), "<i8")[0])
             data = f.read(numel * np.dtype(dtype).itemsize)
             if len(data) != numel * np.dtype(dtype).itemsize:
@@ -130,7 +130,7 @@ def _read_zip(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             unpickler = _StateDictUnpickler(f, path)
             state = unpickler.load()
         buffers = {key: np.frombuffer(archive.read(f"{root}data/{key}"), np.dtype(dtype).newbyteorder("<"))
-                   for key, (dtype, _) in unpickler.storages.items()}
+                   for key, dtype in unpickler.storages.items()}
     return state, buffers
 
 
