@@ -40,7 +40,7 @@ from bigo_facegen.keypoints import BIGO106
 NUM_POINTS = BIGO106.num_points
 TIERS = ("easy", "medium", "hard")
 TIER_ID_BASE = {"easy": 10000, "medium": 11000, "hard": 12000}
-BOX_SCALE = 1.5
+BOX_SCALE = 1.8
 FPS = 25.0
 
 HAIR_STYLES = ("bald", "short", "fringe", "long", "bob", "afro")
@@ -91,6 +91,7 @@ class Part(enum.IntEnum):
     HAT = 15
     EARRING = 16
     OCCLUDER = 17
+    NECK = 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,6 +506,8 @@ class _Face:
     def draw(self) -> None:
         self._hair_mass()
         self._body()
+        if self.accessories.hat:
+            self._hat_back()
         self._ears()
         self._skin()
         self._beard_and_blush()
@@ -516,7 +519,7 @@ class _Face:
         if self.accessories.glasses:
             self._glasses()
         if self.accessories.hat:
-            self._hat()
+            self._hat_front()
         if self.accessories.earrings:
             self._earrings()
 
@@ -568,7 +571,7 @@ class _Face:
         self.canvas.fill([torso], self.scene.clothes, Part.BODY)
         neck = np.concatenate([self.view.xy([(-0.42 * w, 0.45, -0.3), (0.42 * w, 0.45, -0.3)]),
                                body_xy([(0.46 * w, 1.75, -0.35), (-0.46 * w, 1.75, -0.35)])])
-        self.canvas.fill([neck], _shade(self.identity.skin, 0.8), Part.SKIN)
+        self.canvas.fill([neck], _shade(self.identity.skin, 0.8), Part.NECK)
         x = np.linspace(-0.62, 0.62, 9) * w
         collar = body_xy(np.stack([x, 1.58 + 0.2 * (1 - (x / (0.62 * w)) ** 2), np.full_like(x, -0.3)], -1))
         self.canvas.line(collar, _shade(self.scene.clothes, 0.6), 0.07 * self.px, Part.BODY)
@@ -627,7 +630,8 @@ class _Face:
     def _brows(self) -> None:
         colour = _shade(self.identity.hair, 0.8) if self.identity.hair_style != "bald" else \
             _shade(self.identity.skin, 0.45)
-        for upper, lower in (([33, 34, 35, 36, 37], [64, 65, 66, 67, 33]), ([38, 39, 40, 41, 42], [68, 69, 70, 71, 38])):
+        brows = (([33, 34, 35, 36, 37], [64, 65, 66, 67, 33]), ([38, 39, 40, 41, 42], [68, 69, 70, 71, 38]))
+        for upper, lower in brows:
             polygon = np.concatenate([_spline(self.points[upper]), _spline(self.points[lower])[:-1]])
             self.canvas.fill([polygon], colour, Part.BROW)
 
@@ -738,44 +742,64 @@ class _Face:
         bridge = [(-(spacing - half_w), y - 0.04, z), (0, y - 0.08, z + 0.04), (spacing - half_w, y - 0.04, z)]
         self.canvas.line(self.view.xy(bridge), acc.glasses_colour, width, Part.GLASSES)
 
-    def _hat(self) -> None:
-        acc, colour = self.accessories, self.accessories.hat_colour
-        front = acc.hat_line
-        flat = acc.hat == "sunhat"
+    def _hat_line(self, azimuth) -> np.ndarray:
+        """Height of the hat's lower edge around the head: `hat_line` in front, lower at the sides and back (level
+        all round for the sun hat, whose brim is flat)."""
+        front = self.accessories.hat_line
+        side, back = (front, front) if self.accessories.hat == "sunhat" else (front + 0.3, front + 0.5)
+        c = np.cos(azimuth)
+        return np.where(c >= 0, side + (front - side) * c, side + (back - side) * (-c))
 
-        def hat_line(azimuth):
-            c = np.cos(azimuth)
-            side, back = (front, front) if flat else (front + 0.3, front + 0.5)
-            return np.where(c >= 0, side + (front - side) * c, side + (back - side) * (-c))
-
+    def _crown(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hat's crown: points on an inflated skull above the hat line (3-D), and whether each faces the camera."""
         grid, azimuth, height = self.skull.grid(_CONTOUR_TOP_Y, 1.14)
         ring = np.linspace(-np.pi, np.pi, 36, endpoint=False)
-        crown_pts = np.concatenate([grid[height < hat_line(azimuth)], self.skull.at(ring, hat_line(ring), 1.14)])
-        if flat:
-            crown_pts = crown_pts + np.array([0, -0.12, 0]) * (crown_pts[:, 1:2] < front - 0.3)
-        crown = _hull(self.view.xy(crown_pts))
+        crown = np.concatenate([grid[height < self._hat_line(azimuth)],
+                                self.skull.at(ring, self._hat_line(ring), 1.14)])
+        if self.accessories.hat == "sunhat":
+            crown = crown + np.array([0, -0.12, 0]) * (crown[:, 1:2] < self.accessories.hat_line - 0.3)
+        facing = self.view.facing(_unit((crown - self.skull.center) / self.skull.radii ** 2)) > 0
+        return crown, facing
+
+    def _brim(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sun hat's flat brim, split into its back and front halves (3-D)."""
+        t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        rim = np.stack([1.7 * np.cos(t), np.full_like(t, self.accessories.hat_line + 0.03), -0.35 + 1.6 * np.sin(t)],
+                       -1)
+        return rim[np.sin(t) <= 0], rim[np.sin(t) >= 0]
+
+    def _hat_back(self) -> None:
+        # Drawn before the head: the parts of the hat behind it (the whole crown, and the brim's back half) show only
+        # where the head does not cover them, so they hide no keypoint.
+        colour = self.accessories.hat_colour
+        if self.accessories.hat == "sunhat":
+            self.canvas.fill([self.view.xy(self._brim()[0])], _shade(colour, 0.8), Part.HAT)
+        crown, _ = self._crown()
+        self.canvas.fill([_hull(self.view.xy(crown))], colour, Part.HAT)
+
+    def _hat_front(self) -> None:
+        acc, colour = self.accessories, self.accessories.hat_colour
+        crown, facing = self._crown()
+        if facing.sum() >= 3:
+            self.canvas.fill([_hull(self.view.xy(crown[facing]))], colour, Part.HAT, occludes=True)
+        front = acc.hat_line
+        azimuth = np.linspace(-1.7, 1.7, 25)
+        azimuth = azimuth[self.view.facing(np.stack([np.sin(azimuth), np.zeros(25), np.cos(azimuth)], -1)) > 0]
         if acc.hat == "sunhat":
-            t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-            rim = np.stack([1.7 * np.cos(t), np.full_like(t, front + 0.03), -0.35 + 1.6 * np.sin(t)], -1)
-            back, near = rim[np.sin(t) <= 0], rim[np.sin(t) >= 0]
-            self.canvas.fill([self.view.xy(back)], _shade(colour, 0.8), Part.HAT, occludes=True)
-            self.canvas.fill([crown], colour, Part.HAT, occludes=True)
-            band = self.skull.at(np.linspace(-1.6, 1.6, 17), front - 0.06, 1.15)
+            band = self.skull.at(azimuth, front - 0.06, 1.15)
             self.canvas.line(self.view.xy(band), acc.earring_colour, 0.1 * self.px, Part.HAT, occludes=True)
-            self.canvas.fill([self.view.xy(near)], _shade(colour, 0.92), Part.HAT, occludes=True)
-            return
-        self.canvas.fill([crown], colour, Part.HAT, occludes=True)
-        if acc.hat == "cap":
+            self.canvas.fill([self.view.xy(self._brim()[1])], _shade(colour, 0.92), Part.HAT, occludes=True)
+        elif acc.hat == "cap":
             edge = self.skull.at(0.0, front, 1.14)
             t = np.linspace(0, np.pi, 15)
             visor = np.stack([0.82 * np.cos(t), front + 0.03 + 0.1 * np.sin(t), edge[2] - 0.3 + 0.8 * np.sin(t)], -1)
             self.canvas.fill([self.view.xy(visor)], _shade(colour, 0.75), Part.HAT, occludes=True)
         else:
-            azimuth = np.linspace(-1.7, 1.7, 17)
-            lower = self.skull.at(azimuth, hat_line(azimuth), 1.16)
-            upper = self.skull.at(azimuth, hat_line(azimuth) - 0.22, 1.16)
-            self.canvas.fill([self.view.xy(np.concatenate([lower, upper[::-1]]))], _shade(colour, 0.8), Part.HAT,
-                             occludes=True)
+            lower = self.skull.at(azimuth, self._hat_line(azimuth), 1.16)
+            upper = self.skull.at(azimuth, self._hat_line(azimuth) - 0.22, 1.16)
+            if len(azimuth) >= 2:
+                self.canvas.fill([self.view.xy(np.concatenate([lower, upper[::-1]]))], _shade(colour, 0.8),
+                                 Part.HAT, occludes=True)
             top = self.skull.center + (0, -self.skull.radii[1] * 1.14 - 0.08, 0)
             ball = self.view.xy(top) + self._ring2d(0.2 * self.px)
             self.canvas.fill([ball], _mix(colour, (255, 255, 255), 0.5), Part.HAT, occludes=True)
@@ -954,7 +978,7 @@ def _plateau(n: int) -> np.ndarray:
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """A busy backdrop: a gradient under random rectangles, discs, lines, triangles and stripes, slightly blurred."""
-    colours = rng.uniform(0, 255, (2, 3))
+    colours = rng.uniform(20, 235, (2, 3))
     direction = _unit(rng.normal(size=2))
     yy, xx = np.mgrid[0:height, 0:width]
     t = (xx * direction[0] + yy * direction[1]) / max(width, height)
@@ -962,7 +986,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     image = np.ascontiguousarray((colours[0] * (1 - t[..., None]) + colours[1] * t[..., None]).astype(np.uint8))
     size = max(width, height)
     for _ in range(int(rng.integers(12, 36))):
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        colour = tuple(int(v) for v in _mix(rng.integers(0, 256, 3), (128, 128, 128), rng.uniform(0, 0.6)))
         kind = rng.integers(5)
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         extent = int(rng.uniform(0.04, 0.3) * size)
@@ -1086,8 +1110,8 @@ def _scenes(rng: np.random.Generator, n: int, width: int, height: int) -> list[S
     backdrop = _background(rng, width + 2 * margin, height + 2 * margin)
     dx = np.round(margin + margin * 0.9 * _wave(rng, n)).astype(int)
     dy = np.round(margin + margin * 0.9 * _wave(rng, n)).astype(int)
-    gains = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.85, 1.1)
-    grade = np.c_[np.diag(gains), rng.uniform(-12, 12, 3)]
+    gains = rng.uniform(0.93, 1.07, 3) * rng.uniform(0.85, 1.1)
+    grade = np.c_[np.diag(gains), rng.uniform(-10, 10, 3)]
     clothes, light = tuple(rng.uniform(20, 235, 3)), float(rng.uniform(-1, 1))
     return [Scene(backdrop[dy[t]:dy[t] + height, dx[t]:dx[t] + width], clothes, light, grade) for t in range(n)]
 
