@@ -60,9 +60,11 @@ def blend(background: np.ndarray, foreground: np.ndarray, alpha: np.ndarray) -> 
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def paste_face(frame: np.ndarray, face: np.ndarray, bbox, feather: float = DEFAULT_FEATHER) -> np.ndarray:
+def paste_face(frame: np.ndarray, face: np.ndarray, bbox, feather: float = DEFAULT_FEATHER,
+               region: np.ndarray | None = None) -> np.ndarray:
     """Returns `frame` with the square face crop `face` put back where `geometry.crop(frame, bbox, size)` took it
-    from, its edge feathered so that no seam shows."""
+    from, its edge feathered so that no seam shows. `region` (H, W) in [0, 1], if given, further limits where the crop
+    may cover the frame."""
     size = face.shape[0]
     if face.shape != (size, size, 3):
         raise ValueError(f"face crop must be (S, S, 3), got {face.shape}")
@@ -72,6 +74,8 @@ def paste_face(frame: np.ndarray, face: np.ndarray, bbox, feather: float = DEFAU
                             borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(feather_mask(size, feather), to_frame, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if region is not None:
+        alpha = alpha * region
     return blend(frame, warped, alpha)
 
 
@@ -113,10 +117,20 @@ class SegmentFusion(ShiftFusion):
         self.plate = fill_background(reference_frame, _grow(person, self.reference_bbox), fill)
 
     def background(self, target_bbox) -> np.ndarray:
+        return self._moved(target_bbox)[0]
+
+    def __call__(self, face: np.ndarray, target_bbox) -> np.ndarray:
+        # The crop's corners show the reference's background, which moved with the face; only the person may take
+        # pixels from the crop, so the still background stays clean around the face.
+        frame, matte = self._moved(target_bbox)
+        return paste_face(frame, face, target_bbox, self.feather, region=matte)
+
+    def _moved(self, target_bbox) -> tuple[np.ndarray, np.ndarray]:
+        """(frame with the person moved onto the target box, the moved person matte)."""
         move = box_to_box(self.reference_bbox, target_bbox)
         person = warp(self.reference_frame, move, self.frame_size, self.border)
         matte = warp(self.matte, move, self.frame_size, self.border)
-        return blend(self.plate, person, matte)
+        return blend(self.plate, person, matte), matte
 
 
 def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
@@ -147,6 +161,7 @@ def segment_person(frame: np.ndarray, bbox, iterations: int = 4) -> np.ndarray:
     if not np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
         return np.ones((height, width), bool)
     bgd_model, fgd_model = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global RNG: same frame, same person mask
     cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), seeds, None, bgd_model, fgd_model, iterations,
                 cv2.GC_INIT_WITH_MASK)
     person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)

@@ -1,4 +1,5 @@
 """Colour transfer and background fusion on real frames of the shared development footage."""
+import cv2
 import numpy as np
 import pytest
 
@@ -188,3 +189,29 @@ def test_inpaint_fill_continues_the_surroundings():
     hole[13:27, 23:37] = True
     filled = fusion.fill_background(frame, hole, "inpaint")
     assert np.abs(filled.astype(int) - (90, 140, 60)).max() <= 2
+
+
+def test_segment_fusion_pastes_the_face_over_the_person_only(retalk):
+    frame, annotation = retalk
+    target = annotation.bbox + np.array([30, 10, 0, 0], np.float32)
+    segment = fusion.SegmentFusion(frame, annotation.bbox)
+    background = segment.background(target)
+    out = segment(np.full((64, 64, 3), 255, np.uint8), target)
+    moved_matte = fusion.warp(segment.matte, fusion.box_to_box(annotation.bbox, target), segment.frame_size,
+                              "replicate")
+    cx, cy, side = geometry.square_box(target)
+    inside_box = np.zeros(frame.shape[:2], bool)
+    inside_box[int(cy - side / 2):int(cy + side / 2), int(cx - side / 2):int(cx + side / 2)] = True
+    assert (out[inside_box & (moved_matte > 0.99)] == 255).mean() > 0.5  # the face went onto the person
+    # ...and not onto the still background around it, even inside the crop's box.
+    clear = inside_box & (moved_matte < 0.002)
+    assert clear.sum() > 1000
+    assert _max_difference(out[clear], background[clear]) <= 1
+
+
+def test_segmentation_is_deterministic(retalk):
+    frame, annotation = retalk
+    first = fusion.segment_person(frame, annotation.bbox)
+    np.random.default_rng(0).random(1000)
+    cv2.randu(np.zeros((100, 100), np.float32), 0, 1)  # moves OpenCV's global RNG, which GrabCut's k-means uses
+    np.testing.assert_array_equal(fusion.segment_person(frame, annotation.bbox), first)
