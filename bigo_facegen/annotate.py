@@ -1,0 +1,116 @@
+"""Annotating new footage with dlib: any folder of videos -> a BIGO-layout folder the rest of the library reads.
+
+    OUT/annotations.json    one object per video (sorted by file name), 68 iBUG points per frame (layout `ibug68`)
+    OUT/videos/<name>       the videos, copied (or symbolically linked with `link=True`)
+
+The convention is that of ../shared/data/real_faces: per frame, dlib's HOG detector (no upsampling, then one
+upsampling step if it finds nothing), the largest detection, the 68-point predictor in it; the bbox is the square of
+side 1.6 x the detector box side centred on the mean of the 68 points (so forehead and chin are inside), rounded to
+0.01 px; every point gets flag 2 (visible); a frame without a face gets `"bbox": []` and `"keypoint": []`.
+
+Resumable: each finished video's annotation is kept in OUT/.annotate_cache/ and reused by a later run (as long as
+the video file is unchanged), and every file appears atomically, so an interrupted run leaves no half-written file.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bigo_facegen import annotations, dlib_face, video
+from bigo_facegen.annotations import FLAG_VISIBLE, FrameAnnotation, VideoAnnotation
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+BBOX_SCALE = 1.6
+CACHE_DIR = ".annotate_cache"
+
+
+def annotate_frame(rgb: np.ndarray, index: int) -> FrameAnnotation:
+    """dlib's face in one RGB frame, in the real_faces convention (see the module doc)."""
+    box = dlib_face.detect(rgb)
+    if box is None:
+        return FrameAnnotation(index=index)
+    points = dlib_face.landmarks(rgb, box)
+    side = BBOX_SCALE * max(box[2], box[3])
+    cx, cy = points.astype(np.float64).mean(axis=0)
+    bbox = np.round([cx - side / 2, cy - side / 2, side, side], 2).astype(np.float32)
+    return FrameAnnotation(index=index, bbox=bbox, points=points,
+                           flags=np.full(len(points), FLAG_VISIBLE, np.int32))
+
+
+def annotate_video(path: str | os.PathLike, video_path: str | None = None, progress: bool = True,
+                   max_frames: int | None = None) -> VideoAnnotation:
+    """Annotates every frame (or the first `max_frames`) of the video at `path`; `video_path` is what the annotation
+    file will call it (default `videos/<file name>`)."""
+    path = Path(path)
+    info = video.probe(path)
+    total = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
+    frames = []
+    with tqdm(total=total, desc=path.name, unit="frame", disable=not progress, leave=False) as bar:
+        for index, rgb in enumerate(video.read_frames(path), start=1):
+            frames.append(annotate_frame(rgb, index))
+            bar.update(1)
+            if index == total:
+                break
+    return VideoAnnotation(video=path.name, video_path=video_path or f"videos/{path.name}", frames=frames)
+
+
+def find_videos(video_dir: str | os.PathLike) -> list[Path]:
+    """The video files (by suffix) directly in `video_dir`, sorted by name."""
+    video_dir = Path(video_dir)
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"{video_dir}: no such folder of videos")
+    found = sorted(p for p in video_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not found:
+        raise FileNotFoundError(f"{video_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+    return found
+
+
+def annotate_folder(video_dir: str | os.PathLike, out_dir: str | os.PathLike, link: bool = False,
+                    progress: bool = True, max_frames: int | None = None) -> Path:
+    """Annotates every video of `video_dir` into the BIGO-layout folder `out_dir`; returns its annotations.json.
+
+    An unreadable video raises `video.VideoError` naming the file; the videos finished before it stay cached, so
+    the next run resumes after it."""
+    out_dir = Path(out_dir)
+    sources = find_videos(video_dir)
+    cache = out_dir / CACHE_DIR
+    results = []
+    for source in tqdm(sources, desc="annotate", unit="video", disable=not progress):
+        results.append(_cached_annotation(source, cache, progress, max_frames))
+        _place_video(source, out_dir / "videos" / source.name, link)
+    path = out_dir / "annotations.json"
+    annotations.dump(results, path)
+    return path
+
+
+def _cached_annotation(source: Path, cache: Path, progress: bool, max_frames: int | None) -> VideoAnnotation:
+    # The entry's name records what it was made from: a changed video (or frame limit) simply misses the cache.
+    stat = source.stat()
+    entry = cache / f"{source.name}.{stat.st_size}.{stat.st_mtime_ns}.{max_frames or 'all'}.json"
+    if entry.exists():
+        return annotations.load(entry)[0]
+    result = annotate_video(source, progress=progress, max_frames=max_frames)
+    annotations.dump([result], entry)
+    return result
+
+
+def _place_video(source: Path, destination: Path, link: bool) -> None:
+    if destination.exists() or destination.is_symlink():
+        if destination.resolve() == source.resolve() or (
+                not link and destination.stat().st_size == source.stat().st_size):
+            return
+        destination.unlink()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.parent / f".{destination.name}.tmp"
+    if tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    if link:
+        tmp.symlink_to(source.resolve())
+    else:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
+

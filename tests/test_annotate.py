@@ -1,0 +1,93 @@
+"""Annotating footage with dlib reproduces the shipped real_faces annotations; the output is a BIGO folder."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bigo_facegen import annotate, annotations, video
+
+CLIPS = ("mead_W011_neutral.mp4", "lp_d0.mp4")
+FRAMES = 3
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def shipped(real_faces_dir):
+    return {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}
+
+
+@pytest.fixture
+def video_dir(tmp_path, real_faces_dir):
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in CLIPS:
+        shutil.copyfile(real_faces_dir / "videos" / name, source / name)
+    (source / "notes.txt").write_text("not a video")
+    return source
+
+
+def test_annotating_real_clips_reproduces_the_shipped_annotations(video_dir, tmp_path, shipped):
+    out = tmp_path / "out"
+    path = annotate.annotate_folder(video_dir, out, progress=False, max_frames=FRAMES)
+    videos = annotations.load(path)
+    assert [v.video for v in videos] == sorted(CLIPS)
+    for entry in videos:
+        assert (out / entry.video_path).is_file()
+        assert video.probe(out / entry.video_path).frame_count == video.probe(video_dir / entry.video).frame_count
+        expected = shipped[entry.video]
+        assert [f.index for f in entry.frames] == list(range(1, FRAMES + 1))
+        for got, want in zip(entry.frames, expected.frames):
+            assert np.abs(got.points - want.points).max() <= 1.0, (entry.video, got.index)
+            assert np.abs(got.bbox - want.bbox).max() <= 1.0, (entry.video, got.index)
+            assert (got.flags == annotations.FLAG_VISIBLE).all()
+
+
+def test_frames_without_a_face_have_empty_boxes_and_keypoints(tmp_path):
+    source = tmp_path / "in"
+    gray = np.full((64, 96, 3), 128, np.uint8)
+    video.write_video(source / "blank.mp4", [gray] * 2, fps=25.0)
+    path = annotate.annotate_folder(source, tmp_path / "out", progress=False)
+    raw = json.loads(path.read_text())
+    assert raw[0]["annotations"] == [{"index": 1, "bbox": [], "keypoint": []},
+                                     {"index": 2, "bbox": [], "keypoint": []}]
+
+
+def test_an_unreadable_video_is_named_and_finished_videos_are_resumed(video_dir, tmp_path, monkeypatch):
+    (video_dir / "zz_broken.mp4").write_bytes(b"this is not a video")
+    out = tmp_path / "out"
+    with pytest.raises(video.VideoError, match="zz_broken.mp4"):
+        annotate.annotate_folder(video_dir, out, progress=False, max_frames=1)
+    assert not (out / "annotations.json").exists()
+    (video_dir / "zz_broken.mp4").unlink()
+
+    def annotate_again(*args, **kwargs):
+        raise AssertionError("a cached video was annotated again")
+
+    monkeypatch.setattr(annotate, "annotate_video", annotate_again)
+    path = annotate.annotate_folder(video_dir, out, progress=False, max_frames=1)
+    assert [v.video for v in annotations.load(path)] == sorted(CLIPS)
+
+
+def test_link_mode_links_the_videos(video_dir, tmp_path):
+    out = tmp_path / "out"
+    annotate.annotate_folder(video_dir, out, link=True, progress=False, max_frames=1)
+    for name in CLIPS:
+        assert (out / "videos" / name).is_symlink()
+        assert (out / "videos" / name).resolve() == (video_dir / name).resolve()
+
+
+def test_command_line(video_dir, tmp_path):
+    for name in CLIPS[1:]:
+        (video_dir / name).unlink()
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "experiments.annotate", str(video_dir), str(out), "--max_frames=1",
+                           "--noprogress"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(annotations.load(out / "annotations.json")[0].frames) == 1
+    missing = subprocess.run([sys.executable, "-m", "experiments.annotate", str(tmp_path / "nowhere"), str(out)],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "nowhere" in missing.stderr

@@ -1,0 +1,77 @@
+"""The copy and warp baselines on real frames."""
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial import Delaunay
+
+from bigo_facegen import annotations, video
+from bigo_facegen.evaluation import baselines, metrics
+
+
+@pytest.fixture(scope="module")
+def clip(real_faces_dir):
+    entry = next(v for v in annotations.load(real_faces_dir / "annotations.json") if v.video == "lp_d0.mp4")
+    return entry, video.read_all(real_faces_dir / entry.video_path)
+
+
+def test_copy_repeats_the_reference(clip):
+    entry, frames = clip
+    out = list(baselines.copy_method(frames[0], entry.frames[0], entry.frames[1:4]))
+    assert len(out) == 3 and all(np.array_equal(frame, frames[0]) for frame in out)
+
+
+def test_warp_onto_the_reference_points_returns_the_reference(clip):
+    entry, frames = clip
+    out = list(baselines.warp_method(frames[0], entry.frames[0], [entry.frames[0]]))
+    assert np.array_equal(out[0], frames[0])
+
+
+def test_warp_translates_the_face_when_all_points_move_alike(clip):
+    entry, frames = clip
+    reference = entry.frames[0]
+    shift = np.array([6.0, -4.0], np.float32)
+    target = dataclasses.replace(reference, points=reference.points + shift)
+    out = next(baselines.warp_method(frames[0], reference, [target]))
+    # Inside the hull of the face points every triangle is a pure translation.
+    inner = Delaunay(reference.points + shift)
+    ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
+    pixels = np.stack([xs.ravel(), ys.ravel()], 1)
+    inside = (inner.find_simplex(pixels) >= 0).reshape(xs.shape)
+    sx, sy = int(shift[0]), int(shift[1])
+    expected = np.roll(frames[0], (sy, sx), axis=(0, 1))
+    assert inside.sum() > 10000
+    assert np.abs(out[inside].astype(int) - expected[inside]).max() <= 1
+    # The frame border stays where it was.
+    assert np.array_equal(out[0], frames[0][0]) and np.array_equal(out[:, -1], frames[0][:, -1])
+
+
+def test_warp_ignores_absent_points(clip):
+    entry, frames = clip
+    reference = entry.frames[0]
+    points, flags = reference.points.copy(), reference.flags.copy()
+    points[10], flags[10] = (-500.0, 900.0), annotations.FLAG_ABSENT
+    target = dataclasses.replace(reference, points=points, flags=flags)
+    assert np.array_equal(next(baselines.warp_method(frames[0], reference, [target])), frames[0])
+
+
+def test_warp_beats_copy_on_real_motion(clip):
+    entry, frames = clip
+    targets = entry.frames[20::10]
+    warped = list(baselines.warp_method(frames[0], entry.frames[0], targets))
+    warp_psnr = np.mean([metrics.psnr(frames[t.index - 1], w) for t, w in zip(targets, warped)])
+    copy_psnr = np.mean([metrics.psnr(frames[t.index - 1], frames[0]) for t in targets])
+    warp_ssim = np.mean([metrics.ssim(metrics.face_crop(frames[t.index - 1], t.bbox), metrics.face_crop(w, t.bbox))
+                         for t, w in zip(targets, warped)])
+    copy_ssim = np.mean([metrics.ssim(metrics.face_crop(frames[t.index - 1], t.bbox),
+                                      metrics.face_crop(frames[0], t.bbox)) for t in targets])
+    assert warp_psnr > copy_psnr and warp_ssim > copy_ssim
+
+
+def test_border_anchors_ring_the_frame():
+    anchors = baselines.border_anchors(100, 200, per_side=4)
+    assert len(anchors) == 16 and len(np.unique(anchors, axis=0)) == 16
+    for corner in ([0, 0], [199, 0], [199, 99], [0, 99]):
+        assert any(np.allclose(a, corner) for a in anchors)
+    on_border = (anchors[:, 0] == 0) | (anchors[:, 0] == 199) | (anchors[:, 1] == 0) | (anchors[:, 1] == 99)
+    assert on_border.all()
