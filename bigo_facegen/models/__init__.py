@@ -15,9 +15,10 @@ from bigo_facegen.models.critics import IdentityCritic, RealFakeCritic, SNResNet
 from bigo_facegen.models.generator import ExpressionGenerator
 from bigo_facegen.models.keypoint_detector import KeypointDetector
 from bigo_facegen.models.perceptual import PerceptualNetwork
+from bigo_facegen.models.warp_refine import WarpRefineGenerator
 
 __all__ = [
-    "ExpressionGenerator", "KeypointDetector", "RealFakeCritic", "IdentityCritic", "SNResNetCritic",
+    "ExpressionGenerator", "WarpRefineGenerator", "KeypointDetector", "RealFakeCritic", "IdentityCritic", "SNResNetCritic",
     "PerceptualNetwork", "GENERATORS", "build_generator", "build_keypoint_detector", "build_critics",
     "build_perceptual", "generator_example_inputs",
 ]
@@ -32,7 +33,12 @@ def _stargan(model_cfg: ModelConfig, image_size: int, num_points: int) -> keras.
     return ExpressionGenerator(model_cfg.conv_dim, model_cfg.res_blocks, name="generator")
 
 
-GENERATORS: dict[str, Callable[[ModelConfig, int, int], keras.Model]] = {"stargan": _stargan}
+def _warp_refine(model_cfg: ModelConfig, image_size: int, num_points: int) -> keras.Model:
+    return WarpRefineGenerator(num_points, model_cfg.conv_dim, model_cfg.res_blocks, name="generator")
+
+
+GENERATORS: dict[str, Callable[[ModelConfig, int, int], keras.Model]] = {"stargan": _stargan,
+                                                                         "warp_refine": _warp_refine}
 
 
 def generator_example_inputs(image_size: int, num_points: int, batch: int = 1) -> dict:
@@ -41,7 +47,7 @@ def generator_example_inputs(image_size: int, num_points: int, batch: int = 1) -
     points = keras.ops.zeros((batch, num_points, 2))
     flags = keras.ops.zeros((batch, num_points), dtype="int32")
     return {"reference": image, "target_map": image, "reference_points": points, "target_points": points,
-            "target_flags": flags}
+            "reference_flags": flags, "target_flags": flags}
 
 
 def build_generator(model_cfg: ModelConfig, image_size: int, num_points: int) -> keras.Model:

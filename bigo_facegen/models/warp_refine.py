@@ -1,0 +1,147 @@
+"""The warp-and-refine generator: move the reference face's features to the target keypoints, then paint what the
+motion cannot explain (FOMM / TPSMM style, with a thin-plate spline on the given keypoints as the motion prior)."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from bigo_facegen import keypoints, warping
+from bigo_facegen.models.blocks import ResidualBlock, conv, instance_norm
+
+REQUIRED_INPUTS = ("reference", "reference_points", "target_points", "reference_flags", "target_flags")
+LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
+# The occlusion mask starts near 1 everywhere (sigmoid(2) = 0.88, small random weights), so that an untrained
+# generator already follows the warped reference and the decoder first learns to refine it rather than to paint.
+MASK_BIAS = 2.0
+MASK_KERNEL_SCALE = 0.1
+
+
+def conv_block(filters: int, kernel: int, name: str, strides: int = 1) -> keras.Sequential:
+    """conv -> instance norm -> ReLU."""
+    return keras.Sequential([conv(filters, kernel, strides, name="conv"), instance_norm("norm"), keras.layers.ReLU()],
+                            name=name)
+
+
+class DenseMotion(keras.layers.Layer):
+    """A small U-Net from (reference, prior-warped reference, keypoint heatmaps, prior displacement) to a residual
+    displacement in units of half the crop side (float32, zero at initialisation) and an occlusion mask in (0, 1)
+    (float32): 1 where the warped reference can be kept, 0 where the decoder must paint."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.down = [conv_block(width * 2 ** level, 3, f"down{level}") for level in range(LEVELS)]
+        self.pool = keras.layers.AveragePooling2D(2)
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear")
+        self.up = [conv_block(width * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
+        self.flow_head = keras.layers.Conv2D(2, 7, padding="same", kernel_initializer="zeros", dtype="float32",
+                                             name="flow_head")
+        self.mask_head = keras.layers.Conv2D(
+            1, 7, padding="same", activation="sigmoid", dtype="float32", name="mask_head",
+            kernel_initializer=keras.initializers.VarianceScaling(MASK_KERNEL_SCALE),
+            bias_initializer=keras.initializers.Constant(MASK_BIAS))
+
+    def call(self, x, training=False):
+        skips = []
+        for level, block in enumerate(self.down):
+            if level:
+                x = self.pool(x)
+            x = block(x, training=training)
+            skips.append(x)
+        for level in reversed(range(LEVELS - 1)):
+            x = self.up[level](self.upsample(x), training=training)
+            x = keras.ops.concatenate([x, skips[level]], axis=-1)
+        return self.flow_head(x), self.mask_head(x)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+class WarpRefineGenerator(keras.Model):
+    """Reads `reference` (B, S, S, 3) in [-1, 1], `reference_points`, `target_points` (B, N, 2) in crop pixels and
+    `reference_flags`, `target_flags` (B, N) from its input dict (other keys are ignored) and returns the generated
+    face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
+
+    Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
+    motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
+    whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual blocks and a
+    decoder with skip connections from the warped features."""
+
+    def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_points = num_points
+        self.conv_dim = conv_dim
+        self.res_blocks = res_blocks
+        self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
+        self.encoder = [conv_block(conv_dim, 7, "encode0")] + [
+            conv_block(conv_dim * 2 ** level, 4, f"encode{level}", strides=2) for level in range(1, LEVELS)]
+        bottleneck = conv_dim * 2 ** (LEVELS - 1)
+        self.bottleneck = [ResidualBlock(bottleneck, name=f"res{i}") for i in range(res_blocks)]
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear")
+        self.up = [conv_block(conv_dim * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
+        self.merge = [conv_block(conv_dim * 2 ** level, 3, f"merge{level}") for level in range(LEVELS - 1)]
+        self.head = conv(3, 7, use_bias=True, name="head")
+        self.tanh = keras.layers.Activation("tanh", dtype="float32", name="tanh")
+
+    def motion(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
+        """The backward flow and what it does, all float32: `flow` (B, S, S, 2) the (x, y) reference pixel each output
+        pixel reads, `mask` (B, S, S, 1) the occlusion mask, `prior_warped` and `warped` (B, S, S, 3) the reference
+        warped by the keypoint prior alone and by the final flow."""
+        self._check_inputs(inputs)
+        reference = tf.cast(inputs["reference"], tf.float32)
+        size = reference.shape[1]
+        reference_points = tf.cast(inputs["reference_points"], tf.float32)
+        target_points = tf.cast(inputs["target_points"], tf.float32)
+        reference_flags, target_flags = inputs["reference_flags"], inputs["target_flags"]
+
+        valid = (reference_flags > 0) & (target_flags > 0)
+        # A function of the data only: nothing to learn through the solve.
+        prior = tf.stop_gradient(warping.tps_grid(reference_points, target_points, valid, size, size))
+        prior_warped = warping.bilinear_sample(reference, prior)
+        half = size / 2
+        radius = max(1.0, size / 32)
+        features = tf.concat([
+            reference, prior_warped,
+            keypoints.draw_map_tf(reference_points, reference_flags, size, "heatmap", radius),
+            keypoints.draw_map_tf(target_points, target_flags, size, "heatmap", radius),
+            (prior - warping.identity_grid(size, size)) / half,
+        ], axis=-1)
+        residual, mask = self.dense_motion(features, training=training)
+        flow = prior + tf.cast(residual, tf.float32) * half
+        return {"flow": flow, "mask": tf.cast(mask, tf.float32), "prior_warped": prior_warped,
+                "warped": warping.bilinear_sample(reference, flow)}
+
+    def call(self, inputs, training=False):
+        motion = self.motion(inputs, training=training)
+        x = inputs["reference"]
+        warped = []
+        for level, block in enumerate(self.encoder):
+            x = block(x, training=training)
+            factor = 2 ** level
+            mask = tf.nn.avg_pool2d(motion["mask"], factor, factor, "VALID") if level else motion["mask"]
+            moved = warping.bilinear_sample(x, warping.downsample_grid(motion["flow"], factor))
+            warped.append(moved * tf.cast(mask, moved.dtype))
+        x = warped[-1]
+        for block in self.bottleneck:
+            x = block(x, training=training)
+        for level in reversed(range(LEVELS - 1)):
+            x = self.up[level](self.upsample(x), training=training)
+            x = self.merge[level](keras.ops.concatenate([x, warped[level]], axis=-1), training=training)
+        return self.tanh(self.head(x))
+
+    def _check_inputs(self, inputs: dict) -> None:
+        missing = [key for key in REQUIRED_INPUTS if key not in inputs]
+        if missing:
+            raise ValueError(f"the warp_refine generator needs inputs {list(REQUIRED_INPUTS)}; missing {missing} "
+                             f"(got {sorted(inputs)})")
+        size = inputs["reference"].shape[1]
+        if size is not None and size % 2 ** (LEVELS - 1):
+            raise ValueError(f"the warp_refine generator needs crop sides that are multiples of 4, got {size}")
+        for key in ("reference_points", "target_points"):
+            if inputs[key].shape[-2] != self.num_points:
+                raise ValueError(f"{key} has {inputs[key].shape[-2]} points; this generator was built for "
+                                 f"{self.num_points}")
+
+    def get_config(self):
+        return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
+                "res_blocks": self.res_blocks}

@@ -1,0 +1,151 @@
+"""The warp-and-refine generator on real faces: at initialisation its flow is the keypoint prior (so unmoved keypoints
+give the identity), it has the promised shapes and dtypes at several sizes and under mixed precision, every weight
+gets a gradient, a training step under tf.distribute changes every weight, and XLA computes what eager does."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigo_facegen import annotations, config, geometry, keypoints, models, training, video, warping
+
+SIZE = 32
+NUM_POINTS = 68
+TINY = config.ModelConfig(generator="warp_refine", conv_dim=8, res_blocks=1, critic_dim=8, critic_blocks=2,
+                          perceptual="none")
+
+
+@pytest.fixture(scope="module")
+def real_batch(real_faces_dir):
+    """A training batch at 48 px from one real clip: its first face as the reference of four later target frames."""
+    clip = annotations.load(real_faces_dir / "annotations.json")[0]
+    frames = video.read_all(annotations.resolve_video_path(clip, real_faces_dir))
+    faces = []
+    for frame in clip.face_frames()[:100:20]:
+        crop, matrix = geometry.crop(frames[frame.index - 1], frame.bbox, 48)
+        points = geometry.apply_affine(frame.points, matrix).astype(np.float32)
+        faces.append((crop.astype(np.float32) / 127.5 - 1.0, points, frame.flags.astype(np.int32),
+                      keypoints.draw_map(points, frame.flags, 48, radius=1.0)))
+    reference, targets = faces[0], faces[1:]
+    batch = {}
+    for name, index in (("", 0), ("_points", 1), ("_flags", 2), ("_map", 3)):
+        batch[f"reference{name}"] = np.stack([reference[index]] * len(targets))
+        batch[f"target{name}"] = np.stack([target[index] for target in targets])
+    return batch
+
+
+def at_size(batch: dict, size: int) -> dict:
+    """The batch with crops, maps and points rescaled to `size` pixels."""
+    scale = size / batch["reference"].shape[1]
+    resized = {}
+    for key, value in batch.items():
+        if key.endswith("points"):
+            resized[key] = (value + 0.5) * scale - 0.5
+        elif value.ndim == 4:
+            resized[key] = tf.image.resize(value, [size, size]).numpy()
+        else:
+            resized[key] = value
+    return resized
+
+
+def generator_inputs(batch: dict) -> dict:
+    return {key: value for key, value in batch.items() if key != "target"}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return models.build_generator(TINY, SIZE, NUM_POINTS)
+
+
+def test_identical_keypoints_give_the_identity_at_initialisation(real_batch, generator):
+    batch = at_size(real_batch, SIZE)
+    inputs = {**batch, "target_points": batch["reference_points"], "target_flags": batch["reference_flags"]}
+    motion = generator.motion(inputs)
+    np.testing.assert_allclose(motion["flow"], np.broadcast_to(warping.identity_grid(SIZE, SIZE), (4, SIZE, SIZE, 2)),
+                               atol=1e-3)
+    np.testing.assert_allclose(motion["prior_warped"], batch["reference"], atol=1e-3)
+    np.testing.assert_allclose(motion["warped"], batch["reference"], atol=1e-3)
+
+
+def test_flow_starts_as_the_keypoint_prior_and_mask_keeps_most(real_batch, generator):
+    batch = at_size(real_batch, SIZE)
+    motion = generator.motion(generator_inputs(batch))
+    valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
+    prior = warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE, SIZE)
+    np.testing.assert_allclose(motion["flow"], prior, atol=1e-5)
+    np.testing.assert_allclose(motion["warped"], motion["prior_warped"], atol=1e-5)
+    # The faces really move between these frames.
+    assert np.abs(motion["flow"] - warping.identity_grid(SIZE, SIZE)).mean() > 0.5
+    assert 0.5 < motion["mask"].numpy().min() and motion["mask"].numpy().max() < 1.0
+
+
+@pytest.mark.parametrize("size", [16, 36, 48])
+def test_shapes_dtypes_and_range(real_batch, size):
+    batch = at_size(real_batch, size)
+    generator = models.build_generator(dataclasses.replace(TINY, res_blocks=2), size, NUM_POINTS)
+    generated = generator(generator_inputs(batch), training=True)
+    assert generated.shape == (4, size, size, 3) and generated.dtype == tf.float32
+    assert np.all(np.abs(generated.numpy()) <= 1.0)
+    motion = generator.motion(generator_inputs(batch))
+    shapes = {"flow": 2, "mask": 1, "prior_warped": 3, "warped": 3}
+    assert {key: (value.shape, value.dtype) for key, value in motion.items()} == {
+        key: ((4, size, size, channels), tf.float32) for key, channels in shapes.items()}
+
+
+def test_rejects_missing_inputs_and_wrong_point_counts(real_batch, generator):
+    batch = at_size(real_batch, SIZE)
+    with pytest.raises(ValueError, match="missing \\['reference_flags'\\]"):
+        generator({key: value for key, value in batch.items() if key != "reference_flags"})
+    with pytest.raises(ValueError, match="reference_points has 67 points; this generator was built for 68"):
+        generator({**batch, "reference_points": batch["reference_points"][:, :67]})
+
+
+def test_gradients_reach_every_weight(real_batch, generator):
+    batch = at_size(real_batch, SIZE)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(generator(generator_inputs(batch), training=True) - batch["target"]))
+    gradients = tape.gradient(loss, generator.trainable_variables)
+    assert len(gradients) == len(generator.trainable_variables) > 0
+    dead = [v.path for v, g in zip(generator.trainable_variables, gradients)
+            if g is None or not np.any(g.numpy())]
+    assert not dead, f"no gradient for {dead}"
+    assert any("flow_head" in v.path for v in generator.trainable_variables)
+
+
+def test_xla_forward_matches_eager(real_batch, generator):
+    inputs = generator_inputs(at_size(real_batch, SIZE))
+    compiled = tf.function(lambda x: generator(x, training=False), jit_compile=True)(inputs)
+    np.testing.assert_allclose(compiled, generator(inputs, training=False), atol=1e-3)
+
+
+def test_mixed_bfloat16_keeps_float32_outputs_and_motion(real_batch):
+    batch = at_size(real_batch, SIZE)
+    with training.dtype_policy("mixed_bfloat16"):
+        generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+    assert generator.dense_motion.down[0].compute_dtype == "bfloat16"
+    generated = generator(generator_inputs(batch), training=True)
+    assert generated.dtype == tf.float32 and np.all(np.isfinite(generated.numpy()))
+    motion = generator.motion(generator_inputs(batch))
+    valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
+    # Positions stay float32-exact: bfloat16 would round 30 px to a step of 0.25 px.
+    np.testing.assert_allclose(
+        motion["flow"], warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE, SIZE),
+        atol=1e-5)
+
+
+def test_train_step_under_a_distribution_strategy_changes_every_generator_weight(real_batch):
+    batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
+    experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4})
+    experiment.model = TINY
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        networks = training.build_networks(experiment, NUM_POINTS)
+        optimizers = training.build_optimizers(experiment.optimizer, networks)
+    assert isinstance(networks.generator, models.WarpRefineGenerator)
+    step = training.TrainStep(networks, optimizers, experiment.loss, global_batch_size=4)
+    before = [v.numpy().copy() for v in networks.generator.trainable_variables]
+    result = tf.function(lambda b: strategy.run(step, args=(b,)))(batch)
+    assert all(np.isfinite(value.numpy()) for value in result.values())
+    unchanged = [v.path for v, old in zip(networks.generator.trainable_variables, before)
+                 if np.array_equal(v.numpy(), old)]
+    assert not unchanged, f"weights the step did not update: {unchanged}"
