@@ -18,8 +18,8 @@ from bigo_facegen.models.perceptual import PerceptualNetwork
 from bigo_facegen.models.warp_refine import WarpRefineGenerator
 
 __all__ = [
-    "ExpressionGenerator", "WarpRefineGenerator", "KeypointDetector", "RealFakeCritic", "IdentityCritic", "SNResNetCritic",
-    "PerceptualNetwork", "GENERATORS", "build_generator", "build_keypoint_detector", "build_critics",
+    "ExpressionGenerator", "WarpRefineGenerator", "KeypointDetector", "RealFakeCritic", "IdentityCritic",
+    "SNResNetCritic", "PerceptualNetwork", "GENERATORS", "build_generator", "build_keypoint_detector", "build_critics",
     "build_perceptual", "generator_example_inputs",
 ]
 
