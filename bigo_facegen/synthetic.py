@@ -603,7 +603,6 @@ class _Face:
             ring = np.linspace(-np.pi, np.pi, 36, endpoint=False)
             parts.append(self.skull.at(ring, np.minimum(_hair_line(identity, ring), _CONTOUR_TOP_Y)))
         outline = _hull(self.view.xy(np.concatenate(parts)))
-        self.face_outline = outline
         self.canvas.fill([outline], _shade(identity.skin, 0.84), Part.SKIN)
         centre = outline.mean(axis=0)
         lit = centre + (outline - centre) * 0.97 + np.array([self.scene.light * 0.14, -0.05]) * self.px
