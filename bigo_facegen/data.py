@@ -93,7 +93,7 @@ def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | No
     splits = "+".join(tier for tier in TIER_SETS[cfg.tier] if tier in info.splits)
     ds = builder.as_dataset(
         split=splits, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(shuffle_seed=cfg.seed, options=options, try_autocache=False))
+        read_config=tfds.ReadConfig(shuffle_seed=cfg.seed, options=options))
     selected = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(video_ids), tf.ones([len(video_ids)], tf.int32)), 0)
     ds = ds.filter(lambda example: selected.lookup(example["video_id"]) > 0)

@@ -61,13 +61,13 @@ class BigoFaceConfig(tfds.core.BuilderConfig):
     synthetic_seed: int = 0
 
 
-def folder_config(folder: str | Path, crop_size: int = 256) -> BigoFaceConfig:
-    """A config of its own for one BIGO-layout folder: `folder_<slug>_<hash of the absolute path>`."""
+def folder_config(folder: str | Path) -> BigoFaceConfig:
+    """The `folder` config under a name of its own for one folder: `folder_<slug>_<hash of the absolute path>`."""
     folder = Path(folder).expanduser().resolve()
     slug = re.sub(r"[^a-z0-9]+", "_", f"{folder.parent.name}_{folder.name}".lower()).strip("_")[-40:] or "root"
     digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:8]
-    return BigoFaceConfig(name=f"folder_{slug}_{digest}", source="folder", crop_size=crop_size,
-                          description=f"The BIGO-layout folder {folder}.")
+    return dataclasses.replace(Builder.builder_configs["folder"], name=f"folder_{slug}_{digest}",
+                               description=f"The BIGO-layout folder {folder}.")
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
