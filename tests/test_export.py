@@ -133,6 +133,28 @@ def test_wrong_shapes_are_rejected_with_a_readable_message(exported, reference_s
         serve(reference=tf.zeros(reference_shape, tf.uint8), target_keypoints=tf.zeros(rows_shape))
 
 
+def test_warp_style_generators_also_take_the_reference_keypoints(tmp_path, real_batch):
+    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine"})
+    generator = models.build_generator(cfg.model, SIZE, 68)
+    version_dir = export.export(generator, cfg, tmp_path)
+    assert json.loads((version_dir / export.SIDECAR).read_text())["inputs"] == [
+        "reference", "reference_keypoints", "target_keypoints"]
+    crops, rows = real_batch
+    reference_rows = np.repeat(rows[:1], 3, axis=0)  # the reference crop is frame 1, whose keypoints are rows[0]
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    generated = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
+                      target_keypoints=tf.constant(rows))["generated"].numpy()
+    flags = lambda r: r[..., 2].astype(np.int32)
+    expected = generator({"reference": crops.astype(np.float32) / 127.5 - 1.0, "target_map": np.zeros_like(crops,
+                          np.float32), "reference_points": reference_rows[..., :2], "reference_flags": flags(
+                          reference_rows), "target_points": rows[..., :2], "target_flags": flags(rows)},
+                         training=False).numpy()
+    assert np.abs(generated.astype(np.float32) - (expected + 1.0) * 127.5).max() <= 0.5 + 1e-3
+    model = inference.FaceModel.load(tmp_path)
+    with pytest.raises(inference.GenerationError, match="needs the reference points"):
+        model.generate(crops, rows[..., :2], rows[..., 2])
+
+
 def test_face_model_loads_export_and_model_dir_alike(exported, trained, real_batch):
     export_dir, _ = exported
     model_dir, _, _ = trained
