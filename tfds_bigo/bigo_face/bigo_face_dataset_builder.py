@@ -7,7 +7,11 @@ video has no split). `info.metadata` records the keypoint layout and one entry p
 
 Configs: `synthetic` (generated at build time by `bigo_facegen.synthetic`), `bigo` (the BIGO release, manual download)
 and `folder` (any BIGO-layout folder given as the manual directory). Library code builds one dynamic config per folder
-(see `folder_config`) so that different folders never share a data directory.
+(see `folder_config`) so that different folders never share a data directory. From the command line:
+
+    tfds build bigo_face --config=folder --manual_dir=../shared/data/real_faces/dev --imports=tfds_bigo
+    tfds build bigo_face --config='{"name": "folder_rot15", "source": "folder", "rotations": [-15, 15]}' \
+        --manual_dir=DIR --imports=tfds_bigo
 """
 from __future__ import annotations
 
@@ -111,7 +115,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                                  doc="(T,) build-time rotation of the crop, degrees."),
             }),
             supervised_keys=None,
-            homepage="https://github.com/bigo-facegen/bigo-facegen",
             metadata=tfds.core.MetadataDict(),
         )
 
