@@ -77,7 +77,9 @@ def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | No
     """Endless batches of `cfg.batch_per_replica` frame pairs, each batch from one video (see the module doc).
 
     With `input_context`, this input pipeline reads its own shard of the videos. `include_ids` adds `video_id` (B,)
-    string and `reference_frame_index`, `target_frame_index` (B,) int32 (1-based frame numbers), for inspection."""
+    string and `reference_frame_index`, `target_frame_index` (B,) int32 (1-based frame numbers), for inspection.
+    The video shuffle buffer holds `cfg.shuffle_videos` whole examples (all of a video's JPEGs, ~20 kB a crop at
+    256 px), which bounds this pipeline's memory."""
     builder = dataset_builder(cfg)
     info = builder.info
     layout = keypoints.get_layout(info.metadata["layout"])
