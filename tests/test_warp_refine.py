@@ -118,13 +118,23 @@ def test_xla_forward_matches_eager(real_batch, generator):
     np.testing.assert_allclose(compiled, generator(inputs, training=False), atol=1e-3)
 
 
-def test_mixed_bfloat16_keeps_float32_outputs_and_motion(real_batch):
+def test_mixed_bfloat16_under_xla_keeps_float32_outputs_and_motion(real_batch):
     batch = at_size(real_batch, SIZE)
     with training.dtype_policy("mixed_bfloat16"):
         generator = models.build_generator(TINY, SIZE, NUM_POINTS)
     assert generator.dense_motion.down[0].compute_dtype == "bfloat16"
-    generated = generator(generator_inputs(batch), training=True)
+    inputs = generator_inputs(batch)
+
+    @tf.function(jit_compile=True)
+    def forward_and_gradients(inputs):
+        with tf.GradientTape() as tape:
+            generated = generator(inputs, training=True)
+            loss = tf.reduce_mean(tf.abs(generated - batch["target"]))
+        return generated, tape.gradient(loss, generator.trainable_variables)
+
+    generated, gradients = forward_and_gradients(inputs)
     assert generated.dtype == tf.float32 and np.all(np.isfinite(generated.numpy()))
+    assert all(np.all(np.isfinite(g.numpy())) for g in gradients)
     motion = generator.motion(generator_inputs(batch))
     valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
     # Positions stay float32-exact: bfloat16 would round 30 px to a step of 0.25 px.

@@ -32,7 +32,8 @@ class DenseMotion(keras.layers.Layer):
         self.width = width
         self.down = [conv_block(width * 2 ** level, 3, f"down{level}") for level in range(LEVELS)]
         self.pool = keras.layers.AveragePooling2D(2)
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear")
+        # Nearest, not bilinear: XLA cannot compile bilinear upsampling's gradient in bfloat16.
+        self.upsample = keras.layers.UpSampling2D(2)
         self.up = [conv_block(width * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
         self.flow_head = keras.layers.Conv2D(2, 7, padding="same", kernel_initializer="zeros", dtype="float32",
                                              name="flow_head")
@@ -77,7 +78,7 @@ class WarpRefineGenerator(keras.Model):
             conv_block(conv_dim * 2 ** level, 4, f"encode{level}", strides=2) for level in range(1, LEVELS)]
         bottleneck = conv_dim * 2 ** (LEVELS - 1)
         self.bottleneck = [ResidualBlock(bottleneck, name=f"res{i}") for i in range(res_blocks)]
-        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear")
+        self.upsample = keras.layers.UpSampling2D(2)
         self.up = [conv_block(conv_dim * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
         self.merge = [conv_block(conv_dim * 2 ** level, 3, f"merge{level}") for level in range(LEVELS - 1)]
         self.head = conv(3, 7, use_bias=True, name="head")
