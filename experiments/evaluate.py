@@ -22,9 +22,12 @@ flags.DEFINE_string("model", None, "copy | warp | truth | an export folder or a 
 flags.DEFINE_string("data", None, "synthetic (generated into --cache_dir) or a BIGO-layout folder "
                     "(annotations.json + videos/, optional MANIFEST.tsv).", required=True)
 flags.DEFINE_string("output", None, "Folder for results.json, results.md, plots/ and sheets/.", required=True)
-flags.DEFINE_enum("split", "test", protocol.SPLITS, "Videos to evaluate: the person-disjoint test split, train, or all.")
+flags.DEFINE_enum("split", "test", protocol.SPLITS,
+                  "Videos to evaluate: the person-disjoint test split, train, or all.")
 flags.DEFINE_integer("max_frames_per_video", None, "Score at most this many targets per video, evenly strided "
                      "(default: all).", lower_bound=1)
+flags.DEFINE_integer("frame_stride", 1, "Score every N-th face frame after the reference (default: all).",
+                     lower_bound=1)
 flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge's floor.")
 flags.DEFINE_enum("fusion", "shift", FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
 flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact sheet.", lower_bound=1)
@@ -35,9 +38,11 @@ def main(argv):
     del argv
     try:
         path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
-                          max_frames_per_video=FLAGS.max_frames_per_video, with_truth=FLAGS.truth,
+                          max_frames_per_video=FLAGS.max_frames_per_video,
+                          frame_stride=FLAGS.frame_stride, with_truth=FLAGS.truth,
                           fusion=FLAGS.fusion, samples_per_video=FLAGS.samples_per_video, cache_dir=FLAGS.cache_dir)
-    except (ValueError, OSError, ImportError) as e:  # AnnotationError, VideoError, GenerationError, DlibUnavailableError
+    # AnnotationError, VideoError and GenerationError are ValueErrors; DlibUnavailableError is an ImportError.
+    except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     print((path.parent / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {path}")

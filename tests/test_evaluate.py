@@ -91,9 +91,14 @@ def test_markdown_plots_and_contact_sheets(copy_run, warp_run):
         assert warp_sheet.shape[1] < sheet.shape[1]    # the baseline is ours: no duplicate column
 
 
-def test_max_frames_per_video_strides_the_targets(tiny_dir):
+def test_frame_limit_and_stride_select_the_targets(tiny_dir):
     cases = protocol.load_cases(tiny_dir, "all", max_frames_per_video=2)
     assert [[t.index for t in c.targets] for c in cases] == [[30, 90], [30, 90]]
+    cases = protocol.load_cases(tiny_dir, "all", frame_stride=2)
+    assert [c.reference.index for c in cases] == [1, 1]
+    assert [[t.index for t in c.targets] for c in cases] == [[30, 90], [30, 90]]
+    cases = protocol.load_cases(tiny_dir, "all", max_frames_per_video=1, frame_stride=2)
+    assert [[t.index for t in c.targets] for c in cases] == [[30], [30]]
     assert protocol.strided(list(range(10)), 3) == [0, 4, 8]
 
 
@@ -126,7 +131,7 @@ def test_synthetic_cartoons_report_keypoints_as_not_applicable(tmp_path):
 def test_command_line(tiny_dir, tmp_path):
     out = tmp_path / "cli"
     done = subprocess.run([sys.executable, "-m", "experiments.evaluate", "--model=warp", f"--data={tiny_dir}",
-                           f"--output={out}", "--split=all", "--max_frames_per_video=1"],
+                           f"--output={out}", "--split=all", "--max_frames_per_video=1", "--frame_stride=2"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "results.json").read_text())["overall"]["frames"] == 2

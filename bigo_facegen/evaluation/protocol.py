@@ -88,15 +88,19 @@ class Evaluation:
     settings: dict
 
 
-def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: int | None = None) -> list[Case]:
+def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: int | None = None,
+               frame_stride: int = 1) -> list[Case]:
     """The videos of a BIGO-layout folder in `split` (all | test | train: the person-disjoint split of
-    `bigo_facegen.data.is_test_identity`), each with its reference and (at most `max_frames_per_video`, evenly
-    strided) targets. Videos with fewer than two face frames have nothing to evaluate and are left out."""
+    `bigo_facegen.data.is_test_identity`), each with its reference and its targets: every `frame_stride`-th later
+    face frame, then at most `max_frames_per_video` of those, evenly strided. Videos with fewer than two face frames
+    have nothing to evaluate and are left out."""
     from bigo_facegen.data import is_test_identity
     from tfds_bigo.bigo_face.bigo_face_dataset_builder import assign_tiers
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if frame_stride < 1:
+        raise ValueError(f"frame stride must be at least 1, got {frame_stride}")
     data_dir = Path(data_dir)
     videos = [v for v in annotations_lib.load(data_dir / ANNOTATIONS_FILE) if len(v.face_frames()) >= 2]
     if not videos:
@@ -112,7 +116,7 @@ def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: i
         faces = v.face_frames()
         cases.append(Case(video=v, path=annotations_lib.resolve_video_path(v, data_dir), identity=identity,
                           tier=tiers[v.video], reference=faces[0],
-                          targets=strided(faces[1:], max_frames_per_video)))
+                          targets=strided(faces[1::frame_stride], max_frames_per_video)))
     if not cases:
         raise ValueError(f"{data_dir}: no video in the {split!r} split")
     return cases
@@ -136,13 +140,13 @@ def _manifest_people(path: Path) -> dict[str, str]:
 
 
 def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all",
-             max_frames_per_video: int | None = None, samples_per_video: int = 4,
+             max_frames_per_video: int | None = None, frame_stride: int = 1, samples_per_video: int = 4,
              sample_methods: dict[str, Method] | None = None, progress: bool = True) -> Evaluation:
     """Runs every method (and `TRUTH`, if named with a None method) over the videos of `data_dir`.
 
     `sample_methods` are only run on the contact-sheet samples (e.g. a baseline next to a model), not scored.
     """
-    cases = load_cases(data_dir, split, max_frames_per_video)
+    cases = load_cases(data_dir, split, max_frames_per_video, frame_stride)
     layout = keypoints.layout_for_count(cases[0].video.num_keypoints).name
     judge = DlibJudge(layout)
     gallery = _reference_gallery(cases, judge, progress)
@@ -151,20 +155,17 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all
                desc="evaluate")
     for case in cases:
         frames = video_lib.read_all(case.path)
-        _check_frames(case, frames)
+        annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
         scores = {name: _score_method(case, frames, method, judge, gallery, bar) for name, method in methods.items()}
         results.append(VideoResult(case, scores, _samples(case, frames, {**methods, **(sample_methods or {})},
                                                           samples_per_video)))
     bar.close()
-    settings = {"split": split, "max_frames_per_video": max_frames_per_video, "face_crop_size": metrics.FACE_SIZE,
+    settings = {"split": split, "max_frames_per_video": max_frames_per_video, "frame_stride": frame_stride,
+                "face_crop_size": metrics.FACE_SIZE,
                 "ssim": f"per RGB channel, {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} uniform window (scikit-image "
                         f"defaults)", "nme_threshold": metrics.NME_THRESHOLD,
                 "identity_gallery": len(gallery[0])}
     return Evaluation(Path(data_dir), layout, judge.keypoints_apply, list(methods), results, settings)
-
-
-def _check_frames(case: Case, frames: np.ndarray) -> None:
-    annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
 
 
 def _read_frame(case: Case, index: int) -> np.ndarray:

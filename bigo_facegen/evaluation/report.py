@@ -38,8 +38,9 @@ _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face"
 
 
 def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
-        max_frames_per_video: int | None = None, with_truth: bool = False, fusion: str = "shift",
-        samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+        max_frames_per_video: int | None = None, frame_stride: int = 1, with_truth: bool = False,
+        fusion: str = "shift", samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
+        progress: bool = True) -> Path:
     """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
     BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. The `warp` baseline
     fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor)."""
@@ -54,7 +55,8 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         methods[protocol.TRUTH] = None
     samples = {} if "warp" in methods else {"warp": baselines.warp_method}
     evaluation = protocol.evaluate(data_dir, methods, split=split, max_frames_per_video=max_frames_per_video,
-                                   samples_per_video=samples_per_video, sample_methods=samples, progress=progress)
+                                   frame_stride=frame_stride, samples_per_video=samples_per_video,
+                                   sample_methods=samples, progress=progress)
     return write_report(evaluation, output_dir, main=next(iter(methods)), baseline="warp",
                         labels={"model": label} if "model" in methods else None)
 
@@ -183,7 +185,8 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
     lines = [f"# Evaluation: {name(main)}", "",
              f"Data: `{evaluation.data_dir}` ({evaluation.layout} keypoints), split `{s['split']}`, "
              f"{len(evaluation.videos)} videos, {tables[main]['overall']['frames']} target frames"
-             + (f" (at most {s['max_frames_per_video']} per video)" if s["max_frames_per_video"] else "") + ".",
+             + (f", every {s['frame_stride']}th face frame" if s["frame_stride"] > 1 else "")
+             + (f", at most {s['max_frames_per_video']} per video" if s["max_frames_per_video"] else "") + ".",
              "", "Protocol: the first annotated frame of each video is the reference, every later annotated frame a "
              "target. Metrics are means over target frames.", "",
              f"- PSNR / SSIM: full frame and the target's face box (square, resampled to {s['face_crop_size']} px); "
@@ -196,9 +199,9 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
                      f"over the target's outer-eye-corner distance (NME), and the share of frames with NME < "
                      f"{s['nme_threshold']}.")
     else:
-        lines.append(f"- Keypoints: **not applicable** — the data set's keypoints are {evaluation.layout}, not dlib's "
-                     f"68 points, so dlib's predictor cannot judge them. Identity is judged only on frames where "
-                     f"dlib's detector finds a face (column `identity frames`); n/a where none.")
+        lines.append(f"- Keypoints: **not applicable** — the data set's keypoints are {evaluation.layout}, not "
+                     f"dlib's 68 points, so dlib's predictor cannot judge them. Identity is judged only on frames "
+                     f"where dlib's detector finds a face (column `identity frames`); n/a where none.")
     lines += ["", "## Overall", ""]
     lines += _table([(name(m), tables[m]["overall"]) for m in evaluation.methods], "method")
     lines += ["", "## Per tier", ""]
