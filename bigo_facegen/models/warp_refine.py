@@ -100,7 +100,7 @@ class WarpRefineGenerator(keras.Model):
         prior = tf.stop_gradient(warping.tps_grid(reference_points, target_points, valid, size, size))
         prior_warped = warping.bilinear_sample(reference, prior)
         half = size / 2
-        radius = max(1.0, size / 32)
+        radius = max(1.0, size / 32)  # heatmap spots of one size relative to the face, whatever the crop size
         features = tf.concat([
             reference, prior_warped,
             keypoints.draw_map_tf(reference_points, reference_flags, size, "heatmap", radius),
