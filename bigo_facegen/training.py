@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -91,6 +92,21 @@ def build_optimizers(opt_cfg: OptimizerConfig, networks: Networks, loss_scale: b
                       identity_critic=adam(opt_cfg.identity_critic_lr, networks.identity_critic,
                                            "identity_critic_adam"),
                       keypoint_detector=adam(opt_cfg.detector_lr, networks.keypoint_detector, "detector_adam"))
+
+
+def unsaved_weights(model: keras.Model) -> list[str]:
+    """Paths of the model's weights that tf.train.Checkpoint would not save: it follows attributes, not the lists in
+    which Keras also tracks layers, so a sublayer held only in a list would silently be left out."""
+    reachable = {id(obj) for obj in tf.train.TrackableView(model).descendants()}
+    return [weight.path for weight in model.weights if id(weight) not in reachable]
+
+
+def check_checkpointable(models: dict[str, keras.Model]) -> None:
+    for name, model in models.items():
+        missing = unsaved_weights(model)
+        if missing:
+            raise ValueError(f"{name}: weights {missing[:5]}{' ...' if len(missing) > 5 else ''} would not be saved "
+                             "by tf.train.Checkpoint (held in a list?); hold sublayers in attributes")
 
 
 def generator_inputs(batch: dict) -> dict:
@@ -184,7 +200,7 @@ class TrainStep:
         n = self.networks
         target = batch["target"]
         if n.perceptual is not None:
-            perceptual = losses.l1(n.perceptual(fake), n.perceptual(target))
+            perceptual = losses.perceptual(n.perceptual(fake), n.perceptual(target))
         else:
             perceptual = tf.zeros([tf.shape(fake)[0]])
         return {
@@ -329,6 +345,8 @@ class Trainer:
             self.first_bad_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_bad_step")
 
         n, o = self.networks, self.optimizers
+        check_checkpointable({"generator": n.generator, "keypoint_detector": n.keypoint_detector,
+                              "critic": n.critic, "identity_critic": n.identity_critic})
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, generator=n.generator, keypoint_detector=n.keypoint_detector, critic=n.critic,
             identity_critic=n.identity_critic, generator_optimizer=o.generator, critic_optimizer=o.critic,
@@ -435,15 +453,28 @@ class Trainer:
     def _run_step(self, iterator, first_call: bool) -> dict[str, tf.Tensor]:
         if not (first_call and self.jit_compile):
             return self._step_fn(iterator)
+        # A failing XLA step may have run on some replicas only: keep the state to put back.
+        variables = self._state_variables()
+        saved = [variable.numpy() for variable in variables]
         try:
             return self._step_fn(iterator)
         except Exception as error:  # XLA fails in many ways under tf.distribute; the plain step is always there.
-            logging.warning("jit_compile: XLA could not compile the training step under the %s strategy (%s: %s); "
+            logging.warning("jit_compile: XLA could not run the training step under the %s strategy (%s: %s); "
                             "continuing without XLA.", self.config.train.strategy, type(error).__name__,
-                            str(error).splitlines()[0] if str(error) else "")
+                            _error_summary(error))
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
             self.jit_compile = False
             self._step_fn = self._make_step_fn(False)
             return self._step_fn(iterator)
+
+    def _state_variables(self) -> list:
+        """Everything a step changes: the networks' and optimizers' variables and the step counters."""
+        n, o = self.networks, self.optimizers
+        models = (n.generator, n.keypoint_detector, n.critic, n.identity_critic)
+        optimizers = (o.generator, o.critic, o.identity_critic, o.keypoint_detector)
+        return ([w for m in models for w in m.weights] + [v for opt in optimizers for v in opt.variables]
+                + [self.step, self.first_bad_step])
 
     def _check_health(self, values: dict[str, float] | None = None) -> None:
         bad_step = int(self.first_bad_step.numpy())
@@ -507,6 +538,13 @@ def write_image(tag: str, image: np.ndarray, step: int) -> None:
                      metadata=_IMAGE_METADATA)
 
 
+def _error_summary(error: Exception) -> str:
+    """The root cause line of a TF error (its first line is often only 'Graph execution error:')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"\(\d+\) ", line)]
+    return (causes or lines or [""])[0][:500]
+
+
 def _first_examples(batch: dict, count: int) -> dict:
     return {key: value[:count] for key, value in batch.items()}
 
@@ -538,6 +576,7 @@ def load_generator(model_dir: str | os.PathLike) -> tuple[keras.Model, Experimen
         raise FileNotFoundError(f"{model_dir}: no checkpoint to load the generator from")
     config = ExperimentConfig.from_json_file(str(config_path))
     generator = build_generator(config.model, config.data.image_size, num_points_of(config.data.layout))
+    check_checkpointable({"generator": generator})
     tf.train.Checkpoint(generator=generator).restore(latest).expect_partial().assert_existing_objects_matched()
     logging.info("Loaded the generator of %s from %s.", model_dir, latest)
     return generator, config

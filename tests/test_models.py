@@ -10,6 +10,7 @@ import tensorflow as tf
 from bigo_facegen import annotations, geometry, keypoints, models, video
 from bigo_facegen.config import ModelConfig
 from bigo_facegen.models import perceptual
+from bigo_facegen.training import check_checkpointable, unsaved_weights
 
 TINY = ModelConfig(conv_dim=8, res_blocks=2, critic_dim=8, critic_blocks=2, perceptual="none")
 
@@ -96,11 +97,12 @@ def test_spectral_norm_bounds_every_critic_layer():
     assert len(_normalised_layers(critic)) == 3 + 3 * TINY.critic_blocks + 1
     assert _largest_singular_values(critic).max() > 1.1
     before = [w.numpy() for w in critic.trainable_weights]
-    for _ in range(25):
+    for _ in range(40):
         critic(faces, training=True)
         identity_critic((faces, faces), training=True)
+    # One power iteration per call converges at a rate set by each kernel's spectral gap.
     for model in (critic, identity_critic):
-        np.testing.assert_allclose(_largest_singular_values(model), 1.0, atol=0.02)
+        np.testing.assert_allclose(_largest_singular_values(model), 1.0, atol=0.05)
     # In inference mode the kernels are left alone.
     after = [w.numpy() for w in critic.trainable_weights]
     critic(faces, training=False)
@@ -132,6 +134,32 @@ def test_build_generator_rejects_unknown_names_and_sizes():
         models.build_generator(ModelConfig(generator="nope"), 32, 68)
     with pytest.raises(ValueError, match="multiple of 4"):
         models.build_generator(TINY, 30, 68)
+
+
+def test_every_weight_is_saved_by_tf_checkpoints():
+    """tf.train.Checkpoint follows attributes only, so a sublayer kept in a list would silently not be saved."""
+    networks = {name: models.build_generator(ModelConfig(generator=name, conv_dim=4, res_blocks=1), 16, 68)
+                for name in models.GENERATORS}
+    networks["keypoint_detector"] = models.build_keypoint_detector(TINY, 16)
+    networks["critic"], networks["identity_critic"] = models.build_critics(TINY, 16)
+    for name, model in networks.items():
+        assert unsaved_weights(model) == [], name
+    critic = networks["critic"]
+    assert len(tf.train.TrackableView(critic).descendants()) > len(critic.weights)
+
+    class ListHolder(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.convs = [keras.layers.Conv2D(2, 1)]
+
+        def call(self, x):
+            return self.convs[0](x)
+
+    holder = ListHolder()
+    holder(np.zeros((1, 4, 4, 1), np.float32))
+    assert len(unsaved_weights(holder)) == 2
+    with pytest.raises(ValueError, match="would not be saved"):
+        check_checkpointable({"holder": holder})
 
 
 def test_perceptual_off_without_weights_says_so(tmp_path, monkeypatch, caplog):

@@ -17,13 +17,18 @@ class SNResNetCritic(keras.Model):
         self.in_channels = in_channels
         self.critic_dim = critic_dim
         self.num_blocks = blocks
-        self.blocks = [CriticBlock(in_channels, critic_dim, first=True, name="block0")]
+        # Blocks are attributes, not a list: tf.train.Checkpoint does not follow Keras' tracked lists.
+        self.block0 = CriticBlock(in_channels, critic_dim, first=True, name="block0")
         width = critic_dim
-        for i in range(blocks):
-            self.blocks.append(CriticBlock(width, width * 2, name=f"block{i + 1}"))
+        for i in range(1, blocks + 1):
+            setattr(self, f"block{i}", CriticBlock(width, width * 2, name=f"block{i}"))
             width *= 2
         self.pool = keras.layers.GlobalAveragePooling2D(dtype="float32", name="pool")
         self.logit = spectral_norm(keras.layers.Dense(1, dtype="float32", name="logit"), dtype="float32")
+
+    @property
+    def blocks(self) -> list[CriticBlock]:
+        return [getattr(self, f"block{i}") for i in range(self.num_blocks + 1)]
 
     def call(self, x, training=False):
         for block in self.blocks:

@@ -1,6 +1,8 @@
 """The keypoint detector: a face -> its keypoint map, trained beside the generator to judge the generated expression."""
 from __future__ import annotations
 
+import random
+
 import keras
 import tensorflow as tf
 
@@ -18,7 +20,11 @@ class KeypointDetector(keras.Model):
         self.conv_dim = conv_dim
         self.res_blocks = res_blocks
         self.noise_std = noise_std
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # A weight rather than a keras.random.SeedGenerator, whose state tf.train.Checkpoint does not save: resuming
+        # a run must continue its noise sequence.
+        seed = random.randrange(2 ** 31) if seed is None else seed
+        self.noise_seed = self.add_weight(shape=(2,), dtype="int64", trainable=False, name="noise_seed",
+                                          initializer=keras.initializers.Constant([seed, 0]))
         self.trunk = stargan_trunk(conv_dim, res_blocks, name="trunk")
 
     def call(self, face, training=False):
@@ -27,9 +33,10 @@ class KeypointDetector(keras.Model):
         return self.trunk(face, training=training)
 
     def _noise(self, shape):
-        # The seed state is a mirrored variable that every replica advances alike, so Keras' GaussianNoise would draw
-        # the same noise on every replica; folding in the replica id makes each replica's noise its own.
-        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        # The seed is a mirrored variable that every replica advances alike (as Keras' GaussianNoise would, drawing
+        # the same noise on every replica); folding in the replica id makes each replica's noise its own.
+        seed = tf.identity(self.noise_seed.value)
+        self.noise_seed.assign_add(tf.constant([0, 1], tf.int64))
         replica = tf.distribute.get_replica_context()
         if replica is not None:
             seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)

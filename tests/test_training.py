@@ -1,0 +1,322 @@
+"""The training step and the Trainer, on real face crops: every network learns, the reused fake changes nothing,
+losses fall, MirroredStrategy matches one device, exact resume, divergence stop, files written."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigo_facegen import annotations, geometry, keypoints, losses, video
+from bigo_facegen import config as configs
+from bigo_facegen.models import perceptual
+from bigo_facegen.training import (TrainingDiverged, Trainer, TrainStep, build_networks, build_optimizers,
+                                   load_generator)
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 32
+BATCH = 4
+
+
+def real_face_batch(root, size: int = SIZE, batch: int = BATCH, clip: int = 0) -> dict:
+    """A batch as `data.make_dataset` gives it: `batch` (reference, target) pairs of frames of one real clip."""
+    root = Path(root)
+    video_annotation = annotations.load(root / "annotations.json")[clip]
+    frames = video.read_all(annotations.resolve_video_path(video_annotation, root))
+    faces = video_annotation.face_frames()
+    crops, maps, points, flags = [], [], [], []
+    for i in np.linspace(0, len(faces) - 1, 2 * batch).astype(int):
+        crop, matrix = geometry.crop(frames[faces[i].index - 1], faces[i].bbox, size)
+        face_points = geometry.apply_affine(faces[i].points, matrix).astype(np.float32)
+        crops.append(crop.astype(np.float32) / 127.5 - 1.0)
+        maps.append(keypoints.draw_map(face_points, faces[i].flags, size, radius=1.0))
+        points.append(face_points)
+        flags.append(faces[i].flags.astype(np.int32))
+    out = {}
+    for name, half in (("reference", slice(0, None, 2)), ("target", slice(1, None, 2))):
+        out[name] = np.stack(crops)[half]
+        out[f"{name}_map"] = np.stack(maps)[half]
+        out[f"{name}_points"] = np.stack(points)[half]
+        out[f"{name}_flags"] = np.stack(flags)[half]
+    return out
+
+
+def tiny_config(**overrides) -> configs.ExperimentConfig:
+    values = {"data.image_size": SIZE, "data.batch_per_replica": BATCH, "data.layout": "ibug68",
+              "model.conv_dim": 8, "model.res_blocks": 1, "model.critic_dim": 8, "model.critic_blocks": 2,
+              "model.perceptual": "none", "train.log_every": 1, "train.sample_every": 2, "train.checkpoint_every": 2}
+    values.update(overrides)
+    return configs.override(configs.cpu(), values)
+
+
+def fixed_data(batch: dict):
+    """A dataset_fn repeating one batch."""
+    return lambda data_cfg, input_context: tf.data.Dataset.from_tensors(batch).repeat()
+
+
+@pytest.fixture(scope="module")
+def batch(real_faces_dir):
+    return real_face_batch(real_faces_dir)
+
+
+@pytest.fixture
+def tiny_backbone():
+    """A registered perceptual backbone small enough for tests (pretrained weights are not available here)."""
+
+    @perceptual.register("test_tiny")
+    def build(model_cfg, image_size):
+        backbone = keras.Sequential([keras.layers.Conv2D(4, 3, strides=2), keras.layers.GlobalAveragePooling2D()])
+        return perceptual.PerceptualNetwork(backbone, lambda x: x / 127.5 - 1.0)
+
+    yield "test_tiny"
+    perceptual.BACKBONES.pop("test_tiny")
+
+
+def models_of(networks):
+    return {"generator": networks.generator, "keypoint_detector": networks.keypoint_detector,
+            "critic": networks.critic, "identity_critic": networks.identity_critic}
+
+
+def copy_state(source, target) -> None:
+    for name, model in models_of(source).items():
+        for s, t in zip(model.weights, models_of(target)[name].weights, strict=True):
+            t.assign(s.numpy())
+
+
+def build_step(config, **kwargs):
+    networks = build_networks(config, num_points=68)
+    optimizers = build_optimizers(config.optimizer, networks)
+    step = TrainStep(networks, optimizers, config.loss, config.data.batch_per_replica, **kwargs)
+    return networks, optimizers, tf.function(step)
+
+
+def test_one_step_updates_every_network(batch, tiny_backbone):
+    config = tiny_config(**{"model.perceptual": tiny_backbone})
+    networks, optimizers, step = build_step(config)
+    before = {name: [w.numpy() for w in m.trainable_weights] for name, m in models_of(networks).items()}
+    result = {name: float(value) for name, value in step(batch).items()}
+    for name, model in models_of(networks).items():
+        unchanged = [w.path for w, b in zip(model.trainable_weights, before[name]) if np.array_equal(w.numpy(), b)]
+        assert not unchanged, f"{name}: not updated: {unchanged}"
+    assert result["generator_perceptual"] > 0
+    # The generator's loss is the configured weighted sum of its terms.
+    w = config.loss
+    expected = (w.keypoint * result["generator_keypoint"] + w.adversarial * result["generator_adversarial"]
+                + w.identity * result["generator_identity"] + w.l1 * result["generator_l1"]
+                + w.perceptual * result["generator_perceptual"])
+    assert result["generator"] == pytest.approx(expected, rel=1e-5)
+    assert all(int(o.iterations.numpy()) == 1 for o in vars(optimizers).values())
+
+
+def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch):
+    """G's output computed once and reused by both critics' updates = the original's three forward passes."""
+    config = tiny_config(**{"model.detector_noise_std": 0.4})
+    reused, _, reused_step = build_step(config)
+    recomputed, _, recomputed_step = build_step(config, recompute_fake=True)
+    copy_state(reused, recomputed)
+    for _ in range(3):
+        a, b = reused_step(batch), recomputed_step(batch)
+        for name in a:
+            np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), rtol=1e-5, err_msg=name)
+    for name, model in models_of(reused).items():
+        for x, y in zip(model.weights, models_of(recomputed)[name].weights):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6, err_msg=x.path)
+
+
+def test_losses_fall_on_a_fixed_batch(batch):
+    # Ten times the paper's learning rates for G and the detector, to see it within 40 steps.
+    _, _, step = build_step(tiny_config(**{"optimizer.generator_lr": 1e-3, "optimizer.detector_lr": 1e-3}))
+    history = [{name: float(value) for name, value in step(batch).items()} for _ in range(40)]
+    for name in ("generator_l1", "generator_keypoint", "keypoint_detector"):
+        first = np.mean([h[name] for h in history[:5]])
+        last = np.mean([h[name] for h in history[-5:]])
+        assert last < 0.8 * first, f"{name}: {first:.4f} -> {last:.4f}"
+
+
+def test_losses_average_over_the_global_batch():
+    per_example = tf.constant([1.0, 2.0, 3.0, 6.0])
+    # One replica's half of a global batch of 8: its share of the global mean.
+    assert float(losses.average(per_example, 8)) == pytest.approx(12.0 / 8)
+    assert losses.l1(tf.zeros([2, 4, 4, 3]), tf.ones([2, 4, 4, 3])).numpy().tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(losses.critic(tf.constant([[0.0]]), tf.constant([[0.0]])).numpy(), [2 * np.log(2)])
+
+
+def run_python(code: str, timeout: int = 240) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done.stdout
+
+
+def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir, tmp_path):
+    """Two logical CPU devices (set before TF starts, hence a subprocess): the same losses and weights as one device
+    on the same global batch, and every mirrored variable (spectral-norm `u` and the kernels it rewrites included)
+    bitwise identical across the replicas."""
+    out = run_python(f"""
+        import json
+        import numpy as np, tensorflow as tf
+        from bigo_facegen.training import Trainer, configure_cpu_devices
+        configure_cpu_devices(2)
+        from tests.test_training import tiny_config, real_face_batch, copy_state, models_of
+        batch = real_face_batch({str(real_faces_dir)!r}, batch=4)
+        common = {{"model.detector_noise_std": 0.0, "train.steps": 3, "train.num_cpu_devices": 2}}
+        single = Trainer(tiny_config(**common, **{{"data.batch_per_replica": 4}}), {str(tmp_path / "single")!r},
+                         dataset_fn=lambda cfg, ctx: tf.data.Dataset.from_tensors(batch).repeat())
+        halves = [{{k: v[i * 2:(i + 1) * 2] for k, v in batch.items()}} for i in range(2)]
+        def halves_fn(cfg, ctx):
+            assert ctx.num_replicas_in_sync == 2
+            return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda *x: np.stack(x), *halves)).repeat()
+        mirrored = Trainer(tiny_config(**common, **{{"data.batch_per_replica": 2, "train.strategy": "mirrored"}}),
+                           {str(tmp_path / "mirrored")!r}, dataset_fn=halves_fn)
+        assert mirrored.strategy.num_replicas_in_sync == 2 and mirrored.global_batch_size == 4
+        copy_state(single.networks, mirrored.networks)
+        single.train(); mirrored.train()
+        result = {{"losses": [], "diff": 0.0, "replica_mismatch": [], "checked": 0}}
+        for name in ("single", "mirrored"):
+            path = {str(tmp_path)!r} + "/" + name + "/metrics.jsonl"
+            result["losses"].append([json.loads(line) for line in open(path)])
+        for name, model in models_of(single.networks).items():
+            for a, b in zip(model.weights, models_of(mirrored.networks)[name].weights):
+                result["diff"] = max(result["diff"], float(np.abs(a.numpy() - b.numpy()).max()))
+        variables = [w for m in models_of(mirrored.networks).values() for w in m.weights]
+        variables += [v for o in vars(mirrored.optimizers).values() for v in o.variables]
+        for variable in variables:
+            copies = [c.numpy() for c in variable.value.values]
+            result["checked"] += len(copies) == 2
+            if not all(np.array_equal(copies[0], c) for c in copies[1:]):
+                result["replica_mismatch"].append(variable.path)
+        print("RESULT" + json.dumps(result))
+    """)
+    result = json.loads(out.split("RESULT")[-1])
+    single, mirrored = result["losses"]
+    assert [m["step"] for m in mirrored] == [1, 2, 3]
+    for a, b in zip(single, mirrored):
+        for name in ("critic", "identity_critic", "keypoint_detector", "generator", "generator_l1"):
+            assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-6), (a["step"], name)
+    assert result["diff"] < 1e-4
+    assert result["checked"] > 100 and result["replica_mismatch"] == []
+
+
+def trainer(model_dir, batch, dataset_fn=None, **overrides) -> Trainer:
+    return Trainer(tiny_config(**overrides), model_dir, dataset_fn=dataset_fn or fixed_data(batch))
+
+
+def state_of(t: Trainer) -> dict:
+    state = {f"{name}/{w.path}": w.numpy() for name, m in models_of(t.networks).items() for w in m.weights}
+    for name, optimizer in vars(t.optimizers).items():
+        state.update({f"{name}_optimizer/{i}/{v.path}": v.numpy() for i, v in enumerate(optimizer.variables)})
+    state["step"] = t.step.numpy()
+    return state
+
+
+def test_killed_run_resumes_exactly(batch, tmp_path):
+    uninterrupted = trainer(tmp_path / "a", batch, **{"train.steps": 4})
+    killed = trainer(tmp_path / "b", batch, **{"train.steps": 4})
+    copy_state(uninterrupted.networks, killed.networks)
+    uninterrupted.train()
+    log = killed._log
+
+    def log_then_die(step, *args):
+        log(step, *args)
+        if step == 3:
+            raise KeyboardInterrupt  # killed after step 3 was logged, before any checkpoint of it
+
+    killed._log = log_then_die
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-2")
+
+    resumed = trainer(tmp_path / "b", batch, **{"train.steps": 4})
+    assert int(resumed.step.numpy()) == 2
+    assert all(int(o.iterations.numpy()) == 2 for o in vars(resumed.optimizers).values())
+    resumed.train()
+    expected, got = state_of(uninterrupted), state_of(resumed)
+    assert expected.keys() == got.keys() and len(got) > 100
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+
+
+def test_run_files_and_load_generator(batch, tmp_path):
+    t = trainer(tmp_path, batch, **{"train.steps": 2, "train.log_every": 1})
+    t.train()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved == t.config.to_dict() and saved["data"]["layout"] == "ibug68" and saved["train"]["steps"] == 2
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert {"critic", "identity_critic", "keypoint_detector", "generator", "generator_l1",
+            "images_per_s"} <= records[0].keys()
+    tags = set()
+    for event_file in (tmp_path / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"loss/generator", "loss/critic", "images_per_s"} <= tags
+    assert any(tag.startswith("samples/") for tag in tags)
+
+    generator, config = load_generator(tmp_path)
+    assert config.to_dict() == t.config.to_dict()
+    for a, b in zip(generator.weights, t.networks.generator.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_generator(tmp_path / "nothing")
+
+
+def test_resume_refuses_a_different_model(batch, tmp_path):
+    trainer(tmp_path, batch, **{"train.steps": 2}).train()
+    with pytest.raises(ValueError, match="model.conv_dim: 8 -> 16"):
+        trainer(tmp_path, batch, **{"train.steps": 4, "model.conv_dim": 16})
+
+
+@pytest.mark.parametrize("log_every, max_loss, caught_at", [(5, 1e4, "log"), (100, 1e4, "save"), (100, 1e-3, "save")])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, log_every, max_loss, caught_at):
+    poisoned = {k: (np.full_like(v, np.nan) if v.dtype == np.float32 else v) for k, v in batch.items()}
+
+    def data(data_cfg, input_context):
+        # One batch is taken for the sample images; then steps 1-4 see real faces and step 5 on NaNs.
+        good = tf.data.Dataset.from_tensors(batch).repeat(5)
+        return good.concatenate(tf.data.Dataset.from_tensors(poisoned).repeat())
+
+    t = trainer(tmp_path, batch, data, **{"train.steps": 10, "train.log_every": log_every,
+                                          "train.max_loss": max_loss, "train.sample_every": 100})
+    bad_step = 5 if max_loss > 1 else 1
+    with pytest.raises(TrainingDiverged, match=f"at step {bad_step}") as caught:
+        t.train()
+    kept = sorted(p.name for p in tmp_path.glob("ckpt-*.index"))
+    if bad_step == 1:
+        assert kept == [] and "last good checkpoint: none" in str(caught.value)
+        return
+    assert kept == ["ckpt-2.index", "ckpt-4.index"]
+    assert str(caught.value).endswith(f"{tmp_path / 'ckpt-4'}.")
+    assert int(t.step.numpy()) == (5 if caught_at == "log" else 6)
+    restored = trainer(tmp_path, batch, **{"train.steps": 10})
+    assert int(restored.step.numpy()) == 4
+    assert all(np.isfinite(w.numpy()).all() for w in restored.networks.generator.weights)
+
+
+def test_mixed_precision_trains_and_restores_the_global_policy(batch, tmp_path):
+    before = keras.config.dtype_policy().name
+    t = trainer(tmp_path, batch, **{"train.steps": 2, "train.mixed_precision": True})
+    assert t.policy == "mixed_bfloat16" and keras.config.dtype_policy().name == before
+    assert t.networks.generator.dtype_policy.name == "mixed_bfloat16"
+    values = t.train()
+    assert all(np.isfinite(v) for v in values.values())
+
+
+def test_jit_compile_matches_the_plain_step(batch, tmp_path):
+    plain = trainer(tmp_path / "plain", batch, **{"train.steps": 2, "model.detector_noise_std": 0.0})
+    xla = trainer(tmp_path / "xla", batch, **{"train.steps": 2, "model.detector_noise_std": 0.0,
+                                              "train.jit_compile": True})
+    copy_state(plain.networks, xla.networks)
+    a, b = plain.train(), xla.train()
+    assert xla.jit_compile  # compiled, not fallen back, on one device
+    for name in a:
+        assert b[name] == pytest.approx(a[name], rel=1e-3, abs=1e-5), name
