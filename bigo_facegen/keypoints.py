@@ -163,13 +163,12 @@ def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1
     on_crop = _on_crop(points, size)
     visible_points = (flags == 2) & on_crop
     occluded_points = (flags == 1) & on_crop
-    reach = _window_reach(style, radius)
-    if _window_pays(reach, size):
-        visible, occluded = _windowed_point_maps(points, visible_points, occluded_points, size, style, radius, reach)
+    offsets = _window_offsets(style, radius)
+    if _window_pays(len(offsets[0]), size):
+        colour = _windowed_point_colours(points, visible_points, occluded_points, size, style, radius, offsets)
     else:
         intensity = _point_profile(tf, _dense_dist2(points, size), style, radius)
-        visible = _max_where(intensity, visible_points)
-        occluded = _max_where(intensity, occluded_points)
+        colour = _colour(_max_where(intensity, visible_points), _max_where(intensity, occluded_points))
     if style == "lines":
         starts, ends = _segment_ends(layout, num_points)
         a, b = tf.gather(points, starts, axis=-2), tf.gather(points, ends, axis=-2)            # (..., M, 2)
@@ -180,11 +179,15 @@ def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1
         flag_a, flag_b = tf.gather(flags, starts, axis=-1), tf.gather(flags, ends, axis=-1)
         drawn = (flag_a > 0) & (flag_b > 0)
         hidden = tf.minimum(flag_a, flag_b) == 1
-        visible = tf.maximum(visible, _max_where(intensity, drawn & ~hidden))
-        occluded = tf.maximum(occluded, _max_where(intensity, drawn & hidden))
-    colour = tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),
-                        occluded[..., None] * tf.constant(OCCLUDED_COLOR, tf.float32))
+        lines = _colour(_max_where(intensity, drawn & ~hidden), _max_where(intensity, drawn & hidden))
+        colour = tf.maximum(colour, lines)
     return colour * 2.0 - 1.0
+
+
+def _colour(visible: tf.Tensor, occluded: tf.Tensor) -> tf.Tensor:
+    """(..., S, S, 3) colour of (..., S, S) visible and occluded intensities."""
+    return tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),
+                      occluded[..., None] * tf.constant(OCCLUDED_COLOR, tf.float32))
 
 
 # Heatmap intensities below this are left out of the windowed rendering (the NumPy one keeps them); maps span [-1, 1],
@@ -192,22 +195,26 @@ def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1
 HEATMAP_TAIL = 5e-5
 
 
-def _window_reach(style: str, radius: float) -> int:
-    """Half-width k of the (2k + 1)^2 window of pixels, centred on the pixel a point falls in, outside which the
-    point's profile is negligible. A pixel outside the window is over k + 0.5 px from the point along one axis."""
+def _window_offsets(style: str, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) offsets, from the pixel a point falls in, of the pixels where the point's profile is not
+    negligible: the point lies within half a pixel of that pixel's centre along each axis, so a pixel at offset o is
+    at least max(|o| - 0.5, 0) away from it along each axis."""
     if style == "heatmap":
         negligible = radius * math.sqrt(-2.0 * math.log(HEATMAP_TAIL))
     else:
         negligible = radius + 0.5
-    return max(0, math.ceil(negligible - 0.5))
+    reach = math.ceil(negligible)
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+    row, column = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing="ij"))
+    nearest = np.maximum(np.abs(row) - 0.5, 0) ** 2 + np.maximum(np.abs(column) - 0.5, 0) ** 2
+    kept = nearest < negligible ** 2
+    return row[kept], column[kept]
 
 
-def _window_pays(reach: int, size: int) -> bool:
-    # A scattered pixel costs a few dense ones; a window near the crop's size is no saving.
-    return (2 * reach + 1) ** 2 * _SCATTER_COST < size * size
-
-
-_SCATTER_COST = 4
+def _window_pays(num_offsets: int, size: int) -> bool:
+    # On CPU a windowed pixel costs about four dense ones (the segment max): a window near the crop's size saves
+    # nothing.
+    return num_offsets * 4 < size * size
 
 
 def _on_crop(points: tf.Tensor, size: int) -> tf.Tensor:
@@ -224,32 +231,35 @@ def _dense_dist2(points: tf.Tensor, size: int) -> tf.Tensor:
     return dy2[..., :, None, :] + dx2[..., None, :, :]
 
 
-def _windowed_point_maps(points, visible_points, occluded_points, size: int, style: str, radius: float, reach: int):
-    """(visible, occluded) intensities (..., S, S), each point evaluated in its window and scattered with max."""
+def _windowed_point_colours(points, visible_points, occluded_points, size: int, style: str, radius: float,
+                            offsets) -> tf.Tensor:
+    """(..., S, S, 3) colour of the points, each evaluated in its window and scattered into the map with max."""
     num_points = points.shape[-2]
     batch_shape = tf.shape(points)[:-2]
     points = tf.reshape(points, [-1, num_points, 2])
-    drawn = tf.reshape(visible_points | occluded_points, [-1, num_points])
-    channel = tf.where(tf.reshape(visible_points, [-1, num_points]), 0, 1)
+    visible_points = tf.reshape(visible_points, [-1, num_points, 1])
+    occluded_points = tf.reshape(occluded_points, [-1, num_points, 1])
+    drawn = visible_points | occluded_points                                                   # (B, N, 1)
+    colour = tf.where(visible_points, tf.constant(VISIBLE_COLOR, tf.float32),
+                      tf.where(occluded_points, tf.constant(OCCLUDED_COLOR, tf.float32), 0.0))  # (B, N, 3)
     batch = tf.shape(points)[0]
-    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
-    offset_y, offset_x = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing="ij"))       # (W,)
+    offset_row, offset_column = offsets                                                        # (W,)
     # A point not drawn may lie anywhere (even be NaN): park its window on pixel 0, where its values are 0.
-    centre = tf.where(drawn[..., None], tf.round(points), 0.0)                                 # (B, N, 2)
-    column = centre[..., 0:1] + offset_x                                                       # (B, N, W)
-    row = centre[..., 1:2] + offset_y
+    centre = tf.where(drawn, tf.round(points), 0.0)                                            # (B, N, 2)
+    column = centre[..., 0:1] + offset_column                                                  # (B, N, W)
+    row = centre[..., 1:2] + offset_row
     dist2 = tf.square(row - points[..., 1:2]) + tf.square(column - points[..., 0:1])
     in_crop = (column >= 0) & (column < size) & (row >= 0) & (row < size)
-    values = tf.where(in_crop & drawn[..., None], _point_profile(tf, dist2, style, radius), 0.0)
+    intensity = tf.where(in_crop & drawn, _point_profile(tf, dist2, style, radius), 0.0)
+    values = intensity[..., None] * colour[..., None, :]                                       # (B, N, W, 3)
     column = tf.cast(tf.clip_by_value(column, 0, size - 1), tf.int32)
     row = tf.cast(tf.clip_by_value(row, 0, size - 1), tf.int32)
-    image = tf.range(batch)[:, None, None]
-    index = ((image * size + row) * size + column) * 2 + channel[..., None]
+    pixel = (tf.range(batch)[:, None, None] * size + row) * size + column
+    index = pixel[..., None] * 3 + tf.range(3)
     # unsorted_segment_max is a scatter-max that runs several times faster on CPU than tensor_scatter_nd_max; pixels
     # no window reaches get the lowest float, hence the floor of 0.
-    maps = tf.math.unsorted_segment_max(tf.reshape(values, [-1]), tf.reshape(index, [-1]), batch * size * size * 2)
-    maps = tf.reshape(tf.maximum(maps, 0.0), tf.concat([batch_shape, [size, size, 2]], axis=0))
-    return maps[..., 0], maps[..., 1]
+    maps = tf.math.unsorted_segment_max(tf.reshape(values, [-1]), tf.reshape(index, [-1]), batch * size * size * 3)
+    return tf.reshape(tf.maximum(maps, 0.0), tf.concat([batch_shape, [size, size, 3]], axis=0))
 
 
 def _check_args(style: str, radius: float, num_points, num_flags) -> None:
