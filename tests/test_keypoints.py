@@ -154,3 +154,25 @@ def test_tf_in_data_pipeline_on_real_keypoints(real_face):
         lambda p, f: keypoints.draw_map_tf(p, f, 224, "dots"))
     (drawn,) = list(dataset.as_numpy_iterator())
     np.testing.assert_allclose(drawn, keypoints.draw_map(points, flags, 224, "dots"), atol=1e-4)
+
+
+@pytest.mark.parametrize("style, size, radius", [
+    ("dots", 24, 0.4), ("dots", 24, 2.5),
+    ("heatmap", 48, 1.0),   # evaluated in windows around the points
+    ("heatmap", 24, 3.0),   # a window as large as the crop: evaluated densely
+])
+def test_tf_matches_numpy_at_sub_pixel_positions_and_crop_edges(style, size, radius):
+    """Points on every quarter pixel, exact halves included (where a point's window is tightest), plus points
+    straddling the crop's edges and far off it; a batch of unknown size as in an exported model."""
+    quarters = np.arange(0, 1, 0.25, dtype=np.float32)
+    fx, fy = np.meshgrid(quarters, quarters)
+    centres = np.stack([fx.ravel(), fy.ravel()], axis=-1)                       # 16 sub-pixel positions
+    edges = np.array([[-0.5, 3], [-0.51, 9], [size - 0.51, 5], [size - 0.5, 15], [7, -0.5], [11, size - 0.6],
+                      [1e6, 4], [-1e6, -1e6]], np.float32)
+    points = np.stack([np.concatenate([centres + offset, edges]) for offset in ((6, 6), (size - 15, 12))])
+    flags = np.stack([np.resize([2, 1, 2, 0], len(points[0])), np.resize([1, 2], len(points[0]))]).astype(np.int32)
+    expected = np.stack([keypoints.draw_map(p, f, size, style, radius) for p, f in zip(points, flags)])
+    spec = [tf.TensorSpec([None, len(points[0]), 2]), tf.TensorSpec([None, len(points[0])], tf.int32)]
+    graph = tf.function(lambda p, f: keypoints.draw_map_tf(p, f, size, style, radius), input_signature=spec)
+    np.testing.assert_allclose(graph(points, flags).numpy(), expected, atol=1e-4)
+    assert (expected[:, :, 0] > -1).any() and (expected[:, :, -1] > -1).any(), "nothing drawn on the crop's edges"
