@@ -10,13 +10,17 @@ lights pixel [5, 3], and a crop of side S covers x, y in [-0.5, S - 0.5).
 Maps are float32 (S, S, 3) in [-1, 1], black (-1) where nothing is drawn. Visible points (flag 2) are drawn in
 `VISIBLE_COLOR`, occluded ones (flag 1) in `OCCLUDED_COLOR`; absent points (flag 0) and points off the crop are not
 drawn. Styles, each a closed form evaluated on the pixel-centre grid and combined over points with max, so that the
-NumPy (`draw_map`) and TF (`draw_map_tf`) renderings agree to float rounding:
+NumPy (`draw_map`) and TF (`draw_map_tf`) renderings agree to float rounding (heatmaps to 1e-4, see `HEATMAP_TAIL`):
 
 - "dots": an antialiased disc per point, intensity clip(radius + 0.5 - d, 0, 1) at distance d from the point;
 - "heatmap": a Gaussian exp(-d^2 / (2 radius^2)) per point;
 - "lines": the layout's polylines, intensity clip(radius / 2 + 0.5 - d, 0, 1) at distance d from a segment (a segment
   is drawn when both its ends are present, occluded colour if either end is occluded; it is clipped by the crop, not
   dropped), with the dots on top so points outside any polyline (pupils, eye centres) still show.
+
+The NumPy renderer is the dense reference, every point against every pixel. The TF one, run per batch in the input
+pipeline, evaluates dots and heatmaps only in a window of pixels around each point and combines the windows with a
+segment max, O(N * window) instead of O(N * S^2); lines stay dense.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ import tensorflow as tf
 VISIBLE_COLOR = (1.0, 1.0, 1.0)
 OCCLUDED_COLOR = (1.0, 0.0, 0.0)
 STYLES = ("dots", "heatmap", "lines")
+# Heatmap intensities below this are left out of `draw_map_tf`'s windows (`draw_map` keeps them); maps span [-1, 1],
+# so the two agree to twice it, 1e-4.
+HEATMAP_TAIL = 5e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +160,8 @@ def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1
     batch dimensions and a static N; returns float32 (..., size, size, 3) in [-1, 1]. `size`, `style`, `radius` and
     `layout` are Python values fixed at trace time.
 
-    Dots and heatmaps are evaluated only in a square window of pixels around each point, wide enough that what lies
-    outside is 0 (dots) or below `HEATMAP_TAIL` (heatmaps), and scattered into the map with max: O(N * window) instead
-    of O(N * size^2). Lines stay dense over the segments."""
+    Dots and heatmaps are evaluated only in a window of pixels around each point, wide enough that what lies outside
+    is 0 (dots) or below `HEATMAP_TAIL` (heatmaps), unless the window would be about the crop's size."""
     points = tf.convert_to_tensor(points, tf.float32)
     flags = tf.cast(flags, tf.int32)
     num_points = points.shape[-2]
@@ -188,11 +194,6 @@ def _colour(visible: tf.Tensor, occluded: tf.Tensor) -> tf.Tensor:
     """(..., S, S, 3) colour of (..., S, S) visible and occluded intensities."""
     return tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),
                       occluded[..., None] * tf.constant(OCCLUDED_COLOR, tf.float32))
-
-
-# Heatmap intensities below this are left out of the windowed rendering (the NumPy one keeps them); maps span [-1, 1],
-# so the two renderings agree to twice it, 1e-4.
-HEATMAP_TAIL = 5e-5
 
 
 def _window_offsets(style: str, radius: float) -> tuple[np.ndarray, np.ndarray]:
