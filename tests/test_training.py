@@ -2,6 +2,7 @@
 losses fall, MirroredStrategy matches one device, exact resume, divergence stop, files written."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, geometry, keypoints, losses, video
+from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
 from bigo_facegen.models import perceptual
 from bigo_facegen.training import (TrainingDiverged, Trainer, TrainStep, build_networks, build_optimizers,
@@ -244,24 +245,31 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+    with pytest.raises(ValueError, match="model.conv_dim: 8 -> 16"):
+        trainer(tmp_path / "b", batch, **{"train.steps": 6, "model.conv_dim": 16})
 
 
-def test_run_files_and_load_generator(batch, tmp_path):
-    t = trainer(tmp_path, batch, **{"train.steps": 2, "train.log_every": 1})
-    t.train()
-    saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved == t.config.to_dict() and saved["data"]["layout"] == "ibug68" and saved["train"]["steps"] == 2
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
-    assert {"critic", "identity_critic", "keypoint_detector", "generator", "generator_l1",
+def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: list[int]) -> None:
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved == config.to_dict()
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == steps
+    assert {"critic", "identity_critic", "keypoint_detector", "generator", "generator_keypoint",
+            "generator_adversarial", "generator_identity", "generator_l1", "generator_perceptual",
             "images_per_s"} <= records[0].keys()
     tags = set()
-    for event_file in (tmp_path / "tensorboard").glob("events.out.tfevents.*"):
+    for event_file in (model_dir / "tensorboard").glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
             tags.update(value.tag for value in event.summary.value)
     assert {"loss/generator", "loss/critic", "images_per_s"} <= tags
     assert any(tag.startswith("samples/") for tag in tags)
 
+
+def test_run_files_and_load_generator(batch, tmp_path):
+    t = trainer(tmp_path, batch, **{"train.steps": 2})
+    t.train()
+    assert t.config.data.layout == "ibug68" and t.config.train.steps == 2
+    check_run_files(tmp_path, t.config, [1, 2])
     generator, config = load_generator(tmp_path)
     assert config.to_dict() == t.config.to_dict()
     for a, b in zip(generator.weights, t.networks.generator.weights, strict=True):
@@ -270,14 +278,8 @@ def test_run_files_and_load_generator(batch, tmp_path):
         load_generator(tmp_path / "nothing")
 
 
-def test_resume_refuses_a_different_model(batch, tmp_path):
-    trainer(tmp_path, batch, **{"train.steps": 2}).train()
-    with pytest.raises(ValueError, match="model.conv_dim: 8 -> 16"):
-        trainer(tmp_path, batch, **{"train.steps": 4, "model.conv_dim": 16})
-
-
-@pytest.mark.parametrize("log_every, max_loss, caught_at", [(5, 1e4, "log"), (100, 1e4, "save"), (100, 1e-3, "save")])
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, log_every, max_loss, caught_at):
+@pytest.mark.parametrize("log_every, max_loss", [(100, 1e4), (1, 1e-3)], ids=["nan_caught_at_save", "exploding"])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, log_every, max_loss):
     poisoned = {k: (np.full_like(v, np.nan) if v.dtype == np.float32 else v) for k, v in batch.items()}
 
     def data(data_cfg, input_context):
@@ -291,12 +293,13 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, lo
     with pytest.raises(TrainingDiverged, match=f"at step {bad_step}") as caught:
         t.train()
     kept = sorted(p.name for p in tmp_path.glob("ckpt-*.index"))
-    if bad_step == 1:
+    if bad_step == 1:  # logged every step: stopped at once, naming the loss
+        assert int(t.step.numpy()) == 1 and "generator=" in str(caught.value)
         assert kept == [] and "last good checkpoint: none" in str(caught.value)
         return
     assert kept == ["ckpt-2.index", "ckpt-4.index"]
     assert str(caught.value).endswith(f"{tmp_path / 'ckpt-4'}.")
-    assert int(t.step.numpy()) == (5 if caught_at == "log" else 6)
+    assert int(t.step.numpy()) == 6  # caught before saving step 6
     restored = trainer(tmp_path, batch, **{"train.steps": 10})
     assert int(restored.step.numpy()) == 4
     assert all(np.isfinite(w.numpy()).all() for w in restored.networks.generator.weights)
@@ -320,3 +323,51 @@ def test_jit_compile_matches_the_plain_step(batch, tmp_path):
     assert xla.jit_compile  # compiled, not fallen back, on one device
     for name in a:
         assert b[name] == pytest.approx(a[name], rel=1e-3, abs=1e-5), name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_entry_point_trains_with_two_workers(tmp_path):
+    """`python -m experiments.train` on a synthetic BIGO-layout folder, as two MultiWorkerMirroredStrategy workers
+    (TF_CONFIG) on this machine: one synchronous run, written by the chief."""
+    folder = tmp_path / "synthetic"
+    synthetic.generate(folder, num_videos=6, frames_per_video=4, frame_size=(64, 64), seed=1)
+    tfds_dir = tmp_path / "tfds"
+    data.dataset_builder(configs.DataConfig(dataset=str(folder), data_dir=str(tfds_dir)))  # prepared once, here
+    model_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "experiments.train", "--preset=cpu", f"--data={folder}", "--tier=all",
+            f"--model_dir={model_dir}", "--steps=3", "--image_size=32", "--batch_per_replica=2",
+            "--strategy=multi_worker", f"--config_override=data.data_dir={tfds_dir}",
+            "--config_override=model.conv_dim=8", "--config_override=model.res_blocks=1",
+            "--config_override=model.critic_blocks=2", "--config_override=train.log_every=1",
+            "--config_override=train.checkpoint_every=2", "--config_override=train.sample_every=2"]
+    workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        processes.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out[-5000:]
+    assert all("2 replica(s), global batch 4" in out for out in outputs)
+    config = configs.ExperimentConfig.from_json_file(str(model_dir / "config.json"))
+    assert config.data.layout == "bigo106" and config.train.strategy == "multi_worker"
+    check_run_files(model_dir, config, [1, 2, 3])
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-3.index"]
+    assert not list(model_dir.glob(".worker_*"))  # the other worker's copies are removed
+
+
+def test_entry_point_help_explains_the_flags():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    # absl's --help exits with status 1.
+    for text in ("Examples:", "--tier", "--preset", "--data", "--model_dir", "--strategy", "--num_cpu_devices",
+                 "--mixed_precision", "--jit_compile", "--batch_per_replica", "--image_size", "--config_override"):
+        assert text in done.stdout, text

@@ -1,0 +1,91 @@
+"""Train the face generator (with its keypoint detector and critics) on one tier set.
+
+Starts from a preset (`paper`: the original's 224 px networks; `cpu`: small enough to learn in minutes on a laptop),
+applies the flags below and any `--config_override=section.field=value`, and trains into --model_dir, resuming from its
+latest checkpoint when it has one. The run writes config.json (the resolved configuration, used by export, generate
+and evaluate), metrics.jsonl, TensorBoard logs (`tensorboard --logdir=MODEL_DIR/tensorboard`) and checkpoints
+ckpt-<step>.
+
+Examples:
+  python -m experiments.train --tier=hard
+  python -m experiments.train --preset=cpu --data=synthetic --model_dir=runs/cpu_hard --steps=500
+  python -m experiments.train --preset=cpu --data=../shared/data/real_faces/dev --tier=all \\
+      --strategy=mirrored --num_cpu_devices=2 --config_override=loss.l1=10 --config_override=train.log_every=10
+  TF_CONFIG='{"cluster": {...}, "task": {...}}' python -m experiments.train --strategy=multi_worker ...
+
+Exit status 1 when training diverges (NaN or a loss above train.max_loss); the last good checkpoint is kept.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+from bigo_facegen import config as configs
+from bigo_facegen.training import Trainer, TrainingDiverged
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("tier", None, sorted(configs.TIER_SETS),
+                  "Tier set to train on (each tier's model also sees the tier below it; `all` = every tier). "
+                  "Default: the preset's (hard).")
+flags.DEFINE_enum("preset", "paper", sorted(configs.PRESETS), "Configuration to start from.")
+flags.DEFINE_string("data", None, "`synthetic`, `bigo` (the TFDS data set) or a BIGO-layout folder "
+                    "(annotations.json + videos/). Default: the preset's (synthetic).")
+flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go; a run there is resumed. "
+                    "Default: runs/<preset>_<tier>.")
+flags.DEFINE_integer("steps", None, "Total training steps (a resumed run continues up to this).")
+flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: one device, every local GPU (or logical CPU device), or the workers of "
+                  "TF_CONFIG.")
+flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logical devices (try --strategy=mirrored "
+                     "without GPUs).")
+flags.DEFINE_boolean("mixed_precision", None, "mixed_float16 on GPU (with loss scaling), mixed_bfloat16 on CPU.")
+flags.DEFINE_boolean("jit_compile", None, "Compile the training step with XLA (falls back, with a log line, where "
+                     "XLA cannot run it).")
+flags.DEFINE_integer("batch_per_replica", None, "Frames of one video per replica and step.")
+flags.DEFINE_integer("image_size", None, "Face crop side in pixels (a multiple of 4).")
+flags.DEFINE_multi_string("config_override", [], "section.field=value for any config field, e.g. "
+                          "loss.l1=10, model.perceptual=none, train.checkpoint_every=500 (values are JSON: numbers, "
+                          "true/false; anything else is a string). Repeatable; applied after the other flags.")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise app.UsageError(f"--config_override wants section.field=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def resolve_config() -> configs.ExperimentConfig:
+    flag_values = {
+        "data.tier": FLAGS.tier, "data.dataset": FLAGS.data, "data.batch_per_replica": FLAGS.batch_per_replica,
+        "data.image_size": FLAGS.image_size, "train.steps": FLAGS.steps, "train.strategy": FLAGS.strategy,
+        "train.num_cpu_devices": FLAGS.num_cpu_devices, "train.mixed_precision": FLAGS.mixed_precision,
+        "train.jit_compile": FLAGS.jit_compile,
+    }
+    try:
+        config = configs.override(configs.preset(FLAGS.preset), flag_values)
+        return configs.override(config, dict(parse_override(text) for text in FLAGS.config_override))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = resolve_config()
+    model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}"
+    try:
+        Trainer(config, model_dir).train()
+    except TrainingDiverged as error:
+        logging.error("%s", error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
