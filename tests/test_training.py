@@ -369,5 +369,5 @@ def test_entry_point_help_explains_the_flags():
                           capture_output=True, text=True, timeout=120)
     # absl's --help exits with status 1.
     for text in ("Examples:", "--tier", "--preset", "--data", "--model_dir", "--strategy", "--num_cpu_devices",
-                 "--mixed_precision", "--jit_compile", "--batch_per_replica", "--image_size", "--config_override"):
+                 "--[no]mixed_precision", "--[no]jit_compile", "--batch_per_replica", "--image_size", "--config_override"):
         assert text in done.stdout, text
