@@ -1,13 +1,16 @@
 """Background fusion: put a generated face crop back into a full frame built from the reference frame.
 
-The generator only makes the face crop; the rest of each output frame comes from the one reference frame. Two ways,
-both from the original solution:
+The generator only makes the face crop; the rest of each output frame comes from the one reference frame. Three
+ways, the first two from the original solution:
 
 * `ShiftFusion` moves and scales the whole reference frame so that its face box meets the target frame's box, fills
   the borders this uncovers (`replicate` or `reflect`) and pastes the face with a feathered edge.
 * `SegmentFusion` (the original's better one) separates the person from the background first, moves only the person
   and leaves the background where it was, filling the hole the person leaves (OpenCV inpainting or nearest-neighbour
   fill). The separation is OpenCV's GrabCut seeded from the face box: no downloaded model.
+* `WarpFusion` warps the whole reference frame piecewise-affinely from the reference keypoints to the target's, with
+  fixed anchors on the frame border (`PiecewiseAffineWarper`, also the `warp` evaluation baseline): the background
+  near the face follows its motion, fading to none at the frame border; the face is pasted as by the others.
 
 Boxes are BIGO `[x, y, w, h]` in frame pixels; a face crop covers the square box of `geometry.square_box`, as
 `geometry.crop` cut it. Images are RGB uint8.
@@ -16,12 +19,15 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
 from bigo_facegen import geometry
+from bigo_facegen.annotations import FLAG_ABSENT
 
 BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
 FILLS = ("inpaint", "nearest")
-FUSIONS = ("shift", "segment")
+FUSIONS = ("shift", "segment", "warp")
+ANCHORS_PER_SIDE = 8
 
 # Width of the pasted face's soft edge, as a fraction of the crop side: the outer band of a crop is background that the
 # shifted reference already shows, so blending there hides the seam without giving up any of the face.
@@ -96,13 +102,14 @@ class ShiftFusion:
         """(width, height) of the output frames."""
         return self.reference_frame.shape[1], self.reference_frame.shape[0]
 
-    def background(self, target_bbox) -> np.ndarray:
-        """The frame around the face for a target box, before the face is pasted."""
+    def background(self, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+        """The frame around the face for a target box, before the face is pasted. The target keypoints (frame
+        pixels, (N, 2), and flags (N,)) are read by the fusions that follow them (`WarpFusion`) and ignored here."""
         return warp(self.reference_frame, box_to_box(self.reference_bbox, target_bbox), self.frame_size,
                     self.border)
 
-    def __call__(self, face: np.ndarray, target_bbox) -> np.ndarray:
-        return paste_face(self.background(target_bbox), face, target_bbox, self.feather)
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+        return paste_face(self.background(target_bbox, target_points, target_flags), face, target_bbox, self.feather)
 
 
 class SegmentFusion(ShiftFusion):
@@ -116,10 +123,10 @@ class SegmentFusion(ShiftFusion):
         self.matte = soften_mask(person, self.reference_bbox)
         self.plate = fill_background(reference_frame, _grow(person, self.reference_bbox), fill)
 
-    def background(self, target_bbox) -> np.ndarray:
+    def background(self, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
         return self._moved(target_bbox)[0]
 
-    def __call__(self, face: np.ndarray, target_bbox) -> np.ndarray:
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
         # The crop's corners show the reference's background, which moved with the face; only the person may take
         # pixels from the crop, so the still background stays clean around the face.
         frame, matte = self._moved(target_bbox)
@@ -133,13 +140,122 @@ class SegmentFusion(ShiftFusion):
         return blend(self.plate, person, matte), matte
 
 
+class WarpFusion(ShiftFusion):
+    """The whole reference frame warped piecewise-affinely from its keypoints onto each target's, fixed at the frame
+    border; the face pasted on top. Points absent from either face are left out of the warp."""
+
+    def __init__(self, reference_frame: np.ndarray, reference_bbox, reference_points, reference_flags,
+                 border: str = "replicate", feather: float = DEFAULT_FEATHER):
+        super().__init__(reference_frame, reference_bbox, border, feather)
+        self.reference_points = np.asarray(reference_points, np.float64)
+        self.reference_flags = np.asarray(reference_flags)
+        if self.reference_points.shape != (len(self.reference_flags), 2):
+            raise ValueError(f"reference points must be (N, 2) with one flag each, got {self.reference_points.shape} "
+                             f"points and {self.reference_flags.shape} flags")
+        self.warper = PiecewiseAffineWarper(reference_frame.shape[:2], BORDERS[border])
+
+    def background(self, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+        if target_points is None or target_flags is None:
+            raise ValueError("warp fusion moves the frame with the keypoints: it needs the target points and flags")
+        target_points, target_flags = np.asarray(target_points, np.float64), np.asarray(target_flags)
+        if target_points.shape != self.reference_points.shape or target_flags.shape != self.reference_flags.shape:
+            raise ValueError(f"target points {target_points.shape} and flags {target_flags.shape} do not match the "
+                             f"reference's {self.reference_points.shape} and {self.reference_flags.shape}")
+        use = (self.reference_flags != FLAG_ABSENT) & (target_flags != FLAG_ABSENT)
+        return self.warper.warp(self.reference_frame, self.reference_points, target_points, use)
+
+
 def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
-                feather: float = DEFAULT_FEATHER, fill: str = "inpaint") -> ShiftFusion:
+                feather: float = DEFAULT_FEATHER, fill: str = "inpaint", reference_points=None,
+                reference_flags=None) -> ShiftFusion:
+    """The fusion called `name`; `warp` also needs the reference keypoints (frame pixels) and their flags."""
     if name == "shift":
         return ShiftFusion(reference_frame, reference_bbox, border, feather)
     if name == "segment":
         return SegmentFusion(reference_frame, reference_bbox, border, feather, fill)
+    if name == "warp":
+        if reference_points is None or reference_flags is None:
+            raise ValueError("warp fusion needs the reference keypoints and flags")
+        return WarpFusion(reference_frame, reference_bbox, reference_points, reference_flags, border, feather)
     raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
+
+
+def border_anchors(height: int, width: int, per_side: int = ANCHORS_PER_SIDE) -> np.ndarray:
+    """Fixed points along the frame border (corners included), (4 * per_side, 2) float64 x, y."""
+    xs = np.linspace(0, width - 1, per_side + 1)
+    ys = np.linspace(0, height - 1, per_side + 1)
+    top = np.stack([xs[:-1], np.zeros(per_side)], 1)
+    right = np.stack([np.full(per_side, width - 1.0), ys[:-1]], 1)
+    bottom = np.stack([xs[::-1][:-1], np.full(per_side, height - 1.0)], 1)
+    left = np.stack([np.zeros(per_side), ys[::-1][:-1]], 1)
+    return np.concatenate([top, right, bottom, left])
+
+
+class PiecewiseAffineWarper:
+    """Landmark-driven piecewise-affine warp of a whole frame.
+
+    The target keypoints plus fixed anchors on the frame border are Delaunay-triangulated; each output pixel takes
+    the affine map of its triangle back to the reference (a backward map), and one `cv2.remap` samples the reference.
+    The face moves with its keypoints and the background follows it, fading to no motion at the frame border.
+    Triangles are rasterised into a triangle-id image, so the cost per frame is a few whole-image NumPy operations.
+    `border_mode` (an OpenCV border) fills what is sampled from outside the frame.
+    """
+
+    def __init__(self, frame_shape: tuple[int, int], border_mode: int = cv2.BORDER_REPLICATE):
+        self.height, self.width = int(frame_shape[0]), int(frame_shape[1])
+        self.border_mode = border_mode
+        self.anchors = border_anchors(self.height, self.width)
+        self._grid_x, self._grid_y = np.meshgrid(np.arange(self.width, dtype=np.float32),
+                                                 np.arange(self.height, dtype=np.float32))
+
+    def warp(self, frame: np.ndarray, source_points: np.ndarray, target_points: np.ndarray,
+             use: np.ndarray | None = None) -> np.ndarray:
+        """`frame` with `source_points` moved onto `target_points` (both (N, 2) frame pixels; `use` masks points)."""
+        map_x, map_y = self.backward_map(source_points, target_points, use)
+        return cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=self.border_mode)
+
+    def backward_map(self, source_points: np.ndarray, target_points: np.ndarray,
+                     use: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """For every output pixel, where to sample the source frame: (map_x, map_y) float32 (H, W)."""
+        source_points = np.asarray(source_points, np.float64)
+        target_points = np.asarray(target_points, np.float64)
+        if use is not None:
+            source_points, target_points = source_points[use], target_points[use]
+        source = np.concatenate([source_points, self.anchors])
+        target = np.concatenate([target_points, self.anchors])
+        # Coincident target points (a closed mouth's inner lips) would give zero-area triangles; keep the first.
+        _, keep = np.unique(np.round(target, 3), axis=0, return_index=True)
+        keep.sort()
+        source, target = source[keep], target[keep]
+        triangles = Delaunay(target).simplices
+        affines = self._triangle_affines(source, target, triangles)
+        ids = self._rasterise(target, triangles)
+        covered = ids >= 0
+        a = affines[np.where(covered, ids, 0)]
+        gx, gy = self._grid_x, self._grid_y
+        map_x = np.where(covered, a[..., 0, 0] * gx + a[..., 0, 1] * gy + a[..., 0, 2], gx).astype(np.float32)
+        map_y = np.where(covered, a[..., 1, 0] * gx + a[..., 1, 1] * gy + a[..., 1, 2], gy).astype(np.float32)
+        return map_x, map_y
+
+    @staticmethod
+    def _triangle_affines(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+        """(T, 2, 3) float32 affine maps from each target triangle to its source triangle."""
+        dst = target[triangles]                                   # (T, 3, 2)
+        src = source[triangles]
+        dst_h = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2)   # (T, 3, 3)
+        solved = np.linalg.solve(dst_h, src)                      # dst_h @ solved = src, (T, 3, 2)
+        return np.transpose(solved, (0, 2, 1)).astype(np.float32)
+
+    def _rasterise(self, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+        """(H, W) int32 image of the triangle covering each pixel, -1 where none does."""
+        shift = 4
+        ids = np.full((self.height, self.width), -1, np.int32)
+        corners = np.round(target[triangles] * (1 << shift)).astype(np.int32)
+        for index, polygon in enumerate(corners):
+            cv2.fillConvexPoly(ids, polygon, int(index), lineType=cv2.LINE_8, shift=shift)
+        return ids
+
+
 
 
 # GrabCut's cost grows with the pixel count and the matte needs no fine detail (its edge is softened anyway).

@@ -67,11 +67,3 @@ def test_warp_beats_copy_on_real_motion(clip):
                                       metrics.face_crop(frames[0], t.bbox)) for t in targets])
     assert warp_psnr > copy_psnr and warp_ssim > copy_ssim
 
-
-def test_border_anchors_ring_the_frame():
-    anchors = baselines.border_anchors(100, 200, per_side=4)
-    assert len(anchors) == 16 and len(np.unique(anchors, axis=0)) == 16
-    for corner in ([0, 0], [199, 0], [199, 99], [0, 99]):
-        assert any(np.allclose(a, corner) for a in anchors)
-    on_border = (anchors[:, 0] == 0) | (anchors[:, 0] == 199) | (anchors[:, 1] == 0) | (anchors[:, 1] == 99)
-    assert on_border.all()

@@ -215,3 +215,76 @@ def test_segmentation_is_deterministic(retalk):
     np.random.default_rng(0).random(1000)
     cv2.randu(np.zeros((100, 100), np.float32), 0, 1)  # moves OpenCV's global RNG, which GrabCut's k-means uses
     np.testing.assert_array_equal(fusion.segment_person(frame, annotation.bbox), first)
+
+
+# --- warp fusion ---------------------------------------------------------------------------------------------------
+
+def _outside_square(shape, bbox, crop_size):
+    """Pixels that a pasted crop of `crop_size` px cannot touch: outside the square face box of `bbox` by more than
+    the one crop pixel that bilinear upsampling spreads its edge over."""
+    cx, cy, side = geometry.square_box(bbox)
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    half = side / 2 + side / crop_size
+    return (np.abs(xs - cx) > half) | (np.abs(ys - cy) > half)
+
+
+def test_warp_fusion_on_the_reference_keypoints_keeps_the_frame_outside_the_face(retalk):
+    frame, annotation = retalk
+    warp = fusion.make_fusion("warp", frame, annotation.bbox, reference_points=annotation.points,
+                              reference_flags=annotation.flags)
+    np.testing.assert_array_equal(warp.background(annotation.bbox, annotation.points, annotation.flags), frame)
+    out = warp(np.full((64, 64, 3), 255, np.uint8), annotation.bbox, annotation.points, annotation.flags)
+    outside = _outside_square(frame.shape, annotation.bbox, 64)
+    assert outside.mean() > 0.3
+    np.testing.assert_array_equal(out[outside], frame[outside])
+    assert (out[~outside] == 255).mean() > 0.3  # the face went in
+
+
+def test_warp_fusion_moves_the_background_with_the_face_and_holds_the_border(retalk):
+    frame, annotation = retalk
+    dx, dy = 12, -8
+    target_points = annotation.points + np.array([dx, dy], np.float32)
+    target_bbox = annotation.bbox + np.array([dx, dy, 0, 0], np.float32)
+    moved = fusion.WarpFusion(frame, annotation.bbox, annotation.points, annotation.flags).background(
+        target_bbox, target_points, annotation.flags)
+    expected = np.roll(frame, (dy, dx), axis=(0, 1))
+    # Just outside the face box the background moved (almost) with the face ...
+    x, y, w, h = (int(v) for v in target_bbox)
+    band = moved[y + h // 2 - 10:y + h // 2 + 10, x - 12:x - 4].astype(int)
+    assert np.abs(band - expected[y + h // 2 - 10:y + h // 2 + 10, x - 12:x - 4]).mean() < \
+        np.abs(band - frame[y + h // 2 - 10:y + h // 2 + 10, x - 12:x - 4]).mean()
+    # ... and the frame border did not move at all.
+    np.testing.assert_array_equal(moved[0], frame[0])
+    np.testing.assert_array_equal(moved[:, -1], frame[:, -1])
+
+
+def test_warp_fusion_pastes_without_a_seam(retalk):
+    frame, annotation = retalk
+    box = _integer_box(annotation.bbox, 200)
+    warp = fusion.WarpFusion(frame, box, annotation.points, annotation.flags)
+    target_points = annotation.points + np.array([5, 3], np.float32)
+    target_box = box + np.array([5, 3, 0, 0], np.float32)
+    background = warp.background(target_box, target_points, annotation.flags)
+    face, _ = geometry.crop(background, target_box, 200)
+    brighter = np.clip(face.astype(int) + 40, 0, 255).astype(np.uint8)
+    offset = warp(brighter, target_box, target_points, annotation.flags).astype(int) - background.astype(int)
+    assert max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max()) <= 6
+    assert offset[round(target_box[1] + 100.5), round(target_box[0] + 100.5)].min() >= 39  # the face is kept whole
+
+
+def test_warp_fusion_needs_keypoints(retalk):
+    frame, annotation = retalk
+    with pytest.raises(ValueError, match="needs the reference keypoints"):
+        fusion.make_fusion("warp", frame, annotation.bbox)
+    warp = fusion.WarpFusion(frame, annotation.bbox, annotation.points, annotation.flags)
+    with pytest.raises(ValueError, match="needs the target points"):
+        warp.background(annotation.bbox)
+
+
+def test_border_anchors_ring_the_frame():
+    anchors = fusion.border_anchors(100, 200, per_side=4)
+    assert len(anchors) == 16 and len(np.unique(anchors, axis=0)) == 16
+    for corner in ([0, 0], [199, 0], [199, 99], [0, 99]):
+        assert any(np.allclose(a, corner) for a in anchors)
+    on_border = (anchors[:, 0] == 0) | (anchors[:, 0] == 199) | (anchors[:, 1] == 0) | (anchors[:, 1] == 99)
+    assert on_border.all()
