@@ -3,6 +3,7 @@
 
     model = FaceModel.load("exports/face")                # an export (base or version folder) or a training model_dir
     maker = VideoGenerator(model, reference_frame, reference_annotation, fusion="segment")
+    # or, from a training model_dir, fine-tuned on the reference first: ..., tune_steps=50
     frame, face = maker.generate_frame(target_annotation)  # one output frame and its face crop
     maker.generate_video(target_annotations, "out.mp4", fps=25.0, face_output="face.mp4")
 
@@ -13,9 +14,12 @@ Each output frame, as the original solution made it:
    so the moved reference frame is used as it is, face included, at full resolution);
 3. otherwise generate the face (batched, through the same serving graph as the export);
 4. Reinhard colour transfer from the reference crop onto the generated face (`color`);
-5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), or only the person moved
-   over an inpainted background (`segment`), and the face pasted with a feathered edge.
+5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), only the person moved
+   over an inpainted background (`segment`), or the whole frame warped by the keypoints, fixed at the frame border
+   (`warp`); the face pasted with a feathered edge.
 Frames without a face repeat the last output (the reference frame itself before the first face).
+With `tune_steps` > 0 (a training model_dir only: an export cannot be trained), the generator is first fine-tuned on
+the reference alone (`tuning`); the loaded model keeps its own weights for other references.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, color, export, geometry, video
+from bigo_facegen import annotations, color, export, geometry, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
@@ -50,13 +54,16 @@ class GenerationError(ValueError):
 
 class FaceModel:
     """A generator ready for inference, from an export or a training checkpoint; both run the export's serving graph
-    (`export.ServingModule`), so they give the same faces."""
+    (`export.ServingModule`), so they give the same faces. `generator` is the Keras generator behind a checkpoint
+    (None for an export), which one-shot tuning trains."""
 
-    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str):
+    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None):
         self._serve = serve
         self.spec = spec
         self.config = config
         self.source = source
+        self.generator = generator
+        self._tuner: tuning.ReferenceTuner | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceModel":
@@ -80,7 +87,21 @@ class FaceModel:
     def from_generator(cls, generator, config: ExperimentConfig, source: str = "<in-memory generator>") -> "FaceModel":
         spec = export.ServingSpec.from_config(config)
         module = export.ServingModule(generator, spec)
-        return cls(module.serve, spec, config, source)
+        return cls(module.serve, spec, config, source, generator)
+
+    def check_tunable(self) -> None:
+        """Raises `GenerationError` unless one-shot tuning can train this model's Keras generator."""
+        if self.generator is None:
+            raise GenerationError(f"{self.source} is an export: a SavedModel cannot be fine-tuned on the reference; "
+                                  f"use the training model_dir it was exported from, or no reference tuning")
+
+    @property
+    def tuner(self) -> tuning.ReferenceTuner:
+        """The one-shot reference tuner of the Keras generator (built on first use)."""
+        self.check_tunable()
+        if self._tuner is None:
+            self._tuner = tuning.ReferenceTuner(self.generator, self.config)
+        return self._tuner
 
     @property
     def image_size(self) -> int:
@@ -165,6 +186,7 @@ class VideoStats:
     generated: int = 0
     copied: int = 0
     repeated: int = 0
+    tune_seconds: float = 0.0
 
 
 class VideoGenerator:
@@ -174,16 +196,24 @@ class VideoGenerator:
     def __init__(self, model: FaceModel, reference_frame: np.ndarray, reference_annotation: FrameAnnotation,
                  fusion: str = "shift", border: str = "replicate", fill: str = "inpaint",
                  copy_threshold: float = DEFAULT_COPY_THRESHOLD, color_transfer: bool = True, batch_size: int = 8,
-                 feather: float = DEFAULT_FEATHER):
+                 feather: float = DEFAULT_FEATHER, tune_steps: int = 0,
+                 tune_lr: float = tuning.DEFAULT_LEARNING_RATE):
         if batch_size < 1:
             raise GenerationError(f"batch size must be at least 1, got {batch_size}")
+        if tune_steps < 0:
+            raise GenerationError(f"tune steps must be at least 0, got {tune_steps}")
         self.model = model
         _check_point_count(reference_annotation, model, "reference")
         self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
-        self.fusion = make_fusion(fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill)
+        self.fusion = make_fusion(fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill,
+                                  reference_annotation.points, reference_annotation.flags)
         self.copy_threshold = copy_threshold
         self.color_transfer = color_transfer
         self.batch_size = batch_size
+        # Tuned once here, like the segment fusion's matte: every frame of the sequence uses the same weights.
+        self.tuned = model.tuner.tune(self.reference.crop, self.reference.points, self.reference.flags,
+                                      tuning.TuneSettings(tune_steps, tune_lr, batch_size=model.config.data
+                                                          .batch_per_replica)) if tune_steps else None
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -217,7 +247,8 @@ class VideoGenerator:
                     continue
                 face, kind = next(faces)
                 # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
-                last_frame = self.fusion.background(target.bbox) if kind == "copied" else self.fusion(face, target.bbox)
+                last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
+                              else self.fusion(face, target.bbox, target.points, target.flags))
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 
@@ -228,7 +259,7 @@ class VideoGenerator:
         targets = list(targets)
         if not targets:
             raise GenerationError(f"{output}: the keypoint sequence is empty: nothing to generate")
-        stats = VideoStats()
+        stats = VideoStats(tune_seconds=self.tuned.seconds if self.tuned else 0.0)
         size = self.model.image_size
         with contextlib.ExitStack() as stack:
             writer = stack.enter_context(video.VideoWriter(output, fps, self.frame_size))
@@ -257,10 +288,12 @@ class VideoGenerator:
         todo = [i for i, c in enumerate(copy) if not c]
         if todo:
             batch = len(todo)
-            generated = self.model.generate(
-                np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
-                np.repeat(self.reference.points[None], batch, axis=0),
-                np.repeat(self.reference.flags[None], batch, axis=0))
+            with (tuning.weights_swapped(self.model.generator, self.tuned.weights) if self.tuned
+                  else contextlib.nullcontext()):
+                generated = self.model.generate(
+                    np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
+                    np.repeat(self.reference.points[None], batch, axis=0),
+                    np.repeat(self.reference.flags[None], batch, axis=0))
             for i, face in zip(todo, generated):
                 if self.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)
@@ -334,9 +367,11 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
     The video file (under `videos_dir`, default: the annotations' `video_path`) gives the frame rate; without it,
     `fps` or 25. `max_frames` keeps the first frames only. `options` go to `VideoGenerator` (fusion, border, fill,
-    copy_threshold, color_transfer, batch_size, feather)."""
+    copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr)."""
     if not isinstance(model, FaceModel):
         model = FaceModel.load(model)
+    if options.get("tune_steps"):
+        model.check_tunable()
     annotations_path = Path(annotations_path)
     if not annotations_path.is_file():
         raise GenerationError(f"{annotations_path}: no such annotation file")

@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags
 
+from bigo_facegen import tuning
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.fusion import FUSIONS
 
@@ -30,6 +31,9 @@ flags.DEFINE_integer("frame_stride", 1, "Score every N-th face frame after the r
                      lower_bound=1)
 flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge's floor.")
 flags.DEFINE_enum("fusion", "shift", FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
+flags.DEFINE_integer("tune_steps", 0, "One-shot tuning of a model on each video's reference before generating its "
+                     "frames (0: off; needs a training model_dir).", lower_bound=0)
+flags.DEFINE_float("tune_lr", tuning.DEFAULT_LEARNING_RATE, "Learning rate of one-shot tuning.")
 flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact sheet.", lower_bound=1)
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 
@@ -40,7 +44,8 @@ def main(argv):
         path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
                           max_frames_per_video=FLAGS.max_frames_per_video,
                           frame_stride=FLAGS.frame_stride, with_truth=FLAGS.truth,
-                          fusion=FLAGS.fusion, samples_per_video=FLAGS.samples_per_video, cache_dir=FLAGS.cache_dir)
+                          fusion=FLAGS.fusion, samples_per_video=FLAGS.samples_per_video, cache_dir=FLAGS.cache_dir,
+                          tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr)
     # AnnotationError, VideoError and GenerationError are ValueErrors; DlibUnavailableError is an ImportError.
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")

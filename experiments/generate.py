@@ -2,17 +2,19 @@
 
     python -m experiments.generate --model=exports/face --annotations=data/annotations.json --video=12008 \\
         --output=out/12008.mp4 [--face_output=out/12008_face.mp4] [--reference=first_frame.png] \\
-        [--fusion=shift|segment] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8]
+        [--fusion=shift|segment|warp] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8] \\
+        [--tune_steps=50 --tune_lr=1e-4]
 
 `--model` is an export (`experiments.export`) or a training model_dir. The reference is `--reference` (an image of
 the video's frame size) or, without it, the video's own frame `--reference_index` (default: the first annotated
 face); the output has the reference's size and the video's frame rate (or `--fps`), one frame per annotated frame.
+`--tune_steps` fine-tunes the generator on the reference alone first (one-shot tuning; a training model_dir only).
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import inference
+from bigo_facegen import inference, tuning
 from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
 
 flags.DEFINE_string("model", None, "Export folder (base or version) or training model_dir.", required=True)
@@ -26,7 +28,8 @@ flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose b
                      "default: the first frame with a face.")
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
 flags.DEFINE_enum("fusion", "shift", FUSIONS, "shift: move the whole reference frame; segment: move only the person "
-                  "(GrabCut) over the inpainted background.")
+                  "(GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed at the "
+                  "frame border.")
 flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
 flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
@@ -37,6 +40,10 @@ flags.DEFINE_float("feather", DEFAULT_FEATHER, "Soft edge of the pasted face, as
 flags.DEFINE_integer("batch", 8, "Faces generated per model call.")
 flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
 flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.")
+flags.DEFINE_integer("tune_steps", 0, "One-shot tuning: fine-tune the generator for this many steps on augmented "
+                     "copies of the reference face before generating (0: off; needs a training model_dir).",
+                     lower_bound=0)
+flags.DEFINE_float("tune_lr", tuning.DEFAULT_LEARNING_RATE, "Learning rate of one-shot tuning.")
 FLAGS = flags.FLAGS
 
 
@@ -48,11 +55,12 @@ def main(argv):
             reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
             fps=FLAGS.fps, max_frames=FLAGS.max_frames, fusion=FLAGS.fusion, border=FLAGS.border, fill=FLAGS.fill,
             copy_threshold=FLAGS.copy_threshold, color_transfer=FLAGS.color_transfer, feather=FLAGS.feather,
-            batch_size=FLAGS.batch)
+            batch_size=FLAGS.batch, tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr)
     except (ValueError, OSError) as e:  # GenerationError, AnnotationError, VideoError, ExportError are ValueErrors
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.generated} generated, {stats.copied} copied from the "
-          f"reference, {stats.repeated} repeated where no face was annotated)")
+          f"reference, {stats.repeated} repeated where no face was annotated)"
+          + (f"; one-shot tuning took {stats.tune_seconds:.1f} s" if FLAGS.tune_steps else ""))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, config, export, inference, models, video
+from bigo_facegen import annotations, config, export, geometry, inference, models, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 
 SIZE = 32
@@ -99,6 +99,22 @@ def test_segment_fusion_video(model, clip, real_faces_dir, tmp_path):
                                                 max_frames=4, fusion="segment", border="reflect", fill="nearest",
                                                 progress=False)
     assert stats.frames == 4 and video.probe(tmp_path / "s.mp4").frame_count == 4
+
+
+def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
+    entry, _, frames = clip
+    # On the reference's own keypoints the warp moves nothing: away from the pasted face, the reference frame.
+    maker = inference.VideoGenerator(model, frames[0], entry.frames[0], fusion="warp", copy_threshold=0.0)
+    frame, _ = maker.generate_frame(entry.frames[0])
+    cx, cy, side = geometry.square_box(entry.frames[0].bbox)  # what the face crop covers
+    ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]
+    # Bilinear upsampling spreads the crop's edge pixels by up to one crop pixel.
+    outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
+    assert outside.mean() > 0.2
+    np.testing.assert_array_equal(frame[outside], frames[0][outside])
+    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "w.mp4",
+                                                max_frames=4, fusion="warp", progress=False)
+    assert stats.frames == 4 and video.probe(tmp_path / "w.mp4").frame_count == 4
 
 
 def test_gaps_in_the_annotations_become_faceless_frames():

@@ -265,16 +265,28 @@ def summarize(scores: list[FrameScore], keypoints_apply: bool) -> dict:
     }
 
 
-def model_method(model, fusion: str = "shift", batch_size: int = 8) -> Method:
+def model_method(model, fusion: str = "shift", batch_size: int = 8, tune_steps: int = 0,
+                 tune_lr: float | None = None) -> Method:
     """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
-    its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults)."""
-    from bigo_facegen import inference
+    its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults), after
+    `tune_steps` of one-shot tuning on each reference (`bigo_facegen.tuning`; model_dirs only)."""
+    from bigo_facegen import inference, tuning
 
     if not isinstance(model, inference.FaceModel):
         model = inference.FaceModel.load(model)
+    if tune_steps:
+        model.check_tunable()  # fail now, not after the first video
+    options = {"fusion": fusion, "batch_size": batch_size, "tune_steps": tune_steps,
+               "tune_lr": tune_lr or tuning.DEFAULT_LEARNING_RATE}
+    last: list = []  # (reference annotation, reference frame, maker) of the last call
 
     def generate(reference_frame, reference, targets):
-        maker = inference.VideoGenerator(model, reference_frame, reference, fusion=fusion, batch_size=batch_size)
+        # The contact-sheet samples come back for the same reference: reuse its maker (its tuning, its matte).
+        if last and last[0] is reference and np.array_equal(last[1], reference_frame):
+            maker = last[2]
+        else:
+            maker = inference.VideoGenerator(model, reference_frame, reference, **options)
+            last[:] = [reference, reference_frame, maker]
         return (result.frame for result in maker.generate_frames(targets))
 
     return generate

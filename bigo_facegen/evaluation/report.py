@@ -40,16 +40,18 @@ _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face"
 def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
         max_frames_per_video: int | None = None, frame_stride: int = 1, with_truth: bool = False,
         fusion: str = "shift", samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
-        progress: bool = True) -> Path:
+        progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
     """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
-    BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. The `warp` baseline
-    fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor)."""
+    BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
+    fused by `fusion`, after `tune_steps` of one-shot tuning on each reference (`tuning`, model_dirs only). The
+    `warp` baseline fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's
+    floor)."""
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
     if model in BASELINES:
         methods = {model: BASELINES[model]}
         label = model
     else:
-        methods = {"model": protocol.model_method(model, fusion=fusion)}
+        methods = {"model": protocol.model_method(model, fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)}
         label = f"model {model}"
     if with_truth and protocol.TRUTH not in methods:
         methods[protocol.TRUTH] = None
@@ -57,6 +59,9 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
     evaluation = protocol.evaluate(data_dir, methods, split=split, max_frames_per_video=max_frames_per_video,
                                    frame_stride=frame_stride, samples_per_video=samples_per_video,
                                    sample_methods=samples, progress=progress)
+    if "model" in methods:
+        evaluation.settings.update({"fusion": fusion, "tune_steps": tune_steps,
+                                    "tune_lr": tune_lr if tune_steps else None})
     return write_report(evaluation, output_dir, main=next(iter(methods)), baseline="warp",
                         labels={"model": label} if "model" in methods else None)
 

@@ -1,0 +1,137 @@
+"""One-shot reference tuning on a real reference face: it fits the reference, never changes the loaded model, and
+works from `experiments.generate` and the evaluation protocol."""
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigo_facegen import annotations, config, export, inference, models, tuning, video
+from bigo_facegen.evaluation import protocol
+
+SIZE = 32
+CLIP = "dpe_d"
+
+
+def _tiny(generator="stargan"):
+    cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
+                                                 "model.conv_dim": 8, "model.res_blocks": 1,
+                                                 "model.generator": generator, "data.batch_per_replica": 4})
+    return models.build_generator(cfg.model, SIZE, 68), cfg
+
+
+@pytest.fixture(scope="module")
+def clip(real_faces_dir):
+    entry = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}[f"{CLIP}.mp4"]
+    frames = np.stack(list(itertools.islice(video.read_frames(real_faces_dir / entry.video_path), 8)))
+    return entry, frames
+
+
+@pytest.fixture(scope="module")
+def model():
+    return inference.FaceModel.from_generator(*_tiny())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A training model_dir as `training.Trainer` leaves it: config.json and a checkpoint holding the generator."""
+    generator, cfg = _tiny()
+    path = tmp_path_factory.mktemp("run")
+    (path / "config.json").write_text(cfg.to_json())
+    tf.train.Checkpoint(generator=generator).save(str(path / "ckpt"))
+    return path
+
+
+def _reference(model, clip):
+    entry, frames = clip
+    return inference.Reference.from_frame(frames[0], entry.frames[0], model.image_size)
+
+
+@pytest.mark.parametrize("generator", ["stargan", "warp_refine"])
+def test_tuning_lowers_the_l1_on_augmented_copies_of_the_reference(generator, clip):
+    face_model = inference.FaceModel.from_generator(*_tiny(generator))
+    reference = _reference(face_model, clip)
+    settings = tuning.TuneSettings(steps=40, learning_rate=2e-3, batch_size=4)
+    # Held-out copies: other draws than the tuning's own.
+    images, moved = tuning.augment(reference.crop, reference.points, 8, settings, np.random.default_rng(123))
+    assert not np.array_equal(images[0], reference.crop)
+    tuner = face_model.tuner
+    before = tuner.l1(reference.crop, reference.points, reference.flags, images, moved)
+    own = [w.copy() for w in face_model.generator.get_weights()]
+    result = tuner.tune(reference.crop, reference.points, reference.flags, settings)
+    for w, o in zip(face_model.generator.get_weights(), own):
+        np.testing.assert_array_equal(w, o)
+    with tuning.weights_swapped(face_model.generator, result.weights):
+        after = tuner.l1(reference.crop, reference.points, reference.flags, images, moved)
+    assert len(result.losses) == 40 and result.seconds > 0
+    assert after < 0.8 * before, (before, after)
+    assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5])
+
+
+def test_augmentation_moves_face_and_keypoints_alike():
+    # A bright dot drawn at one keypoint must land where that keypoint is moved to.
+    crop = np.zeros((64, 64, 3), np.uint8)
+    points = np.array([[20.0, 30.0], [40.0, 25.0]], np.float32)
+    crop[30, 20] = 255
+    images, moved = tuning.augment(crop, points, 5, tuning.TuneSettings(steps=1), np.random.default_rng(0))
+    for image, point in zip(images, moved):
+        y, x = np.unravel_index(image[..., 0].argmax(), image.shape[:2])
+        assert np.hypot(x - point[0, 0], y - point[0, 1]) <= 1.0
+    assert np.abs(moved - points).max() > 1.0  # they did move
+
+
+def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
+    entry, frames = clip
+    own = [w.copy() for w in model.generator.get_weights()]
+    targets = entry.frames[1:5]
+    plain = [r.face for r in inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0,
+                                                      batch_size=2).generate_frames(targets)]
+    tuned_maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2,
+                                           tune_steps=5, tune_lr=1e-3)
+    # An untuned maker interleaved with the tuned one sees the loaded weights.
+    interleaved = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    tuned, again = [], []
+    for a, b in zip(tuned_maker.generate_frames(targets), interleaved.generate_frames(targets)):
+        tuned.append(a.face)
+        again.append(b.face)
+    for w, o in zip(model.generator.get_weights(), own):
+        np.testing.assert_array_equal(w, o)
+    assert all(np.array_equal(p, g) for p, g in zip(plain, again))
+    assert not any(np.array_equal(p, t) for p, t in zip(plain, tuned))
+
+
+def test_exports_cannot_be_tuned(clip, tmp_path):
+    entry, frames = clip
+    generator, cfg = _tiny()
+    exported = inference.FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
+    with pytest.raises(inference.GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
+        inference.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
+    with pytest.raises(inference.GenerationError, match="is an export"):
+        protocol.model_method(exported, tune_steps=3)
+
+
+def test_evaluation_method_tunes_once_per_reference(model, clip, monkeypatch):
+    entry, frames = clip
+    method = protocol.model_method(model, fusion="warp", batch_size=2, tune_steps=3)
+    first = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    tuner_calls = []
+    tune = model.tuner.tune
+    monkeypatch.setattr(model.tuner, "tune", lambda *args: tuner_calls.append(args) or tune(*args))
+    again = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    assert tuner_calls == []  # the contact sheet's second call reuses the tuned maker
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert first[0].shape == frames[0].shape
+
+
+def test_generate_entry_point_with_tuning(model_dir, real_faces_dir, tmp_path):
+    out = tmp_path / "tuned.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.generate", f"--model={model_dir}",
+         f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}", f"--output={out}",
+         "--max_frames=4", "--batch=2", "--copy_threshold=0", "--fusion=warp", "--tune_steps=3", "--tune_lr=1e-3"],
+        capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 frames (4 generated" in done.stdout and "one-shot tuning took" in done.stdout
+    assert video.probe(out).frame_count == 4
