@@ -213,7 +213,23 @@ class TrainStep:
 
     @staticmethod
     def _apply(optimizer: keras.optimizers.Optimizer, grads, variables) -> None:
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            grads = _agree_on_finiteness(grads)
         optimizer.apply(grads, variables)
+
+
+def _agree_on_finiteness(grads: list) -> list:
+    """Keras' LossScaleOptimizer decides to apply or skip from the first replica's own (not yet all-reduced)
+    gradients, so an overflow on another replica alone gets summed into every update and turns the weights to NaN.
+    Where any replica's gradients are not finite, this makes every replica's so, and all of them skip the step."""
+    context = tf.distribute.get_replica_context()
+    present = [g for g in grads if g is not None]
+    if context is None or context.num_replicas_in_sync == 1 or not present:
+        return grads
+    finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in present]))
+    replicas_overflowing = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+    poison = tf.where(replicas_overflowing > 0, float("nan"), 0.0)
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
 
 
 # --- distribution -----------------------------------------------------------------------------------------------
@@ -365,9 +381,12 @@ class Trainer:
         self.train_step = TrainStep(self.networks, self.optimizers, self.config.loss, self.global_batch_size)
         self.jit_compile = train.jit_compile
         self._step_fn = self._make_step_fn(self.jit_compile)
-        self._sample_fn = tf.function(lambda inputs: self.networks.generator(inputs, training=False))
+        self._sample_fn = tf.function(self._generate)
 
     # -- set-up --
+
+    def _generate(self, inputs: dict) -> tf.Tensor:
+        return self.networks.generator(inputs, training=False)
 
     def _make_dataset_fn(self) -> DatasetFn:
         from bigo_facegen import data

@@ -17,7 +17,7 @@ from bigo_facegen import annotations, data, geometry, keypoints, losses, synthet
 from bigo_facegen import config as configs
 from bigo_facegen.models import perceptual
 from bigo_facegen.training import (TrainingDiverged, Trainer, TrainStep, build_networks, build_optimizers,
-                                   load_generator)
+                                   dtype_policy, load_generator)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -158,7 +158,7 @@ def run_python(code: str, timeout: int = 240) -> str:
 def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir, tmp_path):
     """Two logical CPU devices (set before TF starts, hence a subprocess): the same losses and weights as one device
     on the same global batch, and every mirrored variable (spectral-norm `u` and the kernels it rewrites included)
-    bitwise identical across the replicas."""
+    bitwise identical across the replicas. Then float16 with an overflow on one replica only: all replicas skip."""
     out = run_python(f"""
         import json
         import numpy as np, tensorflow as tf
@@ -192,6 +192,28 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
             result["checked"] += len(copies) == 2
             if not all(np.array_equal(copies[0], c) for c in copies[1:]):
                 result["replica_mismatch"].append(variable.path)
+
+        # float16 with loss scaling, one replica overflowing: every replica skips the step (no NaN summed in).
+        from bigo_facegen.training import TrainStep, build_networks, build_optimizers, dtype_policy
+        halves[1]["reference"] = np.full_like(halves[1]["reference"], np.inf)
+        config = tiny_config()
+        with dtype_policy("mixed_float16"), mirrored.strategy.scope():
+            networks = build_networks(config, 68)
+            optimizers = build_optimizers(config.optimizer, networks, loss_scale=True)
+        before = {{id(w): w.numpy() for m in models_of(networks).values() for w in m.trainable_weights}}
+        step = TrainStep(networks, optimizers, config.loss, 4)
+        iterator = iter(mirrored.strategy.distribute_datasets_from_function(lambda ctx: halves_fn(None, ctx)))
+        tf.function(lambda it: mirrored.strategy.run(step, args=(next(it),)))(iterator)
+        result["fp16_scales"] = [float(c.numpy()) for o in vars(optimizers).values()
+                                 for c in o.dynamic_scale.value.values]
+        weights = [w for m in models_of(networks).values() for w in m.trainable_weights]
+        first = lambda w: w.value.values[0].numpy()
+        result["fp16_bad"] = [w.path for w in weights if not all(
+            np.isfinite(c.numpy()).all() and np.array_equal(c.numpy(), first(w)) for c in w.value.values)]
+        # Critic kernels are rewritten by spectral normalisation in the forward pass; the others only by updates.
+        result["fp16_updated"] = [w.path for w in networks.generator.trainable_weights
+                                  + networks.keypoint_detector.trainable_weights
+                                  if not np.array_equal(w.numpy(), before[id(w)])]
         print("RESULT" + json.dumps(result))
     """)
     result = json.loads(out.split("RESULT")[-1])
@@ -202,6 +224,8 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
             assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-6), (a["step"], name)
     assert result["diff"] < 1e-4
     assert result["checked"] > 100 and result["replica_mismatch"] == []
+    assert result["fp16_scales"] == [2.0 ** 14] * 8
+    assert result["fp16_bad"] == [] and result["fp16_updated"] == []
 
 
 def trainer(model_dir, batch, dataset_fn=None, **overrides) -> Trainer:
@@ -305,6 +329,25 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, lo
     assert all(np.isfinite(w.numpy()).all() for w in restored.networks.generator.weights)
 
 
+def test_float16_scales_the_loss(batch):
+    config = tiny_config()
+    with dtype_policy("mixed_float16"):
+        networks = build_networks(config, num_points=68)
+        optimizers = build_optimizers(config.optimizer, networks, loss_scale=True)
+    assert networks.generator.trunk.layers[0].compute_dtype == "float16"
+    before = [w.numpy() for w in networks.generator.trainable_weights]
+    step = tf.function(TrainStep(networks, optimizers, config.loss, BATCH))
+    for _ in range(3):
+        values = {name: float(value) for name, value in step(batch).items()}
+    assert all(np.isfinite(v) for v in values.values())
+    for optimizer in vars(optimizers).values():
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        # Each skipped step (non-finite scaled gradients) halves the scale from 2^15; some steps were applied.
+        skipped = 3 - int(optimizer.iterations.numpy())
+        assert skipped < 3 and float(optimizer.dynamic_scale.numpy()) == 2.0 ** (15 - skipped)
+    assert not any(np.array_equal(a, w.numpy()) for a, w in zip(before, networks.generator.trainable_weights))
+
+
 def test_mixed_precision_trains_and_restores_the_global_policy(batch, tmp_path):
     before = keras.config.dtype_policy().name
     t = trainer(tmp_path, batch, **{"train.steps": 2, "train.mixed_precision": True})
@@ -369,5 +412,6 @@ def test_entry_point_help_explains_the_flags():
                           capture_output=True, text=True, timeout=120)
     # absl's --help exits with status 1.
     for text in ("Examples:", "--tier", "--preset", "--data", "--model_dir", "--strategy", "--num_cpu_devices",
-                 "--[no]mixed_precision", "--[no]jit_compile", "--batch_per_replica", "--image_size", "--config_override"):
+                 "--[no]mixed_precision", "--[no]jit_compile", "--batch_per_replica", "--image_size",
+                 "--config_override"):
         assert text in done.stdout, text
