@@ -3,15 +3,19 @@
     python -m benchmarks.inference --size 128 --conv_dim 64 --res_blocks 6
     python -m benchmarks.inference --size 224 --json
     python -m benchmarks.inference --noend_to_end --threads 2
+    python -m benchmarks.inference --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3 --nopeak
 
-1. Generator images/s at batch 1 and batch 8: the library's generator in a `tf.function`, float inputs already on the
-   device, timed call by call after warm-up; the median of `--iters` calls, like `../shared/bench/torch_reference.py`.
-2. Its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s achieved at
-   batch 8, next to the practical peak of the same machine measured in the same run: the best of a large fp32 matmul
-   and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes TF32, for the generator as well).
+1. Generator images/s at batch 1 and batch 8 (`--generator`: stargan or warp_refine): the library's generator in a
+   `tf.function`, float inputs already on the device, timed call by call after warm-up; the median of `--iters` calls,
+   like `../shared/bench/torch_reference.py`.
+2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
+   achieved at batch 8, next to the practical peak of the same machine measured in the same run (`--peak`): the best
+   of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes TF32, for
+   the generator as well).
 3. End-to-end frames/s of `inference.VideoGenerator.generate_video` at the `cpu` preset's model (64 px crops, random
    weights: speed does not depend on them) on a real clip of `../shared/data/real_faces/dev`: crop, generate (batched,
-   every frame generated: copy threshold 0), colour transfer, fusion, mp4 encoding; `shift` and `segment` fusion.
+   every frame generated: copy threshold 0), colour transfer, fusion, mp4 encoding; `shift`, `segment` and `warp`
+   fusion.
 
 Prints a table, or with --json one JSON line.
 """
@@ -29,12 +33,14 @@ from absl import app, flags
 REPO = Path(__file__).resolve().parents[1]
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 
+flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels (generator benchmark).")
 flags.DEFINE_integer("conv_dim", 64, "Generator base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_bool("peak", True, "Also measure the machine's peak GFLOP/s (stargan: the fraction of it reached).")
 flags.DEFINE_bool("end_to_end", True, "Also time end-to-end video generation at the cpu preset.")
 flags.DEFINE_string("clip", "dpe_d", "Real clip (of ../shared/data/real_faces/dev) for the end-to-end run.")
 flags.DEFINE_integer("frames", 50, "Frames generated in the end-to-end run.")
@@ -78,24 +84,30 @@ def _wait(tensor) -> None:
     tf.reshape(tensor, [-1])[0].numpy()
 
 
-def generator_speed(size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int) -> dict:
+def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
+                    num_points: int = 106) -> dict:
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib
     from bigo_facegen.models import build_generator
 
-    cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks})
-    generator = build_generator(cfg.model, size, 106)
+    cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks,
+                                                   "model.generator": generator_name})
+    generator = build_generator(cfg.model, size, num_points)
     forward = tf.function(lambda inputs: generator(inputs, training=False))
     result = {}
     for batch in (1, 8):
-        inputs = {"reference": tf.random.uniform((batch, size, size, 3), -1.0, 1.0),
-                  "target_map": tf.random.uniform((batch, size, size, 3), -1.0, 1.0)}
+        images = lambda: tf.random.uniform((batch, size, size, 3), -1.0, 1.0)
+        points = lambda: tf.random.uniform((batch, num_points, 2), 0.0, size - 1.0)
+        flags = tf.fill((batch, num_points), 2)
+        inputs = {"reference": images(), "target_map": images(), "reference_points": points(),
+                  "target_points": points(), "reference_flags": flags, "target_flags": flags}
         seconds = _median_seconds(lambda: forward(inputs), iters, warmup)
         result[f"infer_img_per_s_b{batch}"] = batch / seconds
-    flops = generator_forward_flops(size, conv_dim, res_blocks)
-    result["generator_gflop_per_img"] = flops / 1e9
-    result["infer_gflop_per_s"] = flops * result["infer_img_per_s_b8"] / 1e9
+    if generator_name == "stargan":  # the reference script's formula is for the StarGAN generator only
+        flops = generator_forward_flops(size, conv_dim, res_blocks)
+        result["generator_gflop_per_img"] = flops / 1e9
+        result["infer_gflop_per_s"] = flops * result["infer_img_per_s_b8"] / 1e9
     return result
 
 
@@ -121,7 +133,7 @@ def peak_speed(iters: int, warmup: int) -> dict:
             "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()) and gpu}
 
 
-def end_to_end_speed(clip: str, frames: int) -> dict:
+def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan") -> dict:
     """Frames/s of whole-video generation at the cpu preset, per fusion method, after one warm-up batch."""
     import numpy as np
 
@@ -133,14 +145,15 @@ def end_to_end_speed(clip: str, frames: int) -> dict:
     frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
     targets = inference.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
-    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68"})
+    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator": generator_name})
     model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg)
     batch = cfg.data.batch_per_replica
-    model.generate(np.zeros((batch, 64, 64, 3), np.uint8), np.zeros((batch, 68, 2)), np.full((batch, 68), 2))
+    points, flags = np.zeros((batch, 68, 2)), np.full((batch, 68), 2)
+    model.generate(np.zeros((batch, 64, 64, 3), np.uint8), points, flags, points, flags)
     result = {"e2e_clip": clip, "e2e_frames": frames, "e2e_size": cfg.data.image_size,
               "e2e_frame_size": f"{frame.shape[1]}x{frame.shape[0]}"}
     with tempfile.TemporaryDirectory() as tmp:
-        for fusion in ("shift", "segment"):
+        for fusion in ("shift", "segment", "warp"):
             start = time.perf_counter()
             maker = inference.VideoGenerator(model, frame, reference, fusion=fusion, copy_threshold=0.0,
                                              batch_size=batch)
@@ -159,29 +172,32 @@ def main(argv):
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     gpus = tf.config.list_physical_devices("GPU")
     result = {"framework": f"tensorflow {tf.__version__}", "device": "GPU" if gpus else "CPU",
-              "cpu_cores": os.cpu_count(), "threads": FLAGS.threads, "size": FLAGS.size,
-              "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
-    result.update(generator_speed(FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters, FLAGS.warmup))
-    result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
-    result["fraction_of_peak"] = result["infer_gflop_per_s"] / result["peak_gflop_per_s"]
+              "cpu_cores": os.cpu_count(), "threads": FLAGS.threads, "generator": FLAGS.generator,
+              "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
+    result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
+                                  FLAGS.warmup))
+    if FLAGS.peak:
+        result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
+        if "infer_gflop_per_s" in result:
+            result["fraction_of_peak"] = result["infer_gflop_per_s"] / result["peak_gflop_per_s"]
     if FLAGS.end_to_end:
         if (REAL_FACES / "annotations.json").is_file():
-            result.update(end_to_end_speed(FLAGS.clip, FLAGS.frames))
+            result.update(end_to_end_speed(FLAGS.clip, FLAGS.frames, FLAGS.generator))
         else:
             result["e2e_skipped"] = f"no real footage at {REAL_FACES}"
     if FLAGS.json:
         print(json.dumps(result))
         return
-    print(f"generator {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks} on {result['device']} "
-          f"({result['framework']})")
-    rows = [("images/s, batch 1", result["infer_img_per_s_b1"]), ("images/s, batch 8", result["infer_img_per_s_b8"]),
-            ("GFLOP per image", result["generator_gflop_per_img"]), ("GFLOP/s, batch 8", result["infer_gflop_per_s"]),
-            ("peak GFLOP/s, matmul", result["peak_matmul_gflop_per_s"]),
-            ("peak GFLOP/s, conv 3x3", result["peak_conv_gflop_per_s"]),
-            ("fraction of peak", result["fraction_of_peak"])]
-    if "e2e_shift_frames_per_s" in result:
-        rows += [(f"video frames/s, shift ({result['e2e_frame_size']})", result["e2e_shift_frames_per_s"]),
-                 (f"video frames/s, segment ({result['e2e_frame_size']})", result["e2e_segment_frames_per_s"])]
+    print(f"{FLAGS.generator} generator {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks} on "
+          f"{result['device']} ({result['framework']})")
+    labels = [("images/s, batch 1", "infer_img_per_s_b1"), ("images/s, batch 8", "infer_img_per_s_b8"),
+              ("GFLOP per image", "generator_gflop_per_img"), ("GFLOP/s, batch 8", "infer_gflop_per_s"),
+              ("peak GFLOP/s, matmul", "peak_matmul_gflop_per_s"), ("peak GFLOP/s, conv 3x3", "peak_conv_gflop_per_s"),
+              ("fraction of peak", "fraction_of_peak")]
+    if "e2e_frame_size" in result:
+        labels += [(f"video frames/s, {fusion} ({result['e2e_frame_size']})", f"e2e_{fusion}_frames_per_s")
+                   for fusion in ("shift", "segment", "warp")]
+    rows = [(name, result[key]) for name, key in labels if key in result]
     for name, value in rows:
         print(f"{name:34s} {value:10.3f}")
     if "e2e_skipped" in result:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_step --size 128 --conv_dim 64 --batch 8 --noperceptual
     python -m benchmarks.train_step --size 64 --conv_dim 32 --batch 16 --perceptual --json
+    python -m benchmarks.train_step --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3
 
 Synthetic inputs of the real shapes, default strategy, the library's own `TrainStep` compiled once with a fixed input
 signature. With `--perceptual` a ResNet50 trunk with random weights stands in for the pretrained one: the cost is the
@@ -13,6 +14,7 @@ import time
 
 from absl import app, flags
 
+flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and detector trunks.")
@@ -46,7 +48,7 @@ def main(argv):
 
     cfg = config_lib.override(config_lib.paper(), {
         "data.image_size": FLAGS.size, "data.batch_per_replica": FLAGS.batch, "model.conv_dim": FLAGS.conv_dim,
-        "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none"})
+        "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none", "model.generator": FLAGS.generator})
     networks = build_networks(cfg, FLAGS.num_points)
     if FLAGS.perceptual:
         backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
@@ -75,7 +77,7 @@ def main(argv):
         iteration()
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    result = {"framework": f"tensorflow {tf.__version__}", "size": s, "conv_dim": FLAGS.conv_dim,
+    result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s, "conv_dim": FLAGS.conv_dim,
               "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
               "recompute_fake": FLAGS.recompute_fake, "jit_compile": FLAGS.jit_compile, "policy": policy,
               "train_iter_s": seconds, "train_img_per_s": b / seconds}

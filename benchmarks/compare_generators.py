@@ -1,0 +1,76 @@
+"""Training and inference images/s of the warp_refine generator beside stargan's, at the same sizes.
+
+    python -m benchmarks.compare_generators --size 64 --conv_dim 16 --res_blocks 3 --batch 8    # the cpu preset
+    python -m benchmarks.compare_generators --size 128 --conv_dim 32 --rounds 3
+
+Each measurement runs `benchmarks.train_step` or `benchmarks.inference` (generator alone, no end-to-end video) in a
+fresh subprocess, so that neither generator inherits the other's threads, allocator or traced graphs; the two
+generators alternate for `--rounds` rounds, so that a machine whose load drifts (other jobs, thermal limits) slows
+both alike. Reports the median over rounds of: training images/s (one full four-network iteration, as the original),
+generator inference images/s at batch 1 and 8, and warp_refine's ratio to stargan.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+from absl import app, flags
+
+GENERATORS = ("stargan", "warp_refine")
+FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
+           ("infer_img_per_s_b8", "inference"))
+
+flags.DEFINE_integer("size", 64, "Face crop side in pixels.")
+flags.DEFINE_integer("conv_dim", 16, "Generator / keypoint detector base width.")
+flags.DEFINE_integer("res_blocks", 3, "Residual blocks of the generator and detector trunks.")
+flags.DEFINE_integer("batch", 8, "Frames per training iteration.")
+flags.DEFINE_integer("rounds", 2, "Alternating rounds per generator (the median is reported).", lower_bound=1)
+flags.DEFINE_integer("iters", 5, "Timed iterations per run.")
+flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def run_benchmark(module: str, generator: str) -> dict:
+    """One run of `benchmarks.<module>` in its own process; its JSON line."""
+    common = [f"--generator={generator}", f"--size={FLAGS.size}", f"--conv_dim={FLAGS.conv_dim}",
+              f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json"]
+    extra = [f"--batch={FLAGS.batch}"] if module == "train_step" else ["--noend_to_end", "--nopeak"]
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *common, *extra], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmarks.{module} --generator={generator} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+    del argv
+    runs: dict[str, dict[str, list[float]]] = {g: {name: [] for name, _ in FIGURES} for g in GENERATORS}
+    for _ in range(FLAGS.rounds):
+        for module in ("train_step", "inference"):
+            for generator in GENERATORS:
+                result = run_benchmark(module, generator)
+                for name, source in FIGURES:
+                    if source == module:
+                        runs[generator][name].append(result[name])
+    medians = {g: {name: statistics.median(values) for name, values in figures.items()}
+               for g, figures in runs.items()}
+    summary = {"size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": FLAGS.batch,
+               "rounds": FLAGS.rounds, **{f"{g}_{name}": value for g, figures in medians.items()
+                                          for name, value in figures.items()},
+               **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in FIGURES}}
+    if FLAGS.json:
+        print(json.dumps(summary))
+        return
+    print(f"{FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, training batch {FLAGS.batch}; "
+          f"median of {FLAGS.rounds} alternating round(s), each run in its own process")
+    print(f"{'images/s':24s} {'stargan':>10s} {'warp_refine':>12s} {'ratio':>7s}")
+    for name, _ in FIGURES:
+        print(f"{name:24s} {medians['stargan'][name]:10.2f} {medians['warp_refine'][name]:12.2f} "
+              f"{summary[f'ratio_{name}']:7.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
