@@ -77,8 +77,8 @@ def main(argv):
         iteration()
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s, "conv_dim": FLAGS.conv_dim,
-              "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
+    result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s,
+              "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
               "recompute_fake": FLAGS.recompute_fake, "jit_compile": FLAGS.jit_compile, "policy": policy,
               "train_iter_s": seconds, "train_img_per_s": b / seconds}
     if FLAGS.json:
