@@ -211,9 +211,10 @@ class VideoGenerator:
         self.color_transfer = color_transfer
         self.batch_size = batch_size
         # Tuned once here, like the segment fusion's matte: every frame of the sequence uses the same weights.
-        self.tuned = model.tuner.tune(self.reference.crop, self.reference.points, self.reference.flags,
-                                      tuning.TuneSettings(tune_steps, tune_lr, batch_size=model.config.data
-                                                          .batch_per_replica)) if tune_steps else None
+        self.tuned: tuning.TuneResult | None = None
+        if tune_steps:
+            settings = tuning.TuneSettings(tune_steps, tune_lr, batch_size=model.config.data.batch_per_replica)
+            self.tuned = model.tuner.tune(self.reference.crop, self.reference.points, self.reference.flags, settings)
 
     @property
     def frame_size(self) -> tuple[int, int]:
