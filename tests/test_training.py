@@ -302,6 +302,17 @@ def test_run_files_and_load_generator(batch, tmp_path):
         load_generator(tmp_path / "nothing")
 
 
+def test_warp_refine_run_loads_the_trained_generator(batch, tmp_path):
+    t = trainer(tmp_path, batch, **{"train.steps": 3, "model.generator": "warp_refine"})
+    t.train()
+    generator, _ = load_generator(tmp_path)
+    inputs = {key: value for key, value in batch.items() if key != "target"}
+    trained = t.networks.generator(inputs).numpy()
+    np.testing.assert_array_equal(generator(inputs).numpy(), trained)
+    untrained = build_networks(t.config, num_points=68).generator(inputs).numpy()
+    assert np.abs(untrained - trained).max() > 1e-3
+
+
 @pytest.mark.parametrize("log_every, max_loss", [(100, 1e4), (1, 1e-3)], ids=["nan_caught_at_save", "exploding"])
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, log_every, max_loss):
     poisoned = {k: (np.full_like(v, np.nan) if v.dtype == np.float32 else v) for k, v in batch.items()}

@@ -30,17 +30,28 @@ class DenseMotion(keras.layers.Layer):
     def __init__(self, width: int, **kwargs):
         super().__init__(**kwargs)
         self.width = width
-        self.down = [conv_block(width * 2 ** level, 3, f"down{level}") for level in range(LEVELS)]
+        # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
+        for level in range(LEVELS):
+            setattr(self, f"down{level}", conv_block(width * 2 ** level, 3, f"down{level}"))
         self.pool = keras.layers.AveragePooling2D(2)
         # Nearest, not bilinear: XLA cannot compile bilinear upsampling's gradient in bfloat16.
         self.upsample = keras.layers.UpSampling2D(2)
-        self.up = [conv_block(width * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
+        for level in range(LEVELS - 1):
+            setattr(self, f"up{level}", conv_block(width * 2 ** level, 3, f"up{level}"))
         self.flow_head = keras.layers.Conv2D(2, 7, padding="same", kernel_initializer="zeros", dtype="float32",
                                              name="flow_head")
         self.mask_head = keras.layers.Conv2D(
             1, 7, padding="same", activation="sigmoid", dtype="float32", name="mask_head",
             kernel_initializer=keras.initializers.VarianceScaling(MASK_KERNEL_SCALE),
             bias_initializer=keras.initializers.Constant(MASK_BIAS))
+
+    @property
+    def down(self) -> list[keras.Sequential]:
+        return [getattr(self, f"down{level}") for level in range(LEVELS)]
+
+    @property
+    def up(self) -> list[keras.Sequential]:
+        return [getattr(self, f"up{level}") for level in range(LEVELS - 1)]
 
     def call(self, x, training=False):
         skips = []
@@ -74,15 +85,35 @@ class WarpRefineGenerator(keras.Model):
         self.conv_dim = conv_dim
         self.res_blocks = res_blocks
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
-        self.encoder = [conv_block(conv_dim, 7, "encode0")] + [
-            conv_block(conv_dim * 2 ** level, 4, f"encode{level}", strides=2) for level in range(1, LEVELS)]
-        bottleneck = conv_dim * 2 ** (LEVELS - 1)
-        self.bottleneck = [ResidualBlock(bottleneck, name=f"res{i}") for i in range(res_blocks)]
+        # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
+        self.encode0 = conv_block(conv_dim, 7, "encode0")
+        for level in range(1, LEVELS):
+            setattr(self, f"encode{level}", conv_block(conv_dim * 2 ** level, 4, f"encode{level}", strides=2))
+        for i in range(res_blocks):
+            setattr(self, f"res{i}", ResidualBlock(conv_dim * 2 ** (LEVELS - 1), name=f"res{i}"))
         self.upsample = keras.layers.UpSampling2D(2)
-        self.up = [conv_block(conv_dim * 2 ** level, 3, f"up{level}") for level in range(LEVELS - 1)]
-        self.merge = [conv_block(conv_dim * 2 ** level, 3, f"merge{level}") for level in range(LEVELS - 1)]
+        for level in range(LEVELS - 1):
+            setattr(self, f"up{level}", conv_block(conv_dim * 2 ** level, 3, f"up{level}"))
+        for level in range(LEVELS - 1):
+            setattr(self, f"merge{level}", conv_block(conv_dim * 2 ** level, 3, f"merge{level}"))
         self.head = conv(3, 7, use_bias=True, name="head")
         self.tanh = keras.layers.Activation("tanh", dtype="float32", name="tanh")
+
+    @property
+    def encoder(self) -> list[keras.Sequential]:
+        return [getattr(self, f"encode{level}") for level in range(LEVELS)]
+
+    @property
+    def bottleneck(self) -> list[ResidualBlock]:
+        return [getattr(self, f"res{i}") for i in range(self.res_blocks)]
+
+    @property
+    def up(self) -> list[keras.Sequential]:
+        return [getattr(self, f"up{level}") for level in range(LEVELS - 1)]
+
+    @property
+    def merge(self) -> list[keras.Sequential]:
+        return [getattr(self, f"merge{level}") for level in range(LEVELS - 1)]
 
     def motion(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
         """The backward flow and what it does, all float32: `flow` (B, S, S, 2) the (x, y) reference pixel each output
