@@ -31,9 +31,13 @@ from tensorflow.core.framework import summary_pb2
 from bigo_facegen import losses
 from bigo_facegen.config import DataConfig, ExperimentConfig, LossConfig, OptimizerConfig
 from bigo_facegen.models import (IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
-                                 build_critics, build_generator, build_keypoint_detector, build_perceptual)
+                                 build_critics, build_generator, build_keypoint_detector, build_perceptual,
+                                 perceptual)
 
 CONFIG_FILE = "config.json"
+# Which backbone and weights file the perceptual loss used (`perceptual.describe`); config.json holds only the names
+# asked for, so that a resumed run on another machine, whose weights live elsewhere, still matches it.
+PERCEPTUAL_FILE = "perceptual.json"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_NAME = "ckpt"
@@ -200,15 +204,15 @@ class TrainStep:
         n = self.networks
         target = batch["target"]
         if n.perceptual is not None:
-            perceptual = losses.perceptual(n.perceptual(fake), n.perceptual(target))
+            perceptual_loss = perceptual.perceptual_distance(n.perceptual, fake, target)
         else:
-            perceptual = tf.zeros([tf.shape(fake)[0]])
+            perceptual_loss = tf.zeros([tf.shape(fake)[0]])
         return {
             "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
             "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),
             "identity": losses.generator_adversarial(n.identity_critic((batch["reference"], fake), training=False)),
             "l1": losses.l1(fake, target),
-            "perceptual": perceptual,
+            "perceptual": perceptual_loss,
         }
 
     @staticmethod
@@ -369,8 +373,10 @@ class Trainer:
             identity_critic_optimizer=o.identity_critic, keypoint_detector_optimizer=o.keypoint_detector)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self._restore()
+        self.perceptual_record = perceptual.describe(self.config.model, self.networks.perceptual)
         if self.chief:
             write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
+            write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
             _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self._checkpoint_dir()), max_to_keep=train.keep_checkpoints,
@@ -447,7 +453,7 @@ class Trainer:
         logging.info("Training %s from step %d to %d: %s strategy, %d replica(s), global batch %d, %s, "
                      "jit_compile=%s, perceptual loss %s.", self.model_dir, step, cfg.steps, cfg.strategy,
                      self.strategy.num_replicas_in_sync, self.global_batch_size, self.policy, self.jit_compile,
-                     "on" if self.networks.perceptual is not None else "off")
+                     _perceptual_summary(self.perceptual_record))
         values: dict[str, float] = {}
         timer_step, timer = step, time.perf_counter()
         first_call = True
@@ -562,6 +568,14 @@ def _error_summary(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     causes = [line for line in lines if re.match(r"\(\d+\) ", line)]
     return (causes or lines or [""])[0][:500]
+
+
+def _perceptual_summary(record: dict) -> str:
+    if record["backbone"] == "none":
+        return "off (model.perceptual=none)"
+    if not record["enabled"]:
+        return f"off: no {record['backbone']} weights found"
+    return f"on: {record['backbone']}, weights {record['weights_path'] or 'unnamed by its builder'}"
 
 
 def _first_examples(batch: dict, count: int) -> dict:

