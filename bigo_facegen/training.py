@@ -40,6 +40,7 @@ CONFIG_FILE = "config.json"
 PERCEPTUAL_FILE = "perceptual.json"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+SAMPLES_DIR = "samples"  # model_dir/samples/step-<step>.png: the TensorBoard sample grids, viewable without it
 CHECKPOINT_NAME = "ckpt"
 LOSS_NAMES = ("critic", "identity_critic", "keypoint_detector", "generator",
               "generator_keypoint", "generator_adversarial", "generator_identity", "generator_l1",
@@ -304,11 +305,11 @@ def num_points_of(layout_name: str) -> int:
 
 # --- files ------------------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -391,8 +392,14 @@ class Trainer:
 
     # -- set-up --
 
-    def _generate(self, inputs: dict) -> tf.Tensor:
-        return self.networks.generator(inputs, training=False)
+    def _generate(self, inputs: dict) -> dict[str, tf.Tensor]:
+        """The generated faces and, for a generator with a `motion` method, what its motion does."""
+        generator = self.networks.generator
+        out = {"generated": generator(inputs, training=False)}
+        if hasattr(generator, "motion"):
+            motion = generator.motion(inputs, training=False)
+            out.update({name: motion[name] for name in ("prior_warped", "warped", "mask")})
+        return out
 
     def _make_dataset_fn(self) -> DatasetFn:
         from bigo_facegen import data
@@ -528,10 +535,13 @@ class Trainer:
             write_scalar("images_per_s", images_per_s, step)
 
     def _write_samples(self, step: int) -> None:
-        generated = self._sample_fn(generator_inputs(self._samples))
-        grid = sample_grid(self._samples, generated)
+        outputs = self._sample_fn(generator_inputs(self._samples))
+        names, grid = sample_grid(self._samples, outputs)
         with self.writer.as_default():
-            write_image("samples/reference|target_keypoints|generated|truth", grid, step)
+            write_image(f"samples/{'|'.join(names)}", grid, step)
+        directory = self.model_dir / SAMPLES_DIR
+        directory.mkdir(exist_ok=True)
+        write_atomic(directory / f"step-{step}.png", encode_png(grid))
 
     def _save(self, step: int) -> None:
         self._check_health()
@@ -555,12 +565,16 @@ def write_scalar(tag: str, value: float, step: int) -> None:
     tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """One (H, W, 3) image in [0, 1] as PNG bytes."""
+    return tf.io.encode_png(tf.constant(np.round(image * 255.0).astype(np.uint8))).numpy()
+
+
 def write_image(tag: str, image: np.ndarray, step: int) -> None:
     """One (H, W, 3) image in [0, 1]."""
-    png = tf.io.encode_png(tf.constant(np.round(image * 255.0).astype(np.uint8)))
     height, width = image.shape[:2]
-    tf.summary.write(tag, tf.stack([tf.constant(str(width)), tf.constant(str(height)), png]), step=step,
-                     metadata=_IMAGE_METADATA)
+    tf.summary.write(tag, tf.stack([tf.constant(str(width)), tf.constant(str(height)), tf.constant(encode_png(image))]),
+                     step=step, metadata=_IMAGE_METADATA)
 
 
 def _error_summary(error: Exception) -> str:
@@ -590,11 +604,18 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def sample_grid(batch: dict, generated) -> np.ndarray:
-    """One row per example: reference | target keypoint map | generated | true target, as float32 in [0, 1]."""
-    columns = [batch["reference"], batch["target_map"], generated, batch["target"]]
-    rows = np.concatenate([np.asarray(c, dtype=np.float32) for c in columns], axis=2)
-    return np.clip((np.concatenate(list(rows), axis=0) + 1.0) / 2.0, 0.0, 1.0)
+def sample_grid(batch: dict, outputs: dict) -> tuple[list[str], np.ndarray]:
+    """The column names and the grid, float32 in [0, 1], with one row per example: reference | target keypoint map |
+    generated | true target, then, where `outputs` has a generator's motion, the reference warped by the keypoint
+    prior | by the final flow | the occlusion mask (white: the warped reference is kept)."""
+    columns = {"reference": batch["reference"], "target_keypoints": batch["target_map"],
+               "generated": outputs["generated"], "truth": batch["target"]}
+    if "mask" in outputs:
+        mask = np.asarray(outputs["mask"], dtype=np.float32)
+        columns.update({"prior_warped": outputs["prior_warped"], "warped": outputs["warped"],
+                        "mask": np.repeat(mask * 2.0 - 1.0, 3, axis=-1)})
+    rows = np.concatenate([np.asarray(c, dtype=np.float32) for c in columns.values()], axis=2)
+    return list(columns), np.clip((np.concatenate(list(rows), axis=0) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def load_generator(model_dir: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:

@@ -17,8 +17,8 @@ import tensorflow as tf
 from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
 from bigo_facegen.models import lite0_weights, perceptual
-from bigo_facegen.training import (TrainingDiverged, Trainer, TrainStep, build_networks, build_optimizers,
-                                   dtype_policy, load_generator)
+from bigo_facegen.training import (SAMPLE_COUNT, TrainingDiverged, Trainer, TrainStep, build_networks,
+                                   build_optimizers, dtype_policy, load_generator)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -290,6 +290,9 @@ def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: li
             tags.update(value.tag for value in event.summary.value)
     assert {"loss/generator", "loss/critic", "images_per_s"} <= tags
     assert any(tag.startswith("samples/") for tag in tags)
+    grid = tf.io.decode_png((model_dir / "samples" / f"step-{steps[-1]}.png").read_bytes())
+    rows = min(SAMPLE_COUNT, config.data.batch_per_replica)
+    assert grid.shape == (rows * config.data.image_size, 4 * config.data.image_size, 3)
 
 
 def test_run_files_and_load_generator(batch, tmp_path):
@@ -314,6 +317,17 @@ def test_warp_refine_run_loads_the_trained_generator(batch, tmp_path):
     np.testing.assert_array_equal(generator(inputs).numpy(), trained)
     untrained = build_networks(t.config, num_points=68).generator(inputs).numpy()
     assert np.abs(untrained - trained).max() > 1e-3
+
+    # Sample grid: reference | keypoints | generated | truth | prior-warped | warped | mask, one row per example.
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-2.png", "step-3.png"]
+    grid = tf.io.decode_png((tmp_path / "samples" / "step-3.png").read_bytes()).numpy().astype(np.float32)
+    assert grid.shape == (BATCH * SIZE, 7 * SIZE, 3)
+    columns = [np.stack(np.split(column, BATCH, axis=0)) / 255.0 * 2.0 - 1.0 for column in np.split(grid, 7, axis=1)]
+    motion = generator.motion(inputs)
+    for index, expected in ((0, batch["reference"]), (2, trained), (3, batch["target"]),
+                            (4, motion["prior_warped"]), (5, motion["warped"]), (6, motion["mask"] * 2.0 - 1.0)):
+        np.testing.assert_allclose(columns[index], np.broadcast_to(expected, columns[index].shape), atol=1.01 / 127.5,
+                                   err_msg=f"column {index}")
 
 
 def test_efficientnet_lite0_perceptual_loss_is_on_and_its_weights_recorded(batch, tmp_path, caplog):
