@@ -135,3 +135,20 @@ def test_generate_entry_point_with_tuning(model_dir, real_faces_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 frames (4 generated" in done.stdout and "one-shot tuning took" in done.stdout
     assert video.probe(out).frame_count == 4
+
+
+def test_the_runs_perceptual_network_joins_the_loss(clip):
+    import keras
+
+    from bigo_facegen.models.perceptual import PerceptualNetwork
+
+    generator, cfg = _tiny()
+    reference = _reference(inference.FaceModel.from_generator(generator, cfg), clip)
+    settings = tuning.TuneSettings(steps=2, batch_size=2)
+    plain = tuning.ReferenceTuner(generator, cfg).tune(reference.crop, reference.points, reference.flags, settings)
+    with_features = tuning.ReferenceTuner(generator, cfg)
+    backbone = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3, strides=2)])
+    with_features.perceptual = PerceptualNetwork(backbone, lambda pixels: pixels / 127.5 - 1.0)
+    tuned = with_features.tune(reference.crop, reference.points, reference.flags, settings)
+    # Same start, same draws: the first step's loss differs by the weighted perceptual term alone.
+    assert tuned.losses[0] > plain.losses[0] + 1e-3
