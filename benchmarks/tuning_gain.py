@@ -23,7 +23,7 @@ flags.DEFINE_enum("split", "test", ["all", "test", "train"], "Videos to use: the
 flags.DEFINE_integer("videos", 2, "Videos to use (the split's first ones).", lower_bound=1)
 flags.DEFINE_integer("max_frames", 16, "Targets per video, evenly strided.", lower_bound=1)
 flags.DEFINE_list("steps", ["0", "25", "100"], "Tuning steps to compare (0: no tuning).")
-flags.DEFINE_float("tune_lr", None, "Tuning learning rate (default: tuning.DEFAULT_LEARNING_RATE).")
+flags.DEFINE_float("tune_lr", None, "Tuning learning rate (default: the run's optimizer.generator_lr).")
 flags.DEFINE_enum("fusion", "shift", ["shift", "segment", "warp"], "Background fusion.")
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 flags.DEFINE_bool("json", False, "Print one JSON line per setting instead of the table.")
@@ -58,14 +58,14 @@ def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: s
 
 def main(argv):
     del argv
-    from bigo_facegen import inference, tuning, video
+    from bigo_facegen import inference, video
     from bigo_facegen.evaluation import protocol, report
 
     data_dir = report.synthetic_data(FLAGS.cache_dir) if FLAGS.data == report.SYNTHETIC else FLAGS.data
     cases = protocol.load_cases(data_dir, FLAGS.split, FLAGS.max_frames)[:FLAGS.videos]
     frames_of = {case.video.video: video.read_all(case.path) for case in cases}
     model = inference.FaceModel.load(FLAGS.model)
-    learning_rate = FLAGS.tune_lr or tuning.DEFAULT_LEARNING_RATE
+    learning_rate = FLAGS.tune_lr or model.config.optimizer.generator_lr
     rows = [measure(model, cases, frames_of, int(steps), learning_rate, FLAGS.fusion) for steps in FLAGS.steps]
     if FLAGS.json:
         for row in rows:

@@ -197,7 +197,7 @@ class VideoGenerator:
                  fusion: str = "shift", border: str = "replicate", fill: str = "inpaint",
                  copy_threshold: float = DEFAULT_COPY_THRESHOLD, color_transfer: bool = True, batch_size: int = 8,
                  feather: float = DEFAULT_FEATHER, tune_steps: int = 0,
-                 tune_lr: float = tuning.DEFAULT_LEARNING_RATE):
+                 tune_lr: float | None = None):
         if batch_size < 1:
             raise GenerationError(f"batch size must be at least 1, got {batch_size}")
         if tune_steps < 0:

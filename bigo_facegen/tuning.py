@@ -3,7 +3,8 @@
 The original solution's last step fine-tuned the generator on each test reference: copies of the reference crop under
 random rotation, scale and shift (the face and its keypoints moved alike) are the targets; the generator gets the
 untouched reference and the moved keypoints and learns to reproduce the moved crop, with the L1 loss (and the
-perceptual loss where the run trained with one: `losses`, weighted as in training). The person's own appearance is
+perceptual loss where the run trained with one: `losses.l1`, `perceptual.perceptual_distance`, weighted as in
+training). The person's own appearance is
 then what the generator knows best.
 
 The loaded generator is never left changed: `ReferenceTuner.tune` returns the tuned weights and puts the original ones
@@ -22,18 +23,17 @@ import numpy as np
 import tensorflow as tf
 
 from bigo_facegen import geometry, keypoints, losses
+from bigo_facegen.models import build_perceptual, perceptual
 from bigo_facegen.config import ExperimentConfig
-
-# Fine-tuning starts from a trained generator: a step as small as training's (OptimizerConfig.generator_lr).
-DEFAULT_LEARNING_RATE = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
 class TuneSettings:
-    """`steps` updates of `batch_size` augmented copies each; rotations uniform in +-`max_degrees`, scales in
-    1 +- `scale_range`, shifts in +-`max_shift` x the crop side on each axis; draws from `seed`."""
+    """`steps` updates of `batch_size` augmented copies each, at `learning_rate` (None: the run's own generator
+    learning rate); rotations uniform in +-`max_degrees`, scales in 1 +- `scale_range`, shifts in +-`max_shift` x the
+    crop side on each axis; draws from `seed`."""
     steps: int
-    learning_rate: float = DEFAULT_LEARNING_RATE
+    learning_rate: float | None = None
     batch_size: int = 8
     max_degrees: float = 15.0
     scale_range: float = 0.1
@@ -41,7 +41,7 @@ class TuneSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 0 or self.batch_size < 1 or not self.learning_rate > 0:
+        if self.steps < 0 or self.batch_size < 1 or (self.learning_rate is not None and not self.learning_rate > 0):
             raise ValueError(f"tuning needs steps >= 0, batch_size >= 1 and a positive learning rate, got {self}")
 
 
@@ -86,15 +86,14 @@ class ReferenceTuner:
     every `tune` starts from the generator's current weights with a fresh optimizer state."""
 
     def __init__(self, generator: keras.Model, config: ExperimentConfig):
-        from bigo_facegen.models import build_perceptual
-
         self.generator = generator
         self.size = config.data.image_size
         self.weights = config.loss
         self._map_style = (config.data.keypoint_style, config.data.dot_radius, keypoints.get_layout(config.data.layout))
         # build_perceptual gives None where the run had no perceptual loss (or its pretrained weights are missing).
         self.perceptual = build_perceptual(config.model, self.size)
-        self.optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE, beta_1=config.optimizer.beta_1,
+        self.learning_rate = config.optimizer.generator_lr
+        self.optimizer = keras.optimizers.Adam(self.learning_rate, beta_1=config.optimizer.beta_1,
                                                beta_2=config.optimizer.beta_2, name="tuning_adam")
         self.optimizer.build(generator.trainable_variables)
         self._step = tf.function(self._train_step)
@@ -104,7 +103,7 @@ class ReferenceTuner:
         the tuned weights and leaves the generator's own in place."""
         start = time.perf_counter()
         own = self.generator.get_weights()
-        self._reset_optimizer(settings.learning_rate)
+        self._reset_optimizer(settings.learning_rate or self.learning_rate)
         rng = np.random.default_rng(settings.seed)
         step_losses = []
         try:
@@ -140,8 +139,7 @@ class ReferenceTuner:
             fake = self.generator(inputs, training=True)
             per_example = self.weights.l1 * losses.l1(fake, target)
             if self.perceptual is not None:
-                per_example += self.weights.perceptual * losses.perceptual(self.perceptual(fake),
-                                                                           self.perceptual(target))
+                per_example += self.weights.perceptual * perceptual.perceptual_distance(self.perceptual, fake, target)
             loss = tf.reduce_mean(per_example)
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         return loss

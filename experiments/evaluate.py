@@ -14,7 +14,6 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import tuning
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.fusion import FUSIONS
 
@@ -33,7 +32,8 @@ flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge'
 flags.DEFINE_enum("fusion", "shift", FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning of a model on each video's reference before generating its "
                      "frames (0: off; needs a training model_dir).", lower_bound=0)
-flags.DEFINE_float("tune_lr", tuning.DEFAULT_LEARNING_RATE, "Learning rate of one-shot tuning.")
+flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "
+                   "optimizer.generator_lr).")
 flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact sheet.", lower_bound=1)
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 

@@ -3,7 +3,7 @@
     python -m experiments.generate --model=exports/face --annotations=data/annotations.json --video=12008 \\
         --output=out/12008.mp4 [--face_output=out/12008_face.mp4] [--reference=first_frame.png] \\
         [--fusion=shift|segment|warp] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8] \\
-        [--tune_steps=50 --tune_lr=1e-4]
+        [--tune_steps=50 --tune_lr=5e-4]
 
 `--model` is an export (`experiments.export`) or a training model_dir. The reference is `--reference` (an image of
 the video's frame size) or, without it, the video's own frame `--reference_index` (default: the first annotated
@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import inference, tuning
+from bigo_facegen import inference
 from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
 
 flags.DEFINE_string("model", None, "Export folder (base or version) or training model_dir.", required=True)
@@ -43,7 +43,8 @@ flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequ
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning: fine-tune the generator for this many steps on augmented "
                      "copies of the reference face before generating (0: off; needs a training model_dir).",
                      lower_bound=0)
-flags.DEFINE_float("tune_lr", tuning.DEFAULT_LEARNING_RATE, "Learning rate of one-shot tuning.")
+flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "
+                   "optimizer.generator_lr).")
 FLAGS = flags.FLAGS
 
 

@@ -270,14 +270,13 @@ def model_method(model, fusion: str = "shift", batch_size: int = 8, tune_steps: 
     """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
     its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults), after
     `tune_steps` of one-shot tuning on each reference (`bigo_facegen.tuning`; model_dirs only)."""
-    from bigo_facegen import inference, tuning
+    from bigo_facegen import inference
 
     if not isinstance(model, inference.FaceModel):
         model = inference.FaceModel.load(model)
     if tune_steps:
         model.check_tunable()  # fail now, not after the first video
-    options = {"fusion": fusion, "batch_size": batch_size, "tune_steps": tune_steps,
-               "tune_lr": tune_lr or tuning.DEFAULT_LEARNING_RATE}
+    options = {"fusion": fusion, "batch_size": batch_size, "tune_steps": tune_steps, "tune_lr": tune_lr}
     last: list = []  # (reference annotation, reference frame, maker) of the last call
 
     def generate(reference_frame, reference, targets):
