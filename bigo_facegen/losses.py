@@ -18,14 +18,6 @@ def l1(predicted: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return _per_example_mean(tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)))
 
 
-def perceptual(fake_features, target_features) -> tf.Tensor:
-    """L1 between a perceptual network's features of the fake and of the truth: one tensor, or a list of them (a
-    multi-scale backbone), then averaged over the list."""
-    if not isinstance(fake_features, (list, tuple)):
-        fake_features, target_features = [fake_features], [target_features]
-    return tf.add_n([l1(f, t) for f, t in zip(fake_features, target_features)]) / len(fake_features)
-
-
 def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
     return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(
