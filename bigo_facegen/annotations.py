@@ -35,11 +35,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
 
 import numpy as np
+
+from bigo_facegen import files
 
 FLAG_ABSENT, FLAG_OCCLUDED, FLAG_VISIBLE = 0, 1, 2
 TIERS = ("easy", "medium", "hard")
@@ -131,7 +132,7 @@ def dump(videos: Iterable[VideoAnnotation], path: str | os.PathLike) -> None:
     raw = [_video_to_json(video) for video in videos]
     parse(raw, source=str(path))
     text = json.dumps(raw, separators=(",", ":"))
-    _atomic_write_text(path, text)
+    files.write_atomic(path, text)
 
 
 def check_against_video(video: VideoAnnotation, frame_count: int, source: str = "<annotations>") -> list[int]:
@@ -286,18 +287,6 @@ def _frame_to_json(frame: FrameAnnotation) -> dict[str, Any]:
 def _compact(value: float) -> float:
     # float32 values printed as float64 carry noise digits (0.1 -> 0.10000000149011612); 6 decimals keep 1e-6 px.
     return round(value, 6)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _escape_problem(video_path: str) -> str | None:

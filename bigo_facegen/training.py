@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
-from bigo_facegen import losses
+from bigo_facegen import files, losses
 from bigo_facegen.config import DataConfig, ExperimentConfig, LossConfig, OptimizerConfig
 from bigo_facegen.models import (IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
                                  build_critics, build_generator, build_keypoint_detector, build_perceptual,
@@ -305,24 +304,13 @@ def num_points_of(layout_name: str) -> int:
 
 # --- files ------------------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8") if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drops the lines a killed run logged after its last checkpoint, so that a resumed run's log reads on."""
     if not path.exists():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line)["step"] <= last_step]
-    write_atomic(path, "".join(line + "\n" for line in kept))
+    files.write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _check_resumable(saved: ExperimentConfig, config: ExperimentConfig, model_dir: Path) -> None:
@@ -376,8 +364,8 @@ class Trainer:
         self._restore()
         self.perceptual_record = perceptual.describe(self.config.model, self.networks.perceptual)
         if self.chief:
-            write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
-            write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
+            files.write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
+            files.write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
             _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self._checkpoint_dir()), max_to_keep=train.keep_checkpoints,
@@ -541,7 +529,7 @@ class Trainer:
             write_image(f"samples/{'|'.join(names)}", grid, step)
         directory = self.model_dir / SAMPLES_DIR
         directory.mkdir(exist_ok=True)
-        write_atomic(directory / f"step-{step}.png", encode_png(grid))
+        files.write_atomic(directory / f"step-{step}.png", encode_png(grid))
 
     def _save(self, step: int) -> None:
         self._check_health()

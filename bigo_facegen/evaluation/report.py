@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bigo_facegen import files
 from bigo_facegen.annotations import TIERS
 from bigo_facegen.evaluation import baselines, protocol
 from bigo_facegen.evaluation.protocol import METRICS, Evaluation, VideoResult
@@ -117,12 +118,12 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
                **tables[main],
                "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"]}
                             for n, t in tables.items() if n != main}}
-    _atomic_write(output_dir / "results.json", json.dumps(_strict(results), indent=2))
-    _atomic_write(output_dir / "results.md", _markdown(evaluation, tables, main, labels))
+    files.write_atomic(output_dir / "results.json", json.dumps(_strict(results), indent=2))
+    files.write_atomic(output_dir / "results.md", _markdown(evaluation, tables, main, labels))
     for video in evaluation.videos:
         stem = Path(video.case.video.video).stem
-        _write_png(output_dir / "plots" / f"{stem}.png", metric_plot(video, evaluation.keypoints_apply, labels))
-        _write_png(output_dir / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
+        files.write_png(output_dir / "plots" / f"{stem}.png", metric_plot(video, evaluation.keypoints_apply, labels))
+        files.write_png(output_dir / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
     return output_dir / "results.json"
 
 
@@ -134,29 +135,6 @@ def _strict(value):
     if isinstance(value, list):
         return [_strict(v) for v in value]
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(encoded.tobytes())
-    os.replace(tmp, path)
 
 
 # --- Markdown ---
