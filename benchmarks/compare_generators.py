@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 
 from absl import app, flags
+
+from benchmarks.common import run_json
 
 GENERATORS = ("stargan", "warp_refine")
 FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
@@ -38,11 +38,7 @@ def run_benchmark(module: str, generator: str) -> dict:
     common = [f"--generator={generator}", f"--size={FLAGS.size}", f"--conv_dim={FLAGS.conv_dim}",
               f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json"]
     extra = [f"--batch={FLAGS.batch}"] if module == "train_step" else ["--noend_to_end", "--nopeak"]
-    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *common, *extra], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmarks.{module} --generator={generator} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(["-m", f"benchmarks.{module}", *common, *extra], f"benchmarks.{module} --generator={generator}")
 
 
 def main(argv):

@@ -11,15 +11,13 @@ skipped with a message and ours alone is reported.
 """
 import importlib.util
 import json
-import os
 import statistics
-import subprocess
 import sys
-from pathlib import Path
 
 from absl import app, flags
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, run_json
+
 TORCH_REFERENCE = REPO.parent / "shared" / "bench" / "torch_reference.py"
 
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
@@ -35,39 +33,24 @@ flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 FLAGS = flags.FLAGS
 
 
-def _last_json_line(output: str, what: str) -> dict:
-    for line in reversed(output.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise RuntimeError(f"{what} printed no JSON line; its output ended with:\n{output[-2000:]}")
-
-
-def _run(cmd: list[str], what: str) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return _last_json_line(proc.stdout, what)
-
-
 def _ours() -> dict:
     common = ["--size", str(FLAGS.size), "--conv_dim", str(FLAGS.conv_dim), "--res_blocks", str(FLAGS.res_blocks),
               "--threads", str(FLAGS.threads), "--json"]
-    train = _run([sys.executable, "-m", "benchmarks.train_step", *common, "--batch", str(FLAGS.batch),
+    train = run_json(["-m", "benchmarks.train_step", *common, "--batch", str(FLAGS.batch),
                   "--iters", str(FLAGS.iters), "--perceptual" if not FLAGS.no_perceptual else "--noperceptual"],
                  "benchmarks.train_step")
-    infer = _run([sys.executable, "-m", "benchmarks.inference", *common, "--noend_to_end"], "benchmarks.inference")
+    infer = run_json(["-m", "benchmarks.inference", *common, "--noend_to_end"], "benchmarks.inference")
     return {"train_img_per_s": train["train_img_per_s"], "infer_img_per_s_b1": infer["infer_img_per_s_b1"],
             "infer_img_per_s_b8": infer["infer_img_per_s_b8"], "infer_gflop_per_s": infer["infer_gflop_per_s"]}
 
 
 def _original() -> dict:
-    cmd = [sys.executable, FLAGS.torch_reference, "--size", str(FLAGS.size), "--conv-dim", str(FLAGS.conv_dim),
+    cmd = [FLAGS.torch_reference, "--size", str(FLAGS.size), "--conv-dim", str(FLAGS.conv_dim),
            "--res-blocks", str(FLAGS.res_blocks), "--batch", str(FLAGS.batch), "--iters", str(FLAGS.iters),
            "--threads", str(FLAGS.threads), "--json"]
     if FLAGS.no_perceptual:
         cmd.append("--no-perceptual")
-    return _run(cmd, "torch_reference.py")
+    return run_json(cmd, "torch_reference.py")
 
 
 def main(argv):
