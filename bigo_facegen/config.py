@@ -45,8 +45,8 @@ class ModelConfig:
     detector_noise_std: float = 0.4     # Gaussian input noise of the keypoint detector while training
     critic_dim: int = 64                # first width of the SN-ResNet critics
     critic_blocks: int = 4              # downsampling residual blocks after the optimised first block
-    perceptual: str = "resnet50"        # resnet50 | none (more backbones may register themselves)
-    perceptual_weights: str | None = None  # path to weights; None = Keras cache if present, else the loss is off
+    perceptual: str = "resnet50"        # resnet50 | efficientnet_lite0 | none (models/perceptual.py registry)
+    perceptual_weights: str | None = None  # Keras weights file of the backbone; None = its cache, else loss off
 
 
 @dataclasses.dataclass
