@@ -381,13 +381,13 @@ class Trainer:
     # -- set-up --
 
     def _generate(self, inputs: dict) -> dict[str, tf.Tensor]:
-        """The generated faces and, for a generator with a `motion` method, what its motion does."""
+        """The generated faces and, for a generator with a `compose` method, how it made them."""
         generator = self.networks.generator
-        out = {"generated": generator(inputs, training=False)}
-        if hasattr(generator, "motion"):
-            motion = generator.motion(inputs, training=False)
-            out.update({name: motion[name] for name in ("prior_warped", "warped", "mask")})
-        return out
+        if not hasattr(generator, "compose"):
+            return {"generated": generator(inputs, training=False)}
+        layers = generator.compose(inputs, training=False)
+        return {"generated": layers["image"],
+                **{name: layers[name] for name in ("prior_warped", "warped", "mask", "painted", "repaint")}}
 
     def _make_dataset_fn(self) -> DatasetFn:
         from bigo_facegen import data
@@ -594,14 +594,18 @@ def _duration(seconds: float) -> str:
 
 def sample_grid(batch: dict, outputs: dict) -> tuple[list[str], np.ndarray]:
     """The column names and the grid, float32 in [0, 1], with one row per example: reference | target keypoint map |
-    generated | true target, then, where `outputs` has a generator's motion, the reference warped by the keypoint
-    prior | by the final flow | the occlusion mask (white: the warped reference is kept)."""
+    generated | true target, then, where `outputs` has a warp-style generator's layers, the reference warped by the
+    keypoint prior | by the final flow | the occlusion mask (white: the warped features are kept) | the painting | the
+    repaint mask (white: the painting replaces the warped reference)."""
     columns = {"reference": batch["reference"], "target_keypoints": batch["target_map"],
                "generated": outputs["generated"], "truth": batch["target"]}
     if "mask" in outputs:
-        mask = np.asarray(outputs["mask"], dtype=np.float32)
+        def as_image(mask):
+            return np.repeat(np.asarray(mask, dtype=np.float32) * 2.0 - 1.0, 3, axis=-1)
+
         columns.update({"prior_warped": outputs["prior_warped"], "warped": outputs["warped"],
-                        "mask": np.repeat(mask * 2.0 - 1.0, 3, axis=-1)})
+                        "mask": as_image(outputs["mask"]), "painted": outputs["painted"],
+                        "repaint": as_image(outputs["repaint"])})
     rows = np.concatenate([np.asarray(c, dtype=np.float32) for c in columns.values()], axis=2)
     return list(columns), np.clip((np.concatenate(list(rows), axis=0) + 1.0) / 2.0, 0.0, 1.0)
 

@@ -318,14 +318,16 @@ def test_warp_refine_run_loads_the_trained_generator(batch, tmp_path):
     untrained = build_networks(t.config, num_points=68).generator(inputs).numpy()
     assert np.abs(untrained - trained).max() > 1e-3
 
-    # Sample grid: reference | keypoints | generated | truth | prior-warped | warped | mask, one row per example.
+    # Sample grid: reference | keypoints | generated | truth | prior-warped | warped | mask | painted | repaint mask,
+    # one row per example.
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-2.png", "step-3.png"]
     grid = tf.io.decode_png((tmp_path / "samples" / "step-3.png").read_bytes()).numpy().astype(np.float32)
-    assert grid.shape == (BATCH * SIZE, 7 * SIZE, 3)
-    columns = [np.stack(np.split(column, BATCH, axis=0)) / 255.0 * 2.0 - 1.0 for column in np.split(grid, 7, axis=1)]
-    motion = generator.motion(inputs)
+    assert grid.shape == (BATCH * SIZE, 9 * SIZE, 3)
+    columns = [np.stack(np.split(column, BATCH, axis=0)) / 255.0 * 2.0 - 1.0 for column in np.split(grid, 9, axis=1)]
+    layers = generator.compose(inputs)
     for index, expected in ((0, batch["reference"]), (2, trained), (3, batch["target"]),
-                            (4, motion["prior_warped"]), (5, motion["warped"]), (6, motion["mask"] * 2.0 - 1.0)):
+                            (4, layers["prior_warped"]), (5, layers["warped"]), (6, layers["mask"] * 2.0 - 1.0),
+                            (7, layers["painted"]), (8, layers["repaint"] * 2.0 - 1.0)):
         np.testing.assert_allclose(columns[index], np.broadcast_to(expected, columns[index].shape), atol=1.01 / 127.5,
                                    err_msg=f"column {index}")
 

@@ -1,6 +1,8 @@
 """The warp-and-refine generator on real faces: at initialisation its flow is the keypoint prior (so unmoved keypoints
 give the identity), it has the promised shapes and dtypes at several sizes and under mixed precision, every weight
-gets a gradient, a training step under tf.distribute changes every weight, and XLA computes what eager does."""
+gets a gradient, its output is the warped reference with the painting laid over where its repaint mask says, its
+learned correction of the flow stays within its bound, a training step under tf.distribute changes every weight, and
+XLA computes what eager does."""
 import dataclasses
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from bigo_facegen import annotations, config, geometry, keypoints, models, training, video, warping
+from bigo_facegen.models import warp_refine
 
 SIZE = 32
 NUM_POINTS = 68
@@ -79,6 +82,32 @@ def test_flow_starts_as_the_keypoint_prior_and_mask_keeps_most(real_batch, gener
     assert 0.5 < motion["mask"].numpy().min() and motion["mask"].numpy().max() < 1.0
 
 
+def test_output_is_the_warped_reference_with_the_painting_laid_over_where_the_repaint_mask_says(real_batch, generator):
+    inputs = generator_inputs(at_size(real_batch, SIZE))
+    layers = generator.compose(inputs)
+    repaint = layers["repaint"].numpy()
+    np.testing.assert_allclose(layers["image"], layers["warped"] * (1 - repaint) + layers["painted"] * repaint,
+                               atol=1e-6)
+    np.testing.assert_allclose(generator(inputs), layers["image"], atol=1e-6)
+    # An untrained generator mostly returns the warped reference: the painting must earn its place.
+    assert 0.0 < repaint.min() and repaint.mean() < 0.1 and repaint.max() < 0.2
+    assert np.abs(layers["image"] - layers["warped"]).mean() < 0.05
+
+
+def test_the_learned_correction_stays_within_its_bound_of_the_prior(real_batch):
+    batch = at_size(real_batch, SIZE)
+    generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+    generator(generator_inputs(batch))
+    head = generator.dense_motion.flow_head
+    head.bias.assign([1e3, -1e3])  # a correction network gone wild
+    motion = generator.motion(generator_inputs(batch))
+    valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
+    correction = motion["flow"] - warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE,
+                                                   SIZE)
+    bound = warp_refine.MAX_RESIDUAL * SIZE / 2
+    np.testing.assert_allclose(correction, np.broadcast_to([bound, -bound], correction.shape), atol=1e-3)
+
+
 @pytest.mark.parametrize("size", [16, 36, 48])
 def test_shapes_dtypes_and_range(real_batch, size):
     batch = at_size(real_batch, size)
@@ -86,9 +115,9 @@ def test_shapes_dtypes_and_range(real_batch, size):
     generated = generator(generator_inputs(batch), training=True)
     assert generated.shape == (4, size, size, 3) and generated.dtype == tf.float32
     assert np.all(np.abs(generated.numpy()) <= 1.0)
-    motion = generator.motion(generator_inputs(batch))
-    shapes = {"flow": 2, "mask": 1, "prior_warped": 3, "warped": 3}
-    assert {key: (value.shape, value.dtype) for key, value in motion.items()} == {
+    layers = generator.compose(generator_inputs(batch))
+    shapes = {"flow": 2, "mask": 1, "prior_warped": 3, "warped": 3, "painted": 3, "repaint": 1, "image": 3}
+    assert {key: (value.shape, value.dtype) for key, value in layers.items()} == {
         key: ((4, size, size, channels), tf.float32) for key, channels in shapes.items()}
 
 

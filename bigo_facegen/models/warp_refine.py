@@ -1,5 +1,10 @@
 """The warp-and-refine generator: move the reference face's features to the target keypoints, then paint what the
-motion cannot explain (FOMM / TPSMM style, with a thin-plate spline on the given keypoints as the motion prior)."""
+motion cannot explain (FOMM / TPSMM style, with a thin-plate spline on the given keypoints as the motion prior).
+
+Its output is a composite: the reference crop warped by the flow, with the decoder's painting laid over it only where
+its repaint mask says so. The mask travels with the face (`compose`, the export's `repaint` output) so that fusion can
+keep the full-resolution warped reference frame everywhere else: the crop's resolution then limits only what had to
+be painted."""
 from __future__ import annotations
 
 import keras
@@ -14,6 +19,13 @@ LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
 # generator already follows the warped reference and the decoder first learns to refine it rather than to paint.
 MASK_BIAS = 2.0
 MASK_KERNEL_SCALE = 0.1
+# The dense-motion correction moves a pixel at most this fraction of half the crop side (5% of the side) away from
+# the keypoint prior: enough for what a spline misplaces between keypoints, too little to tear apart a face the prior
+# already had right (an unbounded correction learned to do so, trading texture for the adversarial terms).
+MAX_RESIDUAL = 0.1
+# The repaint mask starts near 0 (sigmoid(-3) = 0.05): an untrained generator returns the warped reference, and the
+# painting is let in only where it lowers the losses more than the warped texture does.
+REPAINT_BIAS = -3.0
 
 
 def conv_block(filters: int, kernel: int, name: str, strides: int = 1) -> keras.Sequential:
@@ -77,7 +89,8 @@ class WarpRefineGenerator(keras.Model):
     Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
     motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
     whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual blocks and a
-    decoder with skip connections from the warped features."""
+    decoder with skip connections from the warped features, which paints a face and a repaint mask; the output is the
+    warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
         super().__init__(**kwargs)
@@ -98,6 +111,10 @@ class WarpRefineGenerator(keras.Model):
             setattr(self, f"merge{level}", conv_block(conv_dim * 2 ** level, 3, f"merge{level}"))
         self.head = conv(3, 7, use_bias=True, name="head")
         self.tanh = keras.layers.Activation("tanh", dtype="float32", name="tanh")
+        self.repaint_head = keras.layers.Conv2D(
+            1, 7, padding="same", activation="sigmoid", dtype="float32", name="repaint_head",
+            kernel_initializer=keras.initializers.VarianceScaling(MASK_KERNEL_SCALE),
+            bias_initializer=keras.initializers.Constant(REPAINT_BIAS))
 
     @property
     def encoder(self) -> list[keras.Sequential]:
@@ -139,11 +156,17 @@ class WarpRefineGenerator(keras.Model):
             (prior - warping.identity_grid(size, size)) / half,
         ], axis=-1)
         residual, mask = self.dense_motion(features, training=training)
-        flow = prior + tf.cast(residual, tf.float32) * half
+        flow = prior + MAX_RESIDUAL * half * tf.tanh(tf.cast(residual, tf.float32))
         return {"flow": flow, "mask": tf.cast(mask, tf.float32), "prior_warped": prior_warped,
                 "warped": warping.bilinear_sample(reference, flow)}
 
     def call(self, inputs, training=False):
+        return self.compose(inputs, training=training)["image"]
+
+    def compose(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
+        """`motion`'s outputs plus, all float32: `painted` (B, S, S, 3) the decoder's painting, `repaint` (B, S, S, 1)
+        where it replaces the warped reference, and `image` = warped x (1 - repaint) + painted x repaint, the
+        generated face."""
         motion = self.motion(inputs, training=training)
         x = inputs["reference"]
         warped = []
@@ -159,7 +182,10 @@ class WarpRefineGenerator(keras.Model):
         for level in reversed(range(LEVELS - 1)):
             x = self.up[level](self.upsample(x), training=training)
             x = self.merge[level](keras.ops.concatenate([x, warped[level]], axis=-1), training=training)
-        return self.tanh(self.head(x))
+        painted = self.tanh(self.head(x))
+        repaint = self.repaint_head(x)
+        image = motion["warped"] * (1.0 - repaint) + painted * repaint
+        return {**motion, "painted": painted, "repaint": repaint, "image": image}
 
     def _check_inputs(self, inputs: dict) -> None:
         missing = [key for key in REQUIRED_INPUTS if key not in inputs]
