@@ -21,6 +21,12 @@ inputs
                                                     `stargan`): the reference crop's keypoints, same layout.
 outputs
   `generated`            uint8   (batch, S, S, 3)  the generated RGB face crop, 0..255, same size as `reference`.
+  `repaint`              float32 (batch, S, S, 1)  only for generators that warp the reference: where, from 0 to 1,
+                                                    `generated` is the generator's painting rather than the reference
+                                                    warped by its flow. A client that warps the full-resolution
+                                                    reference frame itself (as `fusion.WarpFusion` does) pastes the
+                                                    crop with this as its alpha and keeps its own sharper pixels
+                                                    everywhere else.
 
 S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
 in the sidecar; the batch dimension is open (-1). A request of the wrong shape fails with an InvalidArgumentError that
@@ -44,6 +50,7 @@ from bigo_facegen.config import ExperimentConfig
 SIDECAR = "bigo_facegen.json"
 SIGNATURE = "serving_default"
 OUTPUT = "generated"
+REPAINT_OUTPUT = "repaint"
 # Generators that read only the reference crop and the target keypoint map; every other one also gets the reference
 # keypoints (warp-style generators move the reference's pixels from its points to the target's).
 MAP_ONLY_GENERATORS = ("stargan",)
@@ -71,6 +78,11 @@ class ServingSpec:
                    reads_reference_keypoints=config.model.generator not in MAP_ONLY_GENERATORS)
 
     @property
+    def output_names(self) -> tuple[str, ...]:
+        # Warp-style generators composite a painting over the warped reference (`WarpRefineGenerator.compose`).
+        return (OUTPUT, REPAINT_OUTPUT) if self.reads_reference_keypoints else (OUTPUT,)
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         if self.reads_reference_keypoints:
             return ("reference", "reference_keypoints", "target_keypoints")
@@ -78,7 +90,8 @@ class ServingSpec:
 
 
 class ServingModule(tf.Module):
-    """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop out. `serve` is the
+    """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop (and, for warp-style
+    generators, the repaint mask) out. `serve` is the
     `tf.function` exported as `serving_default`; inference calls the same function on checkpoints, so an export and
     the Keras model it came from compute the same thing."""
 
@@ -109,9 +122,15 @@ class ServingModule(tf.Module):
         if reference_keypoints is not None:
             with tf.control_dependencies(checks):
                 inputs["reference_points"], inputs["reference_flags"] = _split_rows(reference_keypoints)
-        generated = self.generator(inputs, training=False)
+        outputs = {}
+        if REPAINT_OUTPUT in self.spec.output_names:
+            layers = self.generator.compose(inputs, training=False)
+            generated = layers["image"]
+            outputs[REPAINT_OUTPUT] = tf.cast(layers["repaint"], tf.float32)
+        else:
+            generated = self.generator(inputs, training=False)
         pixels = tf.clip_by_value(tf.round((tf.cast(generated, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
-        return {OUTPUT: tf.cast(pixels, tf.uint8)}
+        return {OUTPUT: tf.cast(pixels, tf.uint8), **outputs}
 
     def _shape_checks(self, reference, target_keypoints, reference_keypoints):
         # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
@@ -164,7 +183,7 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     try:
         tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
         metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
-                    "output": OUTPUT, "spec": dataclasses.asdict(spec), "config": config.to_dict()}
+                    "outputs": list(spec.output_names), "spec": dataclasses.asdict(spec), "config": config.to_dict()}
         (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp's 0700 would keep a server running as another user out
         os.replace(staging, target)

@@ -10,7 +10,8 @@ ways, the first two from the original solution:
   fill). The separation is OpenCV's GrabCut seeded from the face box: no downloaded model.
 * `WarpFusion` warps the whole reference frame piecewise-affinely from the reference keypoints to the target's, with
   fixed anchors on the frame border (`PiecewiseAffineWarper`, also the `warp` evaluation baseline): the background
-  near the face follows its motion, fading to none at the frame border; the face is pasted as by the others.
+  near the face follows its motion, fading to none at the frame border; the face is pasted as by the others, or,
+  from a warp-style generator, only where its repaint mask says it painted.
 
 Boxes are BIGO `[x, y, w, h]` in frame pixels; a face crop covers the square box of `geometry.square_box`, as
 `geometry.crop` cut it. Images are RGB uint8.
@@ -67,18 +68,23 @@ def blend(background: np.ndarray, foreground: np.ndarray, alpha: np.ndarray) -> 
 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, bbox, feather: float = DEFAULT_FEATHER,
-               region: np.ndarray | None = None) -> np.ndarray:
+               region: np.ndarray | None = None, face_alpha: np.ndarray | None = None) -> np.ndarray:
     """Returns `frame` with the square face crop `face` put back where `geometry.crop(frame, bbox, size)` took it
     from, its edge feathered so that no seam shows. `region` (H, W) in [0, 1], if given, further limits where the crop
-    may cover the frame."""
+    may cover the frame; `face_alpha` (S, S) in [0, 1] does so in the crop's own pixels."""
     size = face.shape[0]
     if face.shape != (size, size, 3):
         raise ValueError(f"face crop must be (S, S, 3), got {face.shape}")
+    crop_alpha = feather_mask(size, feather)
+    if face_alpha is not None:
+        if face_alpha.shape != (size, size):
+            raise ValueError(f"face alpha must be ({size}, {size}) like the crop, got {face_alpha.shape}")
+        crop_alpha = crop_alpha * face_alpha.astype(np.float32)
     height, width = frame.shape[:2]
     to_frame = geometry.invert_affine(geometry.crop_matrix(bbox, size))
     warped = cv2.warpAffine(face, to_frame, (width, height), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(feather_mask(size, feather), to_frame, (width, height), flags=cv2.INTER_LINEAR,
+    alpha = cv2.warpAffine(crop_alpha, to_frame, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if region is not None:
         alpha = alpha * region
@@ -108,7 +114,11 @@ class ShiftFusion:
         return warp(self.reference_frame, box_to_box(self.reference_bbox, target_bbox), self.frame_size,
                     self.border)
 
-    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
+                 repaint: np.ndarray | None = None) -> np.ndarray:
+        """The target frame with `face` pasted. `repaint` (S, S), from a warp-style generator, says where the crop
+        holds its painting rather than the reference moved by its flow; only a fusion whose background already shows
+        the moved reference face (`WarpFusion`) can use it, the others need the whole crop."""
         return paste_face(self.background(target_bbox, target_points, target_flags), face, target_bbox, self.feather)
 
 
@@ -126,7 +136,8 @@ class SegmentFusion(ShiftFusion):
     def background(self, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
         return self._moved(target_bbox)[0]
 
-    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
+                 repaint: np.ndarray | None = None) -> np.ndarray:
         # The crop's corners show the reference's background, which moved with the face; only the person may take
         # pixels from the crop, so the still background stays clean around the face.
         frame, matte = self._moved(target_bbox)
@@ -163,6 +174,13 @@ class WarpFusion(ShiftFusion):
                              f"reference's {self.reference_points.shape} and {self.reference_flags.shape}")
         use = (self.reference_flags != FLAG_ABSENT) & (target_flags != FLAG_ABSENT)
         return self.warper.warp(self.reference_frame, self.reference_points, target_points, use)
+
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
+                 repaint: np.ndarray | None = None) -> np.ndarray:
+        # The background is the reference face moved onto the target keypoints at full resolution: a warp-style face
+        # adds only what its generator painted, the crop's resolution costs nothing elsewhere.
+        return paste_face(self.background(target_bbox, target_points, target_flags), face, target_bbox, self.feather,
+                          face_alpha=repaint)
 
 
 def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",

@@ -16,7 +16,8 @@ Each output frame, as the original solution made it:
 4. Reinhard colour transfer from the reference crop onto the generated face (`color`);
 5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), only the person moved
    over an inpainted background (`segment`), or the whole frame warped by the keypoints, fixed at the frame border
-   (`warp`); the face pasted with a feathered edge.
+   (`warp`); the face pasted with a feathered edge. A warp-style model's face goes into the warped frame only where
+   its repaint mask says it painted: elsewhere the frame already shows the reference moved at full resolution.
 Frames without a face repeat the last output (the reference frame itself before the first face).
 With `tune_steps` > 0 (a training model_dir only: an export cannot be trained), the generator is first fine-tuned on
 the reference alone (`tuning`); the loaded model keeps its own weights for other references.
@@ -116,6 +117,13 @@ class FaceModel:
         """Faces with the target expressions: `reference_crops` (B, S, S, 3) uint8, `target_points` (B, N, 2) in crop
         pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
         (B, S, S, 3) uint8."""
+        return self.run(reference_crops, target_points, target_flags, reference_points, reference_flags)[export.OUTPUT]
+
+    def run(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
+            reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None
+            ) -> dict[str, np.ndarray]:
+        """As `generate`, every output of the serving signature by name (`export.ServingSpec.output_names`): the
+        faces and, for warp-style models, the repaint masks (B, S, S, 1) float32."""
         s, n = self.image_size, self.num_points
         reference_crops = np.asarray(reference_crops)
         if reference_crops.dtype != np.uint8 or reference_crops.shape[1:] != (s, s, 3):
@@ -129,7 +137,7 @@ class FaceModel:
                                       f"points and flags too")
             inputs["reference_keypoints"] = _keypoint_rows("reference", reference_points, reference_flags,
                                                            len(reference_crops), n)
-        return np.asarray(self._serve(**inputs)[export.OUTPUT])
+        return {name: np.asarray(value) for name, value in self._serve(**inputs).items()}
 
 
 def _keypoint_rows(name: str, points, flags, batch: int, num_points: int) -> np.ndarray:
@@ -246,10 +254,10 @@ class VideoGenerator:
                 if not target.has_face:
                     yield FrameResult(target.index, last_frame, last_face, "repeated")
                     continue
-                face, kind = next(faces)
+                face, kind, repaint = next(faces)
                 # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
                 last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
-                              else self.fusion(face, target.bbox, target.points, target.flags))
+                              else self.fusion(face, target.bbox, target.points, target.flags, repaint))
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 
@@ -275,8 +283,9 @@ class VideoGenerator:
                 setattr(stats, result.kind, getattr(stats, result.kind) + 1)
         return stats
 
-    def _faces(self, targets: list[FrameAnnotation]) -> list[tuple[np.ndarray, str]]:
-        """(face crop, kind) per target: the reference face where the keypoints barely moved, else a generated one."""
+    def _faces(self, targets: list[FrameAnnotation]) -> list[tuple[np.ndarray, str, np.ndarray | None]]:
+        """(face crop, kind, repaint mask) per target: the reference face where the keypoints barely moved, else a
+        generated one; the repaint mask (S, S), from warp-style models only, says where the crop was painted."""
         if not targets:
             return []
         size = self.model.image_size
@@ -285,20 +294,22 @@ class VideoGenerator:
         points = np.stack([geometry.apply_affine(t.points, geometry.crop_matrix(t.bbox, size)) for t in targets])
         flags = np.stack([t.flags for t in targets])
         copy = [self.keypoint_distance(p, f) < self.copy_threshold for p, f in zip(points, flags)]
-        faces: list[tuple[np.ndarray, str]] = [(self.reference.crop, "copied")] * len(targets)
+        faces: list[tuple[np.ndarray, str, np.ndarray | None]] = [(self.reference.crop, "copied", None)] * len(
+            targets)
         todo = [i for i, c in enumerate(copy) if not c]
         if todo:
             batch = len(todo)
             with (tuning.weights_swapped(self.model.generator, self.tuned.weights) if self.tuned
                   else contextlib.nullcontext()):
-                generated = self.model.generate(
+                outputs = self.model.run(
                     np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
                     np.repeat(self.reference.points[None], batch, axis=0),
                     np.repeat(self.reference.flags[None], batch, axis=0))
-            for i, face in zip(todo, generated):
+            repaints = outputs.get(export.REPAINT_OUTPUT, [None] * batch)
+            for i, face, repaint in zip(todo, outputs[export.OUTPUT], repaints):
                 if self.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)
-                faces[i] = (face, "generated")
+                faces[i] = (face, "generated", None if repaint is None else repaint[..., 0])
         return faces
 
 

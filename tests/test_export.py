@@ -74,7 +74,7 @@ def test_export_writes_a_versioned_saved_model_with_sidecar(exported, trained):
     assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
     assert sorted(p.name for p in export_dir.iterdir()) == ["1"]  # no temporary folder left behind
     sidecar = json.loads((version_dir / export.SIDECAR).read_text())
-    assert sidecar["inputs"] == ["reference", "target_keypoints"] and sidecar["output"] == "generated"
+    assert sidecar["inputs"] == ["reference", "target_keypoints"] and sidecar["outputs"] == ["generated"]
     assert sidecar["spec"]["image_size"] == SIZE and sidecar["spec"]["layout"] == "ibug68"
     assert sidecar["spec"]["num_points"] == 68
     assert config.ExperimentConfig.from_dict(sidecar["config"]) == trained[1]
@@ -141,15 +141,18 @@ def test_warp_style_generators_also_take_the_reference_keypoints(tmp_path, real_
         "reference", "reference_keypoints", "target_keypoints"]
     crops, rows = real_batch
     reference_rows = np.repeat(rows[:1], 3, axis=0)  # the reference crop is frame 1, whose keypoints are rows[0]
+    assert json.loads((version_dir / export.SIDECAR).read_text())["outputs"] == ["generated", "repaint"]
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    generated = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
-                      target_keypoints=tf.constant(rows))["generated"].numpy()
+    served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
+                   target_keypoints=tf.constant(rows))
     flags = lambda r: r[..., 2].astype(np.int32)
-    expected = generator({"reference": crops.astype(np.float32) / 127.5 - 1.0, "target_map": np.zeros_like(crops,
-                          np.float32), "reference_points": reference_rows[..., :2], "reference_flags": flags(
-                          reference_rows), "target_points": rows[..., :2], "target_flags": flags(rows)},
-                         training=False).numpy()
-    assert np.abs(generated.astype(np.float32) - (expected + 1.0) * 127.5).max() <= 0.5 + 1e-3
+    expected = generator.compose({"reference": crops.astype(np.float32) / 127.5 - 1.0, "target_map": np.zeros_like(
+                                  crops, np.float32), "reference_points": reference_rows[..., :2], "reference_flags":
+                                  flags(reference_rows), "target_points": rows[..., :2], "target_flags": flags(rows)},
+                                 training=False)
+    generated = served["generated"].numpy().astype(np.float32)
+    assert np.abs(generated - (expected["image"].numpy() + 1.0) * 127.5).max() <= 0.5 + 1e-3
+    np.testing.assert_allclose(served["repaint"], expected["repaint"], atol=1e-5)
     model = inference.FaceModel.load(tmp_path)
     with pytest.raises(inference.GenerationError, match="needs the reference points"):
         model.generate(crops, rows[..., :2], rows[..., 2])

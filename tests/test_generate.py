@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, config, export, geometry, inference, models, video
+from bigo_facegen import annotations, config, export, fusion, geometry, inference, models, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 
 SIZE = 32
@@ -115,6 +115,26 @@ def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
     stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "w.mp4",
                                                 max_frames=4, fusion="warp", progress=False)
     assert stats.frames == 4 and video.probe(tmp_path / "w.mp4").frame_count == 4
+
+
+def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
+    entry, _, frames = clip
+    cfg = config.override(_tiny_model()[1], {"model.generator": "warp_refine"})
+    generator = models.build_generator(cfg.model, SIZE, 68)
+    model = inference.FaceModel.from_generator(generator, cfg)
+    reference, target = entry.frames[0], entry.frames[8]
+    warped = inference.VideoGenerator(model, frames[0], reference, fusion="warp", copy_threshold=0.0)
+    background = warped.fusion.background(target.bbox, target.points, target.flags)
+
+    generator.repaint_head.bias.assign([-30.0])  # a generator that paints nothing
+    frame, _ = warped.generate_frame(target)
+    np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
+    shifted, _ = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0).generate_frame(target)
+    assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
+
+    generator.repaint_head.bias.assign([30.0])  # one that paints everything: pasted as a whole face
+    frame, face = warped.generate_frame(target)
+    np.testing.assert_array_equal(frame, fusion.paste_face(background, face, target.bbox))
 
 
 def test_gaps_in_the_annotations_become_faceless_frames():
