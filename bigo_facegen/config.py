@@ -56,6 +56,9 @@ class LossConfig:
     identity: float = 0.1
     l1: float = 8.0
     perceptual: float = 2.0
+    # L1 of a warp-style generator's painting alone to the target frame. Through the output the painting only gets
+    # gradient where the repaint mask is already open, so without this it never learns a face for the mask to choose.
+    painted_l1: float = 4.0
 
 
 @dataclasses.dataclass

@@ -41,9 +41,6 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"  # model_dir/samples/step-<step>.png: the TensorBoard sample grids, viewable without it
 CHECKPOINT_NAME = "ckpt"
-LOSS_NAMES = ("critic", "identity_critic", "keypoint_detector", "generator",
-              "generator_keypoint", "generator_adversarial", "generator_identity", "generator_l1",
-              "generator_perceptual")
 SAMPLE_COUNT = 4
 
 # (data config, input context) -> one replica's dataset of batches, as `data.make_dataset`.
@@ -142,22 +139,27 @@ class TrainStep:
         generator = self.networks.generator
         inputs = generator_inputs(batch)
         with tf.GradientTape() as tape:
-            fake = None if self.recompute_fake else generator(inputs, training=True)
+            fake, painted = (None, None) if self.recompute_fake else self._generate(inputs)
             with tape.stop_recording():
                 result = self._update_critics_and_detector(batch, inputs, fake)
             if fake is None:
-                fake = generator(inputs, training=True)
-            terms = self._generator_terms(batch, fake)
-            w = self.weights
-            total = (w.keypoint * terms["keypoint"] + w.adversarial * terms["adversarial"]
-                     + w.identity * terms["identity"] + w.l1 * terms["l1"] + w.perceptual * terms["perceptual"])
-            loss = self._average(total)
+                fake, painted = self._generate(inputs)
+            terms = self._generator_terms(batch, fake, painted)
+            loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
             scaled = self.optimizers.generator.scale_loss(loss)
         self._apply(self.optimizers.generator, tape.gradient(scaled, generator.trainable_variables),
                     generator.trainable_variables)
         result["generator"] = loss
         result.update({f"generator_{name}": self._average(value) for name, value in terms.items()})
         return result
+
+    def _generate(self, inputs: dict) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """The generated faces and, from a warp-style generator, its painting alone (else None)."""
+        generator = self.networks.generator
+        if hasattr(generator, "compose"):
+            layers = generator.compose(inputs, training=True)
+            return layers["image"], layers["painted"]
+        return generator(inputs, training=True), None
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         return losses.average(per_example, self.global_batch_size)
@@ -200,19 +202,22 @@ class TrainStep:
                     n.keypoint_detector.trainable_variables)
         return {"critic": critic_loss, "identity_critic": identity_loss, "keypoint_detector": detector_loss}
 
-    def _generator_terms(self, batch: dict, fake: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _generator_terms(self, batch: dict, fake: tf.Tensor, painted: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        """Per-example generator loss terms, named as their `LossConfig` weights."""
         n = self.networks
         target = batch["target"]
         if n.perceptual is not None:
             perceptual_loss = perceptual.perceptual_distance(n.perceptual, fake, target)
         else:
             perceptual_loss = tf.zeros([tf.shape(fake)[0]])
+        painting = {} if painted is None else {"painted_l1": losses.l1(painted, target)}
         return {
             "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
             "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),
             "identity": losses.generator_adversarial(n.identity_critic((batch["reference"], fake), training=False)),
             "l1": losses.l1(fake, target),
             "perceptual": perceptual_loss,
+            **painting,
         }
 
     @staticmethod

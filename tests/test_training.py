@@ -115,9 +115,27 @@ def test_one_step_updates_every_network(batch, tiny_backbone):
     assert all(int(o.iterations.numpy()) == 1 for o in vars(optimizers).values())
 
 
-def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch):
+def test_warp_style_generator_also_learns_its_painting_alone(batch):
+    config = tiny_config(**{"model.generator": "warp_refine"})
+    networks, _, step = build_step(config)
+    result = {name: float(value) for name, value in step(batch).items()}
+    inputs = {key: value for key, value in batch.items() if key != "target"}
+    painted = networks.generator.compose(inputs)["painted"]
+    # An untrained painting is far from the target; the output (mostly the warped reference) is not.
+    assert result["generator_painted_l1"] > 2 * result["generator_l1"] > 0
+    assert result["generator_painted_l1"] == pytest.approx(float(losses.l1(painted, batch["target"]).numpy().mean()),
+                                                           rel=0.2)  # one update later
+    w = config.loss
+    expected = (w.keypoint * result["generator_keypoint"] + w.adversarial * result["generator_adversarial"]
+                + w.identity * result["generator_identity"] + w.l1 * result["generator_l1"]
+                + w.perceptual * result["generator_perceptual"] + w.painted_l1 * result["generator_painted_l1"])
+    assert result["generator"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("generator", ["stargan", "warp_refine"])
+def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
     """G's output computed once and reused by both critics' updates = the original's three forward passes."""
-    config = tiny_config(**{"model.detector_noise_std": 0.4})
+    config = tiny_config(**{"model.detector_noise_std": 0.4, "model.generator": generator})
     reused, _, reused_step = build_step(config)
     recomputed, _, recomputed_step = build_step(config, recompute_fake=True)
     copy_state(reused, recomputed)
