@@ -2,7 +2,7 @@
 `experiments.generate`, usable frame by frame from a notebook.
 
     model = FaceModel.load("exports/face")                # an export (base or version folder) or a training model_dir
-    maker = VideoGenerator(model, reference_frame, reference_annotation, fusion="segment")
+    maker = VideoGenerator(model, reference_frame, reference_annotation)  # fusion: the model's default
     # or, from a training model_dir, fine-tuned on the reference first: ..., tune_steps=50
     frame, face = maker.generate_frame(target_annotation)  # one output frame and its face crop
     maker.generate_video(target_annotations, "out.mp4", fps=25.0, face_output="face.mp4")
@@ -105,6 +105,12 @@ class FaceModel:
         return self._tuner
 
     @property
+    def default_fusion(self) -> str:
+        """`warp` for warp-style generators (their faces are composited over the full-resolution warped frame, see
+        `fusion.WarpFusion`), `shift` (the original's) for the others."""
+        return "warp" if export.REPAINT_OUTPUT in self.spec.output_names else "shift"
+
+    @property
     def image_size(self) -> int:
         return self.spec.image_size
 
@@ -202,7 +208,7 @@ class VideoGenerator:
     for a sequence, `generate_video` to write the mp4(s)."""
 
     def __init__(self, model: FaceModel, reference_frame: np.ndarray, reference_annotation: FrameAnnotation,
-                 fusion: str = "shift", border: str = "replicate", fill: str = "inpaint",
+                 fusion: str | None = None, border: str = "replicate", fill: str = "inpaint",
                  copy_threshold: float = DEFAULT_COPY_THRESHOLD, color_transfer: bool = True, batch_size: int = 8,
                  feather: float = DEFAULT_FEATHER, tune_steps: int = 0,
                  tune_lr: float | None = None):
@@ -213,7 +219,7 @@ class VideoGenerator:
         self.model = model
         _check_point_count(reference_annotation, model, "reference")
         self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
-        self.fusion = make_fusion(fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill,
+        self.fusion = make_fusion(fusion or model.default_fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill,
                                   reference_annotation.points, reference_annotation.flags)
         self.copy_threshold = copy_threshold
         self.color_transfer = color_transfer

@@ -29,7 +29,8 @@ flags.DEFINE_integer("max_frames_per_video", None, "Score at most this many targ
 flags.DEFINE_integer("frame_stride", 1, "Score every N-th face frame after the reference (default: all).",
                      lower_bound=1)
 flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge's floor.")
-flags.DEFINE_enum("fusion", "shift", FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
+flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate; "
+                  "default: warp for warp-style models, shift for stargan).")
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning of a model on each video's reference before generating its "
                      "frames (0: off; needs a training model_dir).", lower_bound=0)
 flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "

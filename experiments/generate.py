@@ -27,9 +27,10 @@ flags.DEFINE_string("reference", None, "Reference image (a frame of the video's 
 flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose box and keypoints describe the reference; "
                      "default: the first frame with a face.")
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
-flags.DEFINE_enum("fusion", "shift", FUSIONS, "shift: move the whole reference frame; segment: move only the person "
+flags.DEFINE_enum("fusion", None, FUSIONS, "shift: move the whole reference frame; segment: move only the person "
                   "(GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed at the "
-                  "frame border.")
+                  "frame border (a warp-style model's face then goes in only where it painted). Default: warp for "
+                  "warp-style models, shift for stargan.")
 flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
 flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,

@@ -64,6 +64,7 @@ def test_video_from_a_real_reference_and_keypoint_sequence(model, clip, real_fac
 def test_nearly_unchanged_keypoints_copy_the_reference(model, clip):
     entry, _, frames = clip
     maker = inference.VideoGenerator(model, frames[0], entry.frames[0])
+    assert type(maker.fusion) is fusion.ShiftFusion  # the default for stargan models
     frame, face = maker.generate_frame(entry.frames[0])
     np.testing.assert_array_equal(frame, frames[0])  # the reference's own keypoints: the frame comes back untouched
     np.testing.assert_array_equal(face, maker.reference.crop)
@@ -123,13 +124,15 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     generator = models.build_generator(cfg.model, SIZE, 68)
     model = inference.FaceModel.from_generator(generator, cfg)
     reference, target = entry.frames[0], entry.frames[8]
-    warped = inference.VideoGenerator(model, frames[0], reference, fusion="warp", copy_threshold=0.0)
+    warped = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
+    assert isinstance(warped.fusion, fusion.WarpFusion)  # a warp-style model's default
     background = warped.fusion.background(target.bbox, target.points, target.flags)
 
     generator.repaint_head.bias.assign([-30.0])  # a generator that paints nothing
     frame, _ = warped.generate_frame(target)
     np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
-    shifted, _ = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0).generate_frame(target)
+    shifted, _ = inference.VideoGenerator(model, frames[0], reference, fusion="shift",
+                                          copy_threshold=0.0).generate_frame(target)
     assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
 
     generator.repaint_head.bias.assign([30.0])  # one that paints everything: pasted as a whole face

@@ -265,7 +265,7 @@ def summarize(scores: list[FrameScore], keypoints_apply: bool) -> dict:
     }
 
 
-def model_method(model, fusion: str = "shift", batch_size: int = 8, tune_steps: int = 0,
+def model_method(model, fusion: str | None = None, batch_size: int = 8, tune_steps: int = 0,
                  tune_lr: float | None = None) -> Method:
     """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
     its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults), after

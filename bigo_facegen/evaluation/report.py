@@ -40,11 +40,11 @@ _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face"
 
 def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
         max_frames_per_video: int | None = None, frame_stride: int = 1, with_truth: bool = False,
-        fusion: str = "shift", samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
+        fusion: str | None = None, samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
         progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
     """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
     BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
-    fused by `fusion`, after `tune_steps` of one-shot tuning on each reference (`tuning`, model_dirs only). The
+    fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of one-shot tuning on each reference (`tuning`, model_dirs only). The
     `warp` baseline fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's
     floor)."""
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
@@ -52,7 +52,11 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         methods = {model: BASELINES[model]}
         label = model
     else:
-        methods = {"model": protocol.model_method(model, fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)}
+        from bigo_facegen import inference
+
+        face_model = inference.FaceModel.load(model)
+        fusion = fusion or face_model.default_fusion
+        methods = {"model": protocol.model_method(face_model, fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)}
         label = f"model {model}"
     if with_truth and protocol.TRUTH not in methods:
         methods[protocol.TRUTH] = None
