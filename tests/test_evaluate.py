@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bigo_facegen import annotations
-from bigo_facegen.evaluation import protocol, report
+from bigo_facegen.evaluation import conditions, protocol, report
 
 CLIPS = ("dpe_s.mp4", "mead_W011_neutral.mp4")
 KEPT_FRAMES = (1, 30, 60, 90)   # the reference and three targets far enough apart to move
@@ -56,6 +56,10 @@ def test_results_json_has_every_level_and_metric(copy_run):
         assert KEYS <= set(summary) and summary["frames"] == 3
     assert sum(t["frames"] for t in results["tiers"].values()) == 6
     assert all(KEYS <= set(t) for t in results["tiers"].values())
+    # Every target is in at least one condition.
+    assert set(results["conditions"]) <= set(conditions.CONDITIONS)
+    assert sum(c["frames"] for c in results["conditions"].values()) >= 6
+    assert all(KEYS <= set(c) for c in results["conditions"].values())
 
 
 def test_the_true_frames_are_the_judges_floor(copy_run):
@@ -79,6 +83,7 @@ def test_warp_beats_copy_on_keypoints_and_face(copy_run, warp_run):
 def test_markdown_plots_and_contact_sheets(copy_run, warp_run):
     markdown = (copy_run / "results.md").read_text()
     assert "| copy |" in markdown and "| truth |" in markdown and "## Per video" in markdown
+    assert "## Per condition" in markdown
     for name in CLIPS:
         stem = Path(name).stem
         plot = cv2.imread(str(copy_run / "plots" / f"{stem}.png"))

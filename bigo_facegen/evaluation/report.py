@@ -1,6 +1,7 @@
 """Writing an `Evaluation`: results.json, results.md, per-frame metric plots and contact sheets.
 
-    OUT/results.json          the main method's metrics overall, per tier and per video (+ any compared methods)
+    OUT/results.json          the main method's metrics overall, per tier, per condition (`conditions`) and per video
+                              (+ any compared methods)
     OUT/results.md            the same as Markdown tables, with the settings and what did not apply
     OUT/plots/<video>.png     PSNR, SSIM and (where it applies) keypoint NME per frame over time, one curve per method
     OUT/sheets/<video>.png    a few targets: reference | truth | baseline | ours
@@ -22,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bigo_facegen import files
+from bigo_facegen import files, keypoints
 from bigo_facegen.annotations import TIERS
-from bigo_facegen.evaluation import baselines, protocol
+from bigo_facegen.evaluation import baselines, conditions, protocol
 from bigo_facegen.evaluation.protocol import METRICS, Evaluation, VideoResult
 
 BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method, protocol.TRUTH: None}
@@ -95,15 +96,23 @@ def synthetic_data(cache_dir: str | os.PathLike | None = None, num_videos: int =
 
 
 def method_tables(evaluation: Evaluation, method: str) -> dict:
-    """`{"overall": summary, "tiers": {tier: summary}, "videos": {video: summary + tier + identity}}`."""
+    """`{"overall": summary, "tiers": {tier: summary}, "conditions": {condition: summary}, "videos": {video: summary
+    + tier + identity}}`; conditions (`conditions.CONDITIONS`) with no target frame are left out."""
     apply = evaluation.keypoints_apply
     all_scores = [s for v in evaluation.videos for s in v.scores[method]]
     order = {tier: i for i, tier in enumerate(TIERS)}
     tiers = sorted({v.case.tier for v in evaluation.videos}, key=lambda t: (order.get(t, len(order)), t))
+    layout = keypoints.get_layout(evaluation.layout)
+    by_condition: dict[str, list] = {name: [] for name in conditions.CONDITIONS}
+    for v in evaluation.videos:
+        for target, score in zip(v.case.targets, v.scores[method], strict=True):
+            for name in conditions.classify(v.case.reference, target, layout):
+                by_condition[name].append(score)
     return {
         "overall": protocol.summarize(all_scores, apply),
         "tiers": {tier: protocol.summarize([s for v in evaluation.videos if v.case.tier == tier
                                             for s in v.scores[method]], apply) for tier in tiers},
+        "conditions": {name: protocol.summarize(scores, apply) for name, scores in by_condition.items() if scores},
         "videos": {v.case.video.video: {**protocol.summarize(v.scores[method], apply), "tier": v.case.tier,
                                         "identity": v.case.identity} for v in evaluation.videos},
     }
@@ -120,7 +129,8 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
     results = {"method": labels.get(main, main), "data": str(evaluation.data_dir), "layout": evaluation.layout,
                "keypoint_metrics_apply": evaluation.keypoints_apply, "settings": evaluation.settings,
                **tables[main],
-               "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"]}
+               "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"],
+                                               "conditions": t["conditions"]}
                             for n, t in tables.items() if n != main}}
     files.write_atomic(output_dir / "results.json", json.dumps(_strict(results), indent=2))
     files.write_atomic(output_dir / "results.md", _markdown(evaluation, tables, main, labels))
@@ -195,6 +205,14 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
     for tier in tables[main]["tiers"]:
         lines += [f"### {tier}", ""]
         lines += _table([(name(m), tables[m]["tiers"][tier]) for m in evaluation.methods], "method")
+        lines.append("")
+    lines += ["## Per condition", "",
+              "Each target against its reference, from the keypoints (`bigo_facegen.evaluation.conditions`): "
+              "`mouth_open` opens the mouth beyond the reference's, `blink` closes the eyes, `head_turn` turns the "
+              "head (eye-width ratio), `other` none of these; a frame can meet several.", ""]
+    for condition in tables[main]["conditions"]:
+        lines += [f"### {condition}", ""]
+        lines += _table([(name(m), tables[m]["conditions"][condition]) for m in evaluation.methods], "method")
         lines.append("")
     lines += [f"## Per video ({name(main)})", ""]
     lines += _table([(f"{v} ({t['tier']})", t) for v, t in tables[main]["videos"].items()], "video")
