@@ -219,8 +219,8 @@ class VideoGenerator:
         self.model = model
         _check_point_count(reference_annotation, model, "reference")
         self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
-        self.fusion = make_fusion(fusion or model.default_fusion, self.reference.frame, reference_annotation.bbox, border, feather, fill,
-                                  reference_annotation.points, reference_annotation.flags)
+        self.fusion = make_fusion(fusion or model.default_fusion, self.reference.frame, reference_annotation.bbox,
+                                  border, feather, fill, reference_annotation.points, reference_annotation.flags)
         self.copy_threshold = copy_threshold
         self.color_transfer = color_transfer
         self.batch_size = batch_size
@@ -300,8 +300,8 @@ class VideoGenerator:
         points = np.stack([geometry.apply_affine(t.points, geometry.crop_matrix(t.bbox, size)) for t in targets])
         flags = np.stack([t.flags for t in targets])
         copy = [self.keypoint_distance(p, f) < self.copy_threshold for p, f in zip(points, flags)]
-        faces: list[tuple[np.ndarray, str, np.ndarray | None]] = [(self.reference.crop, "copied", None)] * len(
-            targets)
+        faces: list[tuple[np.ndarray, str, np.ndarray | None]] = [(self.reference.crop, "copied", None)]
+        faces *= len(targets)
         todo = [i for i, c in enumerate(copy) if not c]
         if todo:
             batch = len(todo)

@@ -45,9 +45,9 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
     """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
     BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
-    fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of one-shot tuning on each reference (`tuning`, model_dirs only). The
-    `warp` baseline fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's
-    floor)."""
+    fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of
+    one-shot tuning on each reference (`tuning`, model_dirs only). The `warp` baseline fills the contact sheets'
+    baseline column; `with_truth` also scores the true frames (the judge's floor)."""
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
     if model in BASELINES:
         methods = {model: BASELINES[model]}
