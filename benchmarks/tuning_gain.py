@@ -24,13 +24,13 @@ flags.DEFINE_integer("videos", 2, "Videos to use (the split's first ones).", low
 flags.DEFINE_integer("max_frames", 16, "Targets per video, evenly strided.", lower_bound=1)
 flags.DEFINE_list("steps", ["0", "25", "100"], "Tuning steps to compare (0: no tuning).")
 flags.DEFINE_float("tune_lr", None, "Tuning learning rate (default: the run's optimizer.generator_lr).")
-flags.DEFINE_enum("fusion", "shift", ["shift", "segment", "warp"], "Background fusion.")
+flags.DEFINE_enum("fusion", None, ["shift", "segment", "warp"], "Background fusion (default: the model's own).")
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 flags.DEFINE_bool("json", False, "Print one JSON line per setting instead of the table.")
 FLAGS = flags.FLAGS
 
 
-def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: str) -> dict:
+def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: str | None) -> dict:
     import numpy as np
 
     from bigo_facegen import inference
