@@ -7,7 +7,8 @@
 
 1. Generator images/s at batch 1 and batch 8 (`--generator`: stargan or warp_refine): the library's generator in a
    `tf.function`, float inputs already on the device, timed call by call after warm-up; the median of `--iters` calls,
-   like `../shared/bench/torch_reference.py`.
+   like `../shared/bench/torch_reference.py`. Threads as `experiments.generate` sets them
+   (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
    achieved at batch 8, next to the practical peak of the same machine measured in the same run (`--peak`): the best
    of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes TF32, for
@@ -40,6 +41,8 @@ flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = the library's inference setting, "
+                     "`inference.configure_cpu_threads`: one on CPU-only hosts, TF's default with GPUs).")
 flags.DEFINE_bool("peak", True, "Also measure the machine's peak GFLOP/s (stargan: the fraction of it reached).")
 flags.DEFINE_bool("end_to_end", True, "Also time end-to-end video generation at the cpu preset.")
 flags.DEFINE_string("clip", "dpe_d", "Real clip (of ../shared/data/real_faces/dev) for the end-to-end run.")
@@ -169,10 +172,15 @@ def main(argv):
 
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    if FLAGS.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    else:
+        from bigo_facegen import inference
+        inference.configure_cpu_threads()
     gpus = tf.config.list_physical_devices("GPU")
     result = {"framework": f"tensorflow {tf.__version__}", "device": "GPU" if gpus else "CPU",
-              "cpu_cores": os.cpu_count(), "threads": FLAGS.threads, "generator": FLAGS.generator,
+              "cpu_cores": os.cpu_count(), "threads": FLAGS.threads,
+              "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "generator": FLAGS.generator,
               "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
                                   FLAGS.warmup))

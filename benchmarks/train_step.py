@@ -27,6 +27,7 @@ flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 on CPU, mixed_float1
 flags.DEFINE_integer("iters", 5, "Timed iterations.")
 flags.DEFINE_integer("warmup", 2, "Untimed iterations first (tracing, XLA compilation, allocator warm-up).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF's default: all cores).")
 flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 FLAGS = flags.FLAGS
 
@@ -42,7 +43,8 @@ def main(argv):
 
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    if FLAGS.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     policy = precision_policy(FLAGS.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
 

@@ -51,6 +51,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    inference.configure_cpu_threads()
     try:
         stats = inference.generate_from_annotations(
             FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,

@@ -140,6 +140,16 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     np.testing.assert_array_equal(frame, fusion.paste_face(background, face, target.bbox))
 
 
+def test_generation_processes_use_one_executor_thread_on_cpu():
+    # A fresh process: TensorFlow's thread pools are fixed once it runs.
+    code = ("import tensorflow as tf; from bigo_facegen import inference; inference.configure_cpu_threads(); "
+            "tf.constant(1.0) + 1.0; inference.configure_cpu_threads(); "
+            "print(tf.config.threading.get_inter_op_parallelism_threads(), len(tf.config.list_logical_devices('GPU')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    inter_op, gpus = map(int, out.stdout.split())
+    assert inter_op == (0 if gpus else 1)  # 0: TF's default, left alone where there are GPUs
+
+
 def test_gaps_in_the_annotations_become_faceless_frames():
     entry = VideoAnnotation("v.mp4", "videos/v.mp4", [FrameAnnotation(index=2), FrameAnnotation(index=4)])
     assert [(f.index, f.has_face) for f in inference.frame_sequence(entry)] == [(1, False), (2, False), (3, False),
