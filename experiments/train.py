@@ -1,6 +1,7 @@
 """Train the face generator (with its keypoint detector and critics) on one tier set.
 
-Starts from a preset (`paper`: the original's 224 px networks; `cpu`: small enough to learn in minutes on a laptop),
+Starts from a preset (`paper`: the original's 224 px networks; `cpu`: small enough to learn in minutes on a laptop;
+`real`: the warp-and-refine generator for real footage, sized for a CPU),
 applies the flags below and any `--config_override=section.field=value`, and trains into --model_dir, resuming from its
 latest checkpoint when it has one. The run writes config.json (the resolved configuration, used by export, generate
 and evaluate), metrics.jsonl, TensorBoard logs (`tensorboard --logdir=MODEL_DIR/tensorboard`) and checkpoints
@@ -9,6 +10,7 @@ ckpt-<step>.
 Examples:
   python -m experiments.train --tier=hard
   python -m experiments.train --preset=cpu --data=synthetic --model_dir=runs/cpu_hard --steps=500
+  python -m experiments.train --preset=real --data=../shared/data/real_faces/dev --model_dir=runs/real
   python -m experiments.train --preset=cpu --data=../shared/data/real_faces/dev --tier=all \\
       --strategy=mirrored --num_cpu_devices=2 --config_override=loss.l1=10 --config_override=train.log_every=10
   TF_CONFIG='{"cluster": {...}, "task": {...}}' python -m experiments.train --strategy=multi_worker ...
