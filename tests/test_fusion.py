@@ -258,43 +258,46 @@ def test_warp_fusion_moves_the_background_with_the_face_and_holds_the_border(ret
     np.testing.assert_array_equal(moved[:, -1], frame[:, -1])
 
 
-def test_warp_fusion_pastes_without_a_seam(retalk):
+@pytest.fixture(scope="module")
+def warped_retalk(retalk):
+    """Warp fusion of the reference frame on a 200-px integer box, and the target: every keypoint and the box moved
+    by (5, 3) px: (fusion, target box, target points, flags, the warped background)."""
     frame, annotation = retalk
     box = _integer_box(annotation.bbox, 200)
     warp = fusion.WarpFusion(frame, box, annotation.points, annotation.flags)
     target_points = annotation.points + np.array([5, 3], np.float32)
     target_box = box + np.array([5, 3, 0, 0], np.float32)
     background = warp.background(target_box, target_points, annotation.flags)
+    return warp, target_box, target_points, annotation.flags, background
+
+
+def test_warp_fusion_pastes_without_a_seam(warped_retalk):
+    warp, target_box, target_points, flags, background = warped_retalk
     face, _ = geometry.crop(background, target_box, 200)
     brighter = np.clip(face.astype(int) + 40, 0, 255).astype(np.uint8)
-    offset = warp(brighter, target_box, target_points, annotation.flags).astype(int) - background.astype(int)
+    offset = warp(brighter, target_box, target_points, flags).astype(int) - background.astype(int)
     assert max(np.abs(np.diff(offset, axis=0)).max(), np.abs(np.diff(offset, axis=1)).max()) <= 6
     assert offset[round(target_box[1] + 100.5), round(target_box[0] + 100.5)].min() >= 39  # the face is kept whole
 
 
-def test_warp_fusion_pastes_a_warp_style_face_only_where_it_was_painted(retalk):
-    frame, annotation = retalk
-    box = _integer_box(annotation.bbox, 200)
-    warp = fusion.WarpFusion(frame, box, annotation.points, annotation.flags)
-    target_points = annotation.points + np.array([5, 3], np.float32)
-    target_box = box + np.array([5, 3, 0, 0], np.float32)
-    background = warp.background(target_box, target_points, annotation.flags)
+def test_warp_fusion_pastes_a_warp_style_face_only_where_it_was_painted(warped_retalk):
+    warp, target_box, target_points, flags, background = warped_retalk
     white = np.full((200, 200, 3), 255, np.uint8)
     # Nothing painted: the full-resolution warped frame is left exactly as it was.
-    kept = warp(white, target_box, target_points, annotation.flags, repaint=np.zeros((200, 200), np.float32))
+    kept = warp(white, target_box, target_points, flags, repaint=np.zeros((200, 200), np.float32))
     np.testing.assert_array_equal(kept, background)
     # Painted only in the crop's lower middle (a mouth): the face goes in there and nowhere else.
     repaint = np.zeros((200, 200), np.float32)
     repaint[120:160, 70:130] = 1.0
-    out = warp(white, target_box, target_points, annotation.flags, repaint=repaint)
+    out = warp(white, target_box, target_points, flags, repaint=repaint)
     x0, y0 = round(target_box[0] + 0.5), round(target_box[1] + 0.5)
     assert (out[y0 + 125:y0 + 155, x0 + 75:x0 + 125] == 255).all()
     changed = np.any(out != background, axis=-1)
     assert changed.sum() <= 42 * 62 and not changed[:y0 + 118].any()
     # A whole-face painting is pasted whole, as by the other fusions.
-    np.testing.assert_array_equal(warp(white, target_box, target_points, annotation.flags,
+    np.testing.assert_array_equal(warp(white, target_box, target_points, flags,
                                        repaint=np.ones((200, 200), np.float32)),
-                                  warp(white, target_box, target_points, annotation.flags))
+                                  warp(white, target_box, target_points, flags))
 
 
 def test_warp_fusion_needs_keypoints(retalk):
