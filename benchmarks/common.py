@@ -1,4 +1,5 @@
-"""What the comparison benchmarks share: running one benchmark in a process of its own and reading its JSON line."""
+"""What the benchmarks share: TF's thread pools from their flags, and (for the comparisons) running one benchmark in a
+process of its own and reading its JSON line."""
 import json
 import os
 import subprocess
@@ -20,3 +21,14 @@ def run_json(args: list[str], what: str) -> dict:
         if line.startswith("{"):
             return json.loads(line)
     raise RuntimeError(f"{what} printed no JSON line; its output ended with:\n{done.stdout[-2000:]}")
+
+
+def set_threads(intra_op: int, inter_op: int) -> None:
+    """TF's intra-op and inter-op thread counts for this process, before its first op; 0 leaves that pool at TF's
+    default (all cores)."""
+    import tensorflow as tf
+
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)

@@ -27,11 +27,11 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from absl import app, flags
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, set_threads
+
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 
 flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
@@ -170,11 +170,8 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    if FLAGS.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
-    else:
+    set_threads(FLAGS.threads, FLAGS.inter_op_threads)
+    if not FLAGS.inter_op_threads:
         from bigo_facegen import inference
         inference.configure_cpu_threads()
     gpus = tf.config.list_physical_devices("GPU")

@@ -14,6 +14,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks.common import set_threads
+
 flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
@@ -41,10 +43,7 @@ def main(argv):
     from bigo_facegen.models.perceptual import PerceptualNetwork
     from bigo_facegen.training import TrainStep, build_networks, build_optimizers, precision_policy
 
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    if FLAGS.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    set_threads(FLAGS.threads, FLAGS.inter_op_threads)
     policy = precision_policy(FLAGS.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
 
