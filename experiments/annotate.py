@@ -5,7 +5,7 @@
 Writes OUT_DIR/annotations.json (68 iBUG points per frame, bbox = 1.6 x dlib's detector box centred on the
 landmarks, `"bbox": []` and `"keypoint": []` where no face is found) and OUT_DIR/videos/ (copies, or links with
 --link). Finished videos are cached in OUT_DIR/.annotate_cache, so an interrupted run resumes where it stopped.
-Needs dlib: pip install 'bigo-facegen[judge]'.
+Needs dlib, which the package installs (dlib-bin, face-recognition-models).
 """
 import sys
 
