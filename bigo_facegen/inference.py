@@ -36,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, color, export, geometry, tuning, video
+from bigo_facegen import annotations, color, export, files, geometry, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
@@ -288,6 +288,7 @@ class VideoGenerator:
                        face_output: str | os.PathLike | None = None, progress: bool = True) -> VideoStats:
         """Writes one frame per target (of the reference frame's size) to `output`, and the face crops to
         `face_output` if given, at `fps`. Files appear only when complete."""
+        check_outputs(output, face_output)
         targets = list(targets)
         if not targets:
             raise GenerationError(f"{output}: the keypoint sequence is empty: nothing to generate")
@@ -402,7 +403,9 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
     The video file (under `videos_dir`, default: the annotations' `video_path`) gives the frame rate; without it,
     `fps` or 25. `max_frames` keeps the first frames only. `options` go to `VideoGenerator` (fusion, border, fill,
-    copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr)."""
+    copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The output paths are checked before
+    anything is loaded or generated."""
+    check_outputs(output, face_output)
     if not isinstance(model, FaceModel):
         model = FaceModel.load(model)
     if options.get("tune_steps"):
@@ -442,6 +445,19 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
 
     maker = VideoGenerator(model, frame, reference, **options)
     return maker.generate_video(frames, output, fps, face_output=face_output, progress=progress)
+
+
+def check_outputs(output: str | os.PathLike, face_output: str | os.PathLike | None = None) -> None:
+    """Raises `files.OutputPathError` unless the video(s) of `generate_video` can be written there: each a file path
+    with a video suffix that is not an existing folder and lies in a folder that exists or can be made and written
+    to, and two different files."""
+    files.check_output_file(output, "output", video.SUFFIXES)
+    if not face_output:  # as in `generate_video`: no face video
+        return
+    files.check_output_file(face_output, "face_output", video.SUFFIXES)
+    if Path(face_output).resolve() == Path(output).resolve():
+        raise files.OutputPathError(f"face_output {face_output}: is the same file as output {output}; one video "
+                                    f"would overwrite the other")
 
 
 def _reference_annotation(entry: VideoAnnotation, index: int | None, where: str) -> FrameAnnotation:

@@ -5,21 +5,24 @@ Frames cross this boundary as RGB uint8 (H, W, 3); OpenCV's BGR stays inside thi
 Reading trusts the container's frame count as the length of the video: a file that decodes to fewer frames than it
 claims is truncated or corrupt, and `read_frames` raises `VideoError` once the decodable frames run out rather than
 ending early in silence. Writing goes to a temporary file beside the target, renamed onto it when the writer closes
-cleanly; on an exception the temporary file is removed, so no half-written video ever appears under the target name.
+cleanly; on an exception, or if that rename fails, the temporary file is removed, so no half-written video ever
+appears under the target name and none is left beside it.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
+from bigo_facegen import files
+
 # Codecs that the pip wheels of OpenCV (opencv-python-headless) can write without a system FFmpeg.
 _FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+SUFFIXES = tuple(_FOURCC_BY_SUFFIX)
 
 
 class VideoError(ValueError):
@@ -80,20 +83,24 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
-        fourcc = _FOURCC_BY_SUFFIX.get(self.path.suffix.lower())
-        if fourcc is None:
-            raise VideoError(f"{self.path}: cannot write {self.path.suffix or 'suffix-less'} files; use one of "
-                             f"{sorted(_FOURCC_BY_SUFFIX)}")
+        try:
+            files.check_output_file(self.path, "video", SUFFIXES)
+        except files.OutputPathError as e:
+            raise VideoError(str(e)) from e
         if not fps > 0 or self.size[0] <= 0 or self.size[1] <= 0:
             raise VideoError(f"{self.path}: need fps > 0 and a positive size, got fps={fps}, size={size}")
+        fourcc = _FOURCC_BY_SUFFIX[self.path.suffix.lower()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self._writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-        self.frames_written = 0
-        if not self._writer.isOpened():
+        # OpenCV picks the container by the file name's suffix, so the temporary name keeps it.
+        self._tmp = files.temporary_file(self.path, suffix=self.path.suffix)
+        try:
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+            if not self._writer.isOpened():
+                raise VideoError(f"{self.path}: OpenCV could not open a {fourcc} writer")
+        except BaseException:
             self._discard()
-            raise VideoError(f"{self.path}: OpenCV could not open a {fourcc} writer")
+            raise
+        self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame)
@@ -105,12 +112,18 @@ class VideoWriter:
         self.frames_written += 1
 
     def close(self) -> None:
-        """Finishes the file and moves it into place."""
-        self._writer.release()
-        if self.frames_written == 0:
+        """Finishes the file and moves it into place; if that fails, nothing is left of it."""
+        try:
+            self._writer.release()
+            if self.frames_written == 0:
+                raise VideoError(f"{self.path}: no frames were written")
+            try:
+                os.replace(self._tmp, self.path)
+            except OSError as e:
+                raise VideoError(f"{self.path}: cannot move the finished video into place: {e.strerror}") from e
+        except BaseException:
             self._discard()
-            raise VideoError(f"{self.path}: no frames were written")
-        os.replace(self._tmp, self.path)
+            raise
 
     def abort(self) -> None:
         """Drops what was written; nothing appears under `path`."""
@@ -127,8 +140,7 @@ class VideoWriter:
             self.abort()
 
     def _discard(self) -> None:
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        self._tmp.unlink(missing_ok=True)
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import inference
+from bigo_facegen import files, inference
 from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
 
 flags.DEFINE_string("model", None, "Export folder (base or version) or training model_dir.", required=True)
@@ -51,6 +51,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         stats = inference.generate_from_annotations(

@@ -1,7 +1,11 @@
 """Video generation from a real reference frame and a real keypoint sequence, through the API and the entry point."""
 import itertools
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,9 +13,11 @@ import pytest
 
 from bigo_facegen import annotations, config, export, fusion, geometry, inference, models, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.files import OutputPathError
 
 SIZE = 32
 CLIP = "dpe_d"  # 256 x 256 at 25 fps, background left of and above the face box
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_model(layout="ibug68", num_points=68):
@@ -226,3 +232,78 @@ def test_generate_entry_point_with_reference_image(exported, clip, real_faces_di
                           f"--output={tmp_path / 'bad.mp4'}"], capture_output=True, text=True)
     assert bad.returncode != 0 and "error:" in bad.stderr and "no video 'nope'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --- output paths --------------------------------------------------------------------------------------------------
+
+def test_outputs_are_checked_before_anything_is_loaded(real_faces_dir, tmp_path):
+    (tmp_path / "taken.mp4").mkdir()
+
+    def generate(output, face_output=None):
+        # A model that does not exist: the output check must fail first.
+        inference.generate_from_annotations(tmp_path / "no_model", real_faces_dir / "annotations.json", CLIP, output,
+                                            face_output=face_output, progress=False)
+
+    with pytest.raises(OutputPathError, match=f"^output {tmp_path / 'taken.mp4'}: is an existing folder"):
+        generate(tmp_path / "taken.mp4")
+    with pytest.raises(OutputPathError, match=f"^face_output {tmp_path / 'taken.mp4'}: is an existing folder"):
+        generate(tmp_path / "out.mp4", tmp_path / "taken.mp4")
+    with pytest.raises(OutputPathError, match=r"^output .*out\.gif: cannot write \.gif files; use one of \.avi, "):
+        generate(tmp_path / "out.gif")
+    with pytest.raises(OutputPathError, match=r"^face_output .*face\.png: cannot write \.png files"):
+        generate(tmp_path / "out.mp4", tmp_path / "face.png")
+    with pytest.raises(OutputPathError, match="is the same file as output .*; one video would overwrite the other"):
+        generate(tmp_path / "out.mp4", tmp_path / "sub" / ".." / "out.mp4")
+    assert os.listdir(tmp_path) == ["taken.mp4"] and os.listdir(tmp_path / "taken.mp4") == []
+
+
+def test_face_output_equal_to_output_is_rejected_by_the_generator(model, clip, tmp_path):
+    entry, _, frames = clip
+    maker = inference.VideoGenerator(model, frames[0], entry.frames[0])
+    with pytest.raises(OutputPathError, match="is the same file as output"):
+        maker.generate_video(entry.frames[:2], tmp_path / "o.mp4", 25.0, face_output=tmp_path / "o.mp4",
+                             progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def _run_generate(exported, real_faces_dir, *flags):
+    return subprocess.run([sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",
+                           f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}", *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--output={d}/taken"], "error: output {d}/taken: is an existing folder; give the path of a file to write"),
+    (["--output={d}/notes/out.mp4"], "error: output {d}/notes/out.mp4: {d}/notes is a file, not a folder"),
+    (["--output={d}/out.mp4", "--face_output={d}/out.mp4"],
+     "error: face_output {d}/out.mp4: is the same file as output {d}/out.mp4; one video would overwrite the other"),
+], ids=["output_is_a_folder", "parent_is_a_file", "face_output_is_output"])
+def test_generate_entry_point_rejects_bad_outputs(exported, real_faces_dir, tmp_path, flags, message):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "old.mp4").write_bytes(b"kept")
+    (tmp_path / "notes").write_text("kept")
+    done = _run_generate(exported, real_faces_dir, *(flag.format(d=tmp_path) for flag in flags))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message.format(d=tmp_path)]
+    assert sorted(os.listdir(tmp_path)) == ["notes", "taken"] and os.listdir(tmp_path / "taken") == ["old.mp4"]
+    assert (tmp_path / "taken" / "old.mp4").read_bytes() == b"kept" and (tmp_path / "notes").read_text() == "kept"
+
+
+def test_generate_killed_by_sigterm_leaves_no_temporary_video(exported, real_faces_dir, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",
+         f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}", f"--output={tmp_path / 'o.mp4'}",
+         f"--face_output={tmp_path / 'face.mp4'}", "--copy_threshold=0", "--batch=1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.listdir(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen = os.listdir(tmp_path)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert seen and all(name.startswith(".") for name in seen), seen  # caught while the videos were being written
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert os.listdir(tmp_path) == []

@@ -1,6 +1,7 @@
 """Video reading and writing: round trips, real footage, and clear VideoErrors for missing, non-video, truncated and
 half-written files."""
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def test_write_read_round_trip(tmp_path):
     assert info.fps == pytest.approx(12.5)
     decoded = video.read_all(path)
     assert decoded.shape == frames.shape and decoded.dtype == np.uint8
-    # mp4v is lossy; channel order survives (a BGR/RGB swap would give errors near 100).
+    # The codec is lossy; channel order survives (a BGR/RGB swap would give errors near 100).
     assert np.abs(decoded.astype(int) - frames).mean() < 8
 
 
@@ -115,3 +116,31 @@ def test_writer_rejects_bad_arguments(tmp_path):
         with video.VideoWriter(tmp_path / "clip.mp4", 25, (64, 48)):
             pass
     assert os.listdir(tmp_path) == []
+
+
+def test_written_videos_get_the_mode_open_gives(tmp_path):
+    previous = os.umask(0o027)  # neither mkstemp's 0600 nor a fixed 0644
+    try:
+        video.write_video(tmp_path / "clip.mp4", _frames(2), fps=25)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "clip.mp4").st_mode) == 0o640
+
+
+def test_writer_rejects_unwritable_targets_before_writing(tmp_path):
+    (tmp_path / "taken.mp4").mkdir()
+    (tmp_path / "notes").write_text("x")
+    with pytest.raises(VideoError, match=f"^video {tmp_path / 'taken.mp4'}: is an existing folder"):
+        video.VideoWriter(tmp_path / "taken.mp4", 25, (64, 48))
+    with pytest.raises(VideoError, match=f"^video {tmp_path / 'notes' / 'clip.mp4'}: {tmp_path / 'notes'} is a file"):
+        video.VideoWriter(tmp_path / "notes" / "clip.mp4", 25, (64, 48))
+    assert sorted(os.listdir(tmp_path)) == ["notes", "taken.mp4"] and os.listdir(tmp_path / "taken.mp4") == []
+
+
+def test_writer_discards_the_video_when_it_cannot_be_moved_into_place(tmp_path):
+    path = tmp_path / "clip.mp4"
+    with pytest.raises(VideoError, match=f"^{path}: cannot move the finished video into place: Is a directory$"):
+        with video.VideoWriter(path, 25, (64, 48)) as writer:
+            writer.write(_frames(1)[0])
+            path.mkdir()  # the target turns into a folder while the video is being written
+    assert os.listdir(tmp_path) == ["clip.mp4"] and os.listdir(path) == []

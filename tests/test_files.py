@@ -1,0 +1,120 @@
+"""Atomic writes with the modes a plain open() gives, output paths checked before the work, and SIGTERM unwinding."""
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigo_facegen import files
+from bigo_facegen.files import OutputPathError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=[0o027, 0o002])
+def umask(request):
+    """Runs the test under an unusual umask (neither mkstemp's 0600 nor a fixed 0644 can pass), restoring it after."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_written_files_and_folders_get_the_umask_mode(tmp_path, umask):
+    files.write_atomic(tmp_path / "config.json", "{}\n")
+    files.write_png(tmp_path / "grid.png", np.zeros((4, 4, 3), np.uint8))
+    folder = files.temporary_folder(tmp_path / "report")
+    assert _mode(tmp_path / "config.json") == _mode(tmp_path / "grid.png") == 0o666 & ~umask
+    assert _mode(folder) == 0o777 & ~umask
+    assert folder.parent == tmp_path and folder.name.startswith(".report.")
+
+
+def test_write_atomic_replaces_whole_and_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    files.write_atomic(path, "one\n")
+    files.write_atomic(path, b"two\n")
+    assert path.read_text() == "two\n"
+    with pytest.raises(TypeError):
+        files.write_atomic(path, 3)  # fails half way, after the temporary file exists
+    assert path.read_text() == "two\n" and os.listdir(tmp_path) == ["metrics.jsonl"]
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(IsADirectoryError):
+        files.write_atomic(tmp_path / "taken", "x")  # the rename fails
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl", "taken"] and os.listdir(tmp_path / "taken") == []
+
+
+def test_temporary_names_are_fresh_hidden_and_keep_the_suffix(tmp_path):
+    made = {files.temporary_file(tmp_path / "clip.mp4", suffix=".mp4") for _ in range(20)}
+    assert len(made) == 20 and all(p.parent == tmp_path and p.name.startswith(".clip.mp4.") and p.suffix == ".mp4"
+                                   and p.stat().st_size == 0 for p in made)
+
+
+def test_check_output_file_accepts_new_and_existing_files(tmp_path):
+    (tmp_path / "old.mp4").write_bytes(b"previous")
+    files.check_output_file(tmp_path / "old.mp4", "output", (".mp4",))
+    files.check_output_file(tmp_path / "new" / "deeper" / "out.MP4", "output", (".mp4",))
+    assert os.listdir(tmp_path) == ["old.mp4"]  # checking creates nothing
+
+
+@pytest.mark.parametrize("target, message", [
+    ("out.mp4", "output {path}: is an existing folder; give the path of a file to write"),
+    ("notes/out.mp4", "output {path}: {d}/notes is a file, not a folder"),
+    ("notes/a/b/out.mp4", "output {path}: {d}/notes is a file, not a folder"),
+    ("out.gif", "output {path}: cannot write .gif files; use one of .avi, .mp4"),
+    ("out", "output {path}: cannot write suffix-less files; use one of .avi, .mp4"),
+], ids=["existing_folder", "parent_is_a_file", "ancestor_is_a_file", "unknown_suffix", "no_suffix"])
+def test_check_output_file_rejects(tmp_path, target, message):
+    (tmp_path / "out.mp4").mkdir()
+    (tmp_path / "notes").write_text("x")
+    path = tmp_path / target
+    with pytest.raises(OutputPathError) as error:
+        files.check_output_file(path, "output", (".mp4", ".avi"))
+    assert str(error.value) == message.format(path=path, d=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["notes", "out.mp4"] and os.listdir(tmp_path / "out.mp4") == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: permissions cannot be tested")
+def test_check_output_paths_reject_an_unwritable_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(OutputPathError, match=f"no permission to create files in {locked}"):
+        files.check_output_file(locked / "sub" / "out.mp4", "output")
+    with pytest.raises(OutputPathError, match="no permission to write in this folder"):
+        files.check_output_folder(locked, "output")
+
+
+def test_check_output_folder(tmp_path):
+    files.check_output_folder(tmp_path, "output")
+    files.check_output_folder(tmp_path / "new" / "report", "output")
+    (tmp_path / "report").write_text("x")
+    with pytest.raises(OutputPathError, match=f"^output {tmp_path / 'report'}: exists and is not a folder$"):
+        files.check_output_folder(tmp_path / "report", "output")
+    with pytest.raises(OutputPathError, match=f"^output {tmp_path}/report/sub: {tmp_path}/report is a file"):
+        files.check_output_folder(tmp_path / "report" / "sub", "output")
+    assert os.listdir(tmp_path) == ["report"]
+
+
+def test_sigterm_unwinds_so_temporary_files_are_removed(tmp_path):
+    # A process killed by SIGTERM in the middle of writing: the writer's cleanup still runs.
+    code = ("import sys, time; from bigo_facegen import files\n"
+            "files.unwind_on_sigterm()\n"
+            f"tmp = files.temporary_file({str(tmp_path / 'out.json')!r})\n"
+            "try:\n"
+            "    print('writing', flush=True); time.sleep(60)\n"
+            "finally:\n"
+            "    tmp.unlink()\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline() == "writing\n"
+    assert len(os.listdir(tmp_path)) == 1
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert os.listdir(tmp_path) == []
