@@ -29,8 +29,9 @@ outputs
                                                     everywhere else.
 
 S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
-in the sidecar; the batch dimension is open (-1). A request of the wrong shape fails with an InvalidArgumentError that
-names the input and the expected shape.
+in the sidecar; the batch dimension is open (-1), and an empty batch gets empty outputs. A request of the wrong shape,
+with a coordinate or flag that is NaN or infinite, or with a flag other than 0, 1 or 2 fails with an
+InvalidArgumentError that names the input and what it needs.
 """
 from __future__ import annotations
 
@@ -38,13 +39,12 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from bigo_facegen import keypoints
+from bigo_facegen import files, keypoints
 from bigo_facegen.config import ExperimentConfig
 
 SIDECAR = "bigo_facegen.json"
@@ -112,16 +112,25 @@ class ServingModule(tf.Module):
         self.serve = tf.function(serve, input_signature=[image, *rows])
 
     def _generate(self, reference, target_keypoints, reference_keypoints=None):
-        checks = self._shape_checks(reference, target_keypoints, reference_keypoints)
+        rows = {name: value for name, value in (("target_keypoints", target_keypoints),
+                                                 ("reference_keypoints", reference_keypoints)) if value is not None}
+        checks = self._shape_checks(reference, rows)
+        with tf.control_dependencies(checks):  # values are only looked at once their shape is known to be right
+            checks += self._value_checks(rows)
         with tf.control_dependencies(checks):
-            face = tf.cast(reference, tf.float32) / 127.5 - 1.0
-            target_points, target_flags = _split_rows(target_keypoints)
+            batch = tf.shape(reference)[0]
+        # TF's CPU convolutions answer an empty batch with their input's channels, which the next layer rejects or
+        # passes on as a (0, S, S, C) face: an empty request never reaches the network.
+        return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints), self._empty)
+
+    def _run(self, reference, target_keypoints, reference_keypoints):
+        face = tf.cast(reference, tf.float32) / 127.5 - 1.0
+        target_points, target_flags = _split_rows(target_keypoints)
         inputs = {"reference": face, "target_points": target_points, "target_flags": target_flags,
                   "target_map": keypoints.draw_map_tf(target_points, target_flags, self.spec.image_size,
                                                       self.spec.keypoint_style, self.spec.dot_radius, self._layout)}
         if reference_keypoints is not None:
-            with tf.control_dependencies(checks):
-                inputs["reference_points"], inputs["reference_flags"] = _split_rows(reference_keypoints)
+            inputs["reference_points"], inputs["reference_flags"] = _split_rows(reference_keypoints)
         outputs = {}
         if REPAINT_OUTPUT in self.spec.output_names:
             layers = self.generator.compose(inputs, training=False)
@@ -132,7 +141,14 @@ class ServingModule(tf.Module):
         pixels = tf.clip_by_value(tf.round((tf.cast(generated, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
         return {OUTPUT: tf.cast(pixels, tf.uint8), **outputs}
 
-    def _shape_checks(self, reference, target_keypoints, reference_keypoints):
+    def _empty(self):
+        s = self.spec.image_size
+        outputs = {OUTPUT: tf.zeros([0, s, s, 3], tf.uint8)}
+        if REPAINT_OUTPUT in self.spec.output_names:
+            outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
+        return outputs
+
+    def _shape_checks(self, reference, rows):
         # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
         # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
         # (No quotes in the messages: the Assert op prints them escaped.)
@@ -141,20 +157,32 @@ class ServingModule(tf.Module):
         checks = [tf.debugging.assert_equal(
             tf.shape(reference)[1:], tf.constant([s, s, 3]),
             message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels")]
-        for name, rows in (("target_keypoints", target_keypoints), ("reference_keypoints", reference_keypoints)):
-            if rows is None:
-                continue
+        for name, value in rows.items():
             checks.append(tf.debugging.assert_equal(
-                tf.shape(rows)[1:], tf.constant([n, 3]),
+                tf.shape(value)[1:], tf.constant([n, 3]),
                 message=f"bad input {name}: shape must be (batch, {n}, 3), one [x, y, flag] row per point of the "
                         f"{self.spec.layout} layout"))
             checks.append(tf.debugging.assert_equal(
-                tf.shape(rows)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
+                tf.shape(value)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
+        return checks
+
+    @staticmethod
+    def _value_checks(rows):
+        # A NaN or infinite point, or a flag the network was never trained on, would still give a face that looks
+        # normal: refuse it instead.
+        checks = []
+        for name, value in rows.items():
+            checks.append(tf.debugging.assert_all_finite(
+                value, message=f"bad input {name}: x, y and flag must be finite numbers"))
+            flags = value[..., 2]
+            checks.append(tf.debugging.Assert(
+                tf.reduce_all((flags == 0.0) | (flags == 1.0) | (flags == 2.0)),
+                [f"bad input {name}: every flag must be 0 (absent), 1 (occluded) or 2 (visible)"]))
         return checks
 
 
 def _split_rows(rows):
-    return rows[..., :2], tf.cast(tf.round(rows[..., 2]), tf.int32)
+    return rows[..., :2], tf.cast(rows[..., 2], tf.int32)
 
 
 def next_version(export_dir: str | os.PathLike) -> int:
@@ -169,6 +197,7 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     """Writes `generator` (trained with `config`) to `export_dir/<version>/` and returns that folder. `version`
     defaults to the next free integer; an existing version is an error, never overwritten."""
     export_dir = Path(export_dir)
+    files.check_output_folder(export_dir, "export_dir")
     version = next_version(export_dir) if version is None else version
     if not isinstance(version, int) or version < 1:
         raise ExportError(f"{export_dir}: version must be a positive integer, got {version!r}")
@@ -179,13 +208,12 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     module = ServingModule(generator, spec)
     export_dir.mkdir(parents=True, exist_ok=True)
     # A dot-named temporary folder: TF Serving only looks at integer names, so it never sees a partial version.
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_dir))
+    staging = files.temporary_folder(target)
     try:
         tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
         metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
                     "outputs": list(spec.output_names), "spec": dataclasses.asdict(spec), "config": config.to_dict()}
         (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-        staging.chmod(0o755)  # mkdtemp's 0700 would keep a server running as another user out
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -197,6 +225,7 @@ def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike
     """Exports the latest checkpoint of a training `model_dir` (see `training.load_generator`)."""
     from bigo_facegen import training  # training pulls in the whole training stack; only this path needs it
 
+    files.check_output_folder(export_dir, "export_dir")  # before the checkpoint is loaded
     generator, config = training.load_generator(model_dir)
     return export(generator, config, export_dir, version)
 

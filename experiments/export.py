@@ -18,7 +18,8 @@ free integer, and an existing version is never overwritten. The export also load
 S is the training crop size (`data.image_size`, 224 for the paper preset, 64 for cpu) and N the layout's point count
 (106 bigo106, 68 ibug68); both are in `<N>/bigo_facegen.json` and in `saved_model_cli show --dir exports/face/1
 --tag_set serve --signature_def serving_default`. The keypoint map is drawn inside the graph. A request of the wrong
-shape is answered with an error naming the input and the shape it needs.
+shape, with a NaN or infinite number, or with a flag other than 0, 1 or 2 is answered with an error naming the input
+and what it needs; an empty batch gets empty outputs.
 
 ## Serving it
 
@@ -41,7 +42,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import export
+from bigo_facegen import export, files
 
 flags.DEFINE_string("model_dir", None, "Training run folder (config.json + checkpoints) to export.", required=True)
 flags.DEFINE_string("export_dir", None, "Base folder of the export; the version goes in a numbered sub-folder.",
@@ -52,6 +53,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    files.unwind_on_sigterm()
     try:
         path = export.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version)
     except (ValueError, OSError) as e:

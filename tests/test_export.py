@@ -1,5 +1,7 @@
 """SavedModel export: versioned folders, the serving signature as TF Serving sees it, same faces as the Keras model."""
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, geometry, inference, keypoints, models, training, video
+from bigo_facegen import annotations, config, export, files, geometry, inference, keypoints, models, training, video
 
 SIZE = 32
 
@@ -44,6 +46,22 @@ def exported(trained, tmp_path_factory):
     model_dir, _, _ = trained
     export_dir = tmp_path_factory.mktemp("exports") / "face"
     return export_dir, export.export_model_dir(model_dir, export_dir)
+
+
+@pytest.fixture(scope="module")
+def serving(exported):
+    """The stargan export's `serving_default`, as TF Serving calls it."""
+    return tf.saved_model.load(str(exported[1])).signatures["serving_default"]
+
+
+@pytest.fixture(scope="module")
+def warp_export(tmp_path_factory):
+    """An untrained warp-style generator (takes the reference keypoints, answers the repaint mask too), exported."""
+    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine"})
+    generator = models.build_generator(cfg.model, SIZE, 68)
+    export_dir = tmp_path_factory.mktemp("warp_exports")
+    version_dir = export.export(generator, cfg, export_dir)
+    return export_dir, version_dir, generator, tf.saved_model.load(str(version_dir)).signatures["serving_default"]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +110,18 @@ def test_next_version_and_no_overwrite(trained, tmp_path):
         export.export(generator, cfg, tmp_path, version=0)
 
 
+def test_version_folders_get_the_mode_mkdir_gives(trained, tmp_path):
+    _, cfg, generator = trained
+    previous = os.umask(0o027)  # neither mkdtemp's 0700 nor a fixed 0755
+    try:
+        version_dir = export.export(generator, cfg, tmp_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(version_dir.stat().st_mode) == 0o750
+    assert stat.S_IMODE((version_dir / export.SIDECAR).stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+
+
 def test_serving_default_matches_the_keras_model(exported, trained, real_batch):
     _, version_dir = exported
     _, cfg, generator = trained
@@ -126,23 +156,56 @@ def test_saved_model_cli_shows_the_signature(exported):
     ((3, SIZE, SIZE, 3), (3, 106, 3), r"bad input target_keypoints: shape must be \(batch, 68, 3\).*ibug68"),
     ((3, SIZE, SIZE, 3), (2, 68, 3), r"bad input target_keypoints: needs as many rows as reference has crops"),
 ])
-def test_wrong_shapes_are_rejected_with_a_readable_message(exported, reference_shape, rows_shape, message):
-    _, version_dir = exported
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+def test_wrong_shapes_are_rejected_with_a_readable_message(serving, reference_shape, rows_shape, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        serve(reference=tf.zeros(reference_shape, tf.uint8), target_keypoints=tf.zeros(rows_shape))
+        serving(reference=tf.zeros(reference_shape, tf.uint8), target_keypoints=tf.zeros(rows_shape))
 
 
-def test_warp_style_generators_also_take_the_reference_keypoints(tmp_path, real_batch):
-    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine"})
-    generator = models.build_generator(cfg.model, SIZE, 68)
-    version_dir = export.export(generator, cfg, tmp_path)
+def _spoiled(rows, column, value):
+    rows = rows.copy()
+    rows[1, 7, column] = value
+    return tf.constant(rows)
+
+
+NOT_FINITE = r"bad input {}: x, y and flag must be finite numbers"
+BAD_FLAG = r"bad input {}: every flag must be 0 \(absent\), 1 \(occluded\) or 2 \(visible\)"
+
+
+@pytest.mark.parametrize("column, value, message", [
+    (0, np.nan, NOT_FINITE), (1, np.inf, NOT_FINITE), (0, -np.inf, NOT_FINITE), (2, np.nan, NOT_FINITE),
+    (2, 3.0, BAD_FLAG), (2, -1.0, BAD_FLAG), (2, 1.5, BAD_FLAG),
+])
+def test_bad_keypoint_values_are_rejected_naming_the_input(serving, warp_export, real_batch, column, value, message):
+    crops, rows = real_batch
+    assert set(np.unique(rows[..., 2])) <= {0.0, 1.0, 2.0}  # the real rows alone pass
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.format("target_keypoints")):
+        serving(reference=tf.constant(crops), target_keypoints=_spoiled(rows, column, value))
+    warp_serving = warp_export[3]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.format("reference_keypoints")):
+        warp_serving(reference=tf.constant(crops), reference_keypoints=_spoiled(rows, column, value),
+                     target_keypoints=tf.constant(rows))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.format("target_keypoints")):
+        warp_serving(reference=tf.constant(crops), reference_keypoints=tf.constant(rows),
+                     target_keypoints=_spoiled(rows, column, value))
+
+
+def test_an_empty_batch_gets_empty_outputs(serving, warp_export):
+    rows = tf.zeros((0, 68, 3))
+    out = serving(reference=tf.zeros((0, SIZE, SIZE, 3), tf.uint8), target_keypoints=rows)
+    assert out["generated"].shape == (0, SIZE, SIZE, 3) and out["generated"].dtype == tf.uint8
+    out = warp_export[3](reference=tf.zeros((0, SIZE, SIZE, 3), tf.uint8), reference_keypoints=rows,
+                         target_keypoints=rows)
+    assert out["generated"].shape == (0, SIZE, SIZE, 3) and out["generated"].dtype == tf.uint8
+    assert out["repaint"].shape == (0, SIZE, SIZE, 1) and out["repaint"].dtype == tf.float32
+
+
+def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, real_batch):
+    export_dir, version_dir, generator, serve = warp_export
     assert json.loads((version_dir / export.SIDECAR).read_text())["inputs"] == [
         "reference", "reference_keypoints", "target_keypoints"]
     crops, rows = real_batch
     reference_rows = np.repeat(rows[:1], 3, axis=0)  # the reference crop is frame 1, whose keypoints are rows[0]
     assert json.loads((version_dir / export.SIDECAR).read_text())["outputs"] == ["generated", "repaint"]
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
                    target_keypoints=tf.constant(rows))
     flags = lambda r: r[..., 2].astype(np.int32)
@@ -153,7 +216,7 @@ def test_warp_style_generators_also_take_the_reference_keypoints(tmp_path, real_
     generated = served["generated"].numpy().astype(np.float32)
     assert np.abs(generated - (expected["image"].numpy() + 1.0) * 127.5).max() <= 0.5 + 1e-3
     np.testing.assert_allclose(served["repaint"], expected["repaint"], atol=1e-5)
-    model = inference.FaceModel.load(tmp_path)
+    model = inference.FaceModel.load(export_dir)
     with pytest.raises(inference.GenerationError, match="needs the reference points"):
         model.generate(crops, rows[..., :2], rows[..., 2])
 
@@ -182,6 +245,16 @@ def test_loading_something_else_fails_clearly(tmp_path):
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
     with pytest.raises(export.ExportError, match="no bigo_facegen.json"):
         export.load(tmp_path)
+
+
+def test_export_dir_is_checked_before_the_checkpoint_is_loaded(tmp_path):
+    (tmp_path / "exports").write_text("kept")
+    face = tmp_path / "exports" / "face"
+    # No model_dir at all: only a check made before loading can speak first.
+    with pytest.raises(files.OutputPathError, match=f"^export_dir {face}: {tmp_path / 'exports'} is a file, not a "
+                                                   f"folder$"):
+        export.export_model_dir(tmp_path / "no_run", face)
+    assert os.listdir(tmp_path) == ["exports"] and (tmp_path / "exports").read_text() == "kept"
 
 
 def test_export_entry_point(trained, tmp_path):
