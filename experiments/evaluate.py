@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import inference
+from bigo_facegen import files, inference
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.fusion import FUSIONS
 
@@ -42,6 +42,7 @@ flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (def
 
 def main(argv):
     del argv
+    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,

@@ -1,6 +1,9 @@
 """The evaluation end to end on a tiny real set (copy, warp, the true frames, an untrained model) and on the
 synthetic set, through the library and the command line."""
 import json
+import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,8 @@ import numpy as np
 import pytest
 
 from bigo_facegen import annotations
-from bigo_facegen.evaluation import conditions, protocol, report
+from bigo_facegen.evaluation import baselines, conditions, protocol, report
+from bigo_facegen.files import OutputPathError
 
 CLIPS = ("dpe_s.mp4", "mead_W011_neutral.mp4")
 KEPT_FRAMES = (1, 30, 60, 90)   # the reference and three targets far enough apart to move
@@ -26,7 +30,7 @@ def tiny_dir(tmp_path_factory, real_faces_dir):
     videos = []
     for entry in annotations.load(real_faces_dir / "annotations.json"):
         if entry.video in CLIPS:
-            (root / entry.video_path).symlink_to(real_faces_dir / entry.video_path)
+            shutil.copyfile(real_faces_dir / entry.video_path, root / entry.video_path)
             entry.frames = [f for f in entry.frames if f.index in KEPT_FRAMES]
             videos.append(entry)
     annotations.dump(videos, root / "annotations.json")
@@ -41,6 +45,13 @@ def copy_run(tiny_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def small_evaluation(tiny_dir):
+    """The copy baseline on one target per video: an `Evaluation` to write reports of."""
+    return protocol.evaluate(tiny_dir, {"copy": baselines.copy_method}, split="all", max_frames_per_video=1,
+                             samples_per_video=1, progress=False)
+
+
+@pytest.fixture(scope="module")
 def warp_run(tiny_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("warp")
     report.run("warp", str(tiny_dir), out, split="all", progress=False)
@@ -49,7 +60,7 @@ def warp_run(tiny_dir, tmp_path_factory):
 
 def test_results_json_has_every_level_and_metric(copy_run):
     results = json.loads((copy_run / "results.json").read_text())
-    assert results["method"] == "copy" and results["layout"] == "ibug68" and results["keypoint_metrics_apply"]
+    assert results["method"] == "copy" and results["layout"] == "ibug68"
     assert KEYS <= set(results["overall"]) and results["overall"]["frames"] == 6
     assert set(results["videos"]) == set(CLIPS)
     for summary in results["videos"].values():
@@ -121,16 +132,19 @@ def test_a_model_is_evaluated_through_inference(tiny_dir):
     assert len(scores) == 2 and all(np.isfinite(s.psnr) and s.keypoint_nme is not None for s in scores)
 
 
-def test_synthetic_cartoons_report_keypoints_as_not_applicable(tmp_path):
+def test_synthetic_cartoons_are_judged_on_the_points_dlib_knows(tmp_path):
     data = report.synthetic_data(tmp_path / "cache", num_videos=3, frames_per_video=3, frame_size=(128, 128))
     assert report.synthetic_data(tmp_path / "cache", num_videos=3, frames_per_video=3, frame_size=(128, 128)) == data
     out = tmp_path / "out"
     report.run("copy", str(data), out, split="all", progress=False)
     results = json.loads((out / "results.json").read_text())
-    assert results["layout"] == "bigo106" and not results["keypoint_metrics_apply"]
-    assert results["overall"]["keypoint_nme"] is None and results["overall"]["keypoint_accuracy"] is None
-    assert results["overall"]["frames"] > 0
-    assert "not applicable" in (out / "results.md").read_text()
+    overall = results["overall"]
+    assert results["layout"] == "bigo106" and overall["frames"] > 0
+    # Every frame dlib finds a face in is judged for identity and keypoints alike.
+    assert overall["identity_frames"] > 0 and overall["keypoint_nme"] > 0
+    for summary in results["videos"].values():
+        assert (summary["keypoint_nme"] is None) == (summary["identity_frames"] == 0)
+    assert "correspond" in (out / "results.md").read_text()
 
 
 def test_command_line(tiny_dir, tmp_path):
@@ -144,3 +158,109 @@ def test_command_line(tiny_dir, tmp_path):
                           f"--data={tiny_dir}", f"--output={out}", "--split=all"],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "no_model" in bad.stderr
+
+
+
+# --- writing the report: checked first, whole or not at all ---------------------------------------------------------
+
+REPORT = ["plots", "results.json", "results.md", "sheets"]
+PICTURES = sorted(f"{Path(name).stem}.png" for name in CLIPS)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root` (hidden ones too) with its content; None for folders."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def test_report_into_a_new_folder_appears_whole_with_the_mkdir_mode(small_evaluation, tmp_path):
+    previous = os.umask(0o027)  # neither mkdtemp's 0700 nor a fixed 0755
+    try:
+        path = report.write_report(small_evaluation, tmp_path / "runs" / "eval")
+    finally:
+        os.umask(previous)
+    out = tmp_path / "runs" / "eval"
+    assert path == out / "results.json" and os.listdir(tmp_path / "runs") == ["eval"]
+    assert sorted(os.listdir(out)) == REPORT
+    assert sorted(os.listdir(out / "plots")) == sorted(os.listdir(out / "sheets")) == PICTURES
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((out / "plots").stat().st_mode) == 0o750
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert json.loads(path.read_text())["overall"]["frames"] == 2
+
+
+def test_report_replaces_an_earlier_one_and_keeps_other_files(small_evaluation, tmp_path):
+    for name in ("results.json", "results.md"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / PICTURES[0]).write_text("old")
+    (tmp_path / "plots" / "other_video.png").write_text("kept")
+    (tmp_path / "notes.txt").write_text("kept")
+    report.write_report(small_evaluation, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", *REPORT]  # no temporary folder left
+    assert sorted(os.listdir(tmp_path / "plots")) == sorted([*PICTURES, "other_video.png"])
+    assert (tmp_path / "notes.txt").read_text() == (tmp_path / "plots" / "other_video.png").read_text() == "kept"
+    assert json.loads((tmp_path / "results.json").read_text())["overall"]["frames"] == 2
+    assert (tmp_path / "plots" / PICTURES[0]).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("clash, message", [
+    ("plots", "{out}/plots is not a folder, but the report writes its plots folder there"),
+    ("sheets", "{out}/sheets is not a folder, but the report writes its sheets folder there"),
+    ("results.json/", "{out}/results.json is a folder, but the report writes its results.json file there"),
+    ("results.md/", "{out}/results.md is a folder, but the report writes its results.md file there"),
+    ("sheets/dpe_s.png/", "{out}/sheets/dpe_s.png is a folder, but the report writes its sheets/dpe_s.png file there"),
+], ids=["plots_is_a_file", "sheets_is_a_file", "results_json_is_a_folder", "results_md_is_a_folder",
+        "a_sheet_is_a_folder"])
+def test_a_clashing_name_stops_the_report_before_anything_is_written(small_evaluation, tmp_path, clash, message):
+    out = tmp_path / "out"
+    (out / clash).parent.mkdir(parents=True, exist_ok=True)
+    (out / clash).mkdir() if clash.endswith("/") else (out / clash).write_text("kept")
+    (out / "notes.txt").write_text("kept")
+    before = _tree(tmp_path)
+    with pytest.raises(OutputPathError) as error:
+        report.write_report(small_evaluation, out)
+    assert str(error.value) == (f"output {out}: " + message.format(out=out)
+                                + "; move it away or choose another output folder")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new_folder", "existing_folder"])
+def test_a_report_that_fails_half_way_leaves_nothing(small_evaluation, tmp_path, monkeypatch, existing):
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+        (out / "results.json").write_text("old")
+    before = _tree(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the second sheet cannot be drawn")
+
+    drawn = iter([report.contact_sheet, fail])
+    monkeypatch.setattr(report, "contact_sheet", lambda *args, **kwargs: next(drawn)(*args, **kwargs))
+    with pytest.raises(RuntimeError, match="second sheet"):
+        report.write_report(small_evaluation, out)
+    assert _tree(tmp_path) == before
+
+
+def _evaluate(*flags):
+    return subprocess.run([sys.executable, "-m", "experiments.evaluate", "--split=all", *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("setup, output, message", [
+    ("file", "out", "error: output {d}/out: exists and is not a folder"),
+    ("plots", "out", "error: output {d}/out: {d}/out/plots is not a folder, but the report writes its plots folder "
+                     "there; move it away or choose another output folder"),
+    ("file", "out/report", "error: output {d}/out/report: {d}/out is a file, not a folder"),
+], ids=["output_is_a_file", "plots_is_a_file", "parent_is_a_file"])
+def test_command_line_checks_the_output_before_evaluating(tiny_dir, tmp_path, setup, output, message):
+    if setup == "file":
+        (tmp_path / "out").write_text("kept")
+    else:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "plots").write_text("kept")
+    before = _tree(tmp_path)
+    # A model that does not exist: only a check made before the evaluation starts can speak first.
+    done = _evaluate(f"--model={tmp_path / 'no_model'}", f"--data={tiny_dir}", f"--output={tmp_path / output}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message.format(d=tmp_path)]
+    assert _tree(tmp_path) == before

@@ -3,7 +3,7 @@
 For each video the first annotated frame with a face is the reference; every later face frame is a target. A
 *method* turns (reference frame, reference annotation, target annotations) into one full generated frame per target;
 each generated frame is scored against the true one (`metrics`: PSNR and SSIM on the full frame and on the target's
-face crop) and by the dlib judge (`judges`: identity and, for dlib's own ibug68 layout, keypoint error). Identity
+face crop) and by the dlib judge (`judges`: identity and keypoint error). Identity
 accuracy: each generated frame is assigned to the person of the nearest reference descriptor among all evaluated
 videos' references, and counts as right when that is its own person.
 
@@ -61,7 +61,7 @@ class FrameScore:
     ssim_face: float
     identity_correct: bool | None = None    # None: the judge found no face to judge
     identity_distance: float | None = None  # to the video's own reference descriptor
-    keypoint_nme: float | None = None       # None where the keypoint metric does not apply
+    keypoint_nme: float | None = None       # None: the judge found no face to judge
 
 
 @dataclasses.dataclass
@@ -82,7 +82,6 @@ class VideoResult:
 class Evaluation:
     data_dir: Path
     layout: str
-    keypoints_apply: bool
     methods: list[str]
     videos: list[VideoResult]
     settings: dict
@@ -165,7 +164,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all
                 "ssim": f"per RGB channel, {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} uniform window (scikit-image "
                         f"defaults)", "nme_threshold": metrics.NME_THRESHOLD,
                 "identity_gallery": len(gallery[0])}
-    return Evaluation(Path(data_dir), layout, judge.keypoints_apply, list(methods), results, settings)
+    return Evaluation(Path(data_dir), layout, list(methods), results, settings)
 
 
 def _read_frame(case: Case, index: int) -> np.ndarray:
@@ -242,7 +241,7 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
-def summarize(scores: list[FrameScore], keypoints_apply: bool) -> dict:
+def summarize(scores: list[FrameScore]) -> dict:
     """Means over frames: `{"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance",
     "keypoint_nme", "keypoint_accuracy", "frames", "identity_frames"}`; a metric no frame could be judged on is None."""
     def mean(values):
@@ -250,7 +249,7 @@ def summarize(scores: list[FrameScore], keypoints_apply: bool) -> dict:
         return float(np.mean(values)) if values else None
 
     judged = [s for s in scores if s.identity_correct is not None]
-    nme = [s.keypoint_nme for s in scores if s.keypoint_nme is not None] if keypoints_apply else []
+    nme = [s.keypoint_nme for s in scores if s.keypoint_nme is not None]
     return {
         "psnr": mean([s.psnr for s in scores]),
         "ssim": mean([s.ssim for s in scores]),

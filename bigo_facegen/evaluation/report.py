@@ -6,7 +6,10 @@
     OUT/plots/<video>.png     PSNR, SSIM and (where it applies) keypoint NME per frame over time, one curve per method
     OUT/sheets/<video>.png    a few targets: reference | truth | baseline | ours
 
-`run` is the library function behind `experiments.evaluate`.
+`run` is the library function behind `experiments.evaluate`. The report appears whole or not at all: it is built in
+a temporary folder, which is renamed to OUT when OUT does not exist yet. Into an existing OUT its files are moved
+one by one (renames within one folder, results.json last) once every name the report uses has been checked to be
+free or of the right kind: an earlier report's files of the same names are replaced, other files in OUT left alone.
 
 Infinite PSNR (a frame equal to the truth) is written as the string "inf" so that results.json stays strict JSON.
 Plots are drawn with OpenCV, so matplotlib is not needed.
@@ -17,8 +20,8 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -30,6 +33,9 @@ from bigo_facegen.evaluation.protocol import METRICS, Evaluation, VideoResult
 
 BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method, protocol.TRUTH: None}
 SYNTHETIC = "synthetic"
+RESULTS = "results.json"
+# The entries of a report folder, and whether each is a folder.
+_ENTRIES = {RESULTS: False, "results.md": False, "plots": True, "sheets": True}
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]  # RGB
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -47,7 +53,9 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
     BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
     fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of
     one-shot tuning on each reference (`tuning`, model_dirs only). The `warp` baseline fills the contact sheets'
-    baseline column; `with_truth` also scores the true frames (the judge's floor)."""
+    baseline column; `with_truth` also scores the true frames (the judge's floor). `output_dir` is checked before
+    the evaluation starts."""
+    check_output_dir(output_dir)
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
     if model in BASELINES:
         methods = {model: BASELINES[model]}
@@ -83,22 +91,24 @@ def synthetic_data(cache_dir: str | os.PathLike | None = None, num_videos: int =
     if (target / protocol.ANNOTATIONS_FILE).exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
-    synthetic.generate(building, num_videos=num_videos, frames_per_video=frames_per_video, frame_size=frame_size,
-                       seed=seed)
+    building = files.temporary_folder(target)
     try:
+        synthetic.generate(building, num_videos=num_videos, frames_per_video=frames_per_video, frame_size=frame_size,
+                           seed=seed)
         os.replace(building, target)
     except OSError:
+        shutil.rmtree(building, ignore_errors=True)
         if not (target / protocol.ANNOTATIONS_FILE).exists():   # not merely another process having finished first
             raise
+    except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        raise
     return target
 
 
 def method_tables(evaluation: Evaluation, method: str) -> dict:
     """`{"overall": summary, "tiers": {tier: summary}, "conditions": {condition: summary}, "videos": {video: summary
     + tier + identity}}`; conditions (`conditions.CONDITIONS`) with no target frame are left out."""
-    apply = evaluation.keypoints_apply
     all_scores = [s for v in evaluation.videos for s in v.scores[method]]
     order = {tier: i for i, tier in enumerate(TIERS)}
     tiers = sorted({v.case.tier for v in evaluation.videos}, key=lambda t: (order.get(t, len(order)), t))
@@ -109,36 +119,74 @@ def method_tables(evaluation: Evaluation, method: str) -> dict:
             for name in conditions.classify(v.case.reference, target, layout):
                 by_condition[name].append(score)
     return {
-        "overall": protocol.summarize(all_scores, apply),
+        "overall": protocol.summarize(all_scores),
         "tiers": {tier: protocol.summarize([s for v in evaluation.videos if v.case.tier == tier
-                                            for s in v.scores[method]], apply) for tier in tiers},
-        "conditions": {name: protocol.summarize(scores, apply) for name, scores in by_condition.items() if scores},
-        "videos": {v.case.video.video: {**protocol.summarize(v.scores[method], apply), "tier": v.case.tier,
+                                            for s in v.scores[method]]) for tier in tiers},
+        "conditions": {name: protocol.summarize(scores) for name, scores in by_condition.items() if scores},
+        "videos": {v.case.video.video: {**protocol.summarize(v.scores[method]), "tier": v.case.tier,
                                         "identity": v.case.identity} for v in evaluation.videos},
     }
 
 
+def check_output_dir(output_dir: str | os.PathLike, stems: Iterable[str] = ()) -> None:
+    """Raises `files.OutputPathError` unless a report can be written to `output_dir`: a writable folder, or one that
+    can be made, in which each name the report uses (and `plots/<stem>.png`, `sheets/<stem>.png` for `stems`) is
+    absent or of the kind the report writes there."""
+    output_dir = Path(output_dir)
+    files.check_output_folder(output_dir, "output")
+    wanted = {**_ENTRIES, **{name: False for name in _pictures(stems)}}
+    for name, is_folder in wanted.items():
+        entry = output_dir / name
+        if os.path.lexists(entry) and entry.is_dir() != is_folder:
+            have, need = ("a folder", "file") if entry.is_dir() else ("not a folder", "folder")
+            raise files.OutputPathError(f"output {output_dir}: {entry} is {have}, but the report writes its {name} "
+                                        f"{need} there; move it away or choose another output folder")
+        if is_folder and entry.is_dir() and not os.access(entry, os.W_OK | os.X_OK):
+            raise files.OutputPathError(f"output {output_dir}: no permission to write in {entry}")
+
+
+def _pictures(stems: Iterable[str]) -> list[str]:
+    """The report's plot and sheet files of videos `stems`, relative to its folder, each once."""
+    return list(dict.fromkeys(f"{folder}/{stem}.png" for folder in ("plots", "sheets") for stem in stems))
+
+
 def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: str | None = None,
                  baseline: str | None = "warp", labels: dict[str, str] | None = None) -> Path:
-    """Writes everything under `output_dir`; `main` (default: the first method) is "ours" on the contact sheets,
-    `baseline` the column beside it. Returns the path of results.json."""
+    """Writes everything under `output_dir`, whole or not at all (see the module's docstring); `main` (default: the
+    first method) is "ours" on the contact sheets, `baseline` the column beside it. Returns the path of
+    results.json."""
     output_dir = Path(output_dir)
     main = main or evaluation.methods[0]
     labels = labels or {}
+    stems = [Path(video.case.video.video).stem for video in evaluation.videos]
+    check_output_dir(output_dir, stems)
     tables = {name: method_tables(evaluation, name) for name in evaluation.methods}
     results = {"method": labels.get(main, main), "data": str(evaluation.data_dir), "layout": evaluation.layout,
-               "keypoint_metrics_apply": evaluation.keypoints_apply, "settings": evaluation.settings,
+               "settings": evaluation.settings,
                **tables[main],
                "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"],
                                                "conditions": t["conditions"]}
                             for n, t in tables.items() if n != main}}
-    files.write_atomic(output_dir / "results.json", json.dumps(_strict(results), indent=2))
-    files.write_atomic(output_dir / "results.md", _markdown(evaluation, tables, main, labels))
-    for video in evaluation.videos:
-        stem = Path(video.case.video.video).stem
-        files.write_png(output_dir / "plots" / f"{stem}.png", metric_plot(video, evaluation.keypoints_apply, labels))
-        files.write_png(output_dir / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
-    return output_dir / "results.json"
+    fresh = not os.path.lexists(output_dir)
+    if fresh:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = files.temporary_folder(output_dir if fresh else output_dir / RESULTS)
+    try:
+        for stem, video in zip(stems, evaluation.videos):
+            files.write_png(staging / "plots" / f"{stem}.png", metric_plot(video, labels))
+            files.write_png(staging / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
+        files.write_atomic(staging / "results.md", _markdown(evaluation, tables, main, labels))
+        files.write_atomic(staging / RESULTS, json.dumps(_strict(results), indent=2))
+        if fresh:
+            os.rename(staging, output_dir)
+        else:
+            # results.json last: a reader that finds the new one finds the rest of the report beside it.
+            for piece in [*map(Path, _pictures(stems)), Path("results.md"), Path(RESULTS)]:
+                (output_dir / piece).parent.mkdir(exist_ok=True)
+                os.replace(staging / piece, output_dir / piece)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir / RESULTS
 
 
 def _strict(value):
@@ -191,14 +239,14 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
              f"- Identity: dlib descriptor of each generated frame assigned to the nearest of "
              f"{s['identity_gallery']} reference descriptors; accuracy = share assigned to its own person; distance "
              f"= to its own reference."]
-    if evaluation.keypoints_apply:
-        lines.append(f"- Keypoints: dlib's 68 points predicted in the target's detector box (bbox / 1.6), mean error "
-                     f"over the target's outer-eye-corner distance (NME), and the share of frames with NME < "
-                     f"{s['nme_threshold']}.")
+    nme = (f"mean error over the target's outer-eye-corner distance (NME), and the share of frames with NME < "
+           f"{s['nme_threshold']}.")
+    if evaluation.layout == keypoints.IBUG68.name:
+        lines.append(f"- Keypoints: dlib's 68 points predicted in the target's detector box (bbox / 1.6), {nme}")
     else:
-        lines.append(f"- Keypoints: **not applicable** — the data set's keypoints are {evaluation.layout}, not "
-                     f"dlib's 68 points, so dlib's predictor cannot judge them. Identity is judged only on frames "
-                     f"where dlib's detector finds a face (column `identity frames`); n/a where none.")
+        lines.append(f"- Keypoints: dlib's 68 points predicted in the face box dlib's detector finds, against the "
+                     f"{evaluation.layout} points that correspond to them, {nme} Identity and keypoints are judged "
+                     f"only on frames where dlib's detector finds a face (column `identity frames`); n/a where none.")
     lines += ["", "## Overall", ""]
     lines += _table([(name(m), tables[m]["overall"]) for m in evaluation.methods], "method")
     lines += ["", "## Per tier", ""]
@@ -273,12 +321,11 @@ def line_plot(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, size
     return image
 
 
-def metric_plot(video: VideoResult, keypoints_apply: bool, labels: dict[str, str] | None = None) -> np.ndarray:
-    """The per-frame plots of one video stacked: PSNR, SSIM, face SSIM and (if it applies) keypoint NME."""
+def metric_plot(video: VideoResult, labels: dict[str, str] | None = None) -> np.ndarray:
+    """The per-frame plots of one video stacked: PSNR, SSIM, face SSIM and keypoint NME."""
     labels = labels or {}
-    panels = [("psnr", "PSNR (dB), full frame"), ("ssim", "SSIM, full frame"), ("ssim_face", "SSIM, face crop")]
-    if keypoints_apply:
-        panels.append(("keypoint_nme", "keypoint NME (dlib)"))
+    panels = [("psnr", "PSNR (dB), full frame"), ("ssim", "SSIM, full frame"), ("ssim_face", "SSIM, face crop"),
+              ("keypoint_nme", "keypoint NME (dlib)")]
     images = []
     for key, title in panels:
         series = {}
