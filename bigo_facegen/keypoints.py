@@ -51,6 +51,8 @@ class Layout:
     right_eye: tuple[int, ...]
     mouth_inner: tuple[int, ...]
     jaw: tuple[int, ...]
+    # This layout's points in dlib's 68-point iBUG order, so that dlib's predictor can judge any layout.
+    ibug68: tuple[int, ...]
 
     @property
     def segments(self) -> tuple[tuple[int, int], ...]:
@@ -84,6 +86,10 @@ BIGO106 = Layout(
     right_eye=(58, 59, 75, 60, 61, 62, 76, 63),
     mouth_inner=tuple(range(96, 104)),
     jaw=tuple(range(0, 33)),
+    # Every other contour point; the upper brows; nose bridge and base; the eyes' corners and lids without their
+    # mid-lid points (72, 73, 75, 76); the outer and inner lips, which both layouts list alike.
+    ibug68=(tuple(range(0, 33, 2)) + tuple(range(33, 52)) + (52, 53, 54, 55, 56, 57) + (58, 59, 60, 61, 62, 63)
+            + tuple(range(84, 104))),
 )
 
 IBUG68 = Layout(
@@ -106,6 +112,7 @@ IBUG68 = Layout(
     right_eye=tuple(range(42, 48)),
     mouth_inner=tuple(range(60, 68)),
     jaw=tuple(range(0, 17)),
+    ibug68=tuple(range(68)),
 )
 
 LAYOUTS = {layout.name: layout for layout in (BIGO106, IBUG68)}

@@ -4,11 +4,12 @@ Where the keypoints are dlib's own (the `ibug68` layout, annotated by `bigo_face
 real footage), the judge reads each frame in the box it was annotated in: the annotation bbox is 1.6 x dlib's
 detector box centred on the landmarks, so the judge shrinks it back (side / 1.6 about the same centre). dlib's
 predictor expects exactly such a box: with it, the true frames score a keypoint NME under 0.01 against their own
-annotation; with the loose 1.6x box they score about 0.2. The keypoint metric applies only there.
+annotation; with the loose 1.6x box they score about 0.2.
 
-For any other layout (e.g. the synthetic `bigo106` cartoon faces) the annotation boxes mean nothing to dlib: the judge
-runs dlib's detector on the frame, and a frame where it finds no face is not judged (identity is then "not
-applicable" rather than a crash).
+For any other layout (BIGO's `bigo106`, the synthetic cartoon faces) the annotation boxes mean nothing to dlib: the
+judge runs dlib's detector on the frame, and a frame where it finds no face is not judged (identity and keypoints are
+then "not applicable" rather than a crash). The keypoint error is taken on the layout's points that correspond to
+dlib's 68 (`Layout.ibug68`); on the synthetic cartoon faces the true frames score about 0.07, the judge's floor there.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FrameAnnotation
-from bigo_facegen.keypoints import IBUG68
+from bigo_facegen.keypoints import IBUG68, get_layout
 from bigo_facegen.evaluation import metrics
 
 # bbox side / dlib detector box side in the annotations `bigo_facegen.annotate` writes (and the shared footage has).
@@ -35,8 +36,8 @@ def detector_box(bbox) -> np.ndarray:
 
 @dataclasses.dataclass
 class Judgement:
-    """What the judge saw in one frame: its descriptor (None if no face to judge) and, where the keypoint metric
-    applies, the 68 predicted points and their NME against the target."""
+    """What the judge saw in one frame: its descriptor, dlib's 68 predicted points and their NME against the target
+    (all None if there was no face to judge)."""
     descriptor: np.ndarray | None
     points: np.ndarray | None = None
     nme: float | None = None
@@ -46,17 +47,18 @@ class DlibJudge:
     """Scores frames of videos whose keypoints are in `layout_name`."""
 
     def __init__(self, layout_name: str):
-        self.layout_name = layout_name
-        self.keypoints_apply = layout_name == IBUG68.name
+        self.layout = get_layout(layout_name)
 
     def judge(self, frame: np.ndarray, annotation: FrameAnnotation) -> Judgement:
         """dlib's view of `frame`, which should show the face annotated by `annotation` (the target)."""
-        if not self.keypoints_apply:
+        if self.layout.name == IBUG68.name:
+            box = detector_box(annotation.bbox)
+        else:
             box = dlib_face.detect(frame)
             if box is None:
                 return Judgement(descriptor=None)
-            return Judgement(descriptor=dlib_face.descriptor(frame, dlib_face.shape(frame, box)))
-        shape = dlib_face.shape(frame, detector_box(annotation.bbox))
+        shape = dlib_face.shape(frame, box)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        nme = metrics.keypoint_nme(points, annotation.points, (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
+        truth = annotation.points[list(self.layout.ibug68)]
+        nme = metrics.keypoint_nme(points, truth, (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
         return Judgement(descriptor=dlib_face.descriptor(frame, shape), points=points, nme=nme)
