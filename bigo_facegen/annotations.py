@@ -24,7 +24,9 @@ Decisions on the cases the format leaves open, applied by `load` and by `dump` a
   raises on it, and reports the frames that have no annotation.
 - All face frames of a video, and all videos of a file, have the same number of points: a file is one data set with
   one keypoint layout.
-- `video_path` is relative to the data directory and may not leave it (no absolute path, no `..`).
+- `video_path` is relative to the data directory and may not leave it: no absolute path, no `..` (checked on the
+  text, by `load`), and no symbolic link out of it, the file's or a folder's on the way (checked on the files, by
+  `resolve_video_path`, which every reader of a video goes through). Links that stay inside are fine.
 
 Every problem raises one `AnnotationError` whose message names the file, the video, the frame and the problem.
 """
@@ -93,11 +95,26 @@ def tier_from_name(video: str) -> str | None:
 
 
 def resolve_video_path(video: VideoAnnotation, root: str | os.PathLike) -> Path:
-    """The video's file under the data directory `root`; raises AnnotationError if `video_path` would leave it."""
+    """The video's file under the data directory `root`; raises AnnotationError if `video_path` would leave it, by
+    its text or through a symbolic link."""
     problem = _escape_problem(video.video_path)
     if problem:
         raise AnnotationError(f"{root}: video {video.video!r}: {problem}")
-    return Path(root) / video.video_path
+    path = Path(root) / video.video_path
+    check_inside(path, root)
+    return path
+
+
+def check_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
+    """Raises AnnotationError if the file `path` of the data directory `root` really lies outside it: a symbolic link
+    (the file or a folder on its way) would have a reader take in a file that the folder does not hold."""
+    path = Path(path)
+    try:
+        real, inside = path.resolve(), Path(root).resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symbolic link loop
+        raise AnnotationError(f"{path}: cannot resolve its symbolic links: {e}") from e
+    if not real.is_relative_to(inside):
+        raise AnnotationError(f"{path}: leads out of the data directory {root} through a symbolic link (to {real})")
 
 
 def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[VideoAnnotation]:

@@ -5,6 +5,9 @@ import csv
 import json
 import math
 import os
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,6 +260,39 @@ def test_resolve_video_path(tmp_path):
     loaded.video_path = "../12008.mp4"
     with pytest.raises(AnnotationError, match="contains '..'"):
         annotations.resolve_video_path(loaded, tmp_path)
+
+
+def test_resolve_video_path_refuses_symbolic_links_out_of_the_folder(tmp_path, real_faces_dir):
+    root = tmp_path / "data"
+    root.mkdir()
+    (loaded,) = annotations.load(_write(root, [_video("dpe_d.mp4")]))
+    real_clip = (real_faces_dir / "videos" / "dpe_d.mp4").resolve()
+    path = root / "videos" / "dpe_d.mp4"
+    expected = f"{path}: leads out of the data directory {root} through a symbolic link (to {real_clip})"
+    # The video file links to real footage outside the folder ...
+    path.parent.mkdir()
+    path.symlink_to(real_clip)
+    with pytest.raises(AnnotationError) as info:
+        annotations.resolve_video_path(loaded, root)
+    assert str(info.value) == expected
+    # ... or the videos folder does.
+    shutil.rmtree(path.parent)
+    path.parent.symlink_to(real_clip.parent, target_is_directory=True)
+    with pytest.raises(AnnotationError) as info:
+        annotations.resolve_video_path(loaded, root)
+    assert str(info.value) == expected
+    # A link within the folder is followed.
+    path.parent.unlink()
+    path.parent.mkdir()
+    shutil.copyfile(real_clip, root / "store.mp4")
+    path.symlink_to(Path("..") / "store.mp4")
+    assert annotations.resolve_video_path(loaded, root) == path
+    assert video.probe(path).frame_count == video.probe(real_clip).frame_count
+    # A link to itself cannot be resolved.
+    path.unlink()
+    path.symlink_to(path)
+    with pytest.raises(AnnotationError, match="^" + re.escape(f"{path}: cannot resolve its symbolic links")):
+        annotations.resolve_video_path(loaded, root)
 
 
 def test_check_against_video(tmp_path):
