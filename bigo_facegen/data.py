@@ -47,8 +47,21 @@ def is_test_identity(identity: str) -> bool:
 
 def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
     """The prepared `bigo_face` builder of `cfg.dataset` (`synthetic`, `bigo` or a BIGO-layout folder), preparing
-    it on first use."""
-    return _prepared_builder(cfg.dataset, cfg.data_dir)
+    it on first use, and a folder's again when the folder has changed since. Not cached: a builder held on to would
+    keep serving the data set of the folder as it was; the builder's check at each call costs a hash of the annotation
+    file and a stat of each video."""
+    if cfg.dataset in NAMED_DATASETS:
+        builder = tfds.builder(BUILDER_NAME, config=cfg.dataset, data_dir=cfg.data_dir)
+        download_config = None
+    else:
+        folder = Path(cfg.dataset).expanduser().resolve()
+        if not (folder / "annotations.json").is_file():
+            raise ValueError(f"data set {cfg.dataset!r} is neither one of {NAMED_DATASETS} nor a BIGO-layout folder "
+                             f"(no {folder / 'annotations.json'})")
+        builder = tfds.builder(BUILDER_NAME, config=folder_config(folder), data_dir=cfg.data_dir)
+        download_config = tfds.download.DownloadConfig(manual_dir=str(folder))
+    builder.download_and_prepare(download_config=download_config)
+    return builder
 
 
 def dataset_info(cfg: DataConfig) -> tfds.core.DatasetInfo:
@@ -110,25 +123,6 @@ def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | No
                               seed=tf.constant([cfg.seed, pipeline_id], tf.int64), include_ids=include_ids)
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-@functools.lru_cache(maxsize=None)
-def _prepared_builder(dataset: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    if dataset in NAMED_DATASETS:
-        builder = tfds.builder(BUILDER_NAME, config=dataset, data_dir=data_dir)
-        download_config = None
-    else:
-        folder = Path(dataset).expanduser().resolve()
-        if not (folder / "annotations.json").is_file():
-            raise ValueError(f"data set {dataset!r} is neither one of {NAMED_DATASETS} nor a BIGO-layout folder "
-                             f"(no {folder / 'annotations.json'})")
-        builder = tfds.builder(BUILDER_NAME, config=folder_config(folder), data_dir=data_dir)
-        download_config = tfds.download.DownloadConfig(manual_dir=str(folder))
-    if not builder.is_prepared():
-        logging.info("%s/%s is not prepared in %s: preparing it now (once)", BUILDER_NAME,
-                     builder.builder_config.name, builder.data_dir)
-        builder.download_and_prepare(download_config=download_config)
-    return builder
 
 
 def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout, crop_size: int, seed,

@@ -5,6 +5,9 @@ The DatasetBuilderTestCase on the committed dummy data lives beside the builder
 """
 import csv
 import dataclasses
+import logging
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bigo_facegen import annotations, geometry, video
+from bigo_facegen import annotations, data, geometry, video
 from bigo_facegen.config import DataConfig
 from bigo_facegen.data import dataset_builder
 from tfds_bigo.bigo_face import BigoFaceConfig, folder_config
@@ -22,6 +25,7 @@ from tfds_bigo.bigo_face.bigo_face_dataset_builder import TIERS, assign_tiers, p
 from bigo_facegen.keypoints import IBUG68
 
 REPO = Path(__file__).resolve().parents[1]
+TFDS = Path(sys.executable).with_name("tfds")   # the command line of the TFDS in this environment
 CLIPS = ("dpe_d", "lp_d0", "lp_d12")   # lp_d0 and lp_d12 are one person in MANIFEST.tsv
 FRAMES = 5
 
@@ -55,14 +59,20 @@ def manifest_people(real_faces_dir) -> dict:
         return {row["clip"]: row["person"] for row in csv.DictReader(f, delimiter="\t")}
 
 
+def _tfds_build(manual_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """`tfds build` of the `folder` config, as a user would run it; its log and errors together in `stdout` (the
+    command line logs through tqdm, to stdout)."""
+    return subprocess.run([str(TFDS), "build", "bigo_face", "--config=folder", f"--manual_dir={manual_dir}",
+                           "--imports=tfds_bigo", f"--data_dir={data_dir}"],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
 @pytest.fixture(scope="session")
 def cli_data_dir(clips_dir, tmp_path_factory) -> Path:
-    """The `folder` config built by the `tfds build` command line, as a user would."""
+    """The `folder` config built by the `tfds build` command line from `clips_dir`."""
     data_dir = tmp_path_factory.mktemp("tfds_cli")
-    command = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build", "bigo_face", "--config=folder",
-               f"--manual_dir={clips_dir}", "--imports=tfds_bigo", f"--data_dir={data_dir}"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _tfds_build(clips_dir, data_dir)
+    assert done.returncode == 0, done.stdout[-3000:]
     return data_dir
 
 
@@ -142,6 +152,105 @@ def test_library_route_prepares_one_config_per_folder(clips_dir, tmp_path):
     assert first.info.splits.total_num_examples == 3 and second.info.splits.total_num_examples == 1
     # A video's `identity` key wins over MANIFEST.tsv; a lone video without a tier is `easy`.
     assert second.info.metadata["videos"] == {"dpe_d": {"identity": "someone", "tier": "easy", "frames": 3}}
+
+
+def test_cli_folder_config_serves_the_folder_given(clips_dir, cli_data_dir, tmp_path):
+    # A data dir where `--config=folder` was built from clips_dir; then another folder is given.
+    data_dir = tmp_path / "tfds"
+    shutil.copytree(cli_data_dir, data_dir)
+    other = _cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3).resolve()
+    path = other / "videos" / "dpe_d.mp4"
+    moved = tmp_path / "dpe_d.mp4"
+    os.replace(path, moved)
+    path.symlink_to(moved)
+    broken = _tfds_build(other, data_dir)
+    assert broken.returncode != 0
+    assert "Reusing dataset" not in broken.stdout
+    assert (f"{path}: leads out of the data directory {other} through a symbolic link (to {moved.resolve()})"
+            in broken.stdout)
+    assert sorted(_examples(data_dir)) == sorted(CLIPS)        # refused before clips_dir's data set was touched
+    os.replace(moved, path)
+    done = _tfds_build(other, data_dir)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"it was built from {clips_dir.resolve()}, not {other}; rebuilding" in done.stdout
+    examples = _examples(data_dir)
+    assert sorted(examples) == ["dpe_d"] and len(examples["dpe_d"]["image"]) == 3
+    assert tfds.builder("bigo_face/folder", data_dir=data_dir).info.metadata["source"]["folder"] == str(other)
+
+
+def test_library_route_rebuilds_an_edited_folder(clips_dir, tmp_path, caplog):
+    folder = _cut_folder(clips_dir, tmp_path / "edited", CLIPS, 3)
+    cfg = DataConfig(dataset=str(folder), data_dir=str(tmp_path / "data"))
+    caplog.set_level(logging.WARNING)
+    data_dir = Path(dataset_builder(cfg).data_dir)
+    first = _stored_examples(cfg)
+    assert sorted(first) == sorted(CLIPS)
+
+    def rebuilds():
+        return [r.getMessage() for r in caplog.records if r.getMessage().endswith(f"rebuilding {data_dir}")]
+
+    # Unchanged, the folder's data set is reused as it is.
+    files = {p: p.stat().st_mtime_ns for p in data_dir.iterdir()}
+    assert sorted(data.dataset_info(cfg).metadata["videos"]) == sorted(CLIPS)
+    assert {p: p.stat().st_mtime_ns for p in data_dir.iterdir()} == files and not rebuilds()
+    # A video removed (its file and its annotations).
+    entries = annotations.load(folder / "annotations.json")
+    annotations.dump([e for e in entries if e.video != "lp_d12.mp4"], folder / "annotations.json")
+    (folder / "videos" / "lp_d12.mp4").unlink()
+    assert sorted(data.dataset_info(cfg).metadata["videos"]) == ["dpe_d", "lp_d0"]
+    assert rebuilds() == [f"bigo_face/{folder_config(folder).name}: {folder.resolve()} changed since it was built; "
+                          f"rebuilding {data_dir}"]
+    # What a training run on the test split (lp_d0's person's) now reads.
+    test_cfg = dataclasses.replace(cfg, tier="all", split="test", image_size=32, batch_per_replica=2)
+    assert data.selected_videos(test_cfg) == ["lp_d0"]
+    batches = tfds.as_numpy(data.make_dataset(test_cfg, include_ids=True).take(3))
+    assert {video_id.decode() for batch in batches for video_id in batch["video_id"]} == {"lp_d0"}
+    # A video's file replaced, its annotations kept.
+    frames = list(video.read_frames(folder / "videos" / "lp_d0.mp4"))
+    video.write_video(folder / "videos" / "dpe_d.mp4", frames, fps=25)
+    assert not np.array_equal(_stored_examples(cfg)["dpe_d"]["image"], first["dpe_d"]["image"])
+    # A person renamed in MANIFEST.tsv.
+    manifest = (folder / "MANIFEST.tsv").read_text(encoding="utf-8")
+    person = data.dataset_info(cfg).metadata["videos"]["lp_d0"]["identity"]
+    (folder / "MANIFEST.tsv").write_text(manifest.replace(f"\t{person}\t", "\tsomeone_else\t"), encoding="utf-8")
+    assert data.dataset_info(cfg).metadata["videos"]["lp_d0"]["identity"] == "someone_else"
+    assert len(rebuilds()) == 3
+
+
+def _stored_examples(cfg: DataConfig) -> dict:
+    builder = dataset_builder(cfg)
+    return {ex["video_id"].decode(): ex
+            for ex in tfds.as_numpy(builder.as_dataset(split="+".join(builder.info.splits)))}
+
+
+def test_symbolic_link_out_of_the_folder_is_refused_before_anything_is_written(clips_dir, tmp_path):
+    folder = _cut_folder(clips_dir, tmp_path / "linked", CLIPS[:2], 3).resolve()
+    prepared = DataConfig(dataset=str(folder), data_dir=str(tmp_path / "prepared"))
+    data_dir = Path(dataset_builder(prepared).data_dir)
+    files = {p: p.stat().st_mtime_ns for p in data_dir.iterdir()}
+    fresh = DataConfig(dataset=str(folder), data_dir=str(tmp_path / "fresh"))
+    outside = (clips_dir / "videos").resolve()
+    # The video file links out of the folder (to a copy of the same clip: only the link is wrong) ...
+    path = folder / "videos" / "lp_d0.mp4"
+    shutil.copyfile(path, tmp_path / "lp_d0.mp4")
+    path.unlink()
+    path.symlink_to(tmp_path / "lp_d0.mp4")
+    for cfg in (prepared, fresh):
+        with pytest.raises(annotations.AnnotationError) as info:
+            dataset_builder(cfg)
+        assert str(info.value) == (f"{path}: leads out of the data directory {folder} through a symbolic link (to "
+                                   f"{(tmp_path / 'lp_d0.mp4').resolve()})")
+    # ... or the videos folder does.
+    shutil.rmtree(folder / "videos")
+    (folder / "videos").symlink_to(outside, target_is_directory=True)
+    for cfg in (prepared, fresh):
+        with pytest.raises(annotations.AnnotationError) as info:
+            dataset_builder(cfg)
+        assert str(info.value) == (f"{folder / 'videos' / 'dpe_d.mp4'}: leads out of the data directory {folder} "
+                                   f"through a symbolic link (to {outside / 'dpe_d.mp4'})")
+    # Nothing written: the prepared data set is as it was, and no other came to be.
+    assert {p: p.stat().st_mtime_ns for p in data_dir.iterdir()} == files
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_tiers_follow_head_pose_spread(real_faces_dir):

@@ -12,12 +12,20 @@ and `folder` (any BIGO-layout folder given as the manual directory). Library cod
     tfds build bigo_face --config=folder --manual_dir=../shared/data/real_faces/dev --imports=tfds_bigo
     tfds build bigo_face --config='{"name": "folder_rot15", "source": "folder", "rotations": [-15, 15]}' \
         --manual_dir=DIR --imports=tfds_bigo
+
+A config's name stays the same when its folder's files change, and `--config=folder` serves every folder, so a
+prepared data set records what it was built from (`info.metadata["source"]`: the folder's real path and its
+`content_key`). Given a manual directory, `download_and_prepare` rebuilds, where TFDS would reuse, a data set prepared
+from another folder or from this one before it changed; without one (`tfds.load`), the prepared data set is used.
+Every file the build reads must lie inside the folder: a symbolic link out of it is refused, and a folder given as the
+manual directory is checked (`read_folder`) before anything is written.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import hashlib
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -118,6 +126,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
+    def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs) -> None:
+        """TFDS's, plus, for a folder given as the manual directory, the check of what a prepared data set was built
+        from (see the module doc) and of the folder itself, so that a bad folder fails before anything is written."""
+        config = download_config or tfds.download.DownloadConfig()
+        if self.builder_config.source != "synthetic" and config.manual_dir is not None:
+            config = self._checked_folder(Path(config.manual_dir).expanduser().resolve(), config)
+        super().download_and_prepare(download_dir=download_dir, download_config=config, **kwargs)
+
+    def _checked_folder(self, root: Path, config: tfds.download.DownloadConfig) -> tfds.download.DownloadConfig:
+        """`config`, switched to TFDS's rebuild mode where the prepared data set is not `root`'s; reads the folder
+        first whenever a build follows."""
+        # The condition on which TFDS reuses a data set.
+        if config.download_mode == tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS and self.data_path.exists():
+            change = _change_since_prepared(self.info.metadata.get("source"), root)
+            if change is None:
+                return config
+            logging.warning("bigo_face/%s: %s; rebuilding %s", self.builder_config.name, change, self.data_dir)
+            config = config.replace(download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
+        read_folder(root)
+        return config
+
     def _download_and_prepare(self, dl_manager, download_config):
         # The synthetic source is generated into a scratch folder that must outlive `_split_generators` (the example
         # generators run after it returns) and no longer than the build.
@@ -128,15 +157,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = self._source_folder(dl_manager)
         annotation_file = root / ANNOTATIONS_FILE
-        if not annotation_file.exists():
-            raise FileNotFoundError(f"{annotation_file}: not found; expected a BIGO-layout folder.\n{_MANUAL_LAYOUT}")
-        videos = [video for video in annotations_lib.load(annotation_file) if _has_faces(video, annotation_file)]
+        videos = [video for video in read_folder(root) if _has_faces(video, annotation_file)]
         if not videos:
             raise annotations_lib.AnnotationError(f"{annotation_file}: no video has a face frame")
         layout = _layout_of(videos, annotation_file)
         tiers = assign_tiers(videos, layout)
         identities = _identities(videos, root / MANIFEST_FILE)
         copies = 1 + len(self.builder_config.rotations)
+        if self.builder_config.source != "synthetic":
+            paths = sorted(video.video_path for video in videos)
+            self.info.metadata["source"] = {"folder": str(root), "videos": paths,
+                                            "content_key": content_key(root, paths)}
         self.info.metadata.update({
             "layout": layout.name,
             "num_keypoints": layout.num_points,
@@ -164,7 +195,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             synthetic.generate(out, num_videos=config.synthetic_videos, frames_per_video=config.synthetic_frames,
                                frame_size=(size, size), seed=config.synthetic_seed)
             return out
-        return Path(dl_manager.manual_dir)
+        return Path(dl_manager.manual_dir).resolve()
 
     def _video_example(self, root: Path, annotation_file: Path, video) -> dict:
         """Crops, encodes and collects the face frames of one video; any failure names the video file."""
@@ -206,6 +237,60 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "frame_index": np.asarray(out["frame_index"], np.int32),
             "rotation": np.asarray(out["rotation"], np.float32),
         }
+
+
+def read_folder(root: Path) -> list[annotations_lib.VideoAnnotation]:
+    """The annotated videos of the BIGO-layout folder `root`, checked as far as can be without decoding a video: the
+    annotation file is valid and every file a build reads lies inside `root`."""
+    annotation_file = root / ANNOTATIONS_FILE
+    if not annotation_file.exists():
+        raise FileNotFoundError(f"{annotation_file}: not found; expected a BIGO-layout folder.\n{_MANUAL_LAYOUT}")
+    for name in (ANNOTATIONS_FILE, MANIFEST_FILE):
+        annotations_lib.check_inside(root / name, root)
+    videos = annotations_lib.load(annotation_file)
+    for video in videos:
+        annotations_lib.resolve_video_path(video, root)
+    return videos
+
+
+def content_key(root: Path, video_paths) -> str:
+    """A hash of what a build of the folder `root` reads: the bytes of its annotations.json and MANIFEST.tsv, and the
+    size and modification time of each of `video_paths` (hashing the videos would cost a read of the whole folder at
+    every check). A missing file counts as content too, so deleting one changes the key; a file that leads out of the
+    folder raises AnnotationError, as in a build."""
+    files = [_file_hash(root / ANNOTATIONS_FILE, root), _file_hash(root / MANIFEST_FILE, root)]
+    videos = [[path, *_size_and_mtime(root / path, root)] for path in sorted(video_paths)]
+    return hashlib.sha256(json.dumps([files, videos]).encode("utf-8")).hexdigest()
+
+
+def _change_since_prepared(source: dict | None, root: Path) -> str | None:
+    """Why the data set built from `source` (its recorded `info.metadata["source"]`) is not that of `root`, or None.
+    The recorded video paths stand for the folder's current ones: they come from annotations.json, whose bytes are in
+    the key, so whenever they differ the key does too."""
+    if source is None:
+        return "it does not record the folder it was built from"
+    if source["folder"] != str(root):
+        return f"it was built from {source['folder']}, not {root}"
+    if content_key(root, source["videos"]) != source["content_key"]:
+        return f"{root} changed since it was built"
+    return None
+
+
+def _file_hash(path: Path, root: Path) -> str | None:
+    annotations_lib.check_inside(path, root)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _size_and_mtime(path: Path, root: Path) -> list[int | None]:
+    annotations_lib.check_inside(path, root)
+    try:
+        stat = path.stat()
+    except OSError:
+        return [None, None]
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def assign_tiers(videos, layout: keypoints.Layout) -> dict[str, str]:
