@@ -1,7 +1,7 @@
 """Annotating new footage with dlib: any folder of videos -> a BIGO-layout folder the rest of the library reads.
 
     OUT/annotations.json    one object per video (sorted by file name), 68 iBUG points per frame (layout `ibug68`)
-    OUT/videos/<name>       the videos, copied (or symbolically linked with `link=True`)
+    OUT/videos/<name>       the videos, copied (or hard-linked with `link=True`)
 
 The convention is that of ../shared/data/real_faces: per frame, dlib's HOG detector (no upsampling, then one
 upsampling step if it finds nothing), the largest detection, the 68-point predictor in it; the bbox is the square of
@@ -13,14 +13,16 @@ the video file is unchanged), and every file appears atomically, so an interrupt
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, dlib_face, video
+from bigo_facegen import annotations, dlib_face, files, video
 from bigo_facegen.annotations import FLAG_VISIBLE, FrameAnnotation, VideoAnnotation
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
@@ -99,18 +101,28 @@ def _cached_annotation(source: Path, cache: Path, progress: bool, max_frames: in
 
 
 def _place_video(source: Path, destination: Path, link: bool) -> None:
-    if destination.exists() or destination.is_symlink():
-        if destination.resolve() == source.resolve() or (
-                not link and destination.stat().st_size == source.stat().st_size):
-            return
-        destination.unlink()
+    # A hard link, not a symbolic one: readers refuse a link out of the data folder, and the folder should hold its
+    # files itself.
+    if destination.exists() and not destination.is_symlink() and (
+            os.path.samefile(destination, source)
+            or (not link and destination.stat().st_size == source.stat().st_size)):
+        return
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.parent / f".{destination.name}.tmp"
-    if tmp.exists() or tmp.is_symlink():
-        tmp.unlink()
-    if link:
-        tmp.symlink_to(source.resolve())
-    else:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
-
+    tmp = files.temporary_file(destination)
+    try:
+        if link:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                logging.warning("%s: on another file system than %s, so copied rather than linked", source,
+                                destination.parent)
+                shutil.copyfile(source, tmp)
+        else:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

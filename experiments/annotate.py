@@ -3,24 +3,26 @@
     python -m experiments.annotate VIDEO_DIR OUT_DIR [--link] [--max_frames=N]
 
 Writes OUT_DIR/annotations.json (68 iBUG points per frame, bbox = 1.6 x dlib's detector box centred on the
-landmarks, `"bbox": []` and `"keypoint": []` where no face is found) and OUT_DIR/videos/ (copies, or links with
---link). Finished videos are cached in OUT_DIR/.annotate_cache, so an interrupted run resumes where it stopped.
+landmarks, `"bbox": []` and `"keypoint": []` where no face is found) and OUT_DIR/videos/ (copies, or hard links
+with --link). Finished videos are cached in OUT_DIR/.annotate_cache, so an interrupted run resumes where it stopped.
 Needs dlib, which the package installs (dlib-bin, face-recognition-models).
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import annotate
+from bigo_facegen import annotate, files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("link", False, "Symbolically link the videos into OUT_DIR/videos instead of copying them.")
+flags.DEFINE_bool("link", False, "Hard-link the videos into OUT_DIR/videos instead of copying them (copies where "
+                  "OUT_DIR is on another file system).")
 flags.DEFINE_integer("max_frames", None, "Annotate only the first frames of each video (default: all).",
                      lower_bound=1)
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
 def main(argv):
+    files.unwind_on_sigterm()
     if len(argv) != 3:
         raise app.UsageError("usage: python -m experiments.annotate VIDEO_DIR OUT_DIR [--link] [--max_frames=N]")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from bigo_facegen import config as config_lib, dlib_face, export, inference
+from bigo_facegen import config as config_lib, dlib_face, export, files, inference
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.training import Trainer
 
@@ -30,9 +30,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    files.unwind_on_sigterm()
     output = Path(FLAGS.output)
     try:
         config = config_lib.override(config_lib.cpu(), {"data.tier": FLAGS.tier, "train.steps": FLAGS.steps})
+        files.check_output_folder(output, "--output")
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     # Step 4 needs the dlib judge: a broken install is said now, not after ten minutes of training.

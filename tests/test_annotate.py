@@ -72,12 +72,16 @@ def test_an_unreadable_video_is_named_and_finished_videos_are_resumed(video_dir,
     assert [v.video for v in annotations.load(path)] == sorted(CLIPS)
 
 
-def test_link_mode_links_the_videos(video_dir, tmp_path):
+def test_link_mode_hard_links_the_videos_so_readers_take_them(video_dir, tmp_path):
     out = tmp_path / "out"
-    annotate.annotate_folder(video_dir, out, link=True, progress=False, max_frames=1)
+    path = annotate.annotate_folder(video_dir, out, link=True, progress=False, max_frames=1)
     for name in CLIPS:
-        assert (out / "videos" / name).is_symlink()
-        assert (out / "videos" / name).resolve() == (video_dir / name).resolve()
+        placed = out / "videos" / name
+        assert not placed.is_symlink() and os.path.samefile(placed, video_dir / name)
+    # A folder the builder and the evaluation read: no video leads out of it.
+    for entry in annotations.load(path):
+        assert annotations.resolve_video_path(entry, out).is_file()
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(CLIPS)   # no temporary file left
 
 
 def test_command_line(video_dir, tmp_path):
