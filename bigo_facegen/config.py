@@ -3,13 +3,18 @@
 Configs are plain dataclasses, as in tensorflow/models' `official/`: code reads them, never builds them from strings.
 `experiments/*` map command-line flags onto them with `override`, and every run writes the resolved config to
 `config.json` so that export, generation and evaluation rebuild exactly the trained networks.
+
+`validate` checks every value once, where a config is built (`override`, `from_dict`), so that a bad value stops a run
+before it has done or written anything, with a message naming the field.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import typing
-from typing import Any
+from typing import Any, Callable
 
 TIER_SETS = {
     # The challenge's per-tier models: each tier's model also sees the tier below it, as the original did.
@@ -18,6 +23,14 @@ TIER_SETS = {
     "hard": ("medium", "hard"),
     "all": ("easy", "medium", "hard"),
 }
+# The names that the networks', keypoints' and data modules accept, repeated here so that a config is checked without
+# importing TensorFlow; tests/test_config.py holds each equal to its source.
+GENERATORS = ("stargan", "warp_refine")                     # models.GENERATORS
+PERCEPTUAL_BACKBONES = ("efficientnet_lite0", "none", "resnet50")  # models.perceptual.BACKBONES, and `none`
+KEYPOINT_STYLES = ("dots", "heatmap", "lines")              # keypoints.STYLES
+LAYOUTS = ("bigo106", "ibug68")                             # keypoints.LAYOUTS
+SPLITS = ("train", "test")                                  # data.SPLITS
+STRATEGIES = ("default", "mirrored", "multi_worker")        # training.make_strategy
 
 
 @dataclasses.dataclass
@@ -101,15 +114,23 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
-        return _from_dict(cls, d, "config")
+        """The config that `d` (as `to_dict` gives) describes, validated."""
+        config = _from_dict(cls, d, "config")
+        validate(config)
+        return config
 
     @classmethod
     def from_json_file(cls, path: str) -> "ExperimentConfig":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except ValueError as error:  # json.JSONDecodeError included
+            raise ValueError(f"{path}: {error}") from error
 
 
 def _from_dict(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: must be an object of fields, got {d!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
     if unknown:
@@ -119,6 +140,8 @@ def _from_dict(cls, d: dict[str, Any], where: str):
     for name, value in d.items():
         if dataclasses.is_dataclass(hints[name]):
             kwargs[name] = _from_dict(hints[name], value, f"{where}.{name}")
+        elif hints[name] is float and _is_int(value):
+            kwargs[name] = float(value)  # a hand-edited `10` for a float field
         else:
             kwargs[name] = value
     return cls(**kwargs)
@@ -167,9 +190,9 @@ def preset(name: str) -> ExperimentConfig:
 
 
 def override(config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
-    """Returns a copy with dotted keys (`"data.tier"`, `"train.steps"`) replaced; `None` values are skipped, so unset
-    flags keep the preset's value. Values are checked against the field's type."""
-    config = ExperimentConfig.from_dict(config.to_dict())
+    """Returns a validated copy with dotted keys (`"data.tier"`, `"train.steps"`) replaced; `None` values are
+    skipped, so unset flags keep the preset's value."""
+    config = copy.deepcopy(config)
     for key, value in values.items():
         if value is None:
             continue
@@ -178,14 +201,92 @@ def override(config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConf
         if section is None or not dataclasses.is_dataclass(section) or field_name not in {
                 f.name for f in dataclasses.fields(section)}:
             raise ValueError(f"unknown config key {key!r}")
-        current = getattr(section, field_name)
-        if isinstance(current, bool) or isinstance(value, bool):
-            value = bool(value)
-        elif isinstance(current, int) and not isinstance(value, int):
-            raise ValueError(f"config key {key!r} needs an integer, got {value!r}")
-        elif isinstance(current, float):
-            value = float(value)
+        if typing.get_type_hints(type(section))[field_name] is float and _is_int(value):
+            value = float(value)  # `loss.l1=10` means 10.0, and config.json should say so
         setattr(section, field_name, value)
-    if config.data.tier not in TIER_SETS:
-        raise ValueError(f"unknown tier {config.data.tier!r}; choose one of {sorted(TIER_SETS)}")
+    validate(config)
     return config
+
+
+# --- validation -------------------------------------------------------------------------------------------------
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# By a field's type hint: whether a value has that type, and the type in words.
+_TYPES: dict[Any, Rule] = {
+    bool: (lambda value: isinstance(value, bool), "true or false"),
+    int: (_is_int, "an integer"),
+    float: (lambda value: _is_int(value) or isinstance(value, float), "a number"),
+    str: (lambda value: isinstance(value, str), "a string"),
+    str | None: (lambda value: value is None or isinstance(value, str), "a string or null"),
+}
+
+
+def _one_of(names) -> Rule:
+    return (lambda value: value in names), f"must be one of {sorted(names)}"
+
+
+def _at_least(low: int) -> Rule:
+    return (lambda value: value >= low), f"must be >= {low}"
+
+
+_POSITIVE: Rule = (lambda value: value > 0, "must be > 0")
+_RATE: Rule = (lambda value: 0 < value < math.inf, "must be a finite number > 0")
+_WEIGHT: Rule = (lambda value: 0 <= value < math.inf, "must be a finite number >= 0")
+_BETA: Rule = (lambda value: 0 <= value < 1, "must be in [0, 1)")
+
+# Fields without a rule here take any value of their type.
+RULES: dict[str, Rule] = {
+    "data.dataset": (lambda value: value != "", "must name a data set"),
+    "data.tier": _one_of(TIER_SETS),
+    "data.image_size": ((lambda value: value > 0 and value % 4 == 0),
+                        "must be a positive multiple of 4 (the generators halve it twice and double it back)"),
+    "data.keypoint_style": _one_of(KEYPOINT_STYLES),
+    "data.dot_radius": _POSITIVE,
+    "data.batch_per_replica": _at_least(1),
+    "data.rotation_degrees": (lambda value: 0 <= value <= 180, "must be in [0, 180]"),
+    "data.scale_range": _BETA,
+    "data.shuffle_videos": _at_least(1),
+    "data.split": _one_of(SPLITS),
+    "data.layout": _one_of(LAYOUTS),
+    "model.generator": _one_of(GENERATORS),
+    "model.conv_dim": _at_least(1),
+    "model.res_blocks": _at_least(0),
+    "model.detector_noise_std": _WEIGHT,
+    "model.critic_dim": _at_least(1),
+    "model.critic_blocks": _at_least(0),
+    "model.perceptual": _one_of(PERCEPTUAL_BACKBONES),
+    **{f"loss.{field.name}": _WEIGHT for field in dataclasses.fields(LossConfig)},
+    **{f"optimizer.{field.name}": _RATE for field in dataclasses.fields(OptimizerConfig)
+       if field.name.endswith("_lr")},
+    "optimizer.beta_1": _BETA,
+    "optimizer.beta_2": _BETA,
+    "train.steps": _at_least(1),
+    "train.log_every": _at_least(1),
+    "train.sample_every": _at_least(1),
+    "train.checkpoint_every": _at_least(1),
+    "train.keep_checkpoints": _at_least(1),
+    "train.strategy": _one_of(STRATEGIES),
+    "train.num_cpu_devices": _at_least(0),
+    "train.max_loss": _POSITIVE,
+}
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Raises ValueError naming the first field (`section.field`) whose value has the wrong type or breaks its rule
+    (`RULES`)."""
+    for section_field in dataclasses.fields(config):
+        section = getattr(config, section_field.name)
+        hints = typing.get_type_hints(type(section))
+        for field in dataclasses.fields(section):
+            key, value = f"{section_field.name}.{field.name}", getattr(section, field.name)
+            has_type, type_name = _TYPES[hints[field.name]]
+            if not has_type(value):
+                raise ValueError(f"{key}={value!r}: must be {type_name}")
+            if key in RULES and not RULES[key][0](value):
+                raise ValueError(f"{key}={value!r}: {RULES[key][1]}")
