@@ -3,10 +3,13 @@
 
 The step knows nothing of files; the `Trainer` knows nothing of the data's origin beyond `data.make_dataset`.
 
-Resuming: a `Trainer` on a `model_dir` that holds checkpoints restores the latest one (step, every network with its
-spectral-norm vectors and noise seed state, every optimizer's state) and continues from that step. The data iterator
-is not part of the checkpoint: a resumed run reads its data with the seed `data.seed + step`, so the examples after a
-resume differ from those the killed run would have seen, while everything the networks and optimizers hold is exact.
+Resuming: a `Trainer` on a `model_dir` that holds checkpoints restores the latest one that reads back (step, every
+network with its spectral-norm vectors and noise seed state, every optimizer's state) and continues from that step.
+The data iterator is not part of the checkpoint: a resumed run reads its data with the seed `data.seed + step`, so the
+examples after a resume differ from those the killed run would have seen, while everything the networks and
+optimizers hold is exact. The optimizers' settings are the resumed run's config's, not the checkpoint's (see
+`Trainer._apply_optimizer_config`). What a killed run leaves is dealt with at the next start: a checkpoint cut short
+is skipped for the one before it, an unfinished save's folder removed, a torn last line of the metrics log dropped.
 """
 from __future__ import annotations
 
@@ -49,6 +52,11 @@ DatasetFn = Callable[[DataConfig, tf.distribute.InputContext], tf.data.Dataset]
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/infinite or exceeded `train.max_loss`; the diverged state was not saved."""
+
+
+class ModelDirError(ValueError):
+    """A model_dir cannot be resumed or loaded as it is: checkpoints of another model, none that reads back, or a
+    metrics log damaged other than by a kill."""
 
 
 @dataclasses.dataclass
@@ -309,13 +317,72 @@ def num_points_of(layout_name: str) -> int:
 
 # --- files ------------------------------------------------------------------------------------------------------
 
+def latest_restorable_checkpoint(directory: str | os.PathLike) -> str | None:
+    """The prefix of the newest checkpoint in `directory` whose every tensor reads back, or None when it has no
+    checkpoint. One that does not read (its save cut short by a kill or a full disk) is skipped for the one before it
+    with a warning naming it; ModelDirError, naming each, when none reads."""
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None:
+        return None
+    problems = []
+    for prefix in reversed(state.all_model_checkpoint_paths):
+        problem = _unreadable(prefix)
+        if problem is None:
+            return prefix
+        logging.warning("Checkpoint %s does not read back (%s): skipping it for the one before it.", prefix, problem)
+        problems.append(problem)
+    raise ModelDirError(f"{directory}: no checkpoint reads back: {'; '.join(problems)}")
+
+
+def _unreadable(prefix: str) -> str | None:
+    """Why the checkpoint `prefix` does not read back, naming its files, or None when every tensor does."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    # A short data file raises IndexError, a missing or damaged one an OpError (NotFound, DataLoss).
+    except (IndexError, tf.errors.OpError) as error:
+        path = Path(prefix)
+        found = [f"{p} ({p.stat().st_size} bytes)" for p in sorted(path.parent.glob(f"{path.name}.*"))]
+        return f"{', '.join(found) or f'no {prefix}.* files'}: {_error_summary(error)}"
+    return None
+
+
+def _remove_unfinished_saves(checkpoint_dir: Path) -> None:
+    """TensorFlow saves a checkpoint into `<prefix>_temp/` and then moves it into place; a kill in between leaves
+    the folder, which only a later save of the same step would clear."""
+    for leftover in sorted(checkpoint_dir.glob(f"{CHECKPOINT_NAME}-*_temp")):
+        if leftover.is_dir() and re.fullmatch(rf"{CHECKPOINT_NAME}-\d+_temp", leftover.name):
+            logging.warning("Removing %s, left by a checkpoint save that was killed midway.", leftover)
+            shutil.rmtree(leftover)
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drops the lines a killed run logged after its last checkpoint, so that a resumed run's log reads on."""
+    """Drops the lines a killed run logged after its last checkpoint, so that a resumed run's log reads on, and its
+    last line if the kill cut it mid-write."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, TypeError, KeyError) as error:
+            if number < len(lines):  # a kill tears only the line being written, the last
+                raise ModelDirError(f"{path}:{number}: not a metrics record ({type(error).__name__}: {error}); "
+                                    "repair or remove that line to resume") from error
+            logging.warning("%s: dropping its last line, torn by a killed run: %r", path, line)
+            continue
+        if step <= last_step:
+            kept.append(line)
     files.write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _saved_config(path: Path) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.from_json_file(str(path))
+    except ValueError as error:
+        raise ModelDirError(f"{error}; the run there cannot be resumed with it") from error
 
 
 def _check_resumable(saved: ExperimentConfig, config: ExperimentConfig, model_dir: Path) -> None:
@@ -325,8 +392,8 @@ def _check_resumable(saved: ExperimentConfig, config: ExperimentConfig, model_di
         if getattr(saved.data, key) != getattr(config.data, key):
             differences.append(f"data.{key}: {getattr(saved.data, key)!r} -> {getattr(config.data, key)!r}")
     if differences:
-        raise ValueError(f"{model_dir} holds checkpoints of a different model ({'; '.join(differences)}); "
-                         "use another --model_dir or the saved configuration")
+        raise ModelDirError(f"{model_dir} holds checkpoints of a different model ({'; '.join(differences)}); "
+                            "use another --model_dir or the saved configuration")
 
 
 # --- the trainer ------------------------------------------------------------------------------------------------
@@ -365,13 +432,17 @@ class Trainer:
             step=self.step, generator=n.generator, keypoint_detector=n.keypoint_detector, critic=n.critic,
             identity_critic=n.identity_critic, generator_optimizer=o.generator, critic_optimizer=o.critic,
             identity_critic_optimizer=o.identity_critic, keypoint_detector_optimizer=o.keypoint_detector)
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        self._restore()
+        # Not the manager's latest, which may be a checkpoint that did not read back.
+        self.last_good_checkpoint = self._restore()
         self.perceptual_record = perceptual.describe(self.config.model, self.networks.perceptual)
+        # Created only now, after every check: a run refused above leaves no model_dir behind.
+        self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.chief:
+            # First, as it may still refuse the model_dir: then config.json still tells the run that is there.
+            _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
+            _remove_unfinished_saves(self.model_dir)
             files.write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
             files.write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
-            _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self._checkpoint_dir()), max_to_keep=train.keep_checkpoints,
             checkpoint_name=CHECKPOINT_NAME)
@@ -406,15 +477,34 @@ class Trainer:
         resolver = self.strategy.cluster_resolver
         return self.model_dir / f".worker_{resolver.task_type}_{resolver.task_id}"
 
-    def _restore(self) -> None:
-        latest = tf.train.latest_checkpoint(str(self.model_dir))
-        if latest is None:
-            return
+    def _restore(self) -> str | None:
+        """Restores the latest checkpoint that reads back and returns it; None for a new run."""
+        if tf.train.get_checkpoint_state(str(self.model_dir)) is None:
+            return None
         config_path = self.model_dir / CONFIG_FILE
-        if config_path.exists():
-            _check_resumable(ExperimentConfig.from_json_file(str(config_path)), self.config, self.model_dir)
+        saved = _saved_config(config_path) if config_path.exists() else None
+        if saved is not None:
+            _check_resumable(saved, self.config, self.model_dir)
+        latest = latest_restorable_checkpoint(self.model_dir)
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d.", latest, int(self.step.numpy()))
+        self._apply_optimizer_config(saved)
+        return latest
+
+    def _apply_optimizer_config(self, saved: ExperimentConfig | None) -> None:
+        """The checkpoint restored each optimizer's learning rate (a variable) with its state; the resumed run trains
+        at its config's rates, as its config.json says. The betas are not in the checkpoint: the optimizers were
+        built with the config's."""
+        cfg, o = self.config.optimizer, self.optimizers
+        for optimizer, rate in ((o.generator, cfg.generator_lr), (o.critic, cfg.critic_lr),
+                                (o.identity_critic, cfg.identity_critic_lr), (o.keypoint_detector, cfg.detector_lr)):
+            optimizer.learning_rate = rate
+        if saved is None:
+            return
+        for field in dataclasses.fields(OptimizerConfig):
+            before, now = getattr(saved.optimizer, field.name), getattr(cfg, field.name)
+            if before != now:
+                logging.info("Resumed with optimizer.%s=%g (the checkpoint's run had %g).", field.name, now, before)
 
     def _make_step_fn(self, jit_compile: bool):
         replica_step = tf.function(self.train_step, jit_compile=True) if jit_compile else self.train_step
@@ -510,7 +600,7 @@ class Trainer:
         raise TrainingDiverged(
             f"Training stopped: a loss became NaN/infinite or exceeded train.max_loss={limit:g} at step {bad_step}"
             + (f" (now: {', '.join(f'{k}={v:g}' for k, v in bad.items())})" if bad else "")
-            + f". The diverged state was not saved; last good checkpoint: {self.manager.latest_checkpoint or 'none'}.")
+            + f". The diverged state was not saved; last good checkpoint: {self.last_good_checkpoint or 'none'}.")
 
     def _log(self, step: int, values: dict[str, float], steps_per_s: float) -> None:
         images_per_s = steps_per_s * self.global_batch_size
@@ -538,7 +628,9 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         self._check_health()
-        self.manager.save(checkpoint_number=step)
+        saved = Path(self.manager.save(checkpoint_number=step))
+        # The chief's copy, the one kept, also on the other workers.
+        self.last_good_checkpoint = str(self.model_dir / saved.name)
         if not self.chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         self.writer.flush()
@@ -622,10 +714,10 @@ def load_generator(model_dir: str | os.PathLike) -> tuple[keras.Model, Experimen
     config_path = model_dir / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; is it a training run's model_dir?")
-    latest = tf.train.latest_checkpoint(str(model_dir))
+    config = ExperimentConfig.from_json_file(str(config_path))
+    latest = latest_restorable_checkpoint(model_dir)
     if latest is None:
         raise FileNotFoundError(f"{model_dir}: no checkpoint to load the generator from")
-    config = ExperimentConfig.from_json_file(str(config_path))
     generator = build_generator(config.model, config.data.image_size, num_points_of(config.data.layout))
     check_checkpointable({"generator": generator})
     tf.train.Checkpoint(generator=generator).restore(latest).expect_partial().assert_existing_objects_matched()

@@ -15,17 +15,20 @@ Examples:
       --strategy=mirrored --num_cpu_devices=2 --config_override=loss.l1=10 --config_override=train.log_every=10
   TF_CONFIG='{"cluster": {...}, "task": {...}}' python -m experiments.train --strategy=multi_worker ...
 
-Exit status 1 when training diverges (NaN or a loss above train.max_loss); the last good checkpoint is kept.
+Exit status 1, with one line saying why, for a bad flag or config value, a --data that is no data set, a
+--model_dir that cannot be resumed (checkpoints of another model, none that reads back), and when training diverges
+(NaN or a loss above train.max_loss; the last good checkpoint is kept). A run stopped before training writes nothing.
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 
-from bigo_facegen import config as configs
-from bigo_facegen.training import Trainer, TrainingDiverged
+from bigo_facegen import config as configs, data, files
+from bigo_facegen.training import ModelDirError, Trainer, TrainingDiverged
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("tier", None, sorted(configs.TIER_SETS),
@@ -37,7 +40,7 @@ flags.DEFINE_string("data", None, "`synthetic`, `bigo` (the TFDS data set) or a 
 flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go; a run there is resumed. "
                     "Default: runs/<preset>_<tier>.")
 flags.DEFINE_integer("steps", None, "Total training steps (a resumed run continues up to this).")
-flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker"],
+flags.DEFINE_enum("strategy", None, configs.STRATEGIES,
                   "tf.distribute strategy: one device, every local GPU (or logical CPU device), or the workers of "
                   "TF_CONFIG.")
 flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logical devices (try --strategy=mirrored "
@@ -55,7 +58,7 @@ flags.DEFINE_multi_string("config_override", [], "section.field=value for any co
 def parse_override(text: str) -> tuple[str, object]:
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
-        raise app.UsageError(f"--config_override wants section.field=value, got {text!r}")
+        raise ValueError(f"--config_override wants section.field=value, got {text!r}")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -70,21 +73,38 @@ def resolve_config() -> configs.ExperimentConfig:
         "train.num_cpu_devices": FLAGS.num_cpu_devices, "train.mixed_precision": FLAGS.mixed_precision,
         "train.jit_compile": FLAGS.jit_compile,
     }
-    try:
-        config = configs.override(configs.preset(FLAGS.preset), flag_values)
-        return configs.override(config, dict(parse_override(text) for text in FLAGS.config_override))
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+    config = configs.override(configs.preset(FLAGS.preset), flag_values)
+    config = configs.override(config, dict(parse_override(text) for text in FLAGS.config_override))
+    check_dataset(config.data.dataset)
+    return config
+
+
+def check_dataset(dataset: str) -> None:
+    """Before any work: the data set must be a named one or a BIGO-layout folder."""
+    if dataset in data.NAMED_DATASETS:
+        return
+    folder = Path(dataset).expanduser()
+    wanted = f"want one of {data.NAMED_DATASETS} or a BIGO-layout folder (annotations.json + videos/)"
+    if not folder.is_dir():
+        raise ValueError(f"--data (data.dataset) {dataset}: no such folder; {wanted}")
+    if not (folder / "annotations.json").is_file():
+        raise ValueError(f"--data (data.dataset) {dataset}: no annotations.json in this folder; {wanted}")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = resolve_config()
-    model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}"
+    files.unwind_on_sigterm()
     try:
-        Trainer(config, model_dir).train()
-    except TrainingDiverged as error:
+        config = resolve_config()
+        trainer = Trainer(config, FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}")
+    # Before the first step: a config value, the data set (a missing or malformed folder, an unreadable video) or a
+    # model_dir that cannot be resumed. ModelDirError, AnnotationError and VideoError are ValueErrors.
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+    try:
+        trainer.train()
+    except (ModelDirError, TrainingDiverged) as error:
         logging.error("%s", error)
         sys.exit(1)
 

@@ -3,6 +3,7 @@ losses fall, MirroredStrategy matches one device, exact resume, divergence stop,
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import tensorflow as tf
 from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
 from bigo_facegen.models import lite0_weights, perceptual
-from bigo_facegen.training import (SAMPLE_COUNT, TrainingDiverged, Trainer, TrainStep, build_networks,
+from bigo_facegen.training import (SAMPLE_COUNT, ModelDirError, TrainingDiverged, Trainer, TrainStep, build_networks,
                                    build_optimizers, dtype_policy, load_generator)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,16 +68,16 @@ def batch(real_faces_dir):
 
 
 @pytest.fixture
-def tiny_backbone():
-    """A registered perceptual backbone small enough for tests (pretrained weights are not available here)."""
+def tiny_backbone(monkeypatch):
+    """A perceptual backbone small enough for tests (pretrained weights are not available here), standing in for
+    `resnet50`: a config names only the backbones that config.py knows."""
 
-    @perceptual.register("test_tiny")
     def build(model_cfg, image_size):
         backbone = keras.Sequential([keras.layers.Conv2D(4, 3, strides=2), keras.layers.GlobalAveragePooling2D()])
         return perceptual.PerceptualNetwork(backbone, lambda x: x / 127.5 - 1.0)
 
-    yield "test_tiny"
-    perceptual.BACKBONES.pop("test_tiny")
+    monkeypatch.setitem(perceptual.BACKBONES, "resnet50", build)
+    return "resnet50"
 
 
 def models_of(networks):
@@ -175,9 +176,15 @@ def run_python(code: str, timeout: int = 240) -> str:
 
 
 def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir, tmp_path):
-    """Two logical CPU devices (set before TF starts, hence a subprocess): the same losses and weights as one device
-    on the same global batch, and every mirrored variable (spectral-norm `u` and the kernels it rewrites included)
-    bitwise identical across the replicas. Then float16 with an overflow on one replica only: all replicas skip."""
+    """Two logical CPU devices (set before TF starts, hence a subprocess): the same losses, gradients and updates as
+    one device on the same global batch, and every mirrored variable (spectral-norm `u` and the kernels it rewrites
+    included) bitwise identical across the replicas. Then float16 with an overflow on one replica only: all replicas
+    skip.
+
+    Summed in another order, the two runs' gradients differ in their rounding. Adam's update, g / (|g| + epsilon),
+    turns that into a full step of either sign wherever a gradient entry is near 0, so with its epsilon of 1e-7 the
+    weights part by a learning rate on some CPUs. With an epsilon of 1, g / (|g| + 1) has a slope of at most 1: an
+    update moves at most `lr` times a gradient's change, and the runs stay as close as their rounding."""
     out = run_python(f"""
         import json
         import numpy as np, tensorflow as tf
@@ -196,14 +203,32 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
                            {str(tmp_path / "mirrored")!r}, dataset_fn=halves_fn)
         assert mirrored.strategy.num_replicas_in_sync == 2 and mirrored.global_batch_size == 4
         copy_state(single.networks, mirrored.networks)
+        for trainer in (single, mirrored):
+            for optimizer in vars(trainer.optimizers).values():
+                optimizer.epsilon = 1.0  # read when the step is traced, at its first call
+        initial = {{name: [w.numpy() for w in model.weights] for name, model in models_of(single.networks).items()}}
         single.train(); mirrored.train()
-        result = {{"losses": [], "diff": 0.0, "replica_mismatch": [], "checked": 0}}
+        result = {{"losses": [], "updates": {{}}, "moments": {{}}, "iterations": [], "replica_mismatch": [],
+                   "checked": 0}}
         for name in ("single", "mirrored"):
             path = {str(tmp_path)!r} + "/" + name + "/metrics.jsonl"
             result["losses"].append([json.loads(line) for line in open(path)])
+        # Per network, the largest difference of the two runs' weight changes, the largest change and the float32
+        # spacing of the largest weight (the rounding of the weights themselves).
         for name, model in models_of(single.networks).items():
-            for a, b in zip(model.weights, models_of(mirrored.networks)[name].weights):
-                result["diff"] = max(result["diff"], float(np.abs(a.numpy() - b.numpy()).max()))
+            pairs = list(zip(initial[name], model.weights, models_of(mirrored.networks)[name].weights, strict=True))
+            result["updates"][name] = [
+                max(float(np.abs(b.numpy() - a.numpy()).max()) for _, a, b in pairs),
+                max(float(np.abs(a.numpy() - w).max()) for w, a, _ in pairs),
+                max(float(np.spacing(np.abs(a.numpy()).max())) for _, a, _ in pairs)]
+        # Per optimizer, the first moments: running means of the gradients.
+        for name, optimizer in vars(single.optimizers).items():
+            other = getattr(mirrored.optimizers, name)
+            moments = [(a.numpy(), b.numpy()) for a, b in zip(optimizer.variables, other.variables, strict=True)
+                       if a.path.endswith("_momentum")]
+            result["moments"][name] = [max(float(np.abs(a - b).max()) for a, b in moments),
+                                       max(float(np.abs(a).max()) for a, _ in moments), len(moments)]
+            result["iterations"].append([int(optimizer.iterations.numpy()), int(other.iterations.numpy())])
         variables = [w for m in models_of(mirrored.networks).values() for w in m.weights]
         variables += [v for o in vars(mirrored.optimizers).values() for v in o.variables]
         for variable in variables:
@@ -241,7 +266,12 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
     for a, b in zip(single, mirrored):
         for name in ("critic", "identity_critic", "keypoint_detector", "generator", "generator_l1"):
             assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-6), (a["step"], name)
-    assert result["diff"] < 1e-4
+    # A replica's gradient not averaged over both, or an update applied twice, would differ by its own size.
+    assert result["iterations"] == [[3, 3]] * 4
+    for name, (difference, scale, count) in result["moments"].items():
+        assert count > 5 and scale > 0 and difference <= 1e-3 * scale, (name, difference, scale)
+    for name, (difference, scale, spacing) in result["updates"].items():
+        assert scale > 10 * spacing and difference <= 1e-3 * scale + 4 * spacing, (name, difference, scale, spacing)
     assert result["checked"] > 100 and result["replica_mismatch"] == []
     assert result["fp16_scales"] == [2.0 ** 14] * 8
     assert result["fp16_bad"] == [] and result["fp16_updated"] == []
@@ -288,8 +318,105 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
-    with pytest.raises(ValueError, match="model.conv_dim: 8 -> 16"):
+    with pytest.raises(ModelDirError, match="model.conv_dim: 8 -> 16"):
         trainer(tmp_path / "b", batch, **{"train.steps": 6, "model.conv_dim": 16})
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(batch, tmp_path_factory) -> Path:
+    """A run of 4 steps (checkpoints 2 and 4, metrics of steps 1-4); tests change copies of it."""
+    model_dir = tmp_path_factory.mktemp("finished") / "run"
+    trainer(model_dir, batch, **{"train.steps": 4}).train()
+    return model_dir
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def absl_messages(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "absl"]
+
+
+def test_resume_trains_at_the_new_optimizer_settings_and_says_so(run_copy, batch, caplog):
+    with caplog.at_level(logging.INFO, logger="absl"):
+        resumed = trainer(run_copy, batch, **{"train.steps": 6, "optimizer.generator_lr": 2e-3,
+                                              "optimizer.beta_1": 0.6})
+    assert int(resumed.step.numpy()) == 4
+    o = resumed.optimizers
+    # The checkpoint held the old rate (the cpu preset's 5e-4); the critic's was not asked to change.
+    assert float(o.generator.learning_rate.numpy()) == pytest.approx(2e-3, rel=1e-6)
+    assert float(o.critic.learning_rate.numpy()) == pytest.approx(1e-3, rel=1e-6)
+    assert o.generator.beta_1 == 0.6 and o.critic.beta_1 == 0.6
+    assert [m for m in absl_messages(caplog) if "optimizer." in m] == [
+        "Resumed with optimizer.generator_lr=0.002 (the checkpoint's run had 0.0005).",
+        "Resumed with optimizer.beta_1=0.6 (the checkpoint's run had 0.5)."]
+    saved = json.loads((run_copy / "config.json").read_text())["optimizer"]
+    assert saved["generator_lr"] == 2e-3 and saved["beta_1"] == 0.6
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(run_copy, batch, caplog):
+    metrics = run_copy / "metrics.jsonl"
+    records = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(records[:3]) + "\n" + records[3][:25])  # killed while writing step 4's line
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        resumed = trainer(run_copy, batch, **{"train.steps": 6})
+    assert int(resumed.step.numpy()) == 4
+    assert metrics.read_text() == "\n".join(records[:3]) + "\n"
+    assert absl_messages(caplog) == [f"{metrics}: dropping its last line, torn by a killed run: {records[3][:25]!r}"]
+
+    # A bad line before the last is no kill's doing: the run is refused, naming it, and nothing changes.
+    metrics.write_text("\n".join([records[0], "{oops", *records[1:]]) + "\n")
+    before = contents(run_copy)
+    with pytest.raises(ModelDirError, match=f"^{metrics}:2: not a metrics record"):
+        trainer(run_copy, batch, **{"train.steps": 6, "loss.l1": 1.0})
+    assert contents(run_copy) == before
+
+
+def test_unreadable_checkpoint_falls_back_to_the_one_before_it(run_copy, batch, caplog):
+    latest = run_copy / "ckpt-4.data-00000-of-00001"
+    latest.write_bytes(b"")  # the kill came before its data was written
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        resumed = trainer(run_copy, batch, **{"train.steps": 6})
+        generator, _ = load_generator(run_copy)
+    assert int(resumed.step.numpy()) == 2
+    for a, b in zip(generator.weights, resumed.networks.generator.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    warnings = absl_messages(caplog)
+    assert len(warnings) == 2  # the trainer's and load_generator's
+    assert all(w.startswith(f"Checkpoint {run_copy / 'ckpt-4'} does not read back ({latest} (0 bytes), ")
+               and w.endswith("Read less bytes than requested): skipping it for the one before it.")
+               for w in warnings), warnings
+
+    # With no checkpoint that reads back: one error naming every bad file, and nothing written.
+    previous = run_copy / "ckpt-2.data-00000-of-00001"
+    previous.write_bytes(previous.read_bytes()[:previous.stat().st_size // 2])
+    before = contents(run_copy)
+    for load in (lambda: trainer(run_copy, batch, **{"train.steps": 6}), lambda: load_generator(run_copy)):
+        with pytest.raises(ModelDirError) as caught:
+            load()
+        message = str(caught.value)
+        assert message.startswith(f"{run_copy}: no checkpoint reads back: {latest} (0 bytes), ")
+        assert f"{previous} ({previous.stat().st_size} bytes)" in message
+    assert contents(run_copy) == before
+
+
+def test_unfinished_save_folder_is_removed_at_start(run_copy, batch, caplog):
+    # As TensorFlow leaves it when killed during a save: the parts written so far, never moved into place.
+    leftover = run_copy / "ckpt-6_temp"
+    leftover.mkdir()
+    (leftover / "part-00000-of-00001.data-00000-of-00001").write_bytes(bytes(64))
+    (leftover / "part-00000-of-00001.index").write_bytes(b"")
+    others = sorted(path.name for path in run_copy.iterdir() if path != leftover)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        trainer(run_copy, batch, **{"train.steps": 6})
+    assert sorted(path.name for path in run_copy.iterdir()) == others
+    assert absl_messages(caplog) == [f"Removing {leftover}, left by a checkpoint save that was killed midway."]
 
 
 def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: list[int]) -> None:
@@ -436,20 +563,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_entry_point_trains_with_two_workers(tmp_path):
+@pytest.fixture(scope="module")
+def bigo_folder(tmp_path_factory) -> tuple[Path, Path]:
+    """(a small synthetic BIGO-layout folder, the TFDS data_dir where it is prepared)."""
+    root = tmp_path_factory.mktemp("bigo")
+    folder, tfds_dir = root / "synthetic", root / "tfds"
+    synthetic.generate(folder, num_videos=6, frames_per_video=4, frame_size=(64, 64), seed=1)
+    data.dataset_builder(configs.DataConfig(dataset=str(folder), data_dir=str(tfds_dir)))  # prepared once, here
+    return folder, tfds_dir
+
+
+def entry_point_args(folder: Path, tfds_dir: Path, model_dir: Path, steps: int) -> list[str]:
+    """`experiments.train` on the folder with tiny_config's networks."""
+    return ["--preset=cpu", f"--data={folder}", "--tier=all", f"--model_dir={model_dir}", f"--steps={steps}",
+            "--image_size=32", "--batch_per_replica=2", f"--config_override=data.data_dir={tfds_dir}",
+            "--config_override=model.conv_dim=8", "--config_override=model.res_blocks=1",
+            "--config_override=model.critic_dim=8", "--config_override=model.critic_blocks=2",
+            "--config_override=train.log_every=1", "--config_override=train.checkpoint_every=2",
+            "--config_override=train.sample_every=2"]
+
+
+def run_entry_point(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def assert_refused(done: subprocess.CompletedProcess, message: str) -> None:
+    """Exit status 1 and `message` on the last line of stderr, without a traceback."""
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-5000:]
+    assert message in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("data_arg, override, message", [
+    ("/nonexistent", "train.log_every=1", "--data (data.dataset) /nonexistent: no such folder; want one of"),
+    ("{tmp_path}", "train.log_every=1", "no annotations.json in this folder"),
+    ("synthetic", "data.image_size=63", "data.image_size=63: must be a positive multiple of 4"),
+    ("synthetic", "train.steps=-5", "train.steps=-5: must be >= 1"),
+], ids=["no_folder", "no_annotations", "image_size", "steps"])
+def test_entry_point_refuses_bad_input_before_any_work(tmp_path, data_arg, override, message):
+    model_dir = tmp_path / "run"
+    done = run_entry_point("--preset=cpu", f"--data={data_arg.format(tmp_path=tmp_path)}", f"--model_dir={model_dir}",
+                           "--steps=2", f"--config_override={override}")
+    assert_refused(done, message)
+    assert not model_dir.exists()
+
+
+def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
+    folder, tfds_dir = bigo_folder
+    model_dir = tmp_path / "run"
+    config = tiny_config(**{"data.dataset": str(folder), "data.data_dir": str(tfds_dir), "data.tier": "all",
+                            "data.batch_per_replica": 2, "train.steps": 1})
+    Trainer(config, model_dir).train()
+    before = contents(model_dir)
+    done = run_entry_point(*entry_point_args(folder, tfds_dir, model_dir, steps=2),
+                           "--config_override=model.conv_dim=16")
+    assert_refused(done, f"{model_dir} holds checkpoints of a different model (model.conv_dim: 8 -> 16); ")
+    assert contents(model_dir) == before
+
+
+def test_entry_point_trains_with_two_workers(bigo_folder, tmp_path):
     """`python -m experiments.train` on a synthetic BIGO-layout folder, as two MultiWorkerMirroredStrategy workers
     (TF_CONFIG) on this machine: one synchronous run, written by the chief."""
-    folder = tmp_path / "synthetic"
-    synthetic.generate(folder, num_videos=6, frames_per_video=4, frame_size=(64, 64), seed=1)
-    tfds_dir = tmp_path / "tfds"
-    data.dataset_builder(configs.DataConfig(dataset=str(folder), data_dir=str(tfds_dir)))  # prepared once, here
+    folder, tfds_dir = bigo_folder
     model_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "experiments.train", "--preset=cpu", f"--data={folder}", "--tier=all",
-            f"--model_dir={model_dir}", "--steps=3", "--image_size=32", "--batch_per_replica=2",
-            "--strategy=multi_worker", f"--config_override=data.data_dir={tfds_dir}",
-            "--config_override=model.conv_dim=8", "--config_override=model.res_blocks=1",
-            "--config_override=model.critic_blocks=2", "--config_override=train.log_every=1",
-            "--config_override=train.checkpoint_every=2", "--config_override=train.sample_every=2"]
+    args = [sys.executable, "-m", "experiments.train", *entry_point_args(folder, tfds_dir, model_dir, steps=3),
+            "--strategy=multi_worker"]
     workers = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
     processes = []
     for index in range(2):
