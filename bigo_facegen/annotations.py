@@ -7,7 +7,8 @@ The layout (that of the BIGO 2019 face-generation challenge release) is a JSON l
 
 `index` is the 1-based frame number, `bbox` the face box in frame pixels and `keypoint` one (x, y, flag) triplet per
 point, for any number of points (106 in BIGO's release, 68 in dlib's). The optional keys `"tier"` and `"identity"` on
-a video object are read and written; other extra keys are ignored, so files written by newer tools still load.
+a video object are read and written (what they mean: `bigo_folder`; a video without a tier key gets its BIGO id's
+tier); other extra keys are ignored, so files written by newer tools still load.
 
 Decisions on the cases the format leaves open, applied by `load` and by `dump` alike:
 
@@ -36,17 +37,15 @@ import dataclasses
 import json
 import math
 import os
-import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
 
 import numpy as np
 
 from bigo_facegen import files
+from bigo_facegen.bigo_folder import TIERS, tier_from_name
 
 FLAG_ABSENT, FLAG_OCCLUDED, FLAG_VISIBLE = 0, 1, 2
-TIERS = ("easy", "medium", "hard")
-_TIER_BY_PREFIX = {"10": "easy", "11": "medium", "12": "hard"}
 
 
 class AnnotationError(ValueError):
@@ -86,12 +85,6 @@ class VideoAnnotation:
 
     def face_frames(self) -> list[FrameAnnotation]:
         return [frame for frame in self.frames if frame.has_face]
-
-
-def tier_from_name(video: str) -> str | None:
-    """BIGO's tier from a video id: 10xxx easy, 11xxx medium, 12xxx hard; None for any other name."""
-    match = re.fullmatch(r"(1[012])\d{3}(\.\w+)?", Path(video).name)
-    return _TIER_BY_PREFIX[match.group(1)] if match else None
 
 
 def resolve_video_path(video: VideoAnnotation, root: str | os.PathLike) -> Path:

@@ -38,8 +38,13 @@ def crop_matrix(bbox, size: int) -> np.ndarray:
 def crop(frame: np.ndarray, bbox, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The size x size face crop (frame's dtype, bilinear, border replicated) and its `crop_matrix`."""
     matrix = crop_matrix(bbox, size)
-    face = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return face, matrix
+    return warp(frame, matrix, size), matrix
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The size x size image of `image` under the 2x3 `matrix` (image's dtype, bilinear, border replicated): a crop,
+    or a crop turned, scaled or shifted."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def apply_affine(points, matrix) -> np.ndarray:
@@ -55,13 +60,10 @@ def invert_affine(matrix) -> np.ndarray:
 
 
 def rotation_matrix(center, degrees: float, scale: float = 1.0) -> np.ndarray:
-    """Rotation by `degrees` (counter-clockwise as seen on screen, y pointing down) and scaling about `center`;
-    the same matrix as `cv2.getRotationMatrix2D`."""
-    alpha = scale * math.cos(math.radians(degrees))
-    beta = scale * math.sin(math.radians(degrees))
+    """Rotation by `degrees` (counter-clockwise as seen on screen, y pointing down) and scaling about `center`: 2x3
+    float64. OpenCV holds `center` in float32, exact for the half-pixel centres of crops."""
     cx, cy = (float(v) for v in center)
-    return np.array([[alpha, beta, (1 - alpha) * cx - beta * cy],
-                     [-beta, alpha, beta * cx + (1 - alpha) * cy]], np.float64)
+    return cv2.getRotationMatrix2D((cx, cy), float(degrees), float(scale))
 
 
 def affine_tf(images, points, degrees, scales):

@@ -246,14 +246,6 @@ def test_dump_refuses_invalid_and_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_tier_from_name():
-    assert annotations.tier_from_name("10001.mp4") == "easy"
-    assert annotations.tier_from_name("11999.mp4") == "medium"
-    assert annotations.tier_from_name("12008.mp4") == "hard"
-    assert annotations.tier_from_name("13008.mp4") is None
-    assert annotations.tier_from_name("dpe_d.mp4") is None
-
-
 def test_resolve_video_path(tmp_path):
     (loaded,) = annotations.load(_write(tmp_path, [_video()]))
     assert annotations.resolve_video_path(loaded, tmp_path) == tmp_path / "videos" / "12008.mp4"

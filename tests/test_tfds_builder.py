@@ -12,16 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bigo_facegen import annotations, data, geometry, video
+from bigo_facegen import annotations, bigo_folder, data, geometry, video
 from bigo_facegen.config import DataConfig
 from bigo_facegen.data import dataset_builder
 from tfds_bigo.bigo_face import BigoFaceConfig, folder_config
-from tfds_bigo.bigo_face.bigo_face_dataset_builder import TIERS, assign_tiers, pose_spread
+from bigo_facegen.bigo_folder import TIERS
 from bigo_facegen.keypoints import IBUG68
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +104,7 @@ def test_cli_build_then_tfds_load(cli_data_dir, manifest_people):
 def test_crops_and_keypoints_match_the_source_frames(cli_data_dir, clips_dir):
     examples = _examples(cli_data_dir)
     for entry in annotations.load(clips_dir / "annotations.json"):
-        ex = examples[Path(entry.video).stem]
+        ex = examples[bigo_folder.video_id(entry)]
         for i, (frame, face) in enumerate(zip(video.read_frames(clips_dir / entry.video_path), entry.frames)):
             expected, matrix = geometry.crop(frame, face.bbox, 256)
             np.testing.assert_allclose(ex["keypoints"][i], geometry.apply_affine(face.points, matrix), atol=1e-3)
@@ -127,15 +126,11 @@ def test_build_time_rotation_turns_face_and_keypoints_alike(clips_dir, cli_data_
         np.testing.assert_allclose(ex["keypoints"][0::2], upright, atol=1e-3)
         np.testing.assert_allclose(ex["keypoints"][1::2], geometry.apply_affine(upright, turn), atol=1e-3)
         # The face turned too: the rotated crop is close to the upright crop turned by the same matrix.
-        turned = np.stack([_warp(image, turn) for image in ex["image"][0::2]])
+        turned = np.stack([geometry.warp(image, turn, 64) for image in ex["image"][0::2]]).astype(np.float32)
         inner = (slice(None), slice(12, 52), slice(12, 52))
         rotated_error = np.abs(turned[inner] - ex["image"][1::2][inner].astype(np.float32)).mean()
         upright_error = np.abs(ex["image"][0::2][inner].astype(np.float32) - ex["image"][1::2][inner]).mean()
         assert rotated_error < upright_error / 2
-
-
-def _warp(image, matrix):
-    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_LINEAR).astype(np.float32)
 
 
 def test_library_route_prepares_one_config_per_folder(clips_dir, tmp_path):
@@ -251,19 +246,6 @@ def test_symbolic_link_out_of_the_folder_is_refused_before_anything_is_written(c
     # Nothing written: the prepared data set is as it was, and no other came to be.
     assert {p: p.stat().st_mtime_ns for p in data_dir.iterdir()} == files
     assert not (tmp_path / "fresh").exists()
-
-
-def test_tiers_follow_head_pose_spread(real_faces_dir):
-    videos = annotations.load(real_faces_dir / "annotations.json")
-    tiers = assign_tiers(videos, IBUG68)
-    counts = {tier: sum(t == tier for t in tiers.values()) for tier in TIERS}
-    assert counts == {"easy": 13, "medium": 13, "hard": 13}
-    spread = {v.video: pose_spread(v, IBUG68) for v in videos}
-    by_tier = {tier: [spread[name] for name, t in tiers.items() if t == tier] for tier in TIERS}
-    assert max(by_tier["easy"]) <= min(by_tier["medium"]) and max(by_tier["medium"]) <= min(by_tier["hard"])
-    # A video's own tier is kept.
-    videos[0].tier = "hard"
-    assert assign_tiers(videos, IBUG68)[videos[0].video] == "hard"
 
 
 def test_bad_video_fails_naming_the_file(clips_dir, tmp_path):

@@ -8,12 +8,10 @@ accuracy: each generated frame is assigned to the person of the nearest referenc
 videos' references, and counts as right when that is its own person.
 
 Persons (for identity and for the person-disjoint `test` split) and tiers are those the training data set gives
-the same folder: a video's `identity` key, else MANIFEST.tsv's `person` of its clip, else the video id; the video's
-tier, else BIGO's id tiers, else terciles of head-pose spread (`tfds_bigo`'s `assign_tiers`).
+the same folder: `bigo_folder`'s.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from pathlib import Path
@@ -24,8 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from bigo_facegen import annotations as annotations_lib
-from bigo_facegen import keypoints, video as video_lib
+from bigo_facegen import bigo_folder, keypoints, video as video_lib
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.bigo_folder import ANNOTATIONS_FILE
 from bigo_facegen.evaluation import metrics
 from bigo_facegen.evaluation.judges import DlibJudge
 
@@ -33,8 +32,6 @@ from bigo_facegen.evaluation.judges import DlibJudge
 Method = Callable[[np.ndarray, FrameAnnotation, Sequence[FrameAnnotation]], Iterable[np.ndarray]]
 # The name under which the true target frames are scored as if generated: the judge's floor.
 TRUTH = "truth"
-ANNOTATIONS_FILE = "annotations.json"
-MANIFEST_FILE = "MANIFEST.tsv"
 SPLITS = ("all", "test", "train")
 METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
            "keypoint_accuracy")
@@ -90,27 +87,25 @@ class Evaluation:
 def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: int | None = None,
                frame_stride: int = 1) -> list[Case]:
     """The videos of a BIGO-layout folder in `split` (all | test | train: the person-disjoint split of
-    `bigo_facegen.data.is_test_identity`), each with its reference and its targets: every `frame_stride`-th later
-    face frame, then at most `max_frames_per_video` of those, evenly strided. Videos with fewer than two face frames
-    have nothing to evaluate and are left out."""
-    from bigo_facegen.data import is_test_identity
-    from tfds_bigo.bigo_face.bigo_face_dataset_builder import assign_tiers
-
+    `bigo_folder.is_test_identity`), each with its reference and its targets: every `frame_stride`-th later face
+    frame, then at most `max_frames_per_video` of those, evenly strided. Videos with fewer than two face frames have
+    nothing to evaluate and are left out."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     if frame_stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {frame_stride}")
     data_dir = Path(data_dir)
-    videos = [v for v in annotations_lib.load(data_dir / ANNOTATIONS_FILE) if len(v.face_frames()) >= 2]
+    # Tiers are ranked over every video with a face, as in the training data set, though only some are evaluated.
+    with_faces = [v for v in annotations_lib.load(data_dir / ANNOTATIONS_FILE) if v.face_frames()]
+    videos = [v for v in with_faces if len(v.face_frames()) >= 2]
     if not videos:
         raise annotations_lib.AnnotationError(f"{data_dir / ANNOTATIONS_FILE}: no video has two face frames")
-    layout = keypoints.layout_for_count(videos[0].num_keypoints)
-    tiers = assign_tiers(videos, layout)
-    people = _manifest_people(data_dir / MANIFEST_FILE)
+    tiers = bigo_folder.assign_tiers(with_faces, keypoints.layout_for_count(videos[0].num_keypoints))
+    identities = bigo_folder.identities(videos, data_dir)
     cases = []
     for v in videos:
-        identity = v.identity or people.get(Path(v.video).stem) or Path(v.video).stem
-        if split != "all" and is_test_identity(identity) != (split == "test"):
+        identity = identities[v.video]
+        if split != "all" and bigo_folder.is_test_identity(identity) != (split == "test"):
             continue
         faces = v.face_frames()
         cases.append(Case(video=v, path=annotations_lib.resolve_video_path(v, data_dir), identity=identity,
@@ -128,14 +123,6 @@ def strided(items: list, limit: int | None) -> list:
     if limit < 1:
         raise ValueError(f"max frames per video must be at least 1, got {limit}")
     return items[::math.ceil(len(items) / limit)][:limit]
-
-
-def _manifest_people(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return {row["clip"]: row["person"] for row in rows if row.get("clip") and row.get("person")}
 
 
 def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all",

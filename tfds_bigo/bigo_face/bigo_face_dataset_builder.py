@@ -22,7 +22,6 @@ manual directory is checked (`read_folder`) before anything is written.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -36,12 +35,10 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from bigo_facegen import annotations as annotations_lib
-from bigo_facegen import geometry, keypoints, synthetic
+from bigo_facegen import bigo_folder, geometry, keypoints, synthetic
 from bigo_facegen import video as video_lib
+from bigo_facegen.bigo_folder import ANNOTATIONS_FILE, MANIFEST_FILE
 
-TIERS = annotations_lib.TIERS
-ANNOTATIONS_FILE = "annotations.json"
-MANIFEST_FILE = "MANIFEST.tsv"
 JPEG_QUALITY = 95
 
 _MANUAL_LAYOUT = """\
@@ -161,8 +158,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if not videos:
             raise annotations_lib.AnnotationError(f"{annotation_file}: no video has a face frame")
         layout = _layout_of(videos, annotation_file)
-        tiers = assign_tiers(videos, layout)
-        identities = _identities(videos, root / MANIFEST_FILE)
+        tiers = bigo_folder.assign_tiers(videos, layout)
+        identities = bigo_folder.identities(videos, root)
         copies = 1 + len(self.builder_config.rotations)
         if self.builder_config.source != "synthetic":
             paths = sorted(video.video_path for video in videos)
@@ -173,18 +170,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "num_keypoints": layout.num_points,
             "crop_size": self.builder_config.crop_size,
             "rotations": list(self.builder_config.rotations),
-            "videos": {_video_id(v): {"identity": identities[v.video], "tier": tiers[v.video],
-                                      "frames": copies * len(v.face_frames())} for v in videos},
+            "videos": {bigo_folder.video_id(v): {"identity": identities[v.video], "tier": tiers[v.video],
+                                                 "frames": copies * len(v.face_frames())} for v in videos},
         })
         return {tier: self._generate_examples(root, annotation_file, [v for v in videos if tiers[v.video] == tier],
                                               tiers, identities)
-                for tier in TIERS if tier in tiers.values()}
+                for tier in bigo_folder.TIERS if tier in tiers.values()}
 
     def _generate_examples(self, root: Path, annotation_file: Path, videos, tiers, identities):
         for video in videos:
             example = self._video_example(root, annotation_file, video)
-            example.update(video_id=_video_id(video), identity=identities[video.video], tier=tiers[video.video])
-            yield _video_id(video), example
+            video_id = bigo_folder.video_id(video)
+            example.update(video_id=video_id, identity=identities[video.video], tier=tiers[video.video])
+            yield video_id, example
 
     def _source_folder(self, dl_manager) -> Path:
         config = self.builder_config
@@ -221,8 +219,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 for angle in angles:
                     # Rotating the frame before cropping keeps real pixels in the crop's corners.
                     matrix = _compose(geometry.rotation_matrix(centre, angle), geometry.crop_matrix(face.bbox, size))
-                    crop = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                                          borderMode=cv2.BORDER_REPLICATE)
+                    crop = geometry.warp(frame, matrix, size)
                     out["image"].append(_encode_jpeg(crop, path, index))
                     out["keypoints"].append(geometry.apply_affine(face.points, matrix))
                     out["flags"].append(face.flags)
@@ -293,46 +290,6 @@ def _size_and_mtime(path: Path, root: Path) -> list[int | None]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def assign_tiers(videos, layout: keypoints.Layout) -> dict[str, str]:
-    """Each video's tier: its own (`tier` key or BIGO id) where it has one; the others are ranked by head-pose spread
-    and cut at terciles, so that every tier gets a third of them."""
-    tiers = {video.video: video.tier for video in videos if video.tier}
-    untiered = sorted((v for v in videos if not v.tier), key=lambda v: (pose_spread(v, layout), v.video))
-    for rank, video in enumerate(untiered):
-        tiers[video.video] = TIERS[rank * len(TIERS) // len(untiered)]
-    return tiers
-
-
-def pose_spread(video, layout: keypoints.Layout) -> float:
-    """How much the head turns over a video: the summed standard deviations of a yaw proxy (eye-to-jaw-side balance),
-    a pitch proxy (eye-to-mouth distance over eye distance) and the roll (eye-line angle, radians)."""
-    points = np.stack([frame.points for frame in video.face_frames()]).astype(np.float64)
-    left_eye = points[:, list(layout.left_eye)].mean(axis=1)
-    right_eye = points[:, list(layout.right_eye)].mean(axis=1)
-    mouth = points[:, list(layout.mouth_inner)].mean(axis=1)
-    jaw_left, jaw_right = points[:, layout.jaw[0]], points[:, layout.jaw[-1]]
-    eye_line = right_eye - left_eye
-    eye_distance = np.maximum(np.linalg.norm(eye_line, axis=1), 1e-6)
-    to_left = np.linalg.norm(left_eye - jaw_left, axis=1)
-    to_right = np.linalg.norm(right_eye - jaw_right, axis=1)
-    yaw = (to_left - to_right) / np.maximum(to_left + to_right, 1e-6)
-    pitch = np.linalg.norm(mouth - (left_eye + right_eye) / 2, axis=1) / eye_distance
-    roll = np.arctan2(eye_line[:, 1], eye_line[:, 0])
-    return float(yaw.std() + pitch.std() + roll.std())
-
-
-def _identities(videos, manifest: Path) -> dict[str, str]:
-    """A video's `identity` key, else the MANIFEST.tsv `person` of its clip, else its id."""
-    people = {}
-    if manifest.exists():
-        with manifest.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if rows and not {"clip", "person"} <= set(rows[0]):
-            raise ValueError(f"{manifest}: needs `clip` and `person` columns, has {sorted(rows[0])}")
-        people = {row["clip"]: row["person"] for row in rows if row["person"]}
-    return {v.video: v.identity or people.get(_video_id(v)) or _video_id(v) for v in videos}
-
-
 def _layout_of(videos, annotation_file: Path) -> keypoints.Layout:
     count = videos[0].num_keypoints
     try:
@@ -346,10 +303,6 @@ def _has_faces(video, annotation_file: Path) -> bool:
         return True
     logging.warning("bigo_face: %s: video %r has no face frame; skipped", annotation_file, video.video)
     return False
-
-
-def _video_id(video) -> str:
-    return Path(video.video).stem
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
