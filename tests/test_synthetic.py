@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bigo_facegen import annotations, keypoints, synthetic, video
-from bigo_facegen.synthetic import Part
+from bigo_facegen.synthetic import Part, features
 
 FRONTAL = synthetic.Pose(center=(128.0, 120.0), scale=70.0)
 FACE_PARTS = {Part.SKIN, Part.BROW, Part.EYE_WHITE, Part.IRIS, Part.PUPIL, Part.EYELID, Part.NOSE, Part.LIPS,
@@ -54,7 +54,7 @@ def test_keypoints_lie_on_the_drawn_features(yaw):
         assert set(hidden) <= set(range(33, 43)) | set(range(64, 72))
         for pupil in (104, 105):
             assert _at(labels, p[pupil]) == Part.PUPIL
-            assert np.abs(_at(image, p[pupil]) - synthetic._PUPIL).max() < 25
+            assert np.abs(_at(image, p[pupil]) - features.PUPIL).max() < 25
         # Corners and lids are on the eye's outline (the lash / lower-lid line drawn through them).
         for i in keypoints.BIGO106.left_eye + keypoints.BIGO106.right_eye:
             assert Part.EYELID in _near(labels, p[i]), i
@@ -79,7 +79,7 @@ def test_open_mouth_shows_its_interior_inside_the_inner_lips():
         middle = (frame.points[98] + frame.points[102]) / 2
         assert frame.points[102, 1] - frame.points[98, 1] > 10
         assert _at(frame.labels, middle) == Part.MOUTH_INTERIOR
-        assert np.abs(_at(frame.image.astype(int), middle) - synthetic._MOUTH_INTERIOR).max() < 25
+        assert np.abs(_at(frame.image.astype(int), middle) - features.MOUTH_INTERIOR).max() < 25
         closed = synthetic.render_frame(person, FRONTAL, synthetic.Expression(mouth_open=0.0), with_labels=True)
         assert not (closed.labels == Part.MOUTH_INTERIOR).any()
 
