@@ -25,6 +25,8 @@ setup(
         "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",
         "tqdm",
+        "tensorboard",  # tf.summary's scalar and image ops (TensorFlow no longer installs it)
+        "matplotlib",   # the evaluation's per-frame metric plots
         # dlib is the independent judge of the main job's evaluation (identity descriptor, 68-point predictor) and the
         # annotator of new footage, so the plain install brings it.
         "dlib-bin",

@@ -12,7 +12,7 @@ one by one (renames within one folder, results.json last) once every name the re
 free or of the right kind: an earlier report's files of the same names are replaced, other files in OUT left alone.
 
 Infinite PSNR (a frame equal to the truth) is written as the string "inf" so that results.json stays strict JSON.
-Plots are drawn with OpenCV, so matplotlib is not needed.
+Plots are drawn by matplotlib's Agg renderer into images, so no display is needed.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from typing import Iterable
 
 import cv2
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from bigo_facegen import files, keypoints
 from bigo_facegen.annotations import TIERS
@@ -37,12 +40,14 @@ RESULTS = "results.json"
 # The entries of a report folder, and whether each is a folder.
 _ENTRIES = {RESULTS: False, "results.md": False, "plots": True, "sheets": True}
 
-_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]  # RGB
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face": "SSIM face",
            "identity_accuracy": "identity acc", "identity_distance": "identity dist", "keypoint_nme": "keypoint NME",
            "keypoint_accuracy": "NME<0.05", "frames": "frames",
            "identity_frames": "identity frames"}
+# The panels of a video's plot: metric, panel title, y axis label.
+_PANELS = (("psnr", "PSNR, full frame", "dB"), ("ssim", "SSIM, full frame", "SSIM"),
+           ("ssim_face", "SSIM, face crop", "SSIM"), ("keypoint_nme", "keypoint NME (dlib judge)", "NME"))
 
 
 def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
@@ -275,67 +280,59 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float = 
     cv2.putText(image, text, origin, _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def line_plot(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, size=(720, 220)) -> np.ndarray:
-    """An RGB uint8 plot of y over x per named series, with axes, ticks, a title and a legend."""
-    width, height = size
-    left, right, top, bottom = 60, 12, 26, 28
-    image = np.full((height, width, 3), 255, np.uint8)
-    _text(image, title, (left, 17), 0.5)
-    finite = [np.asarray(y, np.float64)[np.isfinite(y)] for _, y in series.values()]
-    finite = np.concatenate(finite) if finite else np.zeros(0)
-    xs = np.concatenate([np.asarray(x, np.float64) for x, _ in series.values()]) if series else np.zeros(0)
-    if finite.size == 0 or xs.size == 0:
-        _text(image, "no finite values", (left + 10, height // 2))
-        return image
-    y0, y1 = float(finite.min()), float(finite.max())
-    if y1 - y0 < 1e-9:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = 0.05 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
-    x0, x1 = float(xs.min()), float(max(xs.max(), xs.min() + 1))
-
-    def to_px(x, y):
-        px = left + (np.asarray(x, np.float64) - x0) / (x1 - x0) * (width - left - right)
-        py = top + (y1 - np.asarray(y, np.float64)) / (y1 - y0) * (height - top - bottom)
-        return px, py
-
-    cv2.rectangle(image, (left, top), (width - right, height - bottom), (120, 120, 120), 1)
-    for value in np.linspace(y0 + pad, y1 - pad, 4):
-        _, py = to_px(x0, value)
-        cv2.line(image, (left - 4, int(py)), (left, int(py)), (120, 120, 120), 1)
-        _text(image, f"{value:.3g}", (4, int(py) + 4), 0.38)
-    for value in np.linspace(x0, x1, 5):
-        px, _ = to_px(value, y0)
-        _text(image, f"{value:.0f}", (int(px) - 8, height - bottom + 15), 0.38)
-    _text(image, "frame", (width - right - 40, height - 4), 0.38)
-    for i, (name, (x, y)) in enumerate(series.items()):
-        colour = _COLOURS[i % len(_COLOURS)]
-        y = np.asarray(y, np.float64)
-        px, py = to_px(x, np.clip(y, y0, y1))    # an infinite PSNR is drawn at the top
-        points = np.stack([px, py], 1).round().astype(np.int32)
-        cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 1, cv2.LINE_AA)
-        lx = width - right - 150
-        ly = top + 14 + 14 * i
-        cv2.line(image, (lx, ly - 4), (lx + 18, ly - 4), colour, 2)
-        _text(image, name, (lx + 24, ly), 0.4)
-    return image
-
-
 def metric_plot(video: VideoResult, labels: dict[str, str] | None = None) -> np.ndarray:
-    """The per-frame plots of one video stacked: PSNR, SSIM, face SSIM and keypoint NME."""
+    """The per-frame metrics of one video over time as an RGB uint8 image: a panel per metric (`_PANELS`; keypoint NME
+    where the judge found faces), a line per method, each method in one colour throughout."""
     labels = labels or {}
-    panels = [("psnr", "PSNR (dB), full frame"), ("ssim", "SSIM, full frame"), ("ssim_face", "SSIM, face crop"),
-              ("keypoint_nme", "keypoint NME (dlib)")]
-    images = []
-    for key, title in panels:
-        series = {}
-        for method, scores in video.scores.items():
-            values = [getattr(s, key) for s in scores]
-            if any(v is None for v in values):
-                continue
-            series[labels.get(method, method)] = (np.array([s.index for s in scores]), np.array(values, np.float64))
-        images.append(line_plot(series, f"{video.case.video.video}: {title}"))
-    return np.concatenate(images, axis=0)
+    colours = {method: f"C{i}" for i, method in enumerate(video.scores)}
+    panels = [(title, unit, series) for key, title, unit in _PANELS if (series := _per_method(video, key))]
+    figure = Figure(figsize=(8, 0.9 + 1.9 * len(panels)), dpi=100, layout="constrained")
+    figure.suptitle(video.case.video.video)
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for panel, (title, unit, series) in zip(axes, panels):
+        panel.set_title(title, fontsize="medium", loc="left")
+        panel.set_ylabel(unit)
+        _draw_lines(panel, {method: (x, y, colours[method]) for method, (x, y) in series.items()})
+    axes[-1].set_xlabel("frame")
+    shown = dict.fromkeys(method for _, _, series in panels for method in series)
+    figure.legend([Line2D([], [], color=colours[m]) for m in shown], [labels.get(m, m) for m in shown],
+                  loc="outside lower center", ncols=len(shown), frameon=False)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _per_method(video: VideoResult, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Frame indices and values of metric `key` per method; a frame the judge found no face in is a gap (NaN), a
+    method without any value is left out."""
+    series = {}
+    for method, scores in video.scores.items():
+        values = np.array([np.nan if getattr(s, key) is None else getattr(s, key) for s in scores], np.float64)
+        if not np.isnan(values).all():
+            series[method] = (np.array([s.index for s in scores]), values)
+    return series
+
+
+def _draw_lines(panel, series: dict[str, tuple[np.ndarray, np.ndarray, str]]) -> None:
+    """One line per method (x, y, colour) on `panel`, scaled to the finite values; an infinite value (a frame equal to
+    the truth) is drawn at the top."""
+    finite = np.concatenate([y[np.isfinite(y)] for _, y, _ in series.values()])
+    if finite.size == 0:
+        panel.text(0.5, 0.5, "no finite values", transform=panel.transAxes, ha="center", va="center")
+        return
+    low, high = float(finite.min()), float(finite.max())
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    pad = 0.05 * (high - low)
+    low, high = low - pad, high + pad
+    for x, y, colour in series.values():
+        panel.plot(x, np.clip(y, low, high), color=colour, linewidth=1.2, marker="." if len(x) < 30 else None)
+    if any(np.isposinf(y).any() for _, y, _ in series.values()):
+        panel.text(0.99, 0.98, "inf drawn at the top", transform=panel.transAxes, ha="right", va="top",
+                   fontsize="small", color="0.4")
+        high += 5 * pad     # room above the line of infinite values for it and the note
+    panel.set_ylim(low, high)
+    panel.grid(True, color="0.9")
 
 
 def contact_sheet(video: VideoResult, main: str, baseline: str | None, labels: dict[str, str] | None = None
