@@ -4,7 +4,7 @@
 
 Measures `data.make_dataset` from the prepared TFRecords (read, decode of the sampled JPEGs, resize, rotation/scale
 augmentation, keypoint maps) in frames/s: every batch holds 2 x batch frames (references and targets). If
-`bigo_facegen.training` is present, it also times the training step alone (on one batch held in memory, so the
+`bigo_facegen.train_step` is present, it also times the training step alone (on one batch held in memory, so the
 pipeline is out of the measurement) at the same size and batch, and prints the ratio of batches produced per second
 to batches consumed per second; the pipeline should keep ahead by at least `TARGET_RATIO`.
 """
@@ -46,10 +46,10 @@ def pipeline_batches_per_s(data_cfg, batches: int, warmup: int) -> float:
 
 
 def training_steps_per_s(config, steps: int, warmup: int) -> float:
-    """The training step alone (`training.TrainStep`, compiled once), on one real batch held in memory."""
+    """The training step alone (`train_step.TrainStep`, compiled once), on one real batch held in memory."""
     import tensorflow as tf
     from bigo_facegen import data
-    from bigo_facegen.training import TrainStep, build_networks, build_optimizers
+    from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
     batch = next(iter(data.make_dataset(config.data)))
     networks = build_networks(config, batch["reference_points"].shape[1])
     optimizers = build_optimizers(config.optimizer, networks)
@@ -78,7 +78,7 @@ def main(argv):
         "pipeline_frames_per_s": round(batches_per_s * 2 * FLAGS.batch, 1),
         "train_steps_per_s": None, "train_images_per_s": None, "ratio": None, "target_ratio": TARGET_RATIO,
     }
-    has_training = importlib.util.find_spec("bigo_facegen.training") is not None
+    has_training = importlib.util.find_spec("bigo_facegen.train_step") is not None
     if has_training:
         steps_per_s = training_steps_per_s(config, FLAGS.steps, FLAGS.warmup)
         result.update(train_steps_per_s=round(steps_per_s, 3),
@@ -92,7 +92,7 @@ def main(argv):
     print(f"  {'pipeline':<28}{result['pipeline_frames_per_s']:>10.1f} frames/s "
           f"({result['pipeline_batches_per_s']:.2f} batches/s)")
     if not has_training:
-        print("  training step: bigo_facegen.training not found, consumption not measured")
+        print("  training step: bigo_facegen.train_step not found, consumption not measured")
         return
     print(f"  {'training step (' + FLAGS.preset + ' model)':<28}{result['train_images_per_s']:>10.1f} images/s "
           f"({result['train_steps_per_s']:.3f} steps/s)")

@@ -23,7 +23,6 @@ flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and dete
 flags.DEFINE_integer("batch", 8, "Frames per iteration.")
 flags.DEFINE_integer("num_points", 106, "Keypoints per face (the generator input is their map either way).")
 flags.DEFINE_bool("perceptual", False, "Include the ResNet50 perceptual network in the generator update.")
-flags.DEFINE_bool("recompute_fake", False, "Recompute G's output for each critic update, as the original did.")
 flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 on CPU, mixed_float16 on GPU.")
 flags.DEFINE_integer("iters", 5, "Timed iterations.")
@@ -41,7 +40,8 @@ def main(argv):
 
     from bigo_facegen import config as config_lib
     from bigo_facegen.models.perceptual import PerceptualNetwork
-    from bigo_facegen.training import TrainStep, build_networks, build_optimizers, precision_policy
+    from bigo_facegen.distribution import precision_policy
+    from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
 
     set_threads(FLAGS.threads, FLAGS.inter_op_threads)
     policy = precision_policy(FLAGS.mixed_precision)
@@ -56,7 +56,7 @@ def main(argv):
                                                input_shape=(FLAGS.size, FLAGS.size, 3))
         networks.perceptual = PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input)
     optimizers = build_optimizers(cfg.optimizer, networks, loss_scale=policy == "mixed_float16")
-    train_step = TrainStep(networks, optimizers, cfg.loss, FLAGS.batch, recompute_fake=FLAGS.recompute_fake)
+    train_step = TrainStep(networks, optimizers, cfg.loss, FLAGS.batch)
 
     b, s, n = FLAGS.batch, FLAGS.size, FLAGS.num_points
     images = lambda: tf.random.uniform((b, s, s, 3), -1.0, 1.0)
@@ -80,7 +80,7 @@ def main(argv):
     seconds = statistics.median(times)
     result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s,
               "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
-              "recompute_fake": FLAGS.recompute_fake, "jit_compile": FLAGS.jit_compile, "policy": policy,
+              "jit_compile": FLAGS.jit_compile, "policy": policy,
               "train_iter_s": seconds, "train_img_per_s": b / seconds}
     if FLAGS.json:
         print(json.dumps(result))

@@ -24,13 +24,13 @@ TIER_SETS = {
     "all": ("easy", "medium", "hard"),
 }
 # The names that the networks', keypoints' and data modules accept, repeated here so that a config is checked without
-# importing TensorFlow; tests/test_config.py holds each equal to its source.
-GENERATORS = ("stargan", "warp_refine")                     # models.GENERATORS
+# importing TensorFlow; tests/test_config.py holds each equal to its source. Generators are the exception: a new one
+# registers in `models.GENERATORS` alone, which `data.resolve_config` asks before any work.
 PERCEPTUAL_BACKBONES = ("efficientnet_lite0", "none", "resnet50")  # models.perceptual.BACKBONES, and `none`
 KEYPOINT_STYLES = ("dots", "heatmap", "lines")              # keypoints.STYLES
 LAYOUTS = ("bigo106", "ibug68")                             # keypoints.LAYOUTS
 SPLITS = ("train", "test")                                  # data.SPLITS
-STRATEGIES = ("default", "mirrored", "multi_worker")        # training.make_strategy
+STRATEGIES = ("default", "mirrored", "multi_worker")        # distribution.make_strategy
 
 
 @dataclasses.dataclass
@@ -235,6 +235,19 @@ def _at_least(low: int) -> Rule:
     return (lambda value: value >= low), f"must be >= {low}"
 
 
+IMAGE_SIZE_RULE = "must be a positive multiple of 4 (the generators halve it twice and double it back)"
+
+
+def _is_image_size(value: int) -> bool:
+    return value > 0 and value % 4 == 0
+
+
+def check_image_size(image_size: int) -> None:
+    """The networks' rule on the crop side (also `data.image_size`'s), for a network built without a config."""
+    if not _is_image_size(image_size):
+        raise ValueError(f"image_size={image_size!r}: {IMAGE_SIZE_RULE}")
+
+
 _POSITIVE: Rule = (lambda value: value > 0, "must be > 0")
 _RATE: Rule = (lambda value: 0 < value < math.inf, "must be a finite number > 0")
 _WEIGHT: Rule = (lambda value: 0 <= value < math.inf, "must be a finite number >= 0")
@@ -244,8 +257,7 @@ _BETA: Rule = (lambda value: 0 <= value < 1, "must be in [0, 1)")
 RULES: dict[str, Rule] = {
     "data.dataset": (lambda value: value != "", "must name a data set"),
     "data.tier": _one_of(TIER_SETS),
-    "data.image_size": ((lambda value: value > 0 and value % 4 == 0),
-                        "must be a positive multiple of 4 (the generators halve it twice and double it back)"),
+    "data.image_size": (_is_image_size, IMAGE_SIZE_RULE),
     "data.keypoint_style": _one_of(KEYPOINT_STYLES),
     "data.dot_radius": _POSITIVE,
     "data.batch_per_replica": _at_least(1),
@@ -254,7 +266,7 @@ RULES: dict[str, Rule] = {
     "data.shuffle_videos": _at_least(1),
     "data.split": _one_of(SPLITS),
     "data.layout": _one_of(LAYOUTS),
-    "model.generator": _one_of(GENERATORS),
+    "model.generator": (lambda value: value != "", "must name a generator (one of models.GENERATORS)"),
     "model.conv_dim": _at_least(1),
     "model.res_blocks": _at_least(0),
     "model.detector_noise_std": _WEIGHT,

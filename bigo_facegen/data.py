@@ -12,13 +12,12 @@ Determinism: file order, video shuffle, frame sampling and augmentation all deri
 stateless random ops keyed by the seed, the input pipeline id and the element's position), and the `tf.data` options
 keep the order, so the same config gives the same batches.
 
-The person-disjoint split: `is_test_identity` puts about `TEST_SHARE` of identities in `test`, by a salted hash of
-the identity, so a person is in one split whatever the data set, tier or machine.
+The person-disjoint split (`train`, `test`) and the tiers are the data set's folder's: `bigo_folder`.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import hashlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -27,22 +26,15 @@ from absl import logging
 
 import tfds_bigo  # noqa: F401  (registers the `bigo_face` builder)
 from bigo_facegen import geometry, keypoints
-from bigo_facegen.config import TIER_SETS, DataConfig
+from bigo_facegen.bigo_folder import is_test_identity
+from bigo_facegen.config import TIER_SETS, DataConfig, ExperimentConfig, validate
+from bigo_facegen.models import generator_spec
+from bigo_facegen.models.contract import KeypointMapSettings, generator_inputs, to_unit
 from tfds_bigo.bigo_face import folder_config
 
 BUILDER_NAME = "bigo_face"
 NAMED_DATASETS = ("synthetic", "bigo")
 SPLITS = ("train", "test")
-TEST_SHARE = 0.2
-# Chosen among a few salts: real_faces/dev gets 6 of its 30 persons in `test` (7 of 39 clips, each tier covered),
-# the default synthetic set 26 of its 120.
-_SPLIT_SALT = "bigo-facegen/person-split/11"
-
-
-def is_test_identity(identity: str) -> bool:
-    """Whether a person belongs to the `test` split (deterministic, independent of everything but the identity)."""
-    digest = hashlib.sha256(f"{_SPLIT_SALT}:{identity}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < TEST_SHARE
 
 
 def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
@@ -71,6 +63,15 @@ def dataset_info(cfg: DataConfig) -> tfds.core.DatasetInfo:
 def dataset_layout(cfg: DataConfig) -> str:
     """The keypoint layout of the data set (`bigo106` or `ibug68`)."""
     return dataset_info(cfg).metadata["layout"]
+
+
+def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The config complete for training on its data set: a validated copy whose `data.layout` is the data set's and
+    whose generator is registered (asked first: preparing a data set is work)."""
+    generator_spec(config.model.generator)
+    resolved = dataclasses.replace(config, data=dataclasses.replace(config.data, layout=dataset_layout(config.data)))
+    validate(resolved)
+    return resolved
 
 
 def selected_videos(cfg: DataConfig) -> list[str]:
@@ -144,16 +145,18 @@ def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout
     if cfg.rotation_degrees > 0 or cfg.scale_range > 0:
         # One draw per crop: a reference and its target are augmented independently, each face with its keypoints.
         images, points = geometry.random_affine_tf(images, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
-    images = tf.clip_by_value(images / 127.5 - 1.0, -1.0, 1.0)
+    images = tf.clip_by_value(to_unit(images), -1.0, 1.0)
+    images = tf.ensure_shape(images, [2 * batch, size, size, 3])
     points = tf.ensure_shape(points, [2 * batch, layout.num_points, 2])
     flags = tf.ensure_shape(flags, [2 * batch, layout.num_points])
-    maps = keypoints.draw_map_tf(points, flags, size, cfg.keypoint_style, cfg.dot_radius, layout)
-    out = {}
-    for half, name in ((slice(None, batch), "reference"), (slice(batch, None), "target")):
-        out[name] = tf.ensure_shape(images[half], [batch, size, size, 3])
-        out[f"{name}_map"] = tf.ensure_shape(maps[half], [batch, size, size, 3])
-        out[f"{name}_points"] = points[half]
-        out[f"{name}_flags"] = flags[half]
+    first, second = slice(None, batch), slice(batch, None)  # the reference crops, then their targets
+    # The data set's own layout: the one a resolved config names too (`resolve_config`).
+    settings = KeypointMapSettings(cfg.keypoint_style, cfg.dot_radius, layout.name)
+    out = generator_inputs(images[first], points[second], flags[second], settings,
+                           reference_points=points[first], reference_flags=flags[first])
+    # The ground truth, and the reference's map that the keypoint detector learns to draw.
+    out["target"] = images[second]
+    out["reference_map"] = settings.draw(points[first], flags[first], size)
     if include_ids:
         out["video_id"] = tf.fill([batch], example["video_id"])
         out["reference_frame_index"] = tf.gather(example["frame_index"], reference)

@@ -17,11 +17,12 @@ inputs
                                                     1 occluded, 2 visible. The keypoint map is drawn inside the graph
                                                     (`keypoints.draw_map_tf` with the training config's style and
                                                     radius), so clients send coordinates, not images.
-  `reference_keypoints`  float32 (batch, N, 3)     only for generators that warp the reference (any generator but
-                                                    `stargan`): the reference crop's keypoints, same layout.
+  `reference_keypoints`  float32 (batch, N, 3)     only for generators that read them (registry entry
+                                                    `reads_reference_keypoints`: `warp_refine`, not `stargan`): the
+                                                    reference crop's keypoints, same layout.
 outputs
   `generated`            uint8   (batch, S, S, 3)  the generated RGB face crop, 0..255, same size as `reference`.
-  `repaint`              float32 (batch, S, S, 1)  only for generators that warp the reference: where, from 0 to 1,
+  `repaint`              float32 (batch, S, S, 1)  only for generators whose entry `has_repaint`: where, from 0 to 1,
                                                     `generated` is the generator's painting rather than the reference
                                                     warped by its flow. A client that warps the full-resolution
                                                     reference frame itself (as `fusion.WarpFusion` does) pastes the
@@ -45,15 +46,15 @@ import keras
 import tensorflow as tf
 
 from bigo_facegen import files, keypoints
+from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
+from bigo_facegen.models import generator_spec
+from bigo_facegen.models.contract import KeypointMapSettings, from_unit, generator_inputs, to_unit
 
 SIDECAR = "bigo_facegen.json"
 SIGNATURE = "serving_default"
 OUTPUT = "generated"
 REPAINT_OUTPUT = "repaint"
-# Generators that read only the reference crop and the target keypoint map; every other one also gets the reference
-# keypoints (warp-style generators move the reference's pixels from its points to the target's).
-MAP_ONLY_GENERATORS = ("stargan",)
 
 
 class ExportError(ValueError):
@@ -62,25 +63,31 @@ class ExportError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ServingSpec:
-    """What a served generator expects: crop side, keypoint layout and how the keypoint map is drawn."""
+    """What a served generator expects and gives: crop side, keypoint layout, how the keypoint map is drawn, and what
+    its registry entry (`models.GENERATORS`) declares it reads and returns."""
     image_size: int
     layout: str
     num_points: int
     keypoint_style: str
     dot_radius: float
     reads_reference_keypoints: bool
+    has_repaint: bool
 
     @classmethod
     def from_config(cls, config: ExperimentConfig) -> "ServingSpec":
         layout = keypoints.get_layout(config.data.layout)
+        generator = generator_spec(config.model.generator)
         return cls(image_size=config.data.image_size, layout=layout.name, num_points=layout.num_points,
                    keypoint_style=config.data.keypoint_style, dot_radius=config.data.dot_radius,
-                   reads_reference_keypoints=config.model.generator not in MAP_ONLY_GENERATORS)
+                   reads_reference_keypoints=generator.reads_reference_keypoints, has_repaint=generator.has_repaint)
+
+    @property
+    def map_settings(self) -> KeypointMapSettings:
+        return KeypointMapSettings(self.keypoint_style, self.dot_radius, self.layout)
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        # Warp-style generators composite a painting over the warped reference (`WarpRefineGenerator.compose`).
-        return (OUTPUT, REPAINT_OUTPUT) if self.reads_reference_keypoints else (OUTPUT,)
+        return (OUTPUT, REPAINT_OUTPUT) if self.has_repaint else (OUTPUT,)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -99,7 +106,6 @@ class ServingModule(tf.Module):
         super().__init__(name="bigo_facegen")
         self.generator = generator
         self.spec = spec
-        self._layout = keypoints.get_layout(spec.layout)
         image = tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.uint8, name="reference")
         rows = [tf.TensorSpec([None, spec.num_points, 3], tf.float32, name=name)
                 for name in spec.input_names[1:]]
@@ -124,27 +130,21 @@ class ServingModule(tf.Module):
         return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints), self._empty)
 
     def _run(self, reference, target_keypoints, reference_keypoints):
-        face = tf.cast(reference, tf.float32) / 127.5 - 1.0
-        target_points, target_flags = _split_rows(target_keypoints)
-        inputs = {"reference": face, "target_points": target_points, "target_flags": target_flags,
-                  "target_map": keypoints.draw_map_tf(target_points, target_flags, self.spec.image_size,
-                                                      self.spec.keypoint_style, self.spec.dot_radius, self._layout)}
-        if reference_keypoints is not None:
-            inputs["reference_points"], inputs["reference_flags"] = _split_rows(reference_keypoints)
-        outputs = {}
-        if REPAINT_OUTPUT in self.spec.output_names:
-            layers = self.generator.compose(inputs, training=False)
-            generated = layers["image"]
+        reference_points, reference_flags = (None, None) if reference_keypoints is None else _split_rows(
+            reference_keypoints)
+        inputs = generator_inputs(to_unit(reference), *_split_rows(target_keypoints), self.spec.map_settings,
+                                  reference_points=reference_points, reference_flags=reference_flags)
+        layers = self.generator.compose(inputs, training=False)
+        pixels = tf.clip_by_value(tf.round(from_unit(tf.cast(layers["image"], tf.float32))), 0.0, 255.0)
+        outputs = {OUTPUT: tf.cast(pixels, tf.uint8)}
+        if self.spec.has_repaint:
             outputs[REPAINT_OUTPUT] = tf.cast(layers["repaint"], tf.float32)
-        else:
-            generated = self.generator(inputs, training=False)
-        pixels = tf.clip_by_value(tf.round((tf.cast(generated, tf.float32) + 1.0) * 127.5), 0.0, 255.0)
-        return {OUTPUT: tf.cast(pixels, tf.uint8), **outputs}
+        return outputs
 
     def _empty(self):
         s = self.spec.image_size
         outputs = {OUTPUT: tf.zeros([0, s, s, 3], tf.uint8)}
-        if REPAINT_OUTPUT in self.spec.output_names:
+        if self.spec.has_repaint:
             outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
         return outputs
 
@@ -222,11 +222,9 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
 
 
 def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None) -> Path:
-    """Exports the latest checkpoint of a training `model_dir` (see `training.load_generator`)."""
-    from bigo_facegen import training  # training pulls in the whole training stack; only this path needs it
-
+    """Exports the latest checkpoint of a training `model_dir` (see `checkpoints.load_generator`)."""
     files.check_output_folder(export_dir, "export_dir")  # before the checkpoint is loaded
-    generator, config = training.load_generator(model_dir)
+    generator, config = load_generator(model_dir)
     return export(generator, config, export_dir, version)
 
 
@@ -274,7 +272,9 @@ def load(path: str | os.PathLike) -> LoadedExport:
                           f"(export it with `python -m experiments.export`)")
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-        spec = ServingSpec(**metadata["spec"])
+        # Exports written before `has_repaint` was recorded had the repaint output exactly when they read the
+        # reference keypoints.
+        spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], **metadata["spec"]})
         config = ExperimentConfig.from_dict(metadata["config"])
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from bigo_facegen import annotations, color, export, files, geometry, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
 
@@ -94,9 +95,7 @@ class FaceModel:
             loaded = export.load(path)
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
         if (path / "config.json").is_file():
-            from bigo_facegen import training  # the training stack is only needed for checkpoints
-
-            generator, config = training.load_generator(path)
+            generator, config = load_generator(path)
             return cls.from_generator(generator, config, source=str(path))
         raise GenerationError(f"{path}: neither an export (no saved_model.pb, no version folder holding one) nor a "
                               f"training model_dir (no config.json)")
@@ -125,7 +124,7 @@ class FaceModel:
     def default_fusion(self) -> str:
         """`warp` for warp-style generators (their faces are composited over the full-resolution warped frame, see
         `fusion.WarpFusion`), `shift` (the original's) for the others."""
-        return "warp" if export.REPAINT_OUTPUT in self.spec.output_names else "shift"
+        return "warp" if self.spec.has_repaint else "shift"
 
     @property
     def image_size(self) -> int:
@@ -329,7 +328,7 @@ class VideoGenerator:
                     np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
                     np.repeat(self.reference.points[None], batch, axis=0),
                     np.repeat(self.reference.flags[None], batch, axis=0))
-            repaints = outputs.get(export.REPAINT_OUTPUT, [None] * batch)
+            repaints = outputs[export.REPAINT_OUTPUT] if self.model.spec.has_repaint else [None] * batch
             for i, face, repaint in zip(todo, outputs[export.OUTPUT], repaints):
                 if self.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)
@@ -344,6 +343,7 @@ def _check_point_count(annotation: FrameAnnotation, model: FaceModel, what: str)
             f"was trained on the {model.spec.layout} layout ({model.num_points} points)")
 
 
+# itertools.batched would do, but it is Python 3.12+ and setup.py allows 3.10.
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     chunk = []
     for item in items:

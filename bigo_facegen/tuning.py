@@ -17,14 +17,14 @@ import contextlib
 import dataclasses
 import time
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
-from bigo_facegen import geometry, keypoints, losses
-from bigo_facegen.models import build_perceptual, perceptual
+from bigo_facegen import geometry, losses
 from bigo_facegen.config import ExperimentConfig
+from bigo_facegen.models import build_perceptual, perceptual
+from bigo_facegen.models.contract import KeypointMapSettings, generator_inputs, to_unit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +64,7 @@ def augment(crop: np.ndarray, points: np.ndarray, count: int, settings: TuneSett
         matrix = geometry.rotation_matrix(centre, rng.uniform(-settings.max_degrees, settings.max_degrees),
                                           rng.uniform(1 - settings.scale_range, 1 + settings.scale_range))
         matrix[:, 2] += rng.uniform(-settings.max_shift, settings.max_shift, 2) * size
-        images.append(cv2.warpAffine(crop, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_REPLICATE))
+        images.append(geometry.warp(crop, matrix, size))
         moved.append(geometry.apply_affine(points, matrix))
     return np.stack(images), np.stack(moved)
 
@@ -89,7 +88,7 @@ class ReferenceTuner:
         self.generator = generator
         self.size = config.data.image_size
         self.weights = config.loss
-        self._map_style = (config.data.keypoint_style, config.data.dot_radius, keypoints.get_layout(config.data.layout))
+        self.map_settings = KeypointMapSettings.from_config(config.data)
         # build_perceptual gives None where the run had no perceptual loss (or its pretrained weights are missing).
         self.perceptual = build_perceptual(config.model, self.size)
         self.learning_rate = config.optimizer.generator_lr
@@ -124,14 +123,12 @@ class ReferenceTuner:
 
     def _batch(self, crop, points, flags, images, moved) -> tuple[dict, tf.Tensor]:
         count = len(images)
-        style, radius, layout = self._map_style
-        target_points = tf.constant(moved, tf.float32)
-        target_flags = tf.constant(np.repeat(np.asarray(flags, np.int32)[None], count, axis=0))
-        inputs = {"reference": tf.constant(np.repeat(_to_unit(crop)[None], count, axis=0)),
-                  "reference_points": tf.constant(np.repeat(np.asarray(points, np.float32)[None], count, axis=0)),
-                  "reference_flags": target_flags, "target_points": target_points, "target_flags": target_flags,
-                  "target_map": keypoints.draw_map_tf(target_points, target_flags, self.size, style, radius, layout)}
-        return inputs, tf.constant(_to_unit(images))
+        repeated_flags = np.repeat(np.asarray(flags, np.int32)[None], count, axis=0)
+        inputs = generator_inputs(to_unit(np.repeat(crop[None], count, axis=0)), moved, repeated_flags,
+                                  self.map_settings,
+                                  reference_points=np.repeat(np.asarray(points, np.float32)[None], count, axis=0),
+                                  reference_flags=repeated_flags)
+        return inputs, to_unit(images)
 
     def _train_step(self, inputs: dict, target: tf.Tensor) -> tf.Tensor:
         variables = self.generator.trainable_variables
@@ -150,7 +147,3 @@ class ReferenceTuner:
             if variable is not self.optimizer.learning_rate:
                 variable.assign(tf.zeros_like(variable))
         self.optimizer.learning_rate = learning_rate
-
-
-def _to_unit(images: np.ndarray) -> np.ndarray:
-    return np.asarray(images, np.float32) / 127.5 - 1.0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from bigo_facegen import config as config_lib, dlib_face, export, files, inference
+from bigo_facegen import bigo_folder, config as config_lib, data, dlib_face, export, files, inference
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.training import Trainer
 
@@ -35,13 +35,13 @@ def main(argv):
     try:
         config = config_lib.override(config_lib.cpu(), {"data.tier": FLAGS.tier, "train.steps": FLAGS.steps})
         files.check_output_folder(output, "--output")
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
-    # Step 4 needs the dlib judge: a broken install is said now, not after ten minutes of training.
-    try:
+        # Step 4 needs the dlib judge: a broken install is said now, not after ten minutes of training.
         dlib_face.require()
+        config = data.resolve_config(config)
     except dlib_face.DlibUnavailableError as error:
-        sys.exit(f"quickstart: cannot evaluate without the dlib judge: {error}")
+        sys.exit(f"error: the evaluation needs the dlib judge: {error}")
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
 
     logging.info("1/4 training the cpu preset on the synthetic set into %s", output / "model")
     Trainer(config, output / "model").train()
@@ -53,9 +53,9 @@ def main(argv):
     eval_data = report.synthetic_data()
     # The first video of the evaluation's own test split: a person by the same rule the training split used.
     unseen = protocol.load_cases(eval_data, split="test")[0].video
-    movie = output / f"{Path(unseen.video).stem}.mp4"
-    inference.generate_from_annotations(export_dir, eval_data / "annotations.json", unseen.video, movie,
-                                        face_output=output / f"{Path(unseen.video).stem}_face.mp4")
+    movie = output / f"{bigo_folder.video_id(unseen)}.mp4"
+    inference.generate_from_annotations(export_dir, eval_data / bigo_folder.ANNOTATIONS_FILE, unseen.video, movie,
+                                        face_output=output / f"{bigo_folder.video_id(unseen)}_face.mp4")
 
     logging.info("4/4 evaluating the model and the baselines on the synthetic test split")
     tables = {}

@@ -28,7 +28,8 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from bigo_facegen import config as configs, data, files
-from bigo_facegen.training import ModelDirError, Trainer, TrainingDiverged
+from bigo_facegen.checkpoints import ModelDirError
+from bigo_facegen.training import Trainer, TrainingDiverged
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("tier", None, sorted(configs.TIER_SETS),
@@ -76,7 +77,7 @@ def resolve_config() -> configs.ExperimentConfig:
     config = configs.override(configs.preset(FLAGS.preset), flag_values)
     config = configs.override(config, dict(parse_override(text) for text in FLAGS.config_override))
     check_dataset(config.data.dataset)
-    return config
+    return data.resolve_config(config)
 
 
 def check_dataset(dataset: str) -> None:

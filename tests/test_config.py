@@ -2,6 +2,7 @@
 the field, the value and the rule, and the names it accepts are those of the modules that use them."""
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_presets_are_valid_and_survive_json(name):
     ("data.layout", "ibug98", "must be one of ['bigo106', 'ibug68']"),
     ("data.split", "validation", "must be one of ['test', 'train']"),
     ("data.dataset", "", "must name a data set"),
-    ("model.generator", "unet", "must be one of ['stargan', 'warp_refine']"),
+    ("model.generator", "", "must name a generator (one of models.GENERATORS)"),
     ("model.perceptual", "vgg19", "must be one of ['efficientnet_lite0', 'none', 'resnet50']"),
     ("model.conv_dim", 0, "must be >= 1"),
     ("model.res_blocks", -1, "must be >= 0"),
@@ -102,10 +103,9 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 
 def test_accepted_names_are_those_of_the_modules_that_use_them():
-    from bigo_facegen import data, keypoints, models
+    from bigo_facegen import data, keypoints
     from bigo_facegen.models import perceptual
 
-    assert set(configs.GENERATORS) == set(models.GENERATORS)
     assert set(configs.PERCEPTUAL_BACKBONES) == set(perceptual.BACKBONES) | {"none"}
     assert set(configs.KEYPOINT_STYLES) == set(keypoints.STYLES)
     assert set(configs.LAYOUTS) == set(keypoints.LAYOUTS)
@@ -118,3 +118,21 @@ def test_config_imports_no_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_an_unregistered_generator_is_refused_before_the_data_set_is_prepared(tmp_path):
+    from bigo_facegen import data
+
+    config = configs.override(configs.cpu(), {"model.generator": "tiny", "data.data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"^model.generator='tiny': must be one of \['stargan', 'warp_refine'\]$"):
+        data.resolve_config(config)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [0, -4, 30])
+def test_check_image_size_is_the_rule_of_data_image_size(size):
+    with pytest.raises(ValueError, match=f"^image_size={size}: {re.escape(configs.IMAGE_SIZE_RULE)}$"):
+        configs.check_image_size(size)
+    with pytest.raises(ValueError, match=f"^data.image_size={size}: {re.escape(configs.IMAGE_SIZE_RULE)}$"):
+        configs.override(configs.cpu(), {"data.image_size": size})
+

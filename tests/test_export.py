@@ -1,6 +1,7 @@
 """SavedModel export: versioned folders, the serving signature as TF Serving sees it, same faces as the Keras model."""
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, files, geometry, inference, keypoints, models, training, video
+from bigo_facegen import annotations, checkpoints, config, export, files, geometry, inference, keypoints, models, training, video
 
 SIZE = 32
 
@@ -34,10 +35,10 @@ def _batches(input_context, data_cfg=None):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny model trained for two steps by the real Trainer, and its generator as training.load_generator gives it."""
+    """A tiny model trained for two steps by the real Trainer, and its generator as checkpoints.load_generator gives it."""
     model_dir = tmp_path_factory.mktemp("run")
     training.Trainer(_tiny_config(), model_dir, _batches).train()
-    generator, cfg = training.load_generator(model_dir)
+    generator, cfg = checkpoints.load_generator(model_dir)
     return model_dir, cfg, generator
 
 
@@ -219,6 +220,18 @@ def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, re
     model = inference.FaceModel.load(export_dir)
     with pytest.raises(inference.GenerationError, match="needs the reference points"):
         model.generate(crops, rows[..., :2], rows[..., 2])
+
+
+@pytest.mark.parametrize("fixture", ["exported", "warp_export"])
+def test_an_export_without_has_repaint_in_its_sidecar_still_loads(fixture, request, tmp_path):
+    """Sidecars written before the registry declared `has_repaint`: repaint went with the reference keypoints."""
+    version_dir = request.getfixturevalue(fixture)[1]
+    old = tmp_path / "1"
+    shutil.copytree(version_dir, old)
+    sidecar = json.loads((old / export.SIDECAR).read_text())
+    has_repaint = sidecar["spec"].pop("has_repaint")
+    (old / export.SIDECAR).write_text(json.dumps(sidecar))
+    assert export.load(old).spec.has_repaint == has_repaint == sidecar["spec"]["reads_reference_keypoints"]
 
 
 def test_face_model_loads_export_and_model_dir_alike(exported, trained, real_batch):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from bigo_facegen import annotations, geometry, keypoints, models, video
 from bigo_facegen.config import ModelConfig
 from bigo_facegen.models import perceptual
-from bigo_facegen.training import check_checkpointable, unsaved_weights
+from bigo_facegen.checkpoints import check_checkpointable, unsaved_weights
 
 TINY = ModelConfig(conv_dim=8, res_blocks=2, critic_dim=8, critic_blocks=2, perceptual="none")
 
@@ -130,10 +130,12 @@ def test_mixed_precision_outputs_float32_and_keeps_spectral_norm_in_float32():
 
 
 def test_build_generator_rejects_unknown_names_and_sizes():
-    with pytest.raises(ValueError, match="unknown generator 'nope'.*stargan"):
+    with pytest.raises(ValueError, match="model.generator='nope': must be one of .*stargan"):
         models.build_generator(ModelConfig(generator="nope"), 32, 68)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        models.build_generator(TINY, 30, 68)
+    # The rule of `data.image_size`, also for networks built without a config.
+    for build in (lambda: models.build_generator(TINY, 30, 68), lambda: models.build_keypoint_detector(TINY, 30)):
+        with pytest.raises(ValueError, match=r"^image_size=30: must be a positive multiple of 4"):
+            build()
 
 
 def test_every_weight_is_saved_by_tf_checkpoints():

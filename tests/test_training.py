@@ -18,8 +18,10 @@ import tensorflow as tf
 from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
 from bigo_facegen.models import lite0_weights, perceptual
-from bigo_facegen.training import (SAMPLE_COUNT, ModelDirError, TrainingDiverged, Trainer, TrainStep, build_networks,
-                                   build_optimizers, dtype_policy, load_generator)
+from bigo_facegen.checkpoints import ModelDirError, load_generator
+from bigo_facegen.distribution import dtype_policy
+from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers, inputs_of
+from bigo_facegen.training import SAMPLE_COUNT, Trainer, TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -91,11 +93,32 @@ def copy_state(source, target) -> None:
             t.assign(s.numpy())
 
 
-def build_step(config, **kwargs):
+def build_step(config, step_class=TrainStep):
     networks = build_networks(config, num_points=68)
     optimizers = build_optimizers(config.optimizer, networks)
-    step = TrainStep(networks, optimizers, config.loss, config.data.batch_per_replica, **kwargs)
+    step = step_class(networks, optimizers, config.loss, config.data.batch_per_replica)
     return networks, optimizers, tf.function(step)
+
+
+class RecomputingStep(TrainStep):
+    """The original's order: the generator's output computed afresh for each critic update and again for its own."""
+
+    def __call__(self, batch):
+        inputs = inputs_of(batch)
+
+        def fresh():
+            return self.networks.generator(inputs, training=True)
+
+        result = {"critic": self.update_critic(batch, fresh()),
+                  "identity_critic": self.update_identity_critic(batch, fresh()),
+                  "keypoint_detector": self.update_detector(batch)}
+        variables = self.networks.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            result["generator"], terms = self.generator_loss(
+                batch, self.networks.generator.compose(inputs, training=True))
+        self.optimizers.generator.apply(tape.gradient(result["generator"], variables), variables)
+        result.update({f"generator_{name}": self._average(value) for name, value in terms.items()})
+        return result
 
 
 def test_one_step_updates_every_network(batch, tiny_backbone):
@@ -138,7 +161,7 @@ def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
     """G's output computed once and reused by both critics' updates = the original's three forward passes."""
     config = tiny_config(**{"model.detector_noise_std": 0.4, "model.generator": generator})
     reused, _, reused_step = build_step(config)
-    recomputed, _, recomputed_step = build_step(config, recompute_fake=True)
+    recomputed, _, recomputed_step = build_step(config, RecomputingStep)
     copy_state(reused, recomputed)
     for _ in range(3):
         a, b = reused_step(batch), recomputed_step(batch)
@@ -188,7 +211,8 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
     out = run_python(f"""
         import json
         import numpy as np, tensorflow as tf
-        from bigo_facegen.training import Trainer, configure_cpu_devices
+        from bigo_facegen.distribution import configure_cpu_devices
+        from bigo_facegen.training import Trainer
         configure_cpu_devices(2)
         from tests.test_training import tiny_config, real_face_batch, copy_state, models_of
         batch = real_face_batch({str(real_faces_dir)!r}, batch=4)
@@ -238,7 +262,8 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
                 result["replica_mismatch"].append(variable.path)
 
         # float16 with loss scaling, one replica overflowing: every replica skips the step (no NaN summed in).
-        from bigo_facegen.training import TrainStep, build_networks, build_optimizers, dtype_policy
+        from bigo_facegen.distribution import dtype_policy
+        from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
         halves[1]["reference"] = np.full_like(halves[1]["reference"], np.inf)
         config = tiny_config()
         with dtype_policy("mixed_float16"), mirrored.strategy.scope():
@@ -429,12 +454,23 @@ def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: li
     assert {"critic", "identity_critic", "keypoint_detector", "generator", "generator_keypoint",
             "generator_adversarial", "generator_identity", "generator_l1", "generator_perceptual",
             "images_per_s"} <= records[0].keys()
-    tags = set()
+    plugins, scalars, images = {}, {}, {}
     for event_file in (model_dir / "tensorboard").glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
-            tags.update(value.tag for value in event.summary.value)
-    assert {"loss/generator", "loss/critic", "images_per_s"} <= tags
-    assert any(tag.startswith("samples/") for tag in tags)
+            for value in event.summary.value:
+                plugins.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
+                if value.tag.startswith("samples/"):
+                    images[value.tag, event.step] = tf.make_ndarray(value.tensor)
+                else:
+                    scalars[value.tag, event.step] = float(tf.make_ndarray(value.tensor))
+    assert {plugins[tag] for tag in ("loss/generator", "loss/critic", "images_per_s")} == {"scalars"}
+    assert scalars["loss/generator", steps[-1]] == pytest.approx(records[-1]["generator"], rel=1e-6)
+    assert scalars["images_per_s", steps[-1]] == pytest.approx(records[-1]["images_per_s"], rel=1e-6)
+    sample_tags = [tag for tag in plugins if tag.startswith("samples/")]
+    assert len(sample_tags) == 1 and plugins[sample_tags[0]] == "images"
+    # An image summary holds width, height and the PNG.
+    width, height, png = images[sample_tags[0], steps[-1]]
+    assert tf.io.decode_png(png).shape == (int(height), int(width), 3)
     grid = tf.io.decode_png((model_dir / "samples" / f"step-{steps[-1]}.png").read_bytes())
     rows = min(SAMPLE_COUNT, config.data.batch_per_replica)
     assert grid.shape == (rows * config.data.image_size, 4 * config.data.image_size, 3)
@@ -614,7 +650,7 @@ def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     model_dir = tmp_path / "run"
     config = tiny_config(**{"data.dataset": str(folder), "data.data_dir": str(tfds_dir), "data.tier": "all",
                             "data.batch_per_replica": 2, "train.steps": 1})
-    Trainer(config, model_dir).train()
+    Trainer(data.resolve_config(config), model_dir).train()
     before = contents(model_dir)
     done = run_entry_point(*entry_point_args(folder, tfds_dir, model_dir, steps=2),
                            "--config_override=model.conv_dim=16")

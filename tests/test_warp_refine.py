@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, geometry, keypoints, models, training, video, warping
+from bigo_facegen import annotations, config, distribution, geometry, keypoints, models, train_step, video, warping
 from bigo_facegen.models import warp_refine
 
 SIZE = 32
@@ -149,7 +149,7 @@ def test_xla_forward_matches_eager(real_batch, generator):
 
 def test_mixed_bfloat16_under_xla_keeps_float32_outputs_and_motion(real_batch):
     batch = at_size(real_batch, SIZE)
-    with training.dtype_policy("mixed_bfloat16"):
+    with distribution.dtype_policy("mixed_bfloat16"):
         generator = models.build_generator(TINY, SIZE, NUM_POINTS)
     assert generator.dense_motion.down[0].compute_dtype == "bfloat16"
     inputs = generator_inputs(batch)
@@ -178,10 +178,10 @@ def test_train_step_under_a_distribution_strategy_changes_every_generator_weight
     experiment.model = TINY
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        networks = training.build_networks(experiment, NUM_POINTS)
-        optimizers = training.build_optimizers(experiment.optimizer, networks)
+        networks = train_step.build_networks(experiment, NUM_POINTS)
+        optimizers = train_step.build_optimizers(experiment.optimizer, networks)
     assert isinstance(networks.generator, models.WarpRefineGenerator)
-    step = training.TrainStep(networks, optimizers, experiment.loss, global_batch_size=4)
+    step = train_step.TrainStep(networks, optimizers, experiment.loss, global_batch_size=4)
     before = [v.numpy().copy() for v in networks.generator.trainable_variables]
     result = tf.function(lambda b: strategy.run(step, args=(b,)))(batch)
     assert all(np.isfinite(value.numpy()) for value in result.values())

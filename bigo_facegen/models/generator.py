@@ -8,7 +8,7 @@ from bigo_facegen.models.blocks import stargan_trunk
 
 class ExpressionGenerator(keras.Model):
     """Reads `reference` and `target_map` (B, S, S, 3) in [-1, 1] from its input dict (other keys are ignored) and
-    returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4."""
+    returns the generated face (B, S, S, 3) float32 in [-1, 1] (`compose`: only that). S must be a multiple of 4."""
 
     def __init__(self, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
         super().__init__(**kwargs)
@@ -17,8 +17,12 @@ class ExpressionGenerator(keras.Model):
         self.trunk = stargan_trunk(conv_dim, res_blocks, name="trunk")
 
     def call(self, inputs, training=False):
+        return self.compose(inputs, training=training)["image"]
+
+    def compose(self, inputs: dict, training=False) -> dict:
+        """`image`, the generated face (no motion, no repaint: see `contract`)."""
         x = keras.ops.concatenate([inputs["reference"], inputs["target_map"]], axis=-1)
-        return self.trunk(x, training=training)
+        return {"image": self.trunk(x, training=training)}
 
     def get_config(self):
         return {**super().get_config(), "conv_dim": self.conv_dim, "res_blocks": self.res_blocks}

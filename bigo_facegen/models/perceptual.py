@@ -15,6 +15,7 @@ from absl import logging
 
 from bigo_facegen.config import ModelConfig
 from bigo_facegen.models import efficientnet_lite, lite0_weights
+from bigo_facegen.models.contract import from_unit
 
 RESNET50_NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 LITE0_FEATURE_STRIDES = (2, 4, 8, 16)
@@ -51,7 +52,7 @@ class PerceptualNetwork(keras.Model):
         self.trainable = False
 
     def call(self, faces, training=False):
-        features = self.backbone(self.preprocess((faces + 1.0) * 127.5), training=False)
+        features = self.backbone(self.preprocess(from_unit(faces)), training=False)
         return keras.ops.cast(features, "float32")
 
 
@@ -69,7 +70,7 @@ class PyramidPerceptualNetwork(PerceptualNetwork):
         features = []
         for factor in self.downsampling:
             images = faces if factor == 1 else keras.ops.average_pool(faces, factor, factor)
-            maps = self.backbone(self.preprocess((images + 1.0) * 127.5), training=False)
+            maps = self.backbone(self.preprocess(from_unit(images)), training=False)
             features.extend(keras.ops.cast(m, "float32") for m in maps)
         return features
 

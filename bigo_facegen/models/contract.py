@@ -1,0 +1,79 @@
+"""The generator contract: what every generator is declared to read and return, and the one way its inputs are built.
+
+Inputs: `generator_inputs` gives the dict every generator is called with, from the reference crop in [-1, 1] and the
+keypoints of both faces; the target keypoint map in it is drawn with the run's `KeypointMapSettings`, so that
+training, tuning, serving and the build-time example agree on it. Outputs: `compose(inputs, training)` returns a dict
+holding `image` (B, S, S, 3) in [-1, 1], the generated face; a generator whose spec says `has_repaint` also returns
+`REPAINT_LAYERS` (its painting, the repaint mask laying it over the reference warped by its flow, and that motion).
+Calling the generator returns `compose(...)["image"]`.
+
+Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from bigo_facegen import keypoints
+from bigo_facegen.config import DataConfig, ModelConfig
+
+# The layers of a `has_repaint` generator's `compose`, beside `image`, all float32: the reference warped by the
+# keypoint prior alone and by the final flow (B, S, S, 3), the occlusion mask (B, S, S, 1), the painting (B, S, S, 3)
+# and the repaint mask (B, S, S, 1): image = warped x (1 - repaint) + painted x repaint.
+REPAINT_LAYERS = ("prior_warped", "warped", "mask", "painted", "repaint")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSpec:
+    """A registered generator: `build(model_cfg, image_size, num_points)` makes it (unbuilt); whether it reads the
+    reference crop's keypoints (else only the crop and the target keypoint map), and whether its `compose` returns
+    `REPAINT_LAYERS`."""
+    build: Callable[[ModelConfig, int, int], keras.Model]
+    reads_reference_keypoints: bool
+    has_repaint: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointMapSettings:
+    """How the target keypoint map is drawn (`keypoints.draw_map_tf`): style, radius in crop pixels, and the layout
+    of the points (needed by the `lines` style)."""
+    style: str
+    radius: float
+    layout: str | None
+
+    @classmethod
+    def from_config(cls, data_cfg: DataConfig) -> "KeypointMapSettings":
+        return cls(data_cfg.keypoint_style, data_cfg.dot_radius, data_cfg.layout)
+
+    def draw(self, points, flags, size: int) -> tf.Tensor:
+        layout = None if self.layout is None else keypoints.get_layout(self.layout)
+        return keypoints.draw_map_tf(points, flags, size, self.style, self.radius, layout)
+
+
+def generator_inputs(reference, target_points, target_flags, settings: KeypointMapSettings,
+                     reference_points=None, reference_flags=None) -> dict:
+    """The input dict of every generator: `reference` (B, S, S, 3) float32 in [-1, 1], `target_points` (B, N, 2) in
+    crop pixels, `target_flags` (B, N), and the drawn `target_map` (B, S, S, 3); with the reference crop's keypoints
+    also `reference_points` and `reference_flags` (those a generator whose spec `reads_reference_keypoints` needs)."""
+    reference = tf.convert_to_tensor(reference, tf.float32)
+    target_points = tf.convert_to_tensor(target_points, tf.float32)
+    target_flags = tf.cast(target_flags, tf.int32)
+    inputs = {"reference": reference, "target_points": target_points, "target_flags": target_flags,
+              "target_map": settings.draw(target_points, target_flags, reference.shape[1])}
+    if reference_points is not None:
+        inputs["reference_points"] = tf.convert_to_tensor(reference_points, tf.float32)
+        inputs["reference_flags"] = tf.cast(reference_flags, tf.int32)
+    return inputs
+
+
+def to_unit(pixels) -> tf.Tensor:
+    """Pixels 0..255 (any dtype) -> float32 in [-1, 1]."""
+    return tf.cast(pixels, tf.float32) / 127.5 - 1.0
+
+
+def from_unit(images):
+    """Images in [-1, 1] -> pixel values 0..255 of the same dtype, unrounded (differentiable)."""
+    return (images + 1.0) * 127.5

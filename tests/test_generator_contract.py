@@ -1,0 +1,97 @@
+"""The generator contract: a generator defined here, known only by its own definition and its registry entry, trains
+through the Trainer, exports, serves through `serving_default` and generates a video."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bigo_facegen import checkpoints, config, export, inference, keypoints, models, video
+from bigo_facegen.models.contract import from_unit, generator_inputs, to_unit
+from bigo_facegen.training import Trainer
+
+SIZE = 32
+POINTS = 68
+BATCH = 2
+
+
+class TinyGenerator(keras.Model):
+    """Reference crop, target keypoint map and the reference keypoints drawn as a heatmap -> a face, in two convs."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.hidden = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="hidden")
+        self.head = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", dtype="float32", name="head")
+
+    def call(self, inputs, training=False):
+        return self.compose(inputs, training=training)["image"]
+
+    def compose(self, inputs: dict, training=False) -> dict:
+        reference_map = keypoints.draw_map_tf(inputs["reference_points"], inputs["reference_flags"], SIZE,
+                                              "heatmap", 1.0)
+        x = keras.ops.concatenate([inputs["reference"], inputs["target_map"], reference_map], axis=-1)
+        return {"image": self.head(self.hidden(x))}
+
+
+SPEC = models.GeneratorSpec(lambda model_cfg, image_size, num_points: TinyGenerator(model_cfg.conv_dim,
+                                                                                     name="generator"),
+                            reads_reference_keypoints=True, has_repaint=False)
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch):
+    monkeypatch.setitem(models.GENERATORS, "tiny", SPEC)
+
+
+def batches(data_cfg, input_context):
+    def image():
+        return tf.random.uniform((BATCH, SIZE, SIZE, 3), -1.0, 1.0, seed=1)
+
+    points = tf.random.uniform((BATCH, POINTS, 2), 0.0, SIZE, seed=2)
+    flags = tf.fill((BATCH, POINTS), 2)
+    return tf.data.Dataset.from_tensors({
+        "reference": image(), "target": image(), "reference_map": image(), "target_map": image(),
+        "reference_points": points, "target_points": points, "reference_flags": flags, "target_flags": flags,
+    }).repeat()
+
+
+def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_registered, real_faces_dir, tmp_path):
+    cfg = config.override(config.preset("cpu"), {
+        "data.image_size": SIZE, "data.layout": "ibug68", "data.batch_per_replica": BATCH, "model.generator": "tiny",
+        "model.conv_dim": 4, "model.critic_dim": 8, "model.critic_blocks": 2, "model.perceptual": "none",
+        "train.steps": 1, "train.log_every": 1, "train.sample_every": 1, "train.checkpoint_every": 1})
+    run = tmp_path / "run"
+    losses = Trainer(cfg, run, batches).train()
+    assert losses and all(np.isfinite(value) for value in losses.values())
+    assert "generator_painted_l1" not in losses  # no repaint: no painting to learn alone
+    grid = tf.io.decode_png((run / "samples" / "step-1.png").read_bytes())
+    assert grid.shape == (BATCH * SIZE, 4 * SIZE, 3)
+
+    version_dir = export.export_model_dir(run, tmp_path / "export")
+    sidecar = json.loads((version_dir / export.SIDECAR).read_text())
+    assert sidecar["inputs"] == ["reference", "reference_keypoints", "target_keypoints"]
+    assert sidecar["outputs"] == [export.OUTPUT]
+    serve = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+    rows = np.concatenate([rng.uniform(0, SIZE, (BATCH, POINTS, 2)), np.full((BATCH, POINTS, 1), 2.0)], axis=-1)
+    rows = rows.astype(np.float32)
+    served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(rows),
+                   target_keypoints=tf.constant(rows))
+    assert sorted(served) == [export.OUTPUT]
+
+    generator, trained_cfg = checkpoints.load_generator(run)
+    settings = export.ServingSpec.from_config(trained_cfg).map_settings
+    expected = generator(generator_inputs(to_unit(crops), rows[..., :2], rows[..., 2], settings,
+                                          reference_points=rows[..., :2], reference_flags=rows[..., 2]))
+    difference = served[export.OUTPUT].numpy().astype(np.float32) - from_unit(expected.numpy())
+    assert np.abs(difference).max() <= 0.5 + 1e-3
+
+    out = tmp_path / "out.mp4"
+    stats = inference.generate_from_annotations(version_dir, real_faces_dir / "annotations.json", "dpe_d", out,
+                                                max_frames=3, copy_threshold=0.0, progress=False)
+    assert (stats.frames, stats.generated) == (3, 3)
+    assert video.probe(out).frame_count == 3
+    assert inference.FaceModel.load(version_dir).default_fusion == "shift"
