@@ -43,6 +43,7 @@ def psnr(truth: np.ndarray, generated: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(_DATA_RANGE ** 2 / mse))
 
 
+# Kept rather than scikit-image's structural_similarity, which it equals: OpenCV's box filters make it ~20x faster.
 def ssim(truth: np.ndarray, generated: np.ndarray) -> float:
     """Structural similarity of two uint8 images (H, W) or (H, W, C), averaged over channels (see module doc)."""
     truth, generated = _check_pair(truth, generated)

@@ -59,6 +59,7 @@ def _rebuild_parameter(data, *unused):
     return data
 
 
+# Kept rather than torch.load: torch would be a run-time dependency of a package that only needs its arrays.
 class _StateDictUnpickler(pickle.Unpickler):
     """Unpickles only state-dict content (ordered dicts of tensors), so a file cannot run arbitrary code."""
 
