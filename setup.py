@@ -15,7 +15,8 @@ setup(
         "tensorflow==2.21.0",
         "keras>=3.15,<4",
         "tensorflow-datasets==4.9.10",
-        # `tfds` (the CLI) of tensorflow-datasets 4.9.10 fails at start-up without these three.
+        # Apache Beam runs the data set build past one machine and experiments.generate_batch; and `tfds` (the CLI) of
+        # tensorflow-datasets 4.9.10 fails at start-up without these three.
         "apache-beam",
         "mlcroissant",
         "importlib_resources",

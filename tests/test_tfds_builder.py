@@ -58,11 +58,11 @@ def manifest_people(real_faces_dir) -> dict:
         return {row["clip"]: row["person"] for row in csv.DictReader(f, delimiter="\t")}
 
 
-def _tfds_build(manual_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    """`tfds build` of the `folder` config, as a user would run it; its log and errors together in `stdout` (the
-    command line logs through tqdm, to stdout)."""
+def _tfds_build(manual_dir: Path, data_dir: Path, *options: str) -> subprocess.CompletedProcess:
+    """`tfds build` of the `folder` config, as a user would run it, with more command-line `options`; its log and
+    errors together in `stdout` (the command line logs through tqdm, to stdout)."""
     return subprocess.run([str(TFDS), "build", "bigo_face", "--config=folder", f"--manual_dir={manual_dir}",
-                           "--imports=tfds_bigo", f"--data_dir={data_dir}"],
+                           "--imports=tfds_bigo", f"--data_dir={data_dir}", *options],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
 
 
@@ -99,6 +99,24 @@ def test_cli_build_then_tfds_load(cli_data_dir, manifest_people):
     # Three videos without tiers: one per tier by head-pose spread.
     assert sorted(ex["tier"].decode() for ex in examples.values()) == sorted(TIERS)
     assert {split: builder.info.splits[split].num_examples for split in TIERS} == {t: 1 for t in TIERS}
+
+
+def test_beam_build_stores_the_examples_of_the_plain_build(clips_dir, cli_data_dir, tmp_path):
+    done = _tfds_build(clips_dir, tmp_path, "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,"
+                                            "direct_running_mode=multi_processing")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "using BeamWriter" in done.stdout     # TFDS wrote the splits from Beam's collections
+    plain, beam = (tfds.builder("bigo_face/folder", data_dir=data_dir) for data_dir in (cli_data_dir, tmp_path))
+    assert beam.info.metadata == plain.info.metadata
+    assert sorted(beam.info.splits) == sorted(plain.info.splits) == sorted(TIERS)
+    for split in TIERS:
+        plain_examples = list(tfds.as_numpy(plain.as_dataset(split=split)))
+        beam_examples = list(tfds.as_numpy(beam.as_dataset(split=split)))
+        assert len(beam_examples) == len(plain_examples) == 1
+        for beam_example, plain_example in zip(beam_examples, plain_examples):
+            assert sorted(beam_example) == sorted(plain_example)
+            for feature, value in plain_example.items():
+                np.testing.assert_array_equal(beam_example[feature], value, err_msg=f"{split}: {feature}")
 
 
 def test_crops_and_keypoints_match_the_source_frames(cli_data_dir, clips_dir):
@@ -248,12 +266,14 @@ def test_symbolic_link_out_of_the_folder_is_refused_before_anything_is_written(c
     assert not (tmp_path / "fresh").exists()
 
 
-def test_bad_video_fails_naming_the_file(clips_dir, tmp_path):
+@pytest.mark.parametrize("beam_runner", [None, "DirectRunner"])
+def test_bad_video_fails_naming_the_file(clips_dir, tmp_path, beam_runner):
     broken = _cut_folder(clips_dir, tmp_path / "broken", CLIPS[:2], 3)
     (broken / "videos" / "lp_d0.mp4").write_bytes(b"not a video at all")
     builder = tfds.builder("bigo_face", config=folder_config(broken), data_dir=tmp_path / "data")
     with pytest.raises(video.VideoError, match="lp_d0.mp4"):
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(broken)))
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(broken),
+                                                                                  beam_runner=beam_runner))
 
 
 def test_annotation_past_the_video_fails_naming_the_file(clips_dir, tmp_path):

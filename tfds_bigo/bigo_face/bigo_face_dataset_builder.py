@@ -19,6 +19,16 @@ prepared data set records what it was built from (`info.metadata["source"]`: the
 from another folder or from this one before it changed; without one (`tfds.load`), the prepared data set is used.
 Every file the build reads must lie inside the folder: a symbolic link out of it is refused, and a folder given as the
 manual directory is checked (`read_folder`) before anything is written.
+
+The `bigo` and `folder` sources build on Apache Beam, one video per element, when the download config names a Beam
+runner or Beam options (`tfds build --beam_pipeline_options=...`), and in this process otherwise; both ways turn a
+video into its example by the same `VideoExamples`, so they store the same examples. The Beam workers read the folder
+with OpenCV at the manual directory's path: on a cluster it must be mounted at that path on every worker.
+
+    tfds build bigo_face --config=folder --manual_dir=../shared/data/real_faces/dev --imports=tfds_bigo \
+        --beam_pipeline_options="runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
+
+The `synthetic` source is generated into a scratch folder of this process, so it always builds here.
 """
 from __future__ import annotations
 
@@ -145,6 +155,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return config
 
     def _download_and_prepare(self, dl_manager, download_config):
+        self._on_beam = self.builder_config.source != "synthetic" and (
+            download_config.beam_runner is not None or download_config.beam_options is not None)
         # The synthetic source is generated into a scratch folder that must outlive `_split_generators` (the example
         # generators run after it returns) and no longer than the build.
         with tempfile.TemporaryDirectory(prefix="bigo_face_") as scratch:
@@ -173,16 +185,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "videos": {bigo_folder.video_id(v): {"identity": identities[v.video], "tier": tiers[v.video],
                                                  "frames": copies * len(v.face_frames())} for v in videos},
         })
-        return {tier: self._generate_examples(root, annotation_file, [v for v in videos if tiers[v.video] == tier],
-                                              tiers, identities)
+        example_of = VideoExamples(root, annotation_file, self.builder_config.crop_size,
+                                   tuple(self.builder_config.rotations), tiers, identities)
+        return {tier: self._generate_examples([v for v in videos if tiers[v.video] == tier], example_of)
                 for tier in bigo_folder.TIERS if tier in tiers.values()}
 
-    def _generate_examples(self, root: Path, annotation_file: Path, videos, tiers, identities):
-        for video in videos:
-            example = self._video_example(root, annotation_file, video)
-            video_id = bigo_folder.video_id(video)
-            example.update(video_id=video_id, identity=identities[video.video], tier=tiers[video.video])
-            yield video_id, example
+    def _generate_examples(self, videos, example_of: VideoExamples):
+        """The (key, example) of each of `videos`: a Beam transform on Beam (see the module doc), else a generator."""
+        if self._on_beam:
+            import apache_beam as beam  # only a Beam build pays for importing Beam
+            return "Videos" >> beam.Create(videos) | "Examples" >> beam.Map(example_of)
+        return (example_of(video) for video in videos)
 
     def _source_folder(self, dl_manager) -> Path:
         config = self.builder_config
@@ -195,20 +208,37 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return out
         return Path(dl_manager.manual_dir).resolve()
 
-    def _video_example(self, root: Path, annotation_file: Path, video) -> dict:
-        """Crops, encodes and collects the face frames of one video; any failure names the video file."""
-        path = annotations_lib.resolve_video_path(video, root)
+
+@dataclasses.dataclass(frozen=True)
+class VideoExamples:
+    """One video's (key, example), the unit of work of a build: called in this process, or pickled to a Beam worker
+    (so it holds only plain values). `tiers` and `identities` map each video's `video` name to its tier and
+    identity; `rotations` are the config's."""
+    root: Path
+    annotation_file: Path
+    crop_size: int
+    rotations: tuple[float, ...]
+    tiers: dict[str, str]
+    identities: dict[str, str]
+
+    def __call__(self, video: annotations_lib.VideoAnnotation) -> tuple[str, dict]:
+        """Crops, encodes and collects the face frames of `video`; any failure names the video file."""
+        path = annotations_lib.resolve_video_path(video, self.root)
         try:
-            annotations_lib.check_against_video(video, video_lib.probe(path).frame_count, source=str(annotation_file))
-            return self._crop_frames(path, video)
+            annotations_lib.check_against_video(video, video_lib.probe(path).frame_count,
+                                                source=str(self.annotation_file))
+            example = self._crop_frames(path, video)
         except (annotations_lib.AnnotationError, video_lib.VideoError):
             raise
         except Exception as e:
             raise video_lib.VideoError(f"{path}: cannot build its example: {type(e).__name__}: {e}") from e
+        video_id = bigo_folder.video_id(video)
+        example.update(video_id=video_id, identity=self.identities[video.video], tier=self.tiers[video.video])
+        return video_id, example
 
     def _crop_frames(self, path: Path, video) -> dict:
-        size = self.builder_config.crop_size
-        angles = (0.0, *self.builder_config.rotations)
+        size = self.crop_size
+        angles = (0.0, *self.rotations)
         centre = ((size - 1) / 2.0, (size - 1) / 2.0)
         faces = {frame.index: frame for frame in video.face_frames()}
         last = max(faces)

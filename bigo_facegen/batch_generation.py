@@ -1,0 +1,267 @@
+"""Batch generation on Apache Beam: many `experiments.generate` jobs, one per line of a JSONL file, as one pipeline.
+
+A job line is a JSON object with what `experiments.generate` takes: `model` (an export or a training model_dir),
+`annotations` (a BIGO annotation file), `video` (the video in it whose keypoints drive the face) and `output` (the
+mp4), and optionally `reference`, `reference_index`, `videos_dir`, `face_output`, `fps`, `max_frames`, `fusion`,
+`border`, `fill`, `copy_threshold`, `color_transfer`, `feather` and `batch`, meaning what the flags of those names
+mean there. Relative paths are the current folder's. For example:
+
+    {"model": "exports/face", "annotations": "data/annotations.json", "video": "12008", "output": "out/12008.mp4"}
+
+- Every line is checked before the pipeline starts (`read_jobs`): valid JSON, the keys known and of the right type,
+  the files it reads present, its output paths writable and no other job's, and each model loads. A bad line fails
+  alone, with the reason.
+- A job whose `output` exists is skipped. An output appears whole or not at all, and after its face video
+  (`inference.VideoGenerator.generate_video`), so an existing output is a finished job: a pipeline that failed or was
+  stopped is run again as it is and does only what is left.
+- Each model's jobs go through Beam's RunInference with `FaceModelHandler`, one job per batch, so each worker loads
+  a model once for all its jobs. A job that fails (an unknown video, a corrupt file, keypoints of another layout) is
+  listed with its reason and the others go on.
+- The failure list (JSONL, one `{"line", "output", "reason"}` per failed job) is written whole at the end of every
+  run, empty when nothing failed, in place of the last run's.
+
+Workers read and write the jobs' paths as they are, so on a cluster those paths must be the same on every worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from bigo_facegen import files, inference
+from bigo_facegen.fusion import BORDERS, FILLS, FUSIONS
+
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """What a job key takes: the values `accepts` is true of, described as `need`."""
+    need: str
+    accepts: Callable[[Any], bool]
+
+
+_TEXT = _Kind("a non-empty text", lambda value: isinstance(value, str) and value != "")
+# JSON's true and false are not integers here, although Python's are.
+_INTEGER = _Kind("an integer", lambda value: type(value) is int)
+_NUMBER = _Kind("a finite number", lambda value: type(value) in (int, float) and math.isfinite(value))
+_BOOLEAN = _Kind("true or false", lambda value: type(value) is bool)
+
+
+def _one_of(choices: Iterable[str]) -> _Kind:
+    choices = tuple(choices)
+    return _Kind(f"one of {', '.join(choices)}", lambda value: value in choices)
+
+
+REQUIRED_KEYS = ("model", "annotations", "video", "output")
+# Optional key -> what it takes and the keyword of `inference.generate_from_annotations` it fills.
+OPTIONAL_KEYS = {
+    "reference": (_TEXT, "reference_image"),
+    "reference_index": (_INTEGER, "reference_index"),
+    "videos_dir": (_TEXT, "videos_dir"),
+    "face_output": (_TEXT, "face_output"),
+    "fps": (_NUMBER, "fps"),
+    "max_frames": (_INTEGER, "max_frames"),
+    "fusion": (_one_of(FUSIONS), "fusion"),
+    "border": (_one_of(sorted(BORDERS)), "border"),
+    "fill": (_one_of(FILLS), "fill"),
+    "copy_threshold": (_NUMBER, "copy_threshold"),
+    "color_transfer": (_BOOLEAN, "color_transfer"),
+    "feather": (_NUMBER, "feather"),
+    "batch": (_INTEGER, "batch_size"),
+}
+_KINDS = {**{key: _TEXT for key in REQUIRED_KEYS}, **{key: kind for key, (kind, _) in OPTIONAL_KEYS.items()}}
+_PATH_KEYS = ("model", "annotations", "output", "reference", "videos_dir", "face_output")
+# The paths a job reads: they must exist before it runs.
+_READ_PATHS = ("model", "annotations", "reference", "videos_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One line of a jobs file, checked, its paths absolute. `options` are keywords of
+    `inference.generate_from_annotations`."""
+    line: int
+    model: str
+    annotations: str
+    video: str
+    output: str
+    options: dict[str, Any]
+
+    def run(self, model: inference.FaceModel) -> None:
+        inference.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
+                                            **self.options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A job that failed: its line in the jobs file, its output (None where the line has none) and why."""
+    line: int
+    output: str | None
+    reason: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What a run did: of `jobs` (the non-blank lines), `generated` written, `skipped` found written, and the
+    `failures` of its failure list (`failure_list`)."""
+    jobs: int
+    generated: int
+    skipped: int
+    failures: list[Failure]
+    failure_list: Path
+
+
+class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel]):
+    """RunInference's handle on one model, whose "inference" on a job is the job's video: `FaceModel` loads an export
+    with its sidecar and calls its signature by input name. Beam's TensorFlow handlers cannot: they load with
+    `tf.keras.models.load_model`, which Keras 3 refuses for a SavedModel folder (and they need tensorflow_hub), and
+    call the model with one stacked tensor. Its result for a job is None, or the job's `Failure`."""
+
+    def __init__(self, model_path: str):
+        super().__init__(max_batch_size=1)  # a batch is a job: a job's frames are batched inside it
+        self._model_path = model_path
+
+    def load_model(self) -> inference.FaceModel:
+        inference.configure_cpu_threads()  # a worker process of its own only generates
+        return inference.FaceModel.load(self._model_path)
+
+    def run_inference(self, batch: Sequence[Job], model: inference.FaceModel,
+                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        return [PredictionResult(job, _run(job, model), self._model_path) for job in batch]
+
+
+def _run(job: Job, model: inference.FaceModel) -> Failure | None:
+    try:
+        job.run(model)
+    except Exception as e:  # noqa: BLE001  one bad job must not stop the others: any error is its failure
+        return Failure(job.line, job.output, _reason(e))
+    return None
+
+
+def _reason(error: Exception) -> str:
+    # The library's errors about bad input (ValueError and OSError kinds) name the file and the problem already.
+    return str(error) if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {error}"
+
+
+def default_failure_list(jobs_path: str | os.PathLike) -> Path:
+    """`JOBS.failures.jsonl` beside `JOBS.jsonl`."""
+    jobs_path = Path(jobs_path)
+    return jobs_path.with_name(f"{jobs_path.stem}.failures.jsonl")
+
+
+def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
+    """The jobs of a JSONL jobs file that pass every check of the module doc, and a `Failure` for each line that
+    does not. Blank lines are skipped. Raises `inference.GenerationError` when the file cannot be read."""
+    jobs_path = Path(jobs_path)
+    try:
+        lines = jobs_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise inference.GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
+    jobs, failures, writers = [], [], {}
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            job = _parse_job(text, number)
+            for key, path in (("output", job.output), ("face_output", job.options.get("face_output"))):
+                if path is not None and path in writers:
+                    raise ValueError(f"{key} {path}: line {writers[path]} writes it too")
+            inference.check_outputs(job.output, job.options.get("face_output"))
+        except ValueError as e:
+            failures.append(Failure(number, _output_of(text), str(e)))
+            continue
+        writers.update({path: number for path in (job.output, job.options.get("face_output")) if path is not None})
+        jobs.append(job)
+    return jobs, failures
+
+
+def _parse_job(text: str, number: int) -> Job:
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e}") from e
+    if not isinstance(fields, dict):
+        raise ValueError(f"a job is a JSON object, got {type(fields).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in fields]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    unknown = sorted(set(fields) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise ValueError(f"unknown {', '.join(unknown)}; a job takes {', '.join(REQUIRED_KEYS + tuple(OPTIONAL_KEYS))}")
+    for key, value in fields.items():
+        if not _KINDS[key].accepts(value):
+            raise ValueError(f"{key} must be {_KINDS[key].need}, got {json.dumps(value)}")
+    fields = {key: os.path.abspath(value) if key in _PATH_KEYS else value for key, value in fields.items()}
+    for key in _READ_PATHS:
+        if key in fields and not os.path.exists(fields[key]):
+            raise ValueError(f"{key} {fields[key]}: no such file or folder")
+    options = {OPTIONAL_KEYS[key][1]: value for key, value in fields.items() if key in OPTIONAL_KEYS}
+    return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options)
+
+
+def _output_of(text: str) -> str | None:
+    """The output a bad line names, where it names one as text."""
+    try:
+        output = json.loads(text).get("output")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return os.path.abspath(output) if isinstance(output, str) and output else None
+
+
+def _write_failure_list(failures: list[Failure], path: str) -> None:
+    files.write_atomic(path, "".join(f"{failure.to_json()}\n"
+                                     for failure in sorted(failures, key=lambda failure: failure.line)))
+
+
+def _failure_of(result: PredictionResult) -> list[Failure]:
+    return [result.inference] if result.inference is not None else []
+
+
+def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike | None = None,
+                   pipeline_options: PipelineOptions | None = None) -> Summary:
+    """Runs the jobs of `jobs_path` (see the module doc) on Beam with `pipeline_options` (default: the DirectRunner in
+    this process) and writes the failure list to `failure_list` (default: `default_failure_list`)."""
+    failure_list = Path(failure_list or default_failure_list(jobs_path)).absolute()
+    files.check_output_file(failure_list, "failure list")
+    jobs, failures = read_jobs(jobs_path)
+    jobs = _loadable(jobs, failures)
+    pending = [job for job in jobs if not os.path.exists(job.output)]
+    by_model: dict[str, list[Job]] = {}
+    for job in pending:
+        by_model.setdefault(job.model, []).append(job)
+    with beam.Pipeline(options=pipeline_options or PipelineOptions()) as pipeline:
+        found = [pipeline | "FailedChecks" >> beam.Create(failures)]
+        for number, (model, model_jobs) in enumerate(sorted(by_model.items()), start=1):
+            found.append(pipeline
+                         | f"Jobs{number}" >> beam.Create(model_jobs)
+                         | f"Generate{number}" >> RunInference(FaceModelHandler(model))
+                         | f"Failures{number}" >> beam.FlatMap(_failure_of))
+        _ = (found
+             | "AllFailures" >> beam.Flatten()
+             | "Collect" >> beam.combiners.ToList()
+             | "WriteFailureList" >> beam.Map(_write_failure_list, str(failure_list)))
+    listed = [Failure(**json.loads(line)) for line in failure_list.read_text(encoding="utf-8").splitlines()]
+    return Summary(jobs=len(jobs) + len(failures), generated=sum(os.path.exists(job.output) for job in pending),
+                   skipped=len(jobs) - len(pending), failures=listed, failure_list=failure_list)
+
+
+def _loadable(jobs: list[Job], failures: list[Failure]) -> list[Job]:
+    """The jobs whose model loads here; the others join `failures`. A model that does not load would stop a Beam
+    worker in its set-up, before any job's error could be caught."""
+    reasons = {}
+    for model in sorted({job.model for job in jobs}):
+        try:
+            inference.FaceModel.load(model)
+        except (ValueError, OSError) as e:
+            reasons[model] = str(e)
+    failures.extend(Failure(job.line, job.output, reasons[job.model]) for job in jobs if job.model in reasons)
+    return [job for job in jobs if job.model not in reasons]
