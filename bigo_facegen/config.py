@@ -48,6 +48,7 @@ class DataConfig:
     data_dir: str | None = None         # TFDS data_dir (None = TFDS default)
     split: str = "train"                # train | test: the person-disjoint split of the data set
     layout: str = "bigo106"             # keypoint layout (bigo106 | ibug68); training sets it from the data set
+    optical_flow: bool = False          # adds each pair's DIS optical flow (`optical_flow`), the target of loss.flow
 
 
 @dataclasses.dataclass
@@ -60,6 +61,10 @@ class ModelConfig:
     critic_blocks: int = 4              # downsampling residual blocks after the optimised first block
     perceptual: str = "resnet50"        # resnet50 | efficientnet_lite0 | none (models/perceptual.py registry)
     perceptual_weights: str | None = None  # Keras weights file of the backbone; None = its cache, else loss off
+    # Largest correction of the keypoint prior by a warp-style generator's dense-motion network, as a share of half
+    # the crop side. Learned from the images alone, a correction beyond 0.1 tore faces apart for the adversarial
+    # terms; supervised by optical flow (loss.flow), it may be as large as the data says.
+    motion_correction: float = 0.1
 
 
 @dataclasses.dataclass
@@ -72,6 +77,9 @@ class LossConfig:
     # L1 of a warp-style generator's painting alone to the target frame. Through the output the painting only gets
     # gradient where the repaint mask is already open, so without this it never learns a face for the mask to choose.
     painted_l1: float = 4.0
+    # L1 of a warp-style generator's flow to the pair's optical flow (data.optical_flow), in units of half the crop
+    # side, over the pixels the forward-backward check trusts: the motion learned directly, not only through pixels.
+    flow: float = 0.0
 
 
 @dataclasses.dataclass
@@ -177,6 +185,9 @@ def real() -> ExperimentConfig:
     config.model.generator = "warp_refine"
     config.model.perceptual = "efficientnet_lite0"
     config.loss.perceptual = 0.3
+    config.data.optical_flow = True
+    config.loss.flow = 20.0
+    config.model.motion_correction = 1.0
     return config
 
 
@@ -273,6 +284,7 @@ RULES: dict[str, Rule] = {
     "model.critic_dim": _at_least(1),
     "model.critic_blocks": _at_least(0),
     "model.perceptual": _one_of(PERCEPTUAL_BACKBONES),
+    "model.motion_correction": (lambda value: 0 <= value <= 2, "must be in [0, 2] (a share of half the crop side)"),
     **{f"loss.{field.name}": _WEIGHT for field in dataclasses.fields(LossConfig)},
     **{f"optimizer.{field.name}": _RATE for field in dataclasses.fields(OptimizerConfig)
        if field.name.endswith("_lr")},
@@ -302,3 +314,5 @@ def validate(config: ExperimentConfig) -> None:
                 raise ValueError(f"{key}={value!r}: must be {type_name}")
             if key in RULES and not RULES[key][0](value):
                 raise ValueError(f"{key}={value!r}: {RULES[key][1]}")
+    if config.loss.flow > 0 and not config.data.optical_flow:
+        raise ValueError(f"loss.flow={config.loss.flow!r} needs data.optical_flow=true (the flow it learns from)")

@@ -1,7 +1,9 @@
 """The input pipeline: `bigo_face` TFDS examples -> batches of (reference, target) frame pairs of ONE video.
 
 Each element of `make_dataset` is one video's batch: `reference` and `target` (B, S, S, 3) float32 in [-1, 1], their
-keypoints (B, N, 2) in pixels of the S-sized crop, flags (B, N) int32 and keypoint maps (B, S, S, 3) drawn in-graph.
+keypoints (B, N, 2) in pixels of the S-sized crop, flags (B, N) int32 and keypoint maps (B, S, S, 3) drawn in-graph;
+with `optical_flow`, also `target_flow` (B, S, S, 2), the reference pixel each target pixel shows, and
+`target_flow_valid` (B, S, S, 1), where that flow is trusted (`optical_flow.backward_flow`).
 A target is another frame of the reference's video (never the reference's own frame, where the video has two).
 
 Where the work goes, so that the pipeline is never the bottleneck: examples are read with their JPEGs undecoded and
@@ -25,11 +27,11 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 import tfds_bigo  # noqa: F401  (registers the `bigo_face` builder)
-from bigo_facegen import geometry, keypoints
+from bigo_facegen import geometry, keypoints, optical_flow
 from bigo_facegen.bigo_folder import is_test_identity
 from bigo_facegen.config import TIER_SETS, DataConfig, ExperimentConfig, validate
 from bigo_facegen.models import generator_spec
-from bigo_facegen.models.contract import KeypointMapSettings, generator_inputs, to_unit
+from bigo_facegen.models.contract import KeypointMapSettings, from_unit, generator_inputs, to_unit
 from tfds_bigo.bigo_face import folder_config
 
 BUILDER_NAME = "bigo_face"
@@ -67,8 +69,12 @@ def dataset_layout(cfg: DataConfig) -> str:
 
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """The config complete for training on its data set: a validated copy whose `data.layout` is the data set's and
-    whose generator is registered (asked first: preparing a data set is work)."""
-    generator_spec(config.model.generator)
+    whose generator is registered and has what the loss weights ask of it (asked first: preparing a data set is
+    work)."""
+    generator = generator_spec(config.model.generator)
+    if config.loss.flow > 0 and not generator.has_repaint:
+        raise ValueError(f"loss.flow={config.loss.flow!r}: the {config.model.generator} generator has no flow to "
+                         f"learn (only warp-style generators, whose spec has_repaint, do)")
     resolved = dataclasses.replace(config, data=dataclasses.replace(config.data, layout=dataset_layout(config.data)))
     validate(resolved)
     return resolved
@@ -142,9 +148,17 @@ def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout
         images = tf.image.resize(images, [size, size], antialias=True)
         # Pixel centres sit at integers: the crop's edges (-0.5 and S - 0.5) map onto each other.
         points = (points + 0.5) * (size / crop_size) - 0.5
+    # Which pixels show the frame (for the optical flow's trust): all of a crop's own; an augmentation brings in a
+    # fill from outside it, found by the same draws (same seed and batch) on a mask whose outer ring, which the fill
+    # repeats, is 0.
+    content = tf.ones([2 * batch, size, size, 1])
     if cfg.rotation_degrees > 0 or cfg.scale_range > 0:
         # One draw per crop: a reference and its target are augmented independently, each face with its keypoints.
-        images, points = geometry.random_affine_tf(images, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
+        images, moved = geometry.random_affine_tf(images, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
+        if cfg.optical_flow:
+            ring = tf.pad(content[:, 1:-1, 1:-1], [[0, 0], [1, 1], [1, 1], [0, 0]])
+            content, _ = geometry.random_affine_tf(ring, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
+        points = moved
     images = tf.clip_by_value(to_unit(images), -1.0, 1.0)
     images = tf.ensure_shape(images, [2 * batch, size, size, 3])
     points = tf.ensure_shape(points, [2 * batch, layout.num_points, 2])
@@ -156,6 +170,9 @@ def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout
                            reference_points=points[first], reference_flags=flags[first])
     # The ground truth, and the reference's map that the keypoint detector learns to draw.
     out["target"] = images[second]
+    if cfg.optical_flow:
+        out["target_flow"], out["target_flow_valid"] = optical_flow.backward_flow_tf(
+            from_unit(images[first]), from_unit(images[second]), content[first], content[second])
     out["reference_map"] = settings.draw(points[first], flags[first], size)
     if include_ids:
         out["video_id"] = tf.fill([batch], example["video_id"])

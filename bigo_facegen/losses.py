@@ -18,6 +18,14 @@ def l1(predicted: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return _per_example_mean(tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)))
 
 
+def masked_l1(predicted: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """Mean absolute difference per example over the pixels where `weight` (B, H, W, 1) is 1, 0 where none is."""
+    weight = tf.cast(weight, tf.float32)
+    difference = tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)) * weight
+    count = tf.reduce_sum(weight, axis=[1, 2, 3]) * tf.cast(tf.shape(difference)[-1], tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(difference, axis=[1, 2, 3]), count)
+
+
 def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
     return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(

@@ -13,6 +13,7 @@ from bigo_facegen.config import ExperimentConfig, LossConfig, OptimizerConfig
 from bigo_facegen.models import (GeneratorSpec, IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
                                  build_critics, build_generator, build_keypoint_detector, build_perceptual,
                                  generator_spec, perceptual)
+from bigo_facegen.models.contract import FLOW_LAYER
 
 
 @dataclasses.dataclass
@@ -62,9 +63,13 @@ def build_optimizers(opt_cfg: OptimizerConfig, networks: Networks, loss_scale: b
                       keypoint_detector=adam(opt_cfg.detector_lr, networks.keypoint_detector, "detector_adam"))
 
 
+# What a training batch holds beside the generator's inputs: the true target frame and its motion (`data`).
+GROUND_TRUTH = ("target", "target_flow", "target_flow_valid")
+
+
 def inputs_of(batch: dict) -> dict:
-    """The generator's inputs in a training batch: everything but the ground-truth target frame."""
-    return {key: value for key, value in batch.items() if key != "target"}
+    """The generator's inputs in a training batch: everything but the ground truth."""
+    return {key: value for key, value in batch.items() if key not in GROUND_TRUTH}
 
 
 class TrainStep:
@@ -148,8 +153,13 @@ class TrainStep:
             perceptual_loss = perceptual.perceptual_distance(n.perceptual, fake, target)
         else:
             perceptual_loss = tf.zeros([tf.shape(fake)[0]])
-        # A generator that paints over its warped reference also learns the painting alone.
+        # A generator that paints over its warped reference also learns the painting alone, and its motion from the
+        # optical flow where the batch has it.
         painting = {"painted_l1": losses.l1(layers["painted"], target)} if n.generator_spec.has_repaint else {}
+        if self.weights.flow > 0:
+            half = target.shape[1] / 2
+            painting["flow"] = losses.masked_l1(layers[FLOW_LAYER] / half, batch["target_flow"] / half,
+                                                batch["target_flow_valid"])
         terms = {
             "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
             "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),

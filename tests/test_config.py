@@ -36,6 +36,7 @@ def test_presets_are_valid_and_survive_json(name):
     ("model.perceptual", "vgg19", "must be one of ['efficientnet_lite0', 'none', 'resnet50']"),
     ("model.conv_dim", 0, "must be >= 1"),
     ("model.res_blocks", -1, "must be >= 0"),
+    ("model.motion_correction", 2.5, "must be in [0, 2] (a share of half the crop side)"),
     ("loss.l1", -1.0, "must be a finite number >= 0"),
     ("loss.painted_l1", math.inf, "must be a finite number >= 0"),
     ("optimizer.generator_lr", 0.0, "must be a finite number > 0"),
@@ -125,6 +126,18 @@ def test_an_unregistered_generator_is_refused_before_the_data_set_is_prepared(tm
 
     config = configs.override(configs.cpu(), {"model.generator": "tiny", "data.data_dir": str(tmp_path)})
     with pytest.raises(ValueError, match=r"^model.generator='tiny': must be one of \['stargan', 'warp_refine'\]$"):
+        data.resolve_config(config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_flow_loss_needs_its_flow_and_a_generator_that_has_one(tmp_path):
+    from bigo_facegen import data
+
+    with pytest.raises(ValueError, match=r"^loss.flow=5.0 needs data.optical_flow=true"):
+        configs.override(configs.cpu(), {"loss.flow": 5.0})
+    config = configs.override(configs.cpu(), {"loss.flow": 5.0, "data.optical_flow": True,
+                                              "data.data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"^loss.flow=5.0: the stargan generator has no flow to learn"):
         data.resolve_config(config)
     assert list(tmp_path.iterdir()) == []
 

@@ -104,7 +104,7 @@ def test_the_learned_correction_stays_within_its_bound_of_the_prior(real_batch):
     valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
     correction = motion["flow"] - warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE,
                                                    SIZE)
-    bound = warp_refine.MAX_RESIDUAL * SIZE / 2
+    bound = TINY.motion_correction * SIZE / 2
     np.testing.assert_allclose(correction, np.broadcast_to([bound, -bound], correction.shape), atol=1e-3)
 
 
@@ -188,3 +188,22 @@ def test_train_step_under_a_distribution_strategy_changes_every_generator_weight
     unchanged = [v.path for v, old in zip(networks.generator.trainable_variables, before)
                  if np.array_equal(v.numpy(), old)]
     assert not unchanged, f"weights the step did not update: {unchanged}"
+
+
+def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_batch):
+    batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
+    experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
+                                                        "data.optical_flow": True, "loss.flow": 10.0})
+    experiment.model = TINY
+    networks = train_step.build_networks(experiment, NUM_POINTS)
+    step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
+                                experiment.loss, global_batch_size=4)
+    layers = networks.generator.compose(train_step.inputs_of(batch))
+    trusted = np.zeros((4, SIZE, SIZE, 1), np.float32)
+    trusted[:, :SIZE // 2] = 1.0
+    # The untrained flow is the keypoint prior; an optical flow 3 px to its right where trusted, anywhere elsewhere.
+    optical = layers["flow"].numpy() + np.where(trusted > 0, np.float32([3.0, 0.0]), np.float32([50.0, -7.0]))
+    _, terms = step.generator_loss({**batch, "target_flow": optical, "target_flow_valid": trusted}, layers)
+    np.testing.assert_allclose(terms["flow"], (3.0 / 2) / (SIZE / 2), rtol=1e-4)
+    assert set(train_step.inputs_of({**batch, "target_flow": optical, "target_flow_valid": trusted})) == set(
+        train_step.inputs_of(batch))

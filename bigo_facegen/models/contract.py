@@ -4,7 +4,8 @@ Inputs: `generator_inputs` gives the dict every generator is called with, from t
 keypoints of both faces; the target keypoint map in it is drawn with the run's `KeypointMapSettings`, so that
 training, tuning, serving and the build-time example agree on it. Outputs: `compose(inputs, training)` returns a dict
 holding `image` (B, S, S, 3) in [-1, 1], the generated face; a generator whose spec says `has_repaint` also returns
-`REPAINT_LAYERS` (its painting, the repaint mask laying it over the reference warped by its flow, and that motion).
+`REPAINT_LAYERS` (its painting, the repaint mask laying it over the reference warped by its flow) and `FLOW_LAYER`
+(that flow).
 Calling the generator returns `compose(...)["image"]`.
 
 Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
@@ -20,17 +21,19 @@ import tensorflow as tf
 from bigo_facegen import keypoints
 from bigo_facegen.config import DataConfig, ModelConfig
 
-# The layers of a `has_repaint` generator's `compose`, beside `image`, all float32: the reference warped by the
+# The image layers of a `has_repaint` generator's `compose`, beside `image`, all float32: the reference warped by the
 # keypoint prior alone and by the final flow (B, S, S, 3), the occlusion mask (B, S, S, 1), the painting (B, S, S, 3)
 # and the repaint mask (B, S, S, 1): image = warped x (1 - repaint) + painted x repaint.
 REPAINT_LAYERS = ("prior_warped", "warped", "mask", "painted", "repaint")
+# And its motion, float32 (B, S, S, 2): the reference pixel (x, y) each output pixel reads.
+FLOW_LAYER = "flow"
 
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
     """A registered generator: `build(model_cfg, image_size, num_points)` makes it (unbuilt); whether it reads the
     reference crop's keypoints (else only the crop and the target keypoint map), and whether its `compose` returns
-    `REPAINT_LAYERS`."""
+    `REPAINT_LAYERS` and `FLOW_LAYER`."""
     build: Callable[[ModelConfig, int, int], keras.Model]
     reads_reference_keypoints: bool
     has_repaint: bool

@@ -19,10 +19,6 @@ LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
 # generator already follows the warped reference and the decoder first learns to refine it rather than to paint.
 MASK_BIAS = 2.0
 MASK_KERNEL_SCALE = 0.1
-# The dense-motion correction moves a pixel at most this fraction of half the crop side (5% of the side) away from
-# the keypoint prior: enough for what a spline misplaces between keypoints, too little to tear apart a face the prior
-# already had right (an unbounded correction learned to do so, trading texture for the adversarial terms).
-MAX_RESIDUAL = 0.1
 # The repaint mask starts near 0 (sigmoid(-3) = 0.05): an untrained generator returns the warped reference, and the
 # painting is let in only where it lowers the losses more than the warped texture does.
 REPAINT_BIAS = -3.0
@@ -92,11 +88,14 @@ class WarpRefineGenerator(keras.Model):
     decoder with skip connections from the warped features, which paints a face and a repaint mask; the output is the
     warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
-    def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
+    def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_points = num_points
         self.conv_dim = conv_dim
         self.res_blocks = res_blocks
+        # The largest correction of the keypoint prior, as a share of half the crop side (`ModelConfig`).
+        self.motion_correction = motion_correction
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
         # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
         self.encode0 = conv_block(conv_dim, 7, "encode0")
@@ -156,7 +155,7 @@ class WarpRefineGenerator(keras.Model):
             (prior - warping.identity_grid(size, size)) / half,
         ], axis=-1)
         residual, mask = self.dense_motion(features, training=training)
-        flow = prior + MAX_RESIDUAL * half * tf.tanh(tf.cast(residual, tf.float32))
+        flow = prior + self.motion_correction * half * tf.tanh(tf.cast(residual, tf.float32))
         return {"flow": flow, "mask": tf.cast(mask, tf.float32), "prior_warped": prior_warped,
                 "warped": warping.bilinear_sample(reference, flow)}
 
@@ -202,4 +201,4 @@ class WarpRefineGenerator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
-                "res_blocks": self.res_blocks}
+                "res_blocks": self.res_blocks, "motion_correction": self.motion_correction}
