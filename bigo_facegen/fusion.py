@@ -115,10 +115,11 @@ class ShiftFusion:
                     self.border)
 
     def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
-                 repaint: np.ndarray | None = None) -> np.ndarray:
-        """The target frame with `face` pasted. `repaint` (S, S), from a warp-style generator, says where the crop
-        holds its painting rather than the reference moved by its flow; only a fusion whose background already shows
-        the moved reference face (`WarpFusion`) can use it, the others need the whole crop."""
+                 repaint: np.ndarray | None = None, flow: np.ndarray | None = None) -> np.ndarray:
+        """The target frame with `face` pasted. `repaint` (S, S) and `flow` (S, S, 2), from a warp-style generator,
+        say where the crop holds its painting rather than the reference moved by its flow, and that flow (the
+        reference crop pixel each crop pixel shows); only a fusion that moves the reference frame itself
+        (`WarpFusion`) can use them, the others need the whole crop."""
         return paste_face(self.background(target_bbox, target_points, target_flags), face, target_bbox, self.feather)
 
 
@@ -137,7 +138,7 @@ class SegmentFusion(ShiftFusion):
         return self._moved(target_bbox)[0]
 
     def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
-                 repaint: np.ndarray | None = None) -> np.ndarray:
+                 repaint: np.ndarray | None = None, flow: np.ndarray | None = None) -> np.ndarray:
         # The crop's corners show the reference's background, which moved with the face; only the person may take
         # pixels from the crop, so the still background stays clean around the face.
         frame, matte = self._moved(target_bbox)
@@ -166,21 +167,52 @@ class WarpFusion(ShiftFusion):
         self.warper = PiecewiseAffineWarper(reference_frame.shape[:2], BORDERS[border])
 
     def background(self, target_bbox, target_points=None, target_flags=None) -> np.ndarray:
+        target_points, use = self._checked_targets(target_points, target_flags)
+        return self.warper.warp(self.reference_frame, self.reference_points, target_points, use)
+
+    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
+                 repaint: np.ndarray | None = None, flow: np.ndarray | None = None) -> np.ndarray:
+        # The background is the reference face moved onto the target keypoints at full resolution: a warp-style face
+        # adds only what its generator painted, the crop's resolution costs nothing elsewhere. Its flow, where given,
+        # moves the full-resolution frame inside the face box instead of the keypoints' piecewise-affine warp.
+        if flow is None:
+            background = self.background(target_bbox, target_points, target_flags)
+        else:
+            background = self.moved_by_flow(flow, target_bbox, target_points, target_flags)
+        return paste_face(background, face, target_bbox, self.feather, face_alpha=repaint)
+
+    def moved_by_flow(self, flow: np.ndarray, target_bbox, target_points, target_flags) -> np.ndarray:
+        """The reference frame moved by a generator's backward `flow` (S, S, 2: for each pixel of the target face
+        crop, the reference crop pixel it shows) inside the target face box, blended over the feathered crop edge into
+        the piecewise-affine warp outside it."""
+        size = flow.shape[0]
+        if flow.shape != (size, size, 2):
+            raise ValueError(f"flow must be (S, S, 2), got {flow.shape}")
+        map_x, map_y = self.warper.backward_map(self.reference_points, *self._checked_targets(target_points,
+                                                                                               target_flags))
+        to_crop = geometry.crop_matrix(target_bbox, size)
+        crop_x = to_crop[0, 0] * self.warper.grid_x + to_crop[0, 1] * self.warper.grid_y + to_crop[0, 2]
+        crop_y = to_crop[1, 0] * self.warper.grid_x + to_crop[1, 1] * self.warper.grid_y + to_crop[1, 2]
+        sources = cv2.remap(np.ascontiguousarray(flow, np.float32), crop_x.astype(np.float32),
+                            crop_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        from_crop = geometry.invert_affine(geometry.crop_matrix(self.reference_bbox, size))
+        flow_x = from_crop[0, 0] * sources[..., 0] + from_crop[0, 1] * sources[..., 1] + from_crop[0, 2]
+        flow_y = from_crop[1, 0] * sources[..., 0] + from_crop[1, 1] * sources[..., 1] + from_crop[1, 2]
+        alpha = cv2.remap(feather_mask(size, self.feather), crop_x.astype(np.float32), crop_y.astype(np.float32),
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        map_x = (alpha * flow_x + (1.0 - alpha) * map_x).astype(np.float32)
+        map_y = (alpha * flow_y + (1.0 - alpha) * map_y).astype(np.float32)
+        return cv2.remap(self.reference_frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=self.warper.border_mode)
+
+    def _checked_targets(self, target_points, target_flags) -> tuple[np.ndarray, np.ndarray]:
+        """The target points as float64 and which points both faces have."""
         if target_points is None or target_flags is None:
             raise ValueError("warp fusion moves the frame with the keypoints: it needs the target points and flags")
         target_points, target_flags = np.asarray(target_points, np.float64), np.asarray(target_flags)
         if target_points.shape != self.reference_points.shape or target_flags.shape != self.reference_flags.shape:
             raise ValueError(f"target points {target_points.shape} and flags {target_flags.shape} do not match the "
                              f"reference's {self.reference_points.shape} and {self.reference_flags.shape}")
-        use = (self.reference_flags != FLAG_ABSENT) & (target_flags != FLAG_ABSENT)
-        return self.warper.warp(self.reference_frame, self.reference_points, target_points, use)
-
-    def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
-                 repaint: np.ndarray | None = None) -> np.ndarray:
-        # The background is the reference face moved onto the target keypoints at full resolution: a warp-style face
-        # adds only what its generator painted, the crop's resolution costs nothing elsewhere.
-        return paste_face(self.background(target_bbox, target_points, target_flags), face, target_bbox, self.feather,
-                          face_alpha=repaint)
+        return target_points, (self.reference_flags != FLAG_ABSENT) & (target_flags != FLAG_ABSENT)
 
 
 def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
@@ -223,8 +255,8 @@ class PiecewiseAffineWarper:
         self.height, self.width = int(frame_shape[0]), int(frame_shape[1])
         self.border_mode = border_mode
         self.anchors = border_anchors(self.height, self.width)
-        self._grid_x, self._grid_y = np.meshgrid(np.arange(self.width, dtype=np.float32),
-                                                 np.arange(self.height, dtype=np.float32))
+        self.grid_x, self.grid_y = np.meshgrid(np.arange(self.width, dtype=np.float32),
+                                               np.arange(self.height, dtype=np.float32))
 
     def warp(self, frame: np.ndarray, source_points: np.ndarray, target_points: np.ndarray,
              use: np.ndarray | None = None) -> np.ndarray:
@@ -250,7 +282,7 @@ class PiecewiseAffineWarper:
         ids = self._rasterise(target, triangles)
         covered = ids >= 0
         a = affines[np.where(covered, ids, 0)]
-        gx, gy = self._grid_x, self._grid_y
+        gx, gy = self.grid_x, self.grid_y
         map_x = np.where(covered, a[..., 0, 0] * gx + a[..., 0, 1] * gy + a[..., 0, 2], gx).astype(np.float32)
         map_y = np.where(covered, a[..., 1, 0] * gx + a[..., 1, 1] * gy + a[..., 1, 2], gy).astype(np.float32)
         return map_x, map_y

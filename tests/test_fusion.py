@@ -316,3 +316,28 @@ def test_border_anchors_ring_the_frame():
         assert any(np.allclose(a, corner) for a in anchors)
     on_border = (anchors[:, 0] == 0) | (anchors[:, 0] == 199) | (anchors[:, 1] == 0) | (anchors[:, 1] == 99)
     assert on_border.all()
+
+
+def test_warp_fusion_moves_the_frame_by_a_generators_flow_inside_the_face_box(warped_retalk, retalk):
+    frame, annotation = retalk
+    warp, target_box, target_points, flags, background = warped_retalk
+    size, white = 100, np.full((100, 100, 3), 255, np.uint8)
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), axis=-1).astype(np.float32)
+    nothing = np.zeros((size, size), np.float32)
+    # A flow that shows each crop pixel the same pixel of the reference crop: inside the box, the reference frame's
+    # face where the box moved to (the 200-px box at 100 px: 2 frame pixels per crop pixel). The region checked lies
+    # inside the feathered edge (15% of 200 px).
+    out = warp(white, target_box, target_points, flags, repaint=nothing, flow=grid)
+    x0, y0 = round(target_box[0] + 0.5), round(target_box[1] + 0.5)
+    rx, ry = round(warp.reference_bbox[0] + 0.5), round(warp.reference_bbox[1] + 0.5)
+    moved = out[y0 + 40:y0 + 160, x0 + 40:x0 + 160].astype(int)
+    assert np.abs(moved - frame[ry + 40:ry + 160, rx + 40:rx + 160]).mean() < 1.0
+    # A flow moved by 4 crop pixels to the right reads 8 frame pixels further right.
+    out = warp(white, target_box, target_points, flags, repaint=nothing, flow=grid + np.float32([4, 0]))
+    moved = out[y0 + 40:y0 + 160, x0 + 40:x0 + 160].astype(int)
+    assert np.abs(moved - frame[ry + 40:ry + 160, rx + 48:rx + 168]).mean() < 1.0
+    # Outside the box the keypoints' warp is kept; the repaint mask still lays the painting over the moved frame.
+    outside = _outside_square(frame.shape, target_box, size)
+    np.testing.assert_array_equal(out[outside], background[outside])
+    painted = warp(white, target_box, target_points, flags, repaint=np.ones((size, size), np.float32), flow=grid)
+    assert (painted[y0 + 60:y0 + 140, x0 + 60:x0 + 140] == 255).all()

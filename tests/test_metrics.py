@@ -88,3 +88,15 @@ def test_nearest_identity_picks_the_closest_reference():
     person, distances = metrics.nearest_identity(np.array([0.9, 0.2]), references, ["a", "b", "c"])
     assert person == "b"
     np.testing.assert_allclose(distances, [np.hypot(0.9, 0.2), np.hypot(0.1, 0.2), np.hypot(0.9, 0.8)])
+
+
+def test_keypoint_jitter_ignores_steady_motion_and_measures_a_shake():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, (68, 2))
+    step = np.array([3.0, -1.0])
+    assert metrics.keypoint_jitter(points, points + step, points + 2 * step, 50.0) == pytest.approx(0.0, abs=1e-12)
+    # The middle frame shaken by 4 px: the second difference is 8 px at every point.
+    shaken = points + np.array([4.0, 0.0])
+    assert metrics.keypoint_jitter(points, shaken, points, 50.0) == pytest.approx(8.0 / 50.0)
+    with pytest.raises(ValueError, match="inter-ocular"):
+        metrics.keypoint_jitter(points, points, points, 0.0)

@@ -59,6 +59,14 @@ class DlibJudge:
                 return Judgement(descriptor=None)
         shape = dlib_face.shape(frame, box)
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        truth = annotation.points[list(self.layout.ibug68)]
-        nme = metrics.keypoint_nme(points, truth, (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
+        nme = metrics.keypoint_nme(points, self._truth(annotation), (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
         return Judgement(descriptor=dlib_face.descriptor(frame, shape), points=points, nme=nme)
+
+    def interocular(self, annotation: FrameAnnotation) -> float:
+        """The distance between the annotated outer eye corners, in frame pixels: the unit of keypoint errors."""
+        truth = self._truth(annotation)
+        return float(np.linalg.norm(truth[IBUG68.left_eye_outer] - truth[IBUG68.right_eye_outer]))
+
+    def _truth(self, annotation: FrameAnnotation) -> np.ndarray:
+        """The annotation's points that correspond to dlib's 68, in dlib's order."""
+        return annotation.points[list(self.layout.ibug68)]

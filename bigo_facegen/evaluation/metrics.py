@@ -89,6 +89,17 @@ def keypoint_nme(predicted: np.ndarray, target: np.ndarray, eye_corners: tuple[i
     return float(np.linalg.norm(predicted - target, axis=1).mean() / interocular)
 
 
+def keypoint_jitter(before_previous: np.ndarray, previous: np.ndarray, current: np.ndarray,
+                    interocular: float) -> float:
+    """Mean norm of the points' second difference over three consecutive frames (their acceleration), as a fraction
+    of the inter-ocular distance: how much the points shake beyond any steady motion."""
+    acceleration = (np.asarray(current, np.float64) - 2.0 * np.asarray(previous, np.float64)
+                    + np.asarray(before_previous, np.float64))
+    if interocular <= 0:
+        raise ValueError("the inter-ocular distance must be positive")
+    return float(np.linalg.norm(acceleration, axis=-1).mean() / interocular)
+
+
 def nearest_identity(descriptor: np.ndarray, references: np.ndarray, labels: list[str]) -> tuple[str, np.ndarray]:
     """The label of the reference descriptor nearest to `descriptor` (euclidean), and all distances (R,)."""
     distances = np.linalg.norm(np.asarray(references, np.float64) - np.asarray(descriptor, np.float64), axis=1)

@@ -34,7 +34,7 @@ Method = Callable[[np.ndarray, FrameAnnotation, Sequence[FrameAnnotation]], Iter
 TRUTH = "truth"
 SPLITS = ("all", "test", "train")
 METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
-           "keypoint_accuracy")
+           "keypoint_accuracy", "keypoint_jitter")
 THUMBNAIL_HEIGHT = 192
 
 
@@ -59,6 +59,9 @@ class FrameScore:
     identity_correct: bool | None = None    # None: the judge found no face to judge
     identity_distance: float | None = None  # to the video's own reference descriptor
     keypoint_nme: float | None = None       # None: the judge found no face to judge
+    # The judge's points' acceleration over this and the two targets before it (`metrics.keypoint_jitter`); None
+    # for a video's first two targets, or where the judge missed one of the three.
+    keypoint_jitter: float | None = None
 
 
 @dataclasses.dataclass
@@ -175,9 +178,13 @@ def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
 def _score_method(case: Case, frames: np.ndarray, method: Method | None, judge: DlibJudge, gallery, bar
                   ) -> list[FrameScore]:
     generated = _generated(case, frames, method)
-    scores = []
+    scores, judged_points = [], []
     for target, frame in zip(case.targets, generated):
-        scores.append(score_frame(frame, frames[target.index - 1], target, case, judge, gallery))
+        score, points = score_frame(frame, frames[target.index - 1], target, case, judge, gallery)
+        judged_points.append(points)
+        if len(judged_points) >= 3 and all(p is not None for p in judged_points[-3:]):
+            score.keypoint_jitter = metrics.keypoint_jitter(*judged_points[-3:], judge.interocular(target))
+        scores.append(score)
         bar.update(1)
     if len(scores) != len(case.targets):
         raise ValueError(f"{case.path}: the method made {len(scores)} frames for {len(case.targets)} targets")
@@ -191,7 +198,8 @@ def _generated(case: Case, frames: np.ndarray, method: Method | None) -> Iterabl
 
 
 def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
-                gallery) -> FrameScore:
+                gallery) -> tuple[FrameScore, np.ndarray | None]:
+    """The frame's scores, and the judge's 68 points on it (None where it found no face)."""
     if generated.shape != truth.shape:
         raise ValueError(f"{case.path}, frame {target.index}: generated frame is {generated.shape}, the true one "
                          f"{truth.shape}")
@@ -207,7 +215,7 @@ def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotatio
         person, _ = metrics.nearest_identity(judgement.descriptor, descriptors, persons)
         score.identity_correct = person == case.identity
         score.identity_distance = float(np.linalg.norm(judgement.descriptor - reference))
-    return score
+    return score, judgement.points
 
 
 def _samples(case: Case, frames: np.ndarray, methods: dict[str, Method | None], count: int) -> list[Sample]:
@@ -230,7 +238,7 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
 
 def summarize(scores: list[FrameScore]) -> dict:
     """Means over frames: `{"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance",
-    "keypoint_nme", "keypoint_accuracy", "frames", "identity_frames"}`; a metric no frame could be judged on is None."""
+    "keypoint_nme", "keypoint_accuracy", "keypoint_jitter", "frames", "identity_frames"}`; a metric no frame could be judged on is None."""
     def mean(values):
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
@@ -246,6 +254,7 @@ def summarize(scores: list[FrameScore]) -> dict:
         "identity_distance": mean([s.identity_distance for s in judged]),
         "keypoint_nme": mean(nme),
         "keypoint_accuracy": mean([float(v < metrics.NME_THRESHOLD) for v in nme]),
+        "keypoint_jitter": mean([s.keypoint_jitter for s in scores]),
         "frames": len(scores),
         "identity_frames": len(judged),
     }

@@ -5,6 +5,8 @@
     OUT/results.md            the same as Markdown tables, with the settings and what did not apply
     OUT/plots/<video>.png     PSNR, SSIM and (where it applies) keypoint NME per frame over time, one curve per method
     OUT/sheets/<video>.png    a few targets: reference | truth | baseline | ours
+    OUT/sheets/condition_<condition>.png
+                              the same for the sampled targets of every video that meet a condition (`conditions`)
 
 `run` is the library function behind `experiments.evaluate`. The report appears whole or not at all: it is built in
 a temporary folder, which is renamed to OUT when OUT does not exist yet. Into an existing OUT its files are moved
@@ -32,7 +34,7 @@ from matplotlib.lines import Line2D
 from bigo_facegen import files, keypoints
 from bigo_facegen.annotations import TIERS
 from bigo_facegen.evaluation import baselines, conditions, protocol
-from bigo_facegen.evaluation.protocol import METRICS, Evaluation, VideoResult
+from bigo_facegen.evaluation.protocol import METRICS, Evaluation, Sample, VideoResult
 
 BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method, protocol.TRUTH: None}
 SYNTHETIC = "synthetic"
@@ -43,7 +45,7 @@ _ENTRIES = {RESULTS: False, "results.md": False, "plots": True, "sheets": True}
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face": "SSIM face",
            "identity_accuracy": "identity acc", "identity_distance": "identity dist", "keypoint_nme": "keypoint NME",
-           "keypoint_accuracy": "NME<0.05", "frames": "frames",
+           "keypoint_accuracy": "NME<0.05", "keypoint_jitter": "jitter", "frames": "frames",
            "identity_frames": "identity frames"}
 # The panels of a video's plot: metric, panel title, y axis label.
 _PANELS = (("psnr", "PSNR, full frame", "dB"), ("ssim", "SSIM, full frame", "SSIM"),
@@ -151,8 +153,23 @@ def check_output_dir(output_dir: str | os.PathLike, stems: Iterable[str] = ()) -
 
 
 def _pictures(stems: Iterable[str]) -> list[str]:
-    """The report's plot and sheet files of videos `stems`, relative to its folder, each once."""
-    return list(dict.fromkeys(f"{folder}/{stem}.png" for folder in ("plots", "sheets") for stem in stems))
+    """The report's plot and sheet files of `stems` (videos; a condition's has its sheet only), relative to its
+    folder, each once."""
+    return list(dict.fromkeys(f"{folder}/{stem}.png" for stem in stems for folder in ("plots", "sheets")
+                              if folder == "sheets" or not stem.startswith("condition_")))
+
+
+def condition_samples(evaluation: Evaluation, limit: int = 8) -> dict[str, list[Sample]]:
+    """The contact-sheet samples of all videos whose target meets each condition (at most `limit`, evenly strided
+    over the videos), for the conditions that have any."""
+    layout = keypoints.get_layout(evaluation.layout)
+    found: dict[str, list[Sample]] = {name: [] for name in conditions.CONDITIONS}
+    for video in evaluation.videos:
+        targets = {target.index: target for target in video.case.targets}
+        for sample in video.samples:
+            for name in conditions.classify(video.case.reference, targets[sample.index], layout):
+                found[name].append(sample)
+    return {name: protocol.strided(samples, limit) for name, samples in found.items() if samples}
 
 
 def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: str | None = None,
@@ -163,7 +180,9 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
     output_dir = Path(output_dir)
     main = main or evaluation.methods[0]
     labels = labels or {}
+    by_condition = condition_samples(evaluation)
     stems = [Path(video.case.video.video).stem for video in evaluation.videos]
+    stems += [f"condition_{name}" for name in by_condition]
     check_output_dir(output_dir, stems)
     tables = {name: method_tables(evaluation, name) for name in evaluation.methods}
     results = {"method": labels.get(main, main), "data": str(evaluation.data_dir), "layout": evaluation.layout,
@@ -179,7 +198,10 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
     try:
         for stem, video in zip(stems, evaluation.videos):
             files.write_png(staging / "plots" / f"{stem}.png", metric_plot(video, labels))
-            files.write_png(staging / "sheets" / f"{stem}.png", contact_sheet(video, main, baseline, labels))
+            files.write_png(staging / "sheets" / f"{stem}.png", contact_sheet(video.samples, main, baseline, labels))
+        for name, samples in by_condition.items():
+            files.write_png(staging / "sheets" / f"condition_{name}.png",
+                            contact_sheet(samples, main, baseline, labels))
         files.write_atomic(staging / "results.md", _markdown(evaluation, tables, main, labels))
         files.write_atomic(staging / RESULTS, json.dumps(_strict(results), indent=2))
         if fresh:
@@ -215,7 +237,7 @@ def _cell(value, key: str) -> str:
         return "inf"
     if key.startswith("psnr"):
         return f"{value:.2f}"
-    if key == "keypoint_nme":
+    if key in ("keypoint_nme", "keypoint_jitter"):
         return f"{value:.4f}"
     return f"{value:.3f}"
 
@@ -269,7 +291,8 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
         lines.append("")
     lines += [f"## Per video ({name(main)})", ""]
     lines += _table([(f"{v} ({t['tier']})", t) for v, t in tables[main]["videos"].items()], "video")
-    lines += ["", "Plots: `plots/<video>.png` (metrics per frame over time). Contact sheets: `sheets/<video>.png`.", ""]
+    lines += ["", "Plots: `plots/<video>.png` (metrics per frame over time). Contact sheets: `sheets/<video>.png`, "
+              "and per condition `sheets/condition_<condition>.png`.", ""]
     return "\n".join(lines)
 
 
@@ -335,7 +358,7 @@ def _draw_lines(panel, series: dict[str, tuple[np.ndarray, np.ndarray, str]]) ->
     panel.grid(True, color="0.9")
 
 
-def contact_sheet(video: VideoResult, main: str, baseline: str | None, labels: dict[str, str] | None = None
+def contact_sheet(samples: list[Sample], main: str, baseline: str | None, labels: dict[str, str] | None = None
                   ) -> np.ndarray:
     """Rows of targets, columns reference | truth | baseline | ours (a column whose method was not run is left
     out; the baseline column too when the baseline is the main method)."""
@@ -345,7 +368,7 @@ def contact_sheet(video: VideoResult, main: str, baseline: str | None, labels: d
         columns.append((baseline, f"baseline: {labels.get(baseline, baseline)}"))
     columns.append((main, f"ours: {labels.get(main, main)}"))
     rows = []
-    for sample in video.samples:
+    for sample in samples:
         present = [(key, title) for key, title in columns if key in sample.frames]
         tiles = []
         for key, title in present:
