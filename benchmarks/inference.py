@@ -4,15 +4,16 @@
     python -m benchmarks.inference --size 224 --json
     python -m benchmarks.inference --noend_to_end --threads 2
     python -m benchmarks.inference --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3 --nopeak
+    python -m benchmarks.inference --batches 1,8,64 --size 224 --noend_to_end --nopeak --json    # the GPU check
 
-1. Generator images/s at batch 1 and batch 8 (`--generator`: stargan or warp_refine): the library's generator in a
+1. Generator images/s at each of `--batches` (`--generator`: stargan or warp_refine): the library's generator in a
    `tf.function`, float inputs already on the device, timed call by call after warm-up; the median of `--iters` calls,
    like `../shared/bench/torch_reference.py`. Threads as `experiments.generate` sets them
    (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
-   achieved at batch 8, next to the practical peak of the same machine measured in the same run (`--peak`): the best
-   of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes TF32, for
-   the generator as well).
+   achieved at the largest batch, next to the practical peak of the same machine measured in the same run (`--peak`):
+   the best of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes
+   TF32, for the generator as well).
 3. End-to-end frames/s of `inference.VideoGenerator.generate_video` at the `cpu` preset's model (64 px crops, random
    weights: speed does not depend on them) on a real clip of `../shared/data/real_faces/dev`: crop, generate (batched,
    every frame generated: copy threshold 0), colour transfer, fusion, mp4 encoding; `shift`, `segment` and `warp`
@@ -38,6 +39,7 @@ flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator
 flags.DEFINE_integer("size", 128, "Face crop side in pixels (generator benchmark).")
 flags.DEFINE_integer("conv_dim", 64, "Generator base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
+flags.DEFINE_list("batches", ["1", "8"], "Batch sizes of the generator measurement.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
@@ -88,7 +90,7 @@ def _wait(tensor) -> None:
 
 
 def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
-                    num_points: int = 106) -> dict:
+                    batches=(1, 8), num_points: int = 106) -> dict:
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib
@@ -99,7 +101,7 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
     generator = build_generator(cfg.model, size, num_points)
     forward = tf.function(lambda inputs: generator(inputs, training=False))
     result = {}
-    for batch in (1, 8):
+    for batch in batches:
         images = lambda: tf.random.uniform((batch, size, size, 3), -1.0, 1.0)
         points = lambda: tf.random.uniform((batch, num_points, 2), 0.0, size - 1.0)
         flags = tf.fill((batch, num_points), 2)
@@ -110,7 +112,7 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
     if generator_name == "stargan":  # the reference script's formula is for the StarGAN generator only
         flops = generator_forward_flops(size, conv_dim, res_blocks)
         result["generator_gflop_per_img"] = flops / 1e9
-        result["infer_gflop_per_s"] = flops * result["infer_img_per_s_b8"] / 1e9
+        result["infer_gflop_per_s"] = flops * result[f"infer_img_per_s_b{max(batches)}"] / 1e9
     return result
 
 
@@ -179,8 +181,9 @@ def main(argv):
               "cpu_cores": os.cpu_count(), "threads": FLAGS.threads,
               "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "generator": FLAGS.generator,
               "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
+    batches = [int(batch) for batch in FLAGS.batches]
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
-                                  FLAGS.warmup))
+                                  FLAGS.warmup, batches))
     if FLAGS.peak:
         result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
         if "infer_gflop_per_s" in result:
@@ -195,8 +198,8 @@ def main(argv):
         return
     print(f"{FLAGS.generator} generator {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks} on "
           f"{result['device']} ({result['framework']})")
-    labels = [("images/s, batch 1", "infer_img_per_s_b1"), ("images/s, batch 8", "infer_img_per_s_b8"),
-              ("GFLOP per image", "generator_gflop_per_img"), ("GFLOP/s, batch 8", "infer_gflop_per_s"),
+    labels = [(f"images/s, batch {batch}", f"infer_img_per_s_b{batch}") for batch in batches]
+    labels += [("GFLOP per image", "generator_gflop_per_img"), (f"GFLOP/s, batch {max(batches)}", "infer_gflop_per_s"),
               ("peak GFLOP/s, matmul", "peak_matmul_gflop_per_s"), ("peak GFLOP/s, conv 3x3", "peak_conv_gflop_per_s"),
               ("fraction of peak", "fraction_of_peak")]
     if "e2e_frame_size" in result:

@@ -3,10 +3,12 @@
     python -m benchmarks.train_step --size 128 --conv_dim 64 --batch 8 --noperceptual
     python -m benchmarks.train_step --size 64 --conv_dim 32 --batch 16 --perceptual --json
     python -m benchmarks.train_step --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3
+    python -m benchmarks.train_step --strategy mirrored --batch 8 --mixed_precision    # every local GPU, 8 per GPU
 
-Synthetic inputs of the real shapes, default strategy, the library's own `TrainStep` compiled once with a fixed input
-signature. With `--perceptual` a ResNet50 trunk with random weights stands in for the pretrained one: the cost is the
-same, and the benchmark measures cost, never quality. Reports the median of `--iters` timed iterations after warm-up.
+Synthetic inputs of the real shapes, the library's own `TrainStep` run by `--strategy` (`distribution.make_strategy`)
+as the trainer runs it, `--batch` frames per replica; images/s count the frames of all replicas. With `--perceptual` a
+ResNet50 trunk with random weights stands in for the pretrained one: the cost is the same, and the benchmark measures
+cost, never quality. Reports the median of `--iters` timed iterations after warm-up.
 """
 import json
 import statistics
@@ -20,7 +22,9 @@ flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and detector trunks.")
-flags.DEFINE_integer("batch", 8, "Frames per iteration.")
+flags.DEFINE_integer("batch", 8, "Frames per iteration and replica.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                  "Distribution strategy (`distribution.make_strategy`): mirrored runs on every local GPU.")
 flags.DEFINE_integer("num_points", 106, "Keypoints per face (the generator input is their map either way).")
 flags.DEFINE_bool("perceptual", False, "Include the ResNet50 perceptual network in the generator update.")
 flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA.")
@@ -40,35 +44,42 @@ def main(argv):
 
     from bigo_facegen import config as config_lib
     from bigo_facegen.models.perceptual import PerceptualNetwork
-    from bigo_facegen.distribution import precision_policy
+    from bigo_facegen.distribution import make_strategy, precision_policy
     from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
 
     set_threads(FLAGS.threads, FLAGS.inter_op_threads)
     policy = precision_policy(FLAGS.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
+    strategy = make_strategy(FLAGS.strategy)
+    replicas = strategy.num_replicas_in_sync
 
     cfg = config_lib.override(config_lib.paper(), {
         "data.image_size": FLAGS.size, "data.batch_per_replica": FLAGS.batch, "model.conv_dim": FLAGS.conv_dim,
         "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none", "model.generator": FLAGS.generator})
-    networks = build_networks(cfg, FLAGS.num_points)
-    if FLAGS.perceptual:
-        backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
-                                               input_shape=(FLAGS.size, FLAGS.size, 3))
-        networks.perceptual = PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input)
-    optimizers = build_optimizers(cfg.optimizer, networks, loss_scale=policy == "mixed_float16")
-    train_step = TrainStep(networks, optimizers, cfg.loss, FLAGS.batch)
+    with strategy.scope():
+        networks = build_networks(cfg, FLAGS.num_points)
+        if FLAGS.perceptual:
+            backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg",
+                                                   input_shape=(FLAGS.size, FLAGS.size, 3))
+            networks.perceptual = PerceptualNetwork(backbone, keras.applications.resnet50.preprocess_input)
+        optimizers = build_optimizers(cfg.optimizer, networks, loss_scale=policy == "mixed_float16")
+    train_step = TrainStep(networks, optimizers, cfg.loss, FLAGS.batch * replicas)
 
     b, s, n = FLAGS.batch, FLAGS.size, FLAGS.num_points
     images = lambda: tf.random.uniform((b, s, s, 3), -1.0, 1.0)
     batch = {"reference": images(), "target": images(), "reference_map": images(), "target_map": images(),
              "reference_points": tf.random.uniform((b, n, 2), 0.0, s), "target_points": tf.random.uniform(
                  (b, n, 2), 0.0, s), "reference_flags": tf.fill((b, n), 2), "target_flags": tf.fill((b, n), 2)}
-    signature = [{key: tf.TensorSpec(value.shape, value.dtype) for key, value in batch.items()}]
-    step = tf.function(train_step, input_signature=signature, jit_compile=FLAGS.jit_compile)
+    replica_batches = strategy.experimental_distribute_values_from_function(lambda context: batch)
+    replica_step = tf.function(train_step, jit_compile=FLAGS.jit_compile)
+
+    @tf.function
+    def step(replica_batches):
+        losses = strategy.run(replica_step, args=(replica_batches,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses["generator"], axis=None)
 
     def iteration():
-        losses = step(batch)
-        float(losses["generator"])  # wait for the step to finish
+        float(step(replica_batches))  # wait for the step to finish
 
     for _ in range(FLAGS.warmup):
         iteration()
@@ -80,8 +91,8 @@ def main(argv):
     seconds = statistics.median(times)
     result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s,
               "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
-              "jit_compile": FLAGS.jit_compile, "policy": policy,
-              "train_iter_s": seconds, "train_img_per_s": b / seconds}
+              "jit_compile": FLAGS.jit_compile, "policy": policy, "strategy": FLAGS.strategy, "replicas": replicas,
+              "train_iter_s": seconds, "train_img_per_s": b * replicas / seconds}
     if FLAGS.json:
         print(json.dumps(result))
     else:

@@ -65,16 +65,20 @@ def tps_grid(reference_points, target_points, valid, height: int, width: int, sm
     coordinates normalised to about [-1, 1] (so its weights do not depend on the crop size), with `smoothness` on the
     diagonal (noisy or coincident keypoints are approximated, not interpolated: on real dlib keypoints of 224-px
     crops 1e-2 leaves no folds, at about 0.3 px mean error at the keypoints) and a tiny ridge on the affine part,
-    which keeps the system solvable for collinear points by choosing the motion closest to identity. The solve runs in
-    float64: dense keypoint clusters make the kernel matrix badly conditioned. An exactly affine motion of the points
-    is reproduced exactly (up to the ridge)."""
+    which keeps the system solvable for collinear points by choosing the motion closest to identity. An exactly affine
+    motion of the points is reproduced exactly (up to the ridge).
+
+    The (N + 3)-square solve runs in float64: it costs no more than in float32 on CPU (2.4 vs 2.7 ms for 8 faces of
+    106 points), and float32 alone would move the flow by up to 0.013 px (224-px crops, clustered `bigo106` points).
+    The evaluation on the pixel grid, N kernel values per pixel and nearly all the cost, runs in float32 and
+    separably: a pixel's squared distance to a control point is its column's squared x distance plus its row's."""
     reference_points = tf.cast(reference_points, tf.float64)
     target_points = tf.cast(target_points, tf.float64)
     valid = tf.convert_to_tensor(valid, tf.bool)
     enough = tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1, keepdims=True) >= MIN_TPS_POINTS
     mask = tf.cast(valid & enough, tf.float64)                                                 # (B, N)
 
-    centre = tf.constant([(width - 1) / 2, (height - 1) / 2], tf.float64)
+    centre = ((width - 1) / 2, (height - 1) / 2)
     scale = max(height, width) / 2
     controls = (target_points - centre) / scale                                                # (B, N, 2)
     displacements = (reference_points - target_points) / scale * mask[..., None]
@@ -94,14 +98,19 @@ def tps_grid(reference_points, target_points, valid, height: int, width: int, sm
     solution = tf.cast(tf.linalg.solve(system, rhs), tf.float32)                               # (B, N + 3, 2)
     weights, affine_coefficients = solution[:, :num_points], solution[:, num_points:]
 
-    pixels = identity_grid(height, width)
-    positions = (tf.reshape(pixels, [1, height * width, 2]) - tf.cast(centre, tf.float32)) / scale
     controls = tf.cast(controls, tf.float32)
-    displacement = (tf.matmul(_tps_kernel(_squared_distances(
-        tf.broadcast_to(positions, [batch, height * width, 2]), controls)), weights)
-                    + tf.matmul(_affine_basis(tf.broadcast_to(positions, [batch, height * width, 2])),
-                                affine_coefficients))
-    return pixels + tf.reshape(displacement, [batch, height, width, 2]) * scale
+    columns = (tf.range(width, dtype=tf.float32) - centre[0]) / scale                          # (W,)
+    rows = (tf.range(height, dtype=tf.float32) - centre[1]) / scale                            # (H,)
+    column_distances = tf.square(columns[None, :, None] - controls[:, None, :, 0])             # (B, W, N)
+    row_distances = tf.square(rows[None, :, None] - controls[:, None, :, 1])                   # (B, H, N)
+    kernel = _tps_kernel(row_distances[:, :, None, :] + column_distances[:, None, :, :])       # (B, H, W, N)
+    bending = tf.reshape(tf.matmul(tf.reshape(kernel, [batch, height * width, num_points]), weights),
+                         [batch, height, width, 2])
+    offset, slope_x, slope_y = (affine_coefficients[:, None, i, :] for i in range(3))          # (B, 1, 2) each
+    affine_rows = offset + rows[None, :, None] * slope_y                                       # (B, H, 2)
+    affine_columns = columns[None, :, None] * slope_x                                          # (B, W, 2)
+    displacement = bending + affine_rows[:, :, None, :] + affine_columns[:, None, :, :]
+    return identity_grid(height, width) + displacement * scale
 
 
 def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -111,8 +120,7 @@ def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 def _tps_kernel(squared_distances: tf.Tensor) -> tf.Tensor:
     """U(r) = r^2 log r^2, with U(0) = 0."""
-    tiny = tf.constant(1e-30, squared_distances.dtype)
-    return squared_distances * tf.math.log(tf.maximum(squared_distances, tiny))
+    return tf.math.xlogy(squared_distances, squared_distances)
 
 
 def _affine_basis(points: tf.Tensor) -> tf.Tensor:
