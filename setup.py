@@ -25,6 +25,8 @@ setup(
         # PyAV: FFmpeg's libraries with libx264 inside the wheel; `bigo_facegen.video` writes H.264 with it (browsers
         # play it; OpenCV's wheel writes only MPEG-4 Part 2), no system FFmpeg.
         "av==18.1.0",
+        # TFLite's interpreter (with XNNPACK) for .tflite exports: tf.lite.Interpreter is deprecated in TF 2.21.
+        "ai-edge-litert==2.3.0",
         "scikit-image",
         "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",

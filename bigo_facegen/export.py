@@ -28,6 +28,10 @@ outputs
                                                     reference frame itself (as `fusion.WarpFusion` does) pastes the
                                                     crop with this as its alpha and keeps its own sharper pixels
                                                     everywhere else.
+  `flow`                 float32 (batch, S, S, 2)  only for those generators too: for each pixel of `generated`, the
+                                                    (x, y) pixel of the `reference` crop it shows (the backward flow).
+                                                    A client moves its full-resolution reference frame by it
+                                                    (`fusion.WarpFusion`).
 
 S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
 in the sidecar; the batch dimension is open (-1), and an empty batch gets empty outputs. A request of the wrong shape,
@@ -41,6 +45,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -49,12 +54,13 @@ from bigo_facegen import files, keypoints
 from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.models import generator_spec
-from bigo_facegen.models.contract import KeypointMapSettings, from_unit, generator_inputs, to_unit
+from bigo_facegen.models.contract import FLOW_LAYER, KeypointMapSettings, from_unit, generator_inputs, to_unit
 
 SIDECAR = "bigo_facegen.json"
 SIGNATURE = "serving_default"
 OUTPUT = "generated"
 REPAINT_OUTPUT = "repaint"
+FLOW_OUTPUT = "flow"
 
 
 class ExportError(ValueError):
@@ -87,7 +93,7 @@ class ServingSpec:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return (OUTPUT, REPAINT_OUTPUT) if self.has_repaint else (OUTPUT,)
+        return (OUTPUT, REPAINT_OUTPUT, FLOW_OUTPUT) if self.has_repaint else (OUTPUT,)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -106,28 +112,32 @@ class ServingModule(tf.Module):
         super().__init__(name="bigo_facegen")
         self.generator = generator
         self.spec = spec
-        image = tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.uint8, name="reference")
-        rows = [tf.TensorSpec([None, spec.num_points, 3], tf.float32, name=name)
-                for name in spec.input_names[1:]]
-        if spec.reads_reference_keypoints:
-            def serve(reference, reference_keypoints, target_keypoints):
-                return self._generate(reference, target_keypoints, reference_keypoints)
+        self.input_signature = [tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.uint8, name="reference")]
+        self.input_signature += [tf.TensorSpec([None, spec.num_points, 3], tf.float32, name=name)
+                                 for name in spec.input_names[1:]]
+        self.serve = self.signature_function(self._generate)
+        # The network alone, without the input checks and the empty-batch branch: what TFLite converts (`tflite`),
+        # whose runner makes the same checks (`check_inputs`) before it calls the converted graph.
+        self.network = self.signature_function(self._run)
+
+    def signature_function(self, body):
+        """`body(reference, target_keypoints, reference_keypoints)` as a `tf.function` of the signature's inputs, by
+        name (a SavedModel signature takes its input names from the Python parameters)."""
+        if self.spec.reads_reference_keypoints:
+            def function(reference, reference_keypoints, target_keypoints):
+                return body(reference, target_keypoints, reference_keypoints)
         else:
-            def serve(reference, target_keypoints):
-                return self._generate(reference, target_keypoints)
-        self.serve = tf.function(serve, input_signature=[image, *rows])
+            def function(reference, target_keypoints):
+                return body(reference, target_keypoints, None)
+        return tf.function(function, input_signature=self.input_signature)
 
     def _generate(self, reference, target_keypoints, reference_keypoints=None):
-        rows = {name: value for name, value in (("target_keypoints", target_keypoints),
-                                                 ("reference_keypoints", reference_keypoints)) if value is not None}
-        checks = self._shape_checks(reference, rows)
-        with tf.control_dependencies(checks):  # values are only looked at once their shape is known to be right
-            checks += self._value_checks(rows)
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
             batch = tf.shape(reference)[0]
         # TF's CPU convolutions answer an empty batch with their input's channels, which the next layer rejects or
         # passes on as a (0, S, S, C) face: an empty request never reaches the network.
-        return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints), self._empty)
+        return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints),
+                       lambda: empty_outputs(self.spec))
 
     def _run(self, reference, target_keypoints, reference_keypoints):
         reference_points, reference_flags = (None, None) if reference_keypoints is None else _split_rows(
@@ -139,46 +149,66 @@ class ServingModule(tf.Module):
         outputs = {OUTPUT: tf.cast(pixels, tf.uint8)}
         if self.spec.has_repaint:
             outputs[REPAINT_OUTPUT] = tf.cast(layers["repaint"], tf.float32)
+            outputs[FLOW_OUTPUT] = tf.cast(layers[FLOW_LAYER], tf.float32)
         return outputs
 
-    def _empty(self):
-        s = self.spec.image_size
-        outputs = {OUTPUT: tf.zeros([0, s, s, 3], tf.uint8)}
-        if self.spec.has_repaint:
-            outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
-        return outputs
 
-    def _shape_checks(self, reference, rows):
-        # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
-        # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
-        # (No quotes in the messages: the Assert op prints them escaped.)
-        s, n = self.spec.image_size, self.spec.num_points
-        batch = tf.shape(reference)[0]
-        checks = [tf.debugging.assert_equal(
-            tf.shape(reference)[1:], tf.constant([s, s, 3]),
-            message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels")]
-        for name, value in rows.items():
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(value)[1:], tf.constant([n, 3]),
-                message=f"bad input {name}: shape must be (batch, {n}, 3), one [x, y, flag] row per point of the "
-                        f"{self.spec.layout} layout"))
-            checks.append(tf.debugging.assert_equal(
-                tf.shape(value)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
-        return checks
+def _rows(target_keypoints, reference_keypoints=None) -> dict:
+    return {name: value for name, value in (("target_keypoints", target_keypoints),
+                                             ("reference_keypoints", reference_keypoints)) if value is not None}
 
-    @staticmethod
-    def _value_checks(rows):
-        # A NaN or infinite point, or a flag the network was never trained on, would still give a face that looks
-        # normal: refuse it instead.
-        checks = []
-        for name, value in rows.items():
-            checks.append(tf.debugging.assert_all_finite(
-                value, message=f"bad input {name}: x, y and flag must be finite numbers"))
-            flags = value[..., 2]
-            checks.append(tf.debugging.Assert(
-                tf.reduce_all((flags == 0.0) | (flags == 1.0) | (flags == 2.0)),
-                [f"bad input {name}: every flag must be 0 (absent), 1 (occluded) or 2 (visible)"]))
-        return checks
+
+def empty_outputs(spec: ServingSpec) -> dict[str, tf.Tensor]:
+    """The outputs of an empty batch."""
+    s = spec.image_size
+    outputs = {OUTPUT: tf.zeros([0, s, s, 3], tf.uint8)}
+    if spec.has_repaint:
+        outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
+        outputs[FLOW_OUTPUT] = tf.zeros([0, s, s, 2], tf.float32)
+    return outputs
+
+
+def check_inputs(spec: ServingSpec, reference, rows: dict) -> list:
+    """The serving signature's input checks: shapes first, then the keypoint values (`rows` by input name). In a
+    graph, the assertions to depend on; run eagerly (the TFLite runner), the first failing one raises the same
+    InvalidArgumentError naming the input."""
+    checks = _shape_checks(spec, reference, rows)
+    with tf.control_dependencies(checks):  # values are only looked at once their shape is known to be right
+        checks += _value_checks(rows)
+    return checks
+
+
+def _shape_checks(spec: ServingSpec, reference, rows: dict) -> list:
+    # The signature's fixed S and N are not enforced when the graph runs (TF Serving, signature calls): check here,
+    # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
+    # (No quotes in the messages: the Assert op prints them escaped.)
+    s, n = spec.image_size, spec.num_points
+    batch = tf.shape(reference)[0]
+    checks = [tf.debugging.assert_equal(
+        tf.shape(reference)[1:], tf.constant([s, s, 3]),
+        message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels")]
+    for name, value in rows.items():
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(value)[1:], tf.constant([n, 3]),
+            message=f"bad input {name}: shape must be (batch, {n}, 3), one [x, y, flag] row per point of the "
+                    f"{spec.layout} layout"))
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(value)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
+    return checks
+
+
+def _value_checks(rows: dict) -> list:
+    # A NaN or infinite point, or a flag the network was never trained on, would still give a face that looks
+    # normal: refuse it instead.
+    checks = []
+    for name, value in rows.items():
+        checks.append(tf.debugging.assert_all_finite(
+            value, message=f"bad input {name}: x, y and flag must be finite numbers"))
+        flags = value[..., 2]
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all((flags == 0.0) | (flags == 1.0) | (flags == 2.0)),
+            [f"bad input {name}: every flag must be 0 (absent), 1 (occluded) or 2 (visible)"]))
+    return checks
 
 
 def _split_rows(rows):
@@ -192,10 +222,20 @@ def next_version(export_dir: str | os.PathLike) -> int:
     return max(taken, default=0) + 1
 
 
+@dataclasses.dataclass(frozen=True)
+class TFLiteFile:
+    """A TFLite conversion of the serving graph (`tflite.convert`), written as `name` beside the SavedModel."""
+    name: str
+    quantize: str
+    content: bytes
+
+
 def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
-           version: int | None = None) -> Path:
+           version: int | None = None, convert_tflite: Callable[[ServingModule], TFLiteFile] | None = None) -> Path:
     """Writes `generator` (trained with `config`) to `export_dir/<version>/` and returns that folder. `version`
-    defaults to the next free integer; an existing version is an error, never overwritten."""
+    defaults to the next free integer; an existing version is an error, never overwritten. With `convert_tflite`
+    (`tflite.export_model_dir`), the version also holds the TFLite conversion of the same serving graph, named in the
+    sidecar."""
     export_dir = Path(export_dir)
     files.check_output_folder(export_dir, "export_dir")
     version = next_version(export_dir) if version is None else version
@@ -213,6 +253,10 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
         tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
         metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
                     "outputs": list(spec.output_names), "spec": dataclasses.asdict(spec), "config": config.to_dict()}
+        if convert_tflite is not None:
+            converted = convert_tflite(module)
+            (staging / converted.name).write_bytes(converted.content)
+            metadata["tflite"] = {"file": converted.name, "quantize": converted.quantize}
         (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(staging, target)
     except BaseException:
@@ -263,9 +307,16 @@ class LoadedExport:
     saved_model: object
 
 
-def load(path: str | os.PathLike) -> LoadedExport:
-    """Loads an export (a version folder, or a base folder: its highest version) with its sidecar."""
-    version_dir = resolve_version(path)
+@dataclasses.dataclass(frozen=True)
+class Sidecar:
+    """What an export version's `bigo_facegen.json` says: the serving spec, the training config, and the TFLite file
+    beside the SavedModel ({"file", "quantize"}, None without one)."""
+    spec: ServingSpec
+    config: ExperimentConfig
+    tflite: dict | None
+
+
+def read_sidecar(version_dir: Path) -> Sidecar:
     sidecar = version_dir / SIDECAR
     if not sidecar.is_file():
         raise ExportError(f"{version_dir}: no {SIDECAR} beside saved_model.pb: not a bigo-facegen export "
@@ -275,11 +326,16 @@ def load(path: str | os.PathLike) -> LoadedExport:
         # Exports written before `has_repaint` was recorded had the repaint output exactly when they read the
         # reference keypoints.
         spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], **metadata["spec"]})
-        config = ExperimentConfig.from_dict(metadata["config"])
+        return Sidecar(spec, ExperimentConfig.from_dict(metadata["config"]), metadata.get("tflite"))
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e
+
+
+def load(path: str | os.PathLike) -> LoadedExport:
+    """Loads an export (a version folder, or a base folder: its highest version) with its sidecar."""
+    version_dir = resolve_version(path)
+    sidecar = read_sidecar(version_dir)
     saved_model = tf.saved_model.load(str(version_dir))
     if SIGNATURE not in saved_model.signatures:
         raise ExportError(f"{version_dir}: the SavedModel has no {SIGNATURE!r} signature")
-    return LoadedExport(version_dir, spec, config, saved_model.signatures[SIGNATURE], saved_model)
-
+    return LoadedExport(version_dir, sidecar.spec, sidecar.config, saved_model.signatures[SIGNATURE], saved_model)

@@ -36,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, color, export, files, geometry, tuning, video
+from bigo_facegen import annotations, color, export, files, geometry, tflite, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
@@ -86,11 +86,15 @@ class FaceModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceModel":
-        """`path` is an export (its base folder, whose highest version is used, or one version folder) or a training
-        `model_dir` (its latest checkpoint)."""
+        """`path` is an export (its base folder, whose highest version is used, or one version folder), the `.tflite`
+        file of an export version (`tflite`), or a training `model_dir` (its latest checkpoint)."""
         path = Path(path)
         if not path.exists():
-            raise GenerationError(f"{path}: no such model (expected an export folder or a training model_dir)")
+            raise GenerationError(f"{path}: no such model (expected an export folder, the .tflite file of an export "
+                                  f"or a training model_dir)")
+        if tflite.is_tflite(path):
+            loaded = tflite.load(path)
+            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
         if export.is_export(path):
             loaded = export.load(path)
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
@@ -276,10 +280,10 @@ class VideoGenerator:
                 if not target.has_face:
                     yield FrameResult(target.index, last_frame, last_face, "repeated")
                     continue
-                face, kind, repaint = next(faces)
+                face, kind, repaint, flow = next(faces)
                 # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
                 last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
-                              else self.fusion(face, target.bbox, target.points, target.flags, repaint))
+                              else self.fusion(face, target.bbox, target.points, target.flags, repaint, flow))
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 
@@ -306,9 +310,11 @@ class VideoGenerator:
                 setattr(stats, result.kind, getattr(stats, result.kind) + 1)
         return stats
 
-    def _faces(self, targets: list[FrameAnnotation]) -> list[tuple[np.ndarray, str, np.ndarray | None]]:
-        """(face crop, kind, repaint mask) per target: the reference face where the keypoints barely moved, else a
-        generated one; the repaint mask (S, S), from warp-style models only, says where the crop was painted."""
+    def _faces(self, targets: list[FrameAnnotation]
+               ) -> list[tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]]:
+        """(face crop, kind, repaint mask, flow) per target: the reference face where the keypoints barely moved, else
+        a generated one; the repaint mask (S, S) and the backward flow (S, S, 2), from warp-style models only, say
+        where the crop was painted and which reference crop pixel each crop pixel shows."""
         if not targets:
             return []
         size = self.model.image_size
@@ -317,7 +323,8 @@ class VideoGenerator:
         points = np.stack([geometry.apply_affine(t.points, geometry.crop_matrix(t.bbox, size)) for t in targets])
         flags = np.stack([t.flags for t in targets])
         copy = [self.keypoint_distance(p, f) < self.copy_threshold for p, f in zip(points, flags)]
-        faces: list[tuple[np.ndarray, str, np.ndarray | None]] = [(self.reference.crop, "copied", None)]
+        faces: list[tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]] = [
+            (self.reference.crop, "copied", None, None)]
         faces *= len(targets)
         todo = [i for i, c in enumerate(copy) if not c]
         if todo:
@@ -328,11 +335,13 @@ class VideoGenerator:
                     np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
                     np.repeat(self.reference.points[None], batch, axis=0),
                     np.repeat(self.reference.flags[None], batch, axis=0))
-            repaints = outputs[export.REPAINT_OUTPUT] if self.model.spec.has_repaint else [None] * batch
-            for i, face, repaint in zip(todo, outputs[export.OUTPUT], repaints):
+            has_repaint = self.model.spec.has_repaint
+            repaints = outputs[export.REPAINT_OUTPUT][..., 0] if has_repaint else [None] * batch
+            flows = outputs[export.FLOW_OUTPUT] if has_repaint else [None] * batch
+            for i, face, repaint, flow in zip(todo, outputs[export.OUTPUT], repaints, flows):
                 if self.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)
-                faces[i] = (face, "generated", None if repaint is None else repaint[..., 0])
+                faces[i] = (face, "generated", repaint, flow)
         return faces
 
 

@@ -1,10 +1,15 @@
-"""Export the latest checkpoint of a training run as a SavedModel for TensorFlow Serving.
+"""Export the latest checkpoint of a training run as a SavedModel for TensorFlow Serving, and optionally TFLite.
 
     python -m experiments.export --model_dir=runs/hard --export_dir=exports/face [--version=N]
+    python -m experiments.export --model_dir=runs/hard --export_dir=exports/face --format=tflite \
+        [--quantize=none|float16|int8]
 
 writes `exports/face/<N>/saved_model.pb` (+ `variables/`, + the sidecar `bigo_facegen.json`); N defaults to the next
 free integer, and an existing version is never overwritten. The export also loads in `experiments.generate
---model=exports/face` and `experiments.evaluate`.
+--model=exports/face` and `experiments.evaluate`. With `--format=tflite` the version also holds the TFLite conversion
+of the same serving graph, `float32.tflite`, `float16.tflite` or `int8.tflite` by `--quantize` (`bigo_facegen.tflite`),
+which `--model=exports/face/<N>/int8.tflite` loads. `warp_refine` has no TFLite conversion (its spline solve has no
+TFLite kernel): the export stops with an error and writes nothing.
 
 ## The serving signature (`serving_default`)
 
@@ -42,12 +47,16 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import export, files
+from bigo_facegen import export, files, tflite
 
 flags.DEFINE_string("model_dir", None, "Training run folder (config.json + checkpoints) to export.", required=True)
 flags.DEFINE_string("export_dir", None, "Base folder of the export; the version goes in a numbered sub-folder.",
                     required=True)
 flags.DEFINE_integer("version", None, "Version number (a positive integer); default: the next free one.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_model, or tflite: the SavedModel and "
+                  "beside it its TFLite conversion.")
+flags.DEFINE_enum("quantize", "none", list(tflite.QUANTIZATIONS), "--format=tflite: the weights as float32 (none), "
+                  "float16, or int8 (dynamic-range: activations quantized per call).")
 FLAGS = flags.FLAGS
 
 
@@ -55,7 +64,10 @@ def main(argv):
     del argv
     files.unwind_on_sigterm()
     try:
-        path = export.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version)
+        if FLAGS.format == "tflite":
+            path = tflite.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
+        else:
+            path = export.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(path)

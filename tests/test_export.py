@@ -206,7 +206,7 @@ def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, re
         "reference", "reference_keypoints", "target_keypoints"]
     crops, rows = real_batch
     reference_rows = np.repeat(rows[:1], 3, axis=0)  # the reference crop is frame 1, whose keypoints are rows[0]
-    assert json.loads((version_dir / export.SIDECAR).read_text())["outputs"] == ["generated", "repaint"]
+    assert json.loads((version_dir / export.SIDECAR).read_text())["outputs"] == ["generated", "repaint", "flow"]
     served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
                    target_keypoints=tf.constant(rows))
     flags = lambda r: r[..., 2].astype(np.int32)

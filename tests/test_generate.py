@@ -132,11 +132,20 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     reference, target = entry.frames[0], entry.frames[8]
     warped = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
     assert isinstance(warped.fusion, fusion.WarpFusion)  # a warp-style model's default
-    background = warped.fusion.background(target.bbox, target.points, target.flags)
+    points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
+    flow = model.run(warped.reference.crop[None], points[None], target.flags[None], warped.reference.points[None],
+                     warped.reference.flags[None])[export.FLOW_OUTPUT][0]
+    # The full-resolution reference frame moved by the generator's flow in the face box, by the keypoints around it.
+    background = warped.fusion.moved_by_flow(flow, target.bbox, target.points, target.flags)
+    keypoint_warp = warped.fusion.background(target.bbox, target.points, target.flags)
+    cx, cy, side = geometry.square_box(target.bbox)
+    ys, xs = np.mgrid[0:background.shape[0], 0:background.shape[1]]
+    outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
+    np.testing.assert_array_equal(background[outside], keypoint_warp[outside])
 
     generator.repaint_head.bias.assign([-30.0])  # a generator that paints nothing
     frame, _ = warped.generate_frame(target)
-    np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
+    np.testing.assert_array_equal(frame, background)  # the full-resolution frame, not the 32-px crop
     shifted, _ = inference.VideoGenerator(model, frames[0], reference, fusion="shift",
                                           copy_threshold=0.0).generate_frame(target)
     assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
@@ -248,7 +257,8 @@ def test_outputs_are_checked_before_anything_is_loaded(real_faces_dir, tmp_path)
         generate(tmp_path / "taken.mp4")
     with pytest.raises(OutputPathError, match=f"^face_output {tmp_path / 'taken.mp4'}: is an existing folder"):
         generate(tmp_path / "out.mp4", tmp_path / "taken.mp4")
-    with pytest.raises(OutputPathError, match=r"^output .*out\.gif: cannot write \.gif files; use one of \.avi, "):
+    with pytest.raises(OutputPathError,
+                       match=r"^output .*out\.gif: cannot write \.gif files; use one of \.m4v, \.mov, \.mp4$"):
         generate(tmp_path / "out.gif")
     with pytest.raises(OutputPathError, match=r"^face_output .*face\.png: cannot write \.png files"):
         generate(tmp_path / "out.mp4", tmp_path / "face.png")

@@ -1,0 +1,196 @@
+"""Inference formats at batch 1: the SavedModel against its TFLite conversions and mixed_bfloat16, speed and fidelity.
+
+    python -m benchmarks.formats
+    python -m benchmarks.formats --presets=cpu --generators=stargan --json
+    python -m benchmarks.formats --model_dir=runs/real          # a trained run instead of initial weights
+
+For each generator (`--generators`) at each preset's sizes (`--presets`: crop side, widths and blocks), one export is
+written to a temporary folder per format and loaded by `inference.FaceModel.load`, as `generate` loads it:
+`saved_model` (the export's `serving_default`), `tflite_float32`, `tflite_float16`, `tflite_int8` (`tflite.convert`;
+a generator without a TFLite conversion gets the reason instead of figures), and `bfloat16`, the serving graph of the
+generator rebuilt under Keras' mixed_bfloat16 policy with the same weights (float32 in and out, bfloat16 inside).
+Each format generates faces of real dev crops (`--clip` of ../shared/data/real_faces/dev: the first frame's crop as
+the reference, the keypoints of the following frames as targets): frames/s at batch 1 (the median of `--iters` calls
+after `--warmup`, every format timed in turn round after round, `--rounds`, so that drift of the machine's speed hits
+them alike), its ratio to the SavedModel's, and its faces' PSNR against the SavedModel's (inf: identical). Then the
+fastest format generates `--e2e_frames` frames of the clip end to end as `experiments.generate` does (crop, batches
+of 8, colour transfer, the model's default fusion, mp4). Weights are the generator's initial ones unless `--model_dir`
+gives a trained run (its generator, at its own sizes).
+
+Prints a table, or with --json one JSON line.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from benchmarks.common import REPO, set_threads
+
+REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
+FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "bfloat16")
+TFLITE_QUANTIZE = {"tflite_float32": "none", "tflite_float16": "float16", "tflite_int8": "int8"}
+
+flags.DEFINE_list("generators", ["stargan", "warp_refine"], "Generators (model.generator).")
+flags.DEFINE_list("presets", ["cpu", "real"], "Presets whose sizes to run at.")
+flags.DEFINE_string("model_dir", None, "A trained run to measure instead (its generator and sizes only).")
+flags.DEFINE_string("clip", "dpe_d", "Real clip of ../shared/data/real_faces/dev giving the faces.")
+flags.DEFINE_integer("frames", 16, "Target frames of the clip (the PSNR is over all of them).")
+flags.DEFINE_integer("iters", 20, "Timed batch-1 calls per format and round.")
+flags.DEFINE_integer("warmup", 3, "Untimed calls per format and round first.")
+flags.DEFINE_integer("rounds", 3, "Rounds over all formats (the median round is reported).")
+flags.DEFINE_integer("e2e_frames", 50, "Frames of the end-to-end video run with the fastest format (0: skip).")
+flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores); TFLite uses all cores.")
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def real_inputs(clip: str, frames: int, size: int, num_points: int):
+    """(reference crop (S, S, 3) uint8, its points and flags, target points (T, N, 2), target flags (T, N)) from the
+    first annotated frame of `clip` and the next `frames`, keypoints in crop pixels."""
+    import numpy as np
+
+    from bigo_facegen import annotations, geometry, inference
+
+    entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
+    if entry.frames[0].points.shape[0] != num_points:
+        raise ValueError(f"{clip} has {entry.frames[0].points.shape[0]} points per face, the model {num_points}")
+    faces = entry.face_frames()
+    reference = faces[0]
+    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    crop, matrix = geometry.crop(frame, reference.bbox, size)
+    to_crop = lambda annotation: geometry.apply_affine(annotation.points, geometry.crop_matrix(annotation.bbox, size))
+    targets = faces[1:frames + 1]
+    return (crop, geometry.apply_affine(reference.points, matrix), reference.flags,
+            np.stack([to_crop(t) for t in targets]), np.stack([t.flags for t in targets]))
+
+
+def _models(generator, cfg, export_dir: Path) -> dict:
+    """FaceModel per format (or the reason it has none), as `inference.FaceModel.load` loads each export."""
+    from bigo_facegen import distribution, export, inference, keypoints, tflite
+    from bigo_facegen.models import build_generator
+
+    models = {"saved_model": inference.FaceModel.load(export.export(generator, cfg, export_dir))}
+    for name, quantize in TFLITE_QUANTIZE.items():
+        try:
+            version = export.export(generator, cfg, export_dir, convert_tflite=functools.partial(
+                tflite.convert, quantize=quantize))
+        except tflite.TFLiteError as e:
+            models[name] = str(e)
+            continue
+        models[name] = inference.FaceModel.load(version / tflite.FILE_NAMES[quantize])
+    with distribution.dtype_policy("mixed_bfloat16"):
+        bfloat16 = build_generator(cfg.model, cfg.data.image_size, keypoints.get_layout(cfg.data.layout).num_points)
+    bfloat16.set_weights(generator.get_weights())
+    models["bfloat16"] = inference.FaceModel.from_generator(bfloat16, cfg, source="mixed_bfloat16")
+    return models
+
+
+def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
+    """Frames/s of `VideoGenerator.generate_video` as `experiments.generate` runs it (the model's default fusion,
+    batches of 8, every frame generated: copy threshold 0, mp4 encoding), after one warm-up batch."""
+    import numpy as np
+
+    from bigo_facegen import annotations, inference
+
+    entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
+    reference = entry.face_frames()[0]
+    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    targets = inference.frame_sequence(entry)
+    targets = (targets * (frames // len(targets) + 1))[:frames]
+    s, n = model.image_size, model.num_points
+    points, flags = np.zeros((8, n, 2)), np.full((8, n), 2)
+    model.generate(np.zeros((8, s, s, 3), np.uint8), points, flags, points, flags)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        maker = inference.VideoGenerator(model, frame, reference, copy_threshold=0.0, batch_size=8)
+        maker.generate_video(targets, Path(tmp) / "out.mp4", 25.0, progress=False)
+        return frames / (time.perf_counter() - start)
+
+
+def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
+    import numpy as np
+
+    from bigo_facegen import checkpoints, config as config_lib
+    from bigo_facegen.evaluation import metrics
+    from bigo_facegen.models import build_generator
+
+    if model_dir:
+        generator, cfg = checkpoints.load_generator(model_dir)
+    else:
+        cfg = config_lib.override(config_lib.preset(preset), {"data.layout": "ibug68",
+                                                               "model.generator": generator_name})
+        generator = build_generator(cfg.model, cfg.data.image_size, 68)
+    size = cfg.data.image_size
+    crop, ref_points, ref_flags, target_points, target_flags = real_inputs(FLAGS.clip, FLAGS.frames, size, 68)
+    count = len(target_points)
+    crops = np.repeat(crop[None], count, axis=0)
+    ref_points, ref_flags = np.repeat(ref_points[None], count, 0), np.repeat(ref_flags[None], count, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _models(generator, cfg, Path(tmp))
+        runnable = {name: model for name, model in models.items() if not isinstance(model, str)}
+        faces = {name: np.concatenate([model.generate(crops[i:i + 1], target_points[i:i + 1], target_flags[i:i + 1],
+                                                      ref_points[i:i + 1], ref_flags[i:i + 1]) for i in range(count)])
+                 for name, model in runnable.items()}
+        rounds = {name: [] for name in runnable}
+        for _ in range(FLAGS.rounds):
+            for name, model in runnable.items():
+                call = lambda i: model.generate(crops[i:i + 1], target_points[i:i + 1], target_flags[i:i + 1],
+                                                ref_points[i:i + 1], ref_flags[i:i + 1])
+                for i in range(FLAGS.warmup):
+                    call(i % count)
+                times = []
+                for i in range(FLAGS.iters):
+                    start = time.perf_counter()
+                    call(i % count)
+                    times.append(time.perf_counter() - start)
+                rounds[name].append(1.0 / statistics.median(times))
+        fastest = max(runnable, key=lambda name: statistics.median(rounds[name]))
+        end_to_end = end_to_end_frames_per_s(runnable[fastest], FLAGS.clip, FLAGS.e2e_frames) if FLAGS.e2e_frames \
+            else None
+    result = {"generator": cfg.model.generator, "preset": "model_dir" if model_dir else preset, "size": size,
+              "conv_dim": cfg.model.conv_dim, "res_blocks": cfg.model.res_blocks, "frames": count, "fastest": fastest,
+              "fastest_e2e_frames_per_s": end_to_end}
+    reference_fps = statistics.median(rounds["saved_model"])
+    for name in FORMATS:
+        if name not in runnable:
+            result[f"{name}_unavailable"] = models[name]
+            continue
+        fps = statistics.median(rounds[name])
+        result[f"{name}_frames_per_s"] = fps
+        result[f"{name}_ratio"] = fps / reference_fps
+        result[f"{name}_psnr"] = metrics.psnr(faces[name], faces["saved_model"])
+    return result
+
+
+def main(argv):
+    del argv
+    set_threads(FLAGS.threads, 0)
+    from bigo_facegen import inference
+    inference.configure_cpu_threads()
+    cases = [(None, None)] if FLAGS.model_dir else [(g, p) for p in FLAGS.presets for g in FLAGS.generators]
+    results = [measure(g, p, FLAGS.model_dir) for g, p in cases]
+    if FLAGS.json:
+        print(json.dumps(results))
+        return
+    print(f"batch 1, real crops of {FLAGS.clip}; frames/s (x SavedModel) and PSNR dB against the SavedModel")
+    print(f"{'generator':12s} {'preset':7s} {'format':15s} {'frames/s':>9s} {'ratio':>6s} {'PSNR':>7s}")
+    for r in results:
+        for name in FORMATS:
+            if f"{name}_unavailable" in r:
+                print(f"{r['generator']:12s} {r['preset']:7s} {name:15s} unavailable: {r[name + '_unavailable']}")
+                continue
+            print(f"{r['generator']:12s} {r['preset']:7s} {name:15s} {r[name + '_frames_per_s']:9.1f} "
+                  f"{r[name + '_ratio']:6.2f} {r[name + '_psnr']:7.2f}")
+        if r["fastest_e2e_frames_per_s"] is not None:
+            print(f"{r['generator']:12s} {r['preset']:7s} end to end ({r['fastest']}, default fusion, batch 8): "
+                  f"{r['fastest_e2e_frames_per_s']:.1f} frames/s")
+
+
+if __name__ == "__main__":
+    app.run(main)

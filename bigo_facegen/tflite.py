@@ -1,0 +1,147 @@
+"""TFLite: the export's serving graph converted for TFLite's interpreter (XNNPACK on CPU), and the runner that
+generation and evaluation load as they load a SavedModel.
+
+    python -m experiments.export --model_dir=runs/cpu --export_dir=exports/face --format=tflite --quantize=int8
+    # -> exports/face/<N>/{saved_model.pb, variables/, bigo_facegen.json, int8.tflite}
+    python -m experiments.generate --model=exports/face/<N>/int8.tflite ...
+
+The `.tflite` file has the inputs and outputs of `serving_default` (`export`), by name, with the keypoint maps drawn
+inside the graph, and an open batch dimension like the SavedModel's: the runner resizes the input tensors when the
+batch changes (TFLite re-plans only then), so `generate`'s batches of 8 and its shorter last batch need no padding
+and one file serves batch 1 too. What is converted is `ServingModule.network`: TFLite drops the assertions, so the
+runner makes the SavedModel's input checks itself (`export.check_inputs`, the same messages) and answers an empty
+batch without calling the interpreter.
+
+Quantization (`QUANTIZATIONS`): `none` keeps float32; `float16` stores the weights as float16, which the interpreter
+widens to float32 at load (half the file, the same arithmetic); `int8` stores the weights as int8 (per output channel)
+and the convolutions quantize their input activations at each call from that call's own range (dynamic-range
+quantization). Full-integer quantization, with activation ranges calibrated on a representative data set, was tried
+on frames of the training data and refused: it quantizes the keypoint rows too, and keypoint coordinates and flags
+rounded to 256 levels per tensor draw the in-graph keypoint map wrong (58 pixel levels of mean error against the
+SavedModel on real dev crops, where dynamic-range int8 stays within 2).
+
+Which generators convert: `stargan` with TFLite's builtin operations alone. `warp_refine` does not: its thin-plate
+spline is solved with `tf.linalg.solve` in float64 (`warping.tps_grid`), and TFLite has no builtin linear solve and
+no float64 arithmetic, MatrixSolve is not among the TensorFlow operations that the converter may keep (SELECT_TF_OPS),
+and neither Python interpreter (TF 2.21's deprecated `tf.lite.Interpreter`, `ai-edge-litert`) links the Flex delegate
+that would run them: `convert` raises `TFLiteError` naming the operations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from bigo_facegen import export, files
+from bigo_facegen.checkpoints import load_generator
+from bigo_facegen.config import ExperimentConfig
+
+QUANTIZATIONS = ("none", "float16", "int8")
+FILE_NAMES = {"none": "float32.tflite", "float16": "float16.tflite", "int8": "int8.tflite"}
+# Neither a TFLite builtin nor one of the TensorFlow operations the converter may keep for the Flex delegate.
+WITHOUT_TFLITE_KERNEL = frozenset({"MatrixSolve"})
+
+
+class TFLiteError(ValueError):
+    """A generator's serving graph cannot be converted to TFLite, or a file is not a bigo-facegen TFLite export."""
+
+
+def check_quantize(quantize: str) -> None:
+    if quantize not in QUANTIZATIONS:
+        raise TFLiteError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+
+
+def convert(module: export.ServingModule, quantize: str) -> export.TFLiteFile:
+    """The TFLite conversion of `module.network` with the weights stored as `quantize` says."""
+    check_quantize(quantize)
+    network = module.network.get_concrete_function()
+    # The converter keeps Keras 3's variables as TFLite resource variables, read at every call, which XNNPACK cannot
+    # pack ahead: they become constants here.
+    frozen = convert_variables_to_constants_v2(network)
+    # Refused before the converter, which would print pages of diagnostics first.
+    lacking = sorted({op.type for op in frozen.graph.get_operations() if op.type in WITHOUT_TFLITE_KERNEL or any(
+        output.dtype == tf.float64 for output in op.outputs)})
+    if lacking:
+        raise TFLiteError(f"the serving graph of {type(module.generator).__name__} computes in float64 or with "
+                          f"operations that TFLite has no kernel for ({', '.join(lacking)}), and no Python TFLite "
+                          f"interpreter links the Flex delegate that would run them; export it as a SavedModel")
+
+    def run_frozen(reference, target_keypoints, reference_keypoints):
+        named = {"reference": reference, "target_keypoints": target_keypoints,
+                 "reference_keypoints": reference_keypoints}
+        flat = frozen(*(named[name] for name in module.spec.input_names))
+        return tf.nest.pack_sequence_as(network.structured_outputs, flat)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.signature_function(run_frozen).get_concrete_function()], module)
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    content = converter.convert()
+    return export.TFLiteFile(FILE_NAMES[quantize], quantize, content)
+
+
+def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None,
+                     quantize: str = "none") -> Path:
+    """`export.export_model_dir` with the TFLite conversion (`quantize`) beside the SavedModel."""
+    check_quantize(quantize)  # before the checkpoint is loaded
+    files.check_output_folder(export_dir, "export_dir")
+    generator, config = load_generator(model_dir)
+    return export.export(generator, config, export_dir, version, lambda module: convert(module, quantize))
+
+
+class TFLiteRunner:
+    """A `.tflite` export in TFLite's interpreter: `serve(**inputs) -> {output name: array}` as the SavedModel's
+    `serving_default` answers, input checks and empty batches included."""
+
+    def __init__(self, path: Path, spec: export.ServingSpec, threads: int | None = None):
+        try:  # all the cores this process may use by default, as TF's own thread pools
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or len(os.sched_getaffinity(0)))
+        except ValueError as e:
+            raise TFLiteError(f"{path}: not a readable TFLite model ({str(e).splitlines()[0]})") from None
+        self._signature = self._interpreter.get_signature_runner(export.SIGNATURE)
+        self.spec = spec
+
+    def serve(self, **inputs) -> dict[str, np.ndarray]:
+        rows = {name: inputs[name] for name in self.spec.input_names[1:]}
+        export.check_inputs(self.spec, inputs["reference"], rows)
+        if not len(inputs["reference"]):
+            return {name: value.numpy() for name, value in export.empty_outputs(self.spec).items()}
+        outputs = self._signature(**{name: np.asarray(inputs[name]) for name in self.spec.input_names})
+        return {name: outputs[name] for name in self.spec.output_names}
+
+
+@dataclasses.dataclass
+class LoadedTFLite:
+    """A loaded `.tflite` export: `serve` as `export.LoadedExport`'s."""
+    path: Path
+    spec: export.ServingSpec
+    config: ExperimentConfig
+    quantize: str
+    serve: Callable[..., dict]
+
+
+def is_tflite(path: str | os.PathLike) -> bool:
+    """True for the path of a `.tflite` file (what `load` takes), rather than an export or model_dir folder."""
+    return Path(path).suffix == ".tflite"
+
+
+def load(path: str | os.PathLike, threads: int | None = None) -> LoadedTFLite:
+    """Loads the `.tflite` file of an export version with the version's sidecar, which must name it."""
+    path = Path(path)
+    if not path.is_file():
+        raise TFLiteError(f"{path}: no such TFLite file")
+    sidecar = export.read_sidecar(path.parent)
+    if sidecar.tflite is None or sidecar.tflite["file"] != path.name:
+        named = "no TFLite file" if sidecar.tflite is None else sidecar.tflite["file"]
+        raise TFLiteError(f"{path}: not the TFLite file of the export in {path.parent} (its {export.SIDECAR} names "
+                          f"{named}); export one with `python -m experiments.export --format=tflite`")
+    runner = TFLiteRunner(path, sidecar.spec, threads)
+    return LoadedTFLite(path, sidecar.spec, sidecar.config, sidecar.tflite["quantize"], runner.serve)
