@@ -37,6 +37,8 @@ setup(
         # annotator of new footage, so the plain install brings it.
         "dlib-bin",
         "face-recognition-models",
+        # The One-Euro filter (by its authors) that smooths a driving keypoint track in bigo_facegen.motion_transfer.
+        "OneEuroFilter==0.2.1",
     ],
     extras_require={
         # benchmarks/video_io.py compares PyAV's H.264 writing with imageio-ffmpeg's.

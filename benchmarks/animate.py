@@ -1,0 +1,76 @@
+"""Animate speed: frames/s of `bigo_facegen.animate.animate` end to end, a dev-set photo of one person driven by a
+dev-set clip of another, against the driving video's real time.
+
+    python -m benchmarks.animate                                   # warp, 10 s of 25 fps driving video
+    python -m benchmarks.animate --models=warp,runs/real --keypoints=detect,file --json
+
+End to end: the source photo read and its face found by dlib, the driving keypoints (dlib on every driving frame,
+`detect`, or read from the folder's annotations.json, `file`), the motion transfer (default settings), every output
+frame made (`warp`: the piecewise-affine warp of the photo; a model: `inference.VideoGenerator` with its defaults) and
+H.264-encoded. A model is loaded before the clock starts (its first batch, traced, is timed). The real-time ratio is
+frames/s over the driving video's frame rate: above 1 keeps up with the video.
+
+Prints a table, or with --json one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+from absl import app, flags
+
+from benchmarks.common import REPO
+
+REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
+
+flags.DEFINE_list("models", ["warp"], "warp and/or export folders or training model_dirs.")
+flags.DEFINE_list("keypoints", ["detect"], "Where the driving keypoints come from: detect (dlib on every frame) "
+                  "and/or file (the folder's annotations.json).")
+flags.DEFINE_string("source_clip", "sadtalker_BobMenendez", "Dev clip whose first frame is the source photo.")
+flags.DEFINE_string("driving_clip", "dpe_d", "Dev clip of another person that drives it.")
+flags.DEFINE_integer("frames", 250, "Driving frames (250: 10 s at 25 fps).", lower_bound=3)
+flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from bigo_facegen import animate, inference, video
+
+    inference.configure_cpu_threads()
+    driving = REAL_FACES / "videos" / f"{FLAGS.driving_clip}.mp4"
+    info = video.probe(driving)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "source.png"
+        first = next(video.read_frames(REAL_FACES / "videos" / f"{FLAGS.source_clip}.mp4"))
+        cv2.imwrite(str(photo), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+        for name in FLAGS.models:
+            model = name if name == animate.WARP else inference.FaceModel.load(name)
+            for keypoints in FLAGS.keypoints:
+                annotations_path = REAL_FACES / "annotations.json" if keypoints == "file" else None
+                start = time.perf_counter()
+                stats = animate.animate(model, photo, driving, Path(tmp) / "out.mp4",
+                                        driving_annotations=annotations_path, max_frames=FLAGS.frames,
+                                        progress=False)
+                seconds = time.perf_counter() - start
+                rows.append({"model": name, "keypoints": keypoints, "frames": stats.frames,
+                             "seconds": round(seconds, 2), "frames_per_s": round(stats.frames / seconds, 2),
+                             "real_time": round(stats.frames / seconds / info.fps, 3)})
+    result = {"source": f"{FLAGS.source_clip} frame 1 ({first.shape[1]}x{first.shape[0]})",
+              "driving": f"{FLAGS.driving_clip} ({info.width}x{info.height} at {info.fps:g} fps)", "rows": rows}
+    if FLAGS.json:
+        print(json.dumps(result))
+        return
+    print(f"animate: source {result['source']}, driving {result['driving']}")
+    print(f"{'model':<28} {'keypoints':<10} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'x real time':>12}")
+    for row in rows:
+        print(f"{row['model']:<28} {row['keypoints']:<10} {row['frames']:>7} {row['seconds']:>8.2f} "
+              f"{row['frames_per_s']:>9.2f} {row['real_time']:>12.3f}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,137 @@
+"""Animate any face: a photo (or one frame of a video) of one person driven by a video of anyone, the library
+function behind `experiments.animate`.
+
+    animate("exports/face", "photo.jpg", "driver.mp4", "out.mp4")          # or model="warp"
+
+1. The source image (`read_source`): an image file of any size, or frame `source_frame` of a video; dlib finds its
+   face and 68 points (`annotate.annotate_frame`, the convention of the shared footage).
+2. The driving track (`driving_track`): dlib on every driving frame, or the driving video's entry in a BIGO-layout
+   annotation file (`driving_annotations`, of dlib's `ibug68` layout like the source's points).
+3. `motion_transfer.transfer` turns the track into target annotations in the source image's pixels (relative or
+   absolute motion, the driving reference, smoothing, lost faces keeping the last motion).
+4. The frames: a `FaceModel` (an export or a training model_dir) through `inference.VideoGenerator`, or `WARP`, the
+   source image warped piecewise-affinely onto each target's keypoints (`fusion.PiecewiseAffineWarper`, the `warp`
+   evaluation baseline). One output frame per driving frame, at the source's resolution and the driver's frame rate;
+   `face_output` gets the face crops alone (the model's crops, or the warped frame's target box at `WARP_FACE_SIZE`).
+
+The output paths are checked first, then the model and the source are read, then the driving video is probed: a
+bad input fails before the long part; the videos appear only when complete (`video.VideoWriter`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from bigo_facegen import annotate, annotations, geometry, inference, motion_transfer, video
+from bigo_facegen.annotations import FrameAnnotation
+from bigo_facegen.fusion import PiecewiseAffineWarper
+from bigo_facegen.inference import GenerationError
+from bigo_facegen.motion_transfer import MotionSettings
+
+# The keypoint-only method: no network, the source image warped by the retargeted keypoints.
+WARP = "warp"
+# Side of the warp method's face crops in `face_output`: a model's are its own crop size.
+WARP_FACE_SIZE = 256
+
+
+@dataclasses.dataclass
+class AnimateStats:
+    """What `animate` made: output frames, and the driving frames where no face was found (they kept the last
+    motion)."""
+    frames: int
+    lost: int
+
+
+def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
+            output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
+            driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
+            max_frames: int | None = None, progress: bool = True, **options) -> AnimateStats:
+    """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
+    doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `max_frames` keeps the
+    first driving frames only; `options` go to `inference.VideoGenerator` (fusion, batch_size, ...)."""
+    inference.check_outputs(output, face_output)
+    if model != WARP and not isinstance(model, inference.FaceModel):
+        model = inference.FaceModel.load(model)
+    image = read_source(source, source_frame)
+    source_face = annotate.annotate_frame(image, 1)
+    if not source_face.has_face:
+        raise GenerationError(f"{source}: dlib finds no face in the source image")
+    info = video.probe(driving)
+    track = driving_track(driving, driving_annotations, max_frames, progress)
+    fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
+    try:
+        targets = motion_transfer.transfer(source_face, (image.shape[1], image.shape[0]), track,
+                                           (info.width, info.height), fps, motion)
+    except motion_transfer.MotionError as e:
+        raise GenerationError(f"{driving}: {e}") from e
+    frames = make_frames(model, image, source_face, targets, **options)
+    face_size = WARP_FACE_SIZE if model == WARP else model.image_size
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(video.VideoWriter(output, fps, (image.shape[1], image.shape[0])))
+        face_writer = (stack.enter_context(video.VideoWriter(face_output, fps, (face_size, face_size)))
+                       if face_output else None)
+        for frame, face in tqdm(frames, total=len(targets), unit="frame", disable=not progress,
+                                desc=Path(output).name):
+            writer.write(frame)
+            if face_writer is not None:
+                face_writer.write(face)
+    return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track))
+
+
+def make_frames(model: inference.FaceModel | str, image: np.ndarray, source_face: FrameAnnotation,
+                targets: Sequence[FrameAnnotation], **options) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, face crop) per target: `model` a `FaceModel` (`options` go to its `VideoGenerator`) or `WARP`."""
+    if model == WARP:
+        warper = PiecewiseAffineWarper(image.shape[:2])
+        for target in targets:
+            use = (source_face.flags > annotations.FLAG_ABSENT) & (target.flags > annotations.FLAG_ABSENT)
+            frame = warper.warp(image, source_face.points, target.points, use)
+            yield frame, geometry.crop(frame, target.bbox, WARP_FACE_SIZE)[0]
+        return
+    maker = inference.VideoGenerator(model, image, source_face, **options)
+    for result in maker.generate_frames(targets):
+        yield result.frame, result.face
+
+
+def read_source(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+    """The source image, RGB uint8: an image file, or frame `frame` (1-based) of a video."""
+    path = Path(path)
+    if frame is not None:
+        if frame < 1:
+            raise GenerationError(f"{path}: source frame {frame}: frames are numbered from 1")
+        return inference.read_frame(path, frame)
+    if path.suffix.lower() in annotate.VIDEO_SUFFIXES:
+        raise GenerationError(f"{path}: is a video; say which of its frames is the source (--source_frame=N)")
+    return inference.read_image(path)
+
+
+def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLike | None = None,
+                  max_frames: int | None = None, progress: bool = True) -> list[FrameAnnotation]:
+    """One annotation per frame of the video `driving` (or of its first `max_frames`), a frame without a face where
+    none was found: dlib on every frame, or the video's entry (by file name) in the annotation file
+    `annotations_path`."""
+    driving = Path(driving)
+    info = video.probe(driving)
+    count = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
+    if annotations_path is None:
+        with tqdm(total=count, unit="frame", desc=f"{driving.name}: faces", disable=not progress) as bar:
+            track = []
+            for index, rgb in enumerate(video.read_frames(driving), start=1):
+                track.append(annotate.annotate_frame(rgb, index))
+                bar.update(1)
+                if index == count:
+                    break
+        return track
+    annotations_path = Path(annotations_path)
+    if not annotations_path.is_file():
+        raise GenerationError(f"{annotations_path}: no such annotation file")
+    entry = inference.find_video(annotations.load(annotations_path), driving.name, str(annotations_path))
+    annotations.check_against_video(entry, info.frame_count, source=str(annotations_path))
+    by_index = {frame.index: frame for frame in entry.frames}
+    return [by_index.get(index, FrameAnnotation(index=index)) for index in range(1, count + 1)]

@@ -1,0 +1,63 @@
+"""Animate any face: a photo (or a video frame) of one person driven by a video of anyone.
+
+    python -m experiments.animate --model=warp --source=photo.jpg --driving=driver.mp4 --output=out.mp4
+    python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
+        --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
+        [--smoothing=none|one_euro] [--driving_annotations=annotations.json]
+
+dlib finds the face and its 68 points on the source and on every driving frame (or the driving keypoints come from
+`--driving_annotations`, a BIGO-layout file of dlib's layout); the driver's motion is moved onto the source's face
+(`bigo_facegen.motion_transfer`), and the model (an export or a training model_dir, or `warp`: the source warped by
+the keypoints alone) makes one frame per driving frame, at the source's resolution and the driver's frame rate.
+"""
+import sys
+
+from absl import app, flags
+
+from bigo_facegen import animate, files, inference, motion_transfer
+from bigo_facegen.fusion import FUSIONS
+
+flags.DEFINE_string("model", None, f"An export folder, a training model_dir, or {animate.WARP!r} (the source warped by "
+                    f"the keypoints, no network).", required=True)
+flags.DEFINE_string("source", None, "The face to animate: an image file, or a video with --source_frame.",
+                    required=True)
+flags.DEFINE_integer("source_frame", None, "With a video as --source: its frame (1-based) that is the source.",
+                     lower_bound=1)
+flags.DEFINE_string("driving", None, "The driving video: its face's motion is transferred.", required=True)
+flags.DEFINE_string("driving_annotations", None, "BIGO-layout annotation file holding the driving video's keypoints "
+                    "(dlib's 68-point layout); default: dlib on every driving frame.")
+flags.DEFINE_string("output", None, "Output video (.mp4, .m4v or .mov).", required=True)
+flags.DEFINE_string("face_output", None, "Optional video of the face crops alone.")
+flags.DEFINE_enum("mode", "relative", motion_transfer.MODES, "relative: the driver's motion since its reference "
+                  "frame, scaled to the source's face, added to the source's keypoints; absolute: the driver's "
+                  "keypoints themselves (in normalised image coordinates), for the same person.")
+flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "The driving frame that counts as no "
+                  "motion: the first with a face, or the one whose expression is nearest the source's.")
+flags.DEFINE_enum("smoothing", motion_transfer.DEFAULT_SMOOTHING, motion_transfer.SMOOTHINGS,
+                  "Smooth the driving keypoint track (One-Euro filter) before the transfer.")
+flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
+flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
+flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    files.unwind_on_sigterm()
+    inference.configure_cpu_threads()
+    try:
+        motion = motion_transfer.MotionSettings(mode=FLAGS.mode, reference=FLAGS.driving_reference,
+                                                smoothing=FLAGS.smoothing)
+        options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
+        stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
+                                source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
+                                motion=motion, max_frames=FLAGS.max_frames, **options)
+    # GenerationError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a missing dlib an
+    # ImportError.
+    except (ValueError, OSError, ImportError) as e:
+        sys.exit(f"error: {e}")
+    print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")
+
+
+if __name__ == "__main__":
+    app.run(main)

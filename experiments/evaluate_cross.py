@@ -1,0 +1,53 @@
+"""Cross-identity evaluation: one person's face driven by another person's clip, over the person-disjoint test split.
+
+    python -m experiments.evaluate_cross --data=../shared/data/real_faces/dev --output=runs/cross \\
+        [--methods=copy,warp,exports/face] [--sources_per_driver=1] [--max_frames=50]
+
+A command of its own rather than a flag of `experiments.evaluate`: it scores pairs of clips, not videos against their
+true frames, with other metrics (identity kept, motion followed, jitter), and several methods in one run. Writes
+OUTPUT/results.json, OUTPUT/results.md and OUTPUT/sheets/<source>__<driver>.png (`bigo_facegen.evaluation.
+cross_identity`).
+"""
+import sys
+
+from absl import app, flags
+
+from bigo_facegen import files, inference, motion_transfer
+from bigo_facegen.evaluation import cross_identity, protocol
+
+flags.DEFINE_string("data", None, "A BIGO-layout folder with dlib's 68 points (annotations.json + videos/, optional "
+                    "MANIFEST.tsv for the persons).", required=True)
+flags.DEFINE_string("output", None, "Folder for results.json, results.md and sheets/.", required=True)
+flags.DEFINE_list("methods", ["copy", "warp"], "copy, warp and any export folder or training model_dir.")
+flags.DEFINE_enum("split", "test", protocol.SPLITS, "Clips to pair: the person-disjoint test split, train, or all.")
+flags.DEFINE_integer("sources_per_driver", 1, "Sources (other persons' clips) driven by each clip; 0: all.",
+                     lower_bound=0)
+flags.DEFINE_integer("max_frames", 50, "Driving frames per pair: the clip's first ones, consecutive.", lower_bound=3)
+flags.DEFINE_enum("mode", "relative", motion_transfer.MODES, "Motion transfer mode (as experiments.animate).")
+flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "Driving reference frame.")
+flags.DEFINE_enum("smoothing", motion_transfer.DEFAULT_SMOOTHING, motion_transfer.SMOOTHINGS,
+                  "Smoothing of the driving track.")
+flags.DEFINE_integer("sheet_pairs", 3, "Pairs with a contact sheet.", lower_bound=0)
+flags.DEFINE_integer("samples", 4, "Frames per contact sheet.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    files.unwind_on_sigterm()
+    inference.configure_cpu_threads()
+    try:
+        motion = motion_transfer.MotionSettings(mode=FLAGS.mode, reference=FLAGS.driving_reference,
+                                                smoothing=FLAGS.smoothing)
+        path = cross_identity.run(FLAGS.methods, FLAGS.data, FLAGS.output, split=FLAGS.split,
+                                  sources_per_driver=FLAGS.sources_per_driver or None, max_frames=FLAGS.max_frames,
+                                  motion=motion, sheet_pairs=FLAGS.sheet_pairs, samples=FLAGS.samples)
+    # AnnotationError, VideoError, GenerationError, MotionError are ValueErrors; DlibUnavailableError an ImportError.
+    except (ValueError, OSError, ImportError) as e:
+        sys.exit(f"error: {e}")
+    print((path.parent / "results.md").read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

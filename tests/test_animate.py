@@ -1,0 +1,127 @@
+"""Animating a dev-set photo of one person with a dev-set clip of another: the library function and the entry point,
+with dlib on the driving frames or the driving keypoints from a BIGO-layout file, the warp and a small model."""
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bigo_facegen import animate, annotate, annotations, config, inference, models, motion_transfer, video
+from bigo_facegen.annotations import FrameAnnotation
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_CLIP = "mead_W011_neutral.mp4"   # 256 x 256, one person
+DRIVER = "dpe_d.mp4"                    # 256 x 256 at 25 fps, another person
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def dev(real_faces_dir):
+    return {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}
+
+
+@pytest.fixture(scope="module")
+def photo(real_faces_dir, tmp_path_factory):
+    """A photo of the source person, cropped off-centre to a size no clip has (224 x 200), as a PNG file."""
+    frame = next(video.read_frames(real_faces_dir / "videos" / SOURCE_CLIP))[20:220, 10:234]
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return path, frame
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
+                                                 "model.conv_dim": 8, "model.res_blocks": 1})
+    return inference.FaceModel.from_generator(models.build_generator(cfg.model, SIZE, 68), cfg)
+
+
+def test_a_photo_driven_by_another_persons_clip(photo, real_faces_dir, tmp_path):
+    path, frame = photo
+    out, face = tmp_path / "out.mp4", tmp_path / "face.mp4"
+    stats = animate.animate(animate.WARP, path, real_faces_dir / "videos" / DRIVER, out, face_output=face,
+                            max_frames=4, progress=False)
+    assert (stats.frames, stats.lost) == (4, 0)
+    written = video.probe(out)
+    assert (written.width, written.height, written.frame_count, written.fps) == (224, 200, 4, 25.0)
+    assert video.probe(face).width == animate.WARP_FACE_SIZE
+    frames = video.read_all(out)
+    # Relative motion from the driver's first frame: the first output frame is the photo itself (up to mp4 coding).
+    assert np.abs(frames[0].astype(int) - frame.astype(int)).mean() < 3.0
+    assert np.abs(frames[3].astype(int) - frames[0].astype(int)).mean() > 0.2  # and then the face moves
+
+
+def test_a_video_frame_as_source_and_driving_keypoints_from_a_file(model, dev, real_faces_dir, tmp_path):
+    # The driver's annotations with frames 2 and 3 lost: those keep frame 1's motion.
+    entry = dataclasses.replace(dev[DRIVER], frames=[f if f.index not in (2, 3) else FrameAnnotation(index=f.index)
+                                                     for f in dev[DRIVER].frames[:6]])
+    annotations.dump([entry], tmp_path / "annotations.json")
+    out, face = tmp_path / "out.mp4", tmp_path / "face.mp4"
+    stats = animate.animate(model, real_faces_dir / "videos" / SOURCE_CLIP, real_faces_dir / "videos" / DRIVER,
+                            out, face_output=face, source_frame=30, driving_annotations=tmp_path / "annotations.json",
+                            max_frames=5, copy_threshold=0.0, progress=False)
+    assert (stats.frames, stats.lost) == (5, 2)
+    assert video.probe(out).frame_count == 5 and video.probe(face).width == SIZE
+    frames = video.read_all(out)
+    for lost in (1, 2):  # the same frame as the first, mp4-coded
+        assert np.abs(frames[lost].astype(int) - frames[0].astype(int)).mean() < 0.5
+
+
+def test_lost_driving_frames_make_frames_like_the_last_found_one(photo, dev):
+    _, frame = photo
+    source = annotate.annotate_frame(frame, 1)
+    track = [dev[DRIVER].frames[0], dev[DRIVER].frames[5], FrameAnnotation(index=3)]
+    targets = motion_transfer.transfer(source, (224, 200), track, (256, 256), 25.0)
+    made = [f for f, _ in animate.make_frames(animate.WARP, frame, source, targets)]
+    np.testing.assert_array_equal(made[2], made[1])
+    assert not np.array_equal(made[1], made[0])
+
+
+def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_path):
+    driver = real_faces_dir / "videos" / DRIVER
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    out = tmp_path / "out.mp4"
+    cases = [
+        (dict(source=not_an_image), "notes.png: not a readable image"),
+        (dict(source=blank), "blank.png: dlib finds no face in the source image"),
+        (dict(source=driver), "dpe_d.mp4: is a video; say which of its frames is the source"),
+        (dict(source=driver, source_frame=9999), "has no frame 9999"),
+        (dict(driving=broken), "broken.mp4: cannot be opened as a video"),
+        (dict(driving_annotations=tmp_path / "none.json"), "none.json: no such annotation file"),
+    ]
+    for changes, message in cases:
+        args = dict(model=animate.WARP, source=photo[0], driving=driver, output=out, max_frames=2, progress=False)
+        with pytest.raises(ValueError, match=message):
+            animate.animate(**{**args, **changes})
+    assert sorted(os.listdir(tmp_path)) == ["blank.png", "broken.mp4", "notes.png"]
+
+
+def _animate(*flags):
+    return subprocess.run([sys.executable, "-m", "experiments.animate", *flags], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_entry_point(photo, real_faces_dir, tmp_path):
+    out = tmp_path / "cli.mp4"
+    done = _animate("--model=warp", f"--source={photo[0]}", f"--driving={real_faces_dir / 'videos' / DRIVER}",
+                    f"--output={out}", "--max_frames=3", "--driving_reference=best", "--smoothing=one_euro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{out}: 3 frames (0 driving frames without a face" in done.stdout
+    assert video.probe(out).frame_count == 3
+
+    (tmp_path / "taken").mkdir()
+    bad = _animate("--model=warp", f"--source={photo[0]}", f"--driving={real_faces_dir / 'videos' / DRIVER}",
+                   f"--output={tmp_path / 'taken'}")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: output {tmp_path / 'taken'}: is an existing folder; give the path of a file to write"]
+    assert sorted(os.listdir(tmp_path)) == ["cli.mp4", "taken"] and os.listdir(tmp_path / "taken") == []
