@@ -11,7 +11,8 @@ ways, the first two from the original solution:
 * `WarpFusion` warps the whole reference frame piecewise-affinely from the reference keypoints to the target's, with
   fixed anchors on the frame border (`PiecewiseAffineWarper`, also the `warp` evaluation baseline): the background
   near the face follows its motion, fading to none at the frame border; the face is pasted as by the others, or,
-  from a warp-style generator, only where its repaint mask says it painted.
+  from a warp-style generator, only where its repaint mask says it painted. The `flow` fusion moves the frame inside
+  the face box by that generator's own flow instead.
 
 Boxes are BIGO `[x, y, w, h]` in frame pixels; a face crop covers the square box of `geometry.square_box`, as
 `geometry.crop` cut it. Images are RGB uint8.
@@ -27,7 +28,7 @@ from bigo_facegen.annotations import FLAG_ABSENT
 
 BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101}
 FILLS = ("inpaint", "nearest")
-FUSIONS = ("shift", "segment", "warp")
+FUSIONS = ("shift", "segment", "warp", "flow")
 ANCHORS_PER_SIDE = 8
 
 # Width of the pasted face's soft edge, as a fraction of the crop side: the outer band of a crop is background that the
@@ -154,11 +155,14 @@ class SegmentFusion(ShiftFusion):
 
 class WarpFusion(ShiftFusion):
     """The whole reference frame warped piecewise-affinely from its keypoints onto each target's, fixed at the frame
-    border; the face pasted on top. Points absent from either face are left out of the warp."""
+    border; the face pasted on top. Points absent from either face are left out of the warp. With `follow_flow` (the
+    `flow` fusion), a warp-style generator's flow moves the frame inside the face box instead (`moved_by_flow`); on the
+    real test split that lost to the keypoints' warp (README, "Real footage"), so `warp` is the default."""
 
     def __init__(self, reference_frame: np.ndarray, reference_bbox, reference_points, reference_flags,
-                 border: str = "replicate", feather: float = DEFAULT_FEATHER):
+                 border: str = "replicate", feather: float = DEFAULT_FEATHER, follow_flow: bool = False):
         super().__init__(reference_frame, reference_bbox, border, feather)
+        self.follow_flow = follow_flow
         self.reference_points = np.asarray(reference_points, np.float64)
         self.reference_flags = np.asarray(reference_flags)
         if self.reference_points.shape != (len(self.reference_flags), 2):
@@ -173,10 +177,11 @@ class WarpFusion(ShiftFusion):
     def __call__(self, face: np.ndarray, target_bbox, target_points=None, target_flags=None,
                  repaint: np.ndarray | None = None, flow: np.ndarray | None = None) -> np.ndarray:
         # The background is the reference face moved onto the target keypoints at full resolution: a warp-style face
-        # adds only what its generator painted, the crop's resolution costs nothing elsewhere. Its flow, where given,
-        # moves the full-resolution frame inside the face box instead of the keypoints' piecewise-affine warp.
-        if flow is None:
+        # adds only what its generator painted, the crop's resolution costs nothing elsewhere.
+        if not self.follow_flow:
             background = self.background(target_bbox, target_points, target_flags)
+        elif flow is None:
+            raise ValueError("the flow fusion moves the frame by a warp-style generator's flow: it needs the flow")
         else:
             background = self.moved_by_flow(flow, target_bbox, target_points, target_flags)
         return paste_face(background, face, target_bbox, self.feather, face_alpha=repaint)
@@ -218,15 +223,17 @@ class WarpFusion(ShiftFusion):
 def make_fusion(name: str, reference_frame: np.ndarray, reference_bbox, border: str = "replicate",
                 feather: float = DEFAULT_FEATHER, fill: str = "inpaint", reference_points=None,
                 reference_flags=None) -> ShiftFusion:
-    """The fusion called `name`; `warp` also needs the reference keypoints (frame pixels) and their flags."""
+    """The fusion called `name`; `warp` and `flow` also need the reference keypoints (frame pixels) and their
+    flags."""
     if name == "shift":
         return ShiftFusion(reference_frame, reference_bbox, border, feather)
     if name == "segment":
         return SegmentFusion(reference_frame, reference_bbox, border, feather, fill)
-    if name == "warp":
+    if name in ("warp", "flow"):
         if reference_points is None or reference_flags is None:
-            raise ValueError("warp fusion needs the reference keypoints and flags")
-        return WarpFusion(reference_frame, reference_bbox, reference_points, reference_flags, border, feather)
+            raise ValueError(f"{name} fusion needs the reference keypoints and flags")
+        return WarpFusion(reference_frame, reference_bbox, reference_points, reference_flags, border, feather,
+                          follow_flow=name == "flow")
     raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
 
 

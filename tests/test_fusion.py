@@ -318,9 +318,11 @@ def test_border_anchors_ring_the_frame():
     assert on_border.all()
 
 
-def test_warp_fusion_moves_the_frame_by_a_generators_flow_inside_the_face_box(warped_retalk, retalk):
+def test_flow_fusion_moves_the_frame_by_a_generators_flow_inside_the_face_box(warped_retalk, retalk):
     frame, annotation = retalk
-    warp, target_box, target_points, flags, background = warped_retalk
+    keypoint_warp, target_box, target_points, flags, background = warped_retalk
+    warp = fusion.make_fusion("flow", frame, keypoint_warp.reference_bbox, reference_points=annotation.points,
+                              reference_flags=annotation.flags)
     size, white = 100, np.full((100, 100, 3), 255, np.uint8)
     grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), axis=-1).astype(np.float32)
     nothing = np.zeros((size, size), np.float32)
@@ -341,3 +343,9 @@ def test_warp_fusion_moves_the_frame_by_a_generators_flow_inside_the_face_box(wa
     np.testing.assert_array_equal(out[outside], background[outside])
     painted = warp(white, target_box, target_points, flags, repaint=np.ones((size, size), np.float32), flow=grid)
     assert (painted[y0 + 60:y0 + 140, x0 + 60:x0 + 140] == 255).all()
+    # The warp fusion keeps the keypoints' warp whatever the flow; the flow fusion cannot do without one.
+    np.testing.assert_array_equal(
+        keypoint_warp(white, target_box, target_points, flags, repaint=nothing, flow=grid + np.float32([4, 0])),
+        background)
+    with pytest.raises(ValueError, match="needs the flow"):
+        warp(white, target_box, target_points, flags, repaint=nothing)

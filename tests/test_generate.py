@@ -132,20 +132,24 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     reference, target = entry.frames[0], entry.frames[8]
     warped = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
     assert isinstance(warped.fusion, fusion.WarpFusion)  # a warp-style model's default
-    points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
-    flow = model.run(warped.reference.crop[None], points[None], target.flags[None], warped.reference.points[None],
-                     warped.reference.flags[None])[export.FLOW_OUTPUT][0]
-    # The full-resolution reference frame moved by the generator's flow in the face box, by the keypoints around it.
-    background = warped.fusion.moved_by_flow(flow, target.bbox, target.points, target.flags)
-    keypoint_warp = warped.fusion.background(target.bbox, target.points, target.flags)
-    cx, cy, side = geometry.square_box(target.bbox)
-    ys, xs = np.mgrid[0:background.shape[0], 0:background.shape[1]]
-    outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
-    np.testing.assert_array_equal(background[outside], keypoint_warp[outside])
+    background = warped.fusion.background(target.bbox, target.points, target.flags)
 
     generator.repaint_head.bias.assign([-30.0])  # a generator that paints nothing
     frame, _ = warped.generate_frame(target)
-    np.testing.assert_array_equal(frame, background)  # the full-resolution frame, not the 32-px crop
+    np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
+    # The flow fusion: the full-resolution reference frame moved by the generator's flow in the face box, by the
+    # keypoints around it.
+    flowing = inference.VideoGenerator(model, frames[0], reference, fusion="flow", copy_threshold=0.0)
+    points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
+    flow = model.run(flowing.reference.crop[None], points[None], target.flags[None], flowing.reference.points[None],
+                     flowing.reference.flags[None])[export.FLOW_OUTPUT][0]
+    moved = flowing.fusion.moved_by_flow(flow, target.bbox, target.points, target.flags)
+    np.testing.assert_array_equal(flowing.generate_frame(target)[0], moved)
+    cx, cy, side = geometry.square_box(target.bbox)
+    ys, xs = np.mgrid[0:moved.shape[0], 0:moved.shape[1]]
+    outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
+    np.testing.assert_array_equal(moved[outside], background[outside])
+    assert np.abs(moved.astype(int) - background.astype(int))[~outside].mean() > 0.1
     shifted, _ = inference.VideoGenerator(model, frames[0], reference, fusion="shift",
                                           copy_threshold=0.0).generate_frame(target)
     assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
