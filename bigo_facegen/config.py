@@ -185,9 +185,6 @@ def real() -> ExperimentConfig:
     config.model.generator = "warp_refine"
     config.model.perceptual = "efficientnet_lite0"
     config.loss.perceptual = 0.3
-    config.data.optical_flow = True
-    config.loss.flow = 20.0
-    config.model.motion_correction = 1.0
     return config
 
 
