@@ -70,25 +70,27 @@ def real_inputs(clip: str, frames: int, size: int, num_points: int):
             np.stack([to_crop(t) for t in targets]), np.stack([t.flags for t in targets]))
 
 
-def _models(generator, cfg, export_dir: Path) -> dict:
-    """FaceModel per format (or the reason it has none), as `inference.FaceModel.load` loads each export."""
+def _models(generator, cfg, export_dir: Path) -> tuple[dict, dict[str, str]]:
+    """FaceModel per format, as `inference.FaceModel.load` loads each export, and the reason for each format that
+    has none."""
     from bigo_facegen import distribution, export, inference, keypoints, tflite
     from bigo_facegen.models import build_generator
 
     models = {"saved_model": inference.FaceModel.load(export.export(generator, cfg, export_dir))}
+    unavailable = {}
     for name, quantize in TFLITE_QUANTIZE.items():
         try:
             version = export.export(generator, cfg, export_dir, convert_tflite=functools.partial(
                 tflite.convert, quantize=quantize))
         except tflite.TFLiteError as e:
-            models[name] = str(e)
+            unavailable[name] = str(e)
             continue
         models[name] = inference.FaceModel.load(version / tflite.FILE_NAMES[quantize])
     with distribution.dtype_policy("mixed_bfloat16"):
         bfloat16 = build_generator(cfg.model, cfg.data.image_size, keypoints.get_layout(cfg.data.layout).num_points)
     bfloat16.set_weights(generator.get_weights())
     models["bfloat16"] = inference.FaceModel.from_generator(bfloat16, cfg, source="mixed_bfloat16")
-    return models
+    return models, unavailable
 
 
 def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
@@ -132,8 +134,7 @@ def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
     crops = np.repeat(crop[None], count, axis=0)
     ref_points, ref_flags = np.repeat(ref_points[None], count, 0), np.repeat(ref_flags[None], count, 0)
     with tempfile.TemporaryDirectory() as tmp:
-        models = _models(generator, cfg, Path(tmp))
-        runnable = {name: model for name, model in models.items() if not isinstance(model, str)}
+        runnable, unavailable = _models(generator, cfg, Path(tmp))
         faces = {name: np.concatenate([model.generate(crops[i:i + 1], target_points[i:i + 1], target_flags[i:i + 1],
                                                       ref_points[i:i + 1], ref_flags[i:i + 1]) for i in range(count)])
                  for name, model in runnable.items()}
@@ -158,8 +159,8 @@ def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
               "fastest_e2e_frames_per_s": end_to_end}
     reference_fps = statistics.median(rounds["saved_model"])
     for name in FORMATS:
-        if name not in runnable:
-            result[f"{name}_unavailable"] = models[name]
+        if name in unavailable:
+            result[f"{name}_unavailable"] = unavailable[name]
             continue
         fps = statistics.median(rounds[name])
         result[f"{name}_frames_per_s"] = fps
