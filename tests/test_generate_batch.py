@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigo_facegen import batch_generation, config, export, inference, models, video
+from bigo_facegen import batch_generation, config, export, fusion, inference, models, video
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -125,7 +125,7 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
                                      "reference_index, videos_dir, face_output, fps, max_frames, fusion, border, "
                                      "fill, copy_threshold, color_transfer, feather, batch"),
         (6, str(tmp_path / "c.mp4"), "reference_index must be an integer, got true"),
-        (7, str(tmp_path / "d.mp4"), 'fusion must be one of shift, segment, warp, got "blend"'),
+        (7, str(tmp_path / "d.mp4"), f'fusion must be one of {", ".join(fusion.FUSIONS)}, got "blend"'),
         (8, str(tmp_path / "a.mp4"), f"output {tmp_path / 'a.mp4'}: line 1 writes it too"),
         (9, str(tmp_path / "e.mp4"), f"annotations {tmp_path / 'missing.json'}: no such file or folder"),
         (10, str(tmp_path / "folder.mp4"), f"output {tmp_path / 'folder.mp4'}: is an existing folder; give the "
