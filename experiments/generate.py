@@ -2,7 +2,7 @@
 
     python -m experiments.generate --model=exports/face --annotations=data/annotations.json --video=12008 \\
         --output=out/12008.mp4 [--face_output=out/12008_face.mp4] [--reference=first_frame.png] \\
-        [--fusion=shift|segment|warp] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8] \\
+        [--fusion=shift|segment|warp|flow] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8] \\
         [--tune_steps=50 --tune_lr=5e-4]
 
 `--model` is an export (`experiments.export`) or a training model_dir. The reference is `--reference` (an image of
@@ -29,8 +29,9 @@ flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose b
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
 flags.DEFINE_enum("fusion", None, FUSIONS, "shift: move the whole reference frame; segment: move only the person "
                   "(GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed at the "
-                  "frame border (a warp-style model's face then goes in only where it painted). Default: warp for "
-                  "warp-style models, shift for stargan.")
+                  "frame border (a warp-style model's face then goes in only where it painted); flow: as warp, but "
+                  "a warp-style model's own flow moves the frame inside the face box. Default: warp for warp-style "
+                  "models, shift for stargan.")
 flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
 flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
