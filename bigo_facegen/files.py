@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 from pathlib import Path
 from typing import Callable, Iterable
@@ -72,6 +73,30 @@ def temporary_folder(beside: str | os.PathLike) -> Path:
     """A new empty folder with a random hidden name in the folder of `beside` (which must exist), with the mode
     `mkdir` gives."""
     return _create_unique(Path(beside), ".tmp", lambda p: os.mkdir(p, 0o777))
+
+
+def publish_folder(output_dir: str | os.PathLike, write: Callable[[Path], list[Path]]) -> Path:
+    """Writes a folder of files whole or not at all: `write(staging)` fills a temporary folder and returns the paths
+    it wrote, relative to it, in the order they are to appear (a reader's entry point last). The temporary folder is
+    renamed to `output_dir` when that does not exist yet; into an existing one the files are moved one by one
+    (renames within one file system), replacing files of the same names and leaving the others alone. Returns
+    `output_dir`."""
+    output_dir = Path(output_dir)
+    fresh = not os.path.lexists(output_dir)
+    if fresh:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_folder(output_dir if fresh else output_dir / output_dir.name)
+    try:
+        pieces = write(staging)
+        if fresh:
+            os.rename(staging, output_dir)
+        else:
+            for piece in pieces:
+                (output_dir / piece).parent.mkdir(exist_ok=True)
+                os.replace(staging / piece, output_dir / piece)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
 
 
 def _create_file(path: Path) -> None:

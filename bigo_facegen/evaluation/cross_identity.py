@@ -33,7 +33,6 @@ import dataclasses
 import itertools
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -289,23 +288,14 @@ def _check_output_dir(output_dir: str | os.PathLike) -> None:
 def _write(output_dir: str | os.PathLike, report: dict, results: list[PairResult]) -> Path:
     output_dir = Path(output_dir)
     _check_output_dir(output_dir)
-    fresh = not os.path.lexists(output_dir)
-    if fresh:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = files.temporary_folder(output_dir if fresh else output_dir / "results.json")
-    try:
+
+    def write(staging: Path) -> list[Path]:
         sheets = [Path("sheets") / f"{r.pair.name}.png" for r in results if r.sheet is not None]
         for path, result in zip(sheets, (r for r in results if r.sheet is not None)):
             files.write_png(staging / path, result.sheet)
         files.write_atomic(staging / "results.md", _markdown(report))
         files.write_atomic(staging / "results.json", json.dumps(report, indent=2))
-        if fresh:
-            os.rename(staging, output_dir)
-        else:
-            # results.json last: a reader that finds the new one finds the rest of the report beside it.
-            for piece in [*sheets, Path("results.md"), Path("results.json")]:
-                (output_dir / piece).parent.mkdir(exist_ok=True)
-                os.replace(staging / piece, output_dir / piece)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return output_dir / "results.json"
+        # results.json last: a reader that finds the new one finds the rest of the report beside it.
+        return [*sheets, Path("results.md"), Path("results.json")]
+
+    return files.publish_folder(output_dir, write) / "results.json"

@@ -191,11 +191,7 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
                "compared": {labels.get(n, n): {"overall": t["overall"], "tiers": t["tiers"],
                                                "conditions": t["conditions"]}
                             for n, t in tables.items() if n != main}}
-    fresh = not os.path.lexists(output_dir)
-    if fresh:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = files.temporary_folder(output_dir if fresh else output_dir / RESULTS)
-    try:
+    def write(staging: Path) -> list[Path]:
         for stem, video in zip(stems, evaluation.videos):
             files.write_png(staging / "plots" / f"{stem}.png", metric_plot(video, labels))
             files.write_png(staging / "sheets" / f"{stem}.png", contact_sheet(video.samples, main, baseline, labels))
@@ -204,15 +200,10 @@ def write_report(evaluation: Evaluation, output_dir: str | os.PathLike, main: st
                             contact_sheet(samples, main, baseline, labels))
         files.write_atomic(staging / "results.md", _markdown(evaluation, tables, main, labels))
         files.write_atomic(staging / RESULTS, json.dumps(_strict(results), indent=2))
-        if fresh:
-            os.rename(staging, output_dir)
-        else:
-            # results.json last: a reader that finds the new one finds the rest of the report beside it.
-            for piece in [*map(Path, _pictures(stems)), Path("results.md"), Path(RESULTS)]:
-                (output_dir / piece).parent.mkdir(exist_ok=True)
-                os.replace(staging / piece, output_dir / piece)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # results.json last: a reader that finds the new one finds the rest of the report beside it.
+        return [*map(Path, _pictures(stems)), Path("results.md"), Path(RESULTS)]
+
+    files.publish_folder(output_dir, write)
     return output_dir / RESULTS
 
 
