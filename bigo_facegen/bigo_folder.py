@@ -37,6 +37,8 @@ TEST_SHARE = 0.2
 # Chosen among a few salts: real_faces/dev gets 6 of its 30 persons in `test` (7 of 39 clips, each tier covered),
 # the default synthetic set 26 of its 120.
 _SPLIT_SALT = "bigo-facegen/person-split/11"
+# The person splits: `test` and `train` are disjoint; `all` is both (a model to ship is trained on everyone).
+SPLITS = ("all", "test", "train")
 
 
 def video_id(video: VideoAnnotation) -> str:
@@ -98,3 +100,10 @@ def is_test_identity(identity: str) -> bool:
     """Whether a person belongs to the `test` split (deterministic, independent of everything but the identity)."""
     digest = hashlib.sha256(f"{_SPLIT_SALT}:{identity}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64 < TEST_SHARE
+
+
+def in_split(identity: str, split: str) -> bool:
+    """Whether a person's videos belong to `split`, one of `SPLITS` (`all` holds everyone)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    return split == "all" or is_test_identity(identity) == (split == "test")

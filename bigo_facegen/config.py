@@ -29,7 +29,7 @@ TIER_SETS = {
 PERCEPTUAL_BACKBONES = ("efficientnet_lite0", "none", "resnet50")  # models.perceptual.BACKBONES, and `none`
 KEYPOINT_STYLES = ("dots", "heatmap", "lines")              # keypoints.STYLES
 LAYOUTS = ("bigo106", "ibug68")                             # keypoints.LAYOUTS
-SPLITS = ("train", "test")                                  # data.SPLITS
+SPLITS = ("all", "test", "train")                           # bigo_folder.SPLITS
 STRATEGIES = ("default", "mirrored", "multi_worker")        # distribution.make_strategy
 
 
@@ -46,7 +46,7 @@ class DataConfig:
     shuffle_videos: int = 256
     seed: int = 0
     data_dir: str | None = None         # TFDS data_dir (None = TFDS default)
-    split: str = "train"                # train | test: the person-disjoint split of the data set
+    split: str = "train"                # train | test | all: the person-disjoint split of the data set, or both
     layout: str = "bigo106"             # keypoint layout (bigo106 | ibug68); training sets it from the data set
     optical_flow: bool = False          # adds each pair's DIS optical flow (`optical_flow`), the target of loss.flow
 

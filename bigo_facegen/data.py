@@ -28,7 +28,7 @@ from absl import logging
 
 import tfds_bigo  # noqa: F401  (registers the `bigo_face` builder)
 from bigo_facegen import geometry, keypoints, optical_flow
-from bigo_facegen.bigo_folder import is_test_identity
+from bigo_facegen.bigo_folder import SPLITS, in_split
 from bigo_facegen.config import TIER_SETS, DataConfig, ExperimentConfig, validate
 from bigo_facegen.models import generator_spec
 from bigo_facegen.models.contract import KeypointMapSettings, from_unit, generator_inputs, to_unit
@@ -36,7 +36,6 @@ from tfds_bigo.bigo_face import folder_config
 
 BUILDER_NAME = "bigo_face"
 NAMED_DATASETS = ("synthetic", "bigo")
-SPLITS = ("train", "test")
 
 
 def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
@@ -87,9 +86,8 @@ def selected_videos(cfg: DataConfig) -> list[str]:
     if cfg.split not in SPLITS:
         raise ValueError(f"unknown split {cfg.split!r}; choose one of {SPLITS}")
     videos = dataset_info(cfg).metadata["videos"]
-    want_test = cfg.split == "test"
     return sorted(video_id for video_id, video in videos.items()
-                  if video["tier"] in TIER_SETS[cfg.tier] and is_test_identity(video["identity"]) == want_test)
+                  if video["tier"] in TIER_SETS[cfg.tier] and in_split(video["identity"], cfg.split))
 
 
 def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | None = None, *,

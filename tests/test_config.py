@@ -30,7 +30,7 @@ def test_presets_are_valid_and_survive_json(name):
     ("data.tier", "expert", "must be one of ['all', 'easy', 'hard', 'medium']"),
     ("data.keypoint_style", "blobs", "must be one of ['dots', 'heatmap', 'lines']"),
     ("data.layout", "ibug98", "must be one of ['bigo106', 'ibug68']"),
-    ("data.split", "validation", "must be one of ['test', 'train']"),
+    ("data.split", "validation", "must be one of ['all', 'test', 'train']"),
     ("data.dataset", "", "must name a data set"),
     ("model.generator", "", "must name a generator (one of models.GENERATORS)"),
     ("model.perceptual", "vgg19", "must be one of ['efficientnet_lite0', 'none', 'resnet50']"),
@@ -104,13 +104,13 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 
 def test_accepted_names_are_those_of_the_modules_that_use_them():
-    from bigo_facegen import data, keypoints
+    from bigo_facegen import bigo_folder, keypoints
     from bigo_facegen.models import perceptual
 
     assert set(configs.PERCEPTUAL_BACKBONES) == set(perceptual.BACKBONES) | {"none"}
     assert set(configs.KEYPOINT_STYLES) == set(keypoints.STYLES)
     assert set(configs.LAYOUTS) == set(keypoints.LAYOUTS)
-    assert set(configs.SPLITS) == set(data.SPLITS)
+    assert set(configs.SPLITS) == set(bigo_folder.SPLITS)
 
 
 def test_config_imports_no_tensorflow():

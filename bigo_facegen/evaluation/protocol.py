@@ -32,7 +32,7 @@ from bigo_facegen.evaluation.judges import DlibJudge
 Method = Callable[[np.ndarray, FrameAnnotation, Sequence[FrameAnnotation]], Iterable[np.ndarray]]
 # The name under which the true target frames are scored as if generated: the judge's floor.
 TRUTH = "truth"
-SPLITS = ("all", "test", "train")
+SPLITS = bigo_folder.SPLITS
 METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
            "keypoint_accuracy", "keypoint_jitter")
 THUMBNAIL_HEIGHT = 192
@@ -108,7 +108,7 @@ def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: i
     cases = []
     for v in videos:
         identity = identities[v.video]
-        if split != "all" and bigo_folder.is_test_identity(identity) != (split == "test"):
+        if not bigo_folder.in_split(identity, split):
             continue
         faces = v.face_frames()
         cases.append(Case(video=v, path=annotations_lib.resolve_video_path(v, data_dir), identity=identity,
