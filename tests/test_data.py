@@ -144,6 +144,7 @@ def test_person_disjoint_split(base_cfg, stored):
     test = data.selected_videos(dataclasses.replace(base_cfg, split="test"))
     assert train and test and sorted(train + test) == sorted(videos)
     assert not {videos[v]["identity"] for v in train} & {videos[v]["identity"] for v in test}
+    assert data.selected_videos(dataclasses.replace(base_cfg, split="all")) == sorted(train + test)
     seen = {b["video_id"][0].decode() for b in _take(dataclasses.replace(base_cfg, split="test"), 8,
                                                           include_ids=True)}
     assert seen <= set(test)
