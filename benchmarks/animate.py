@@ -26,7 +26,8 @@ from benchmarks.common import REPO
 
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 
-flags.DEFINE_list("models", ["warp"], "warp and/or export folders or training model_dirs.")
+flags.DEFINE_list("models", ["warp", "pretrained"], "warp, pretrained (the model shipped in the package) and/or export "
+                  "folders or training model_dirs.")
 flags.DEFINE_list("keypoints", ["detect"], "Where the driving keypoints come from: detect (dlib on every frame) "
                   "and/or file (the folder's annotations.json).")
 flags.DEFINE_string("source_clip", "sadtalker_BobMenendez", "Dev clip whose first frame is the source photo.")

@@ -36,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, color, export, files, geometry, tflite, tuning, video
+from bigo_facegen import annotations, color, export, files, geometry, pretrained, tflite, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
@@ -87,8 +87,9 @@ class FaceModel:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceModel":
         """`path` is an export (its base folder, whose highest version is used, or one version folder), the `.tflite`
-        file of an export version (`tflite`), or a training `model_dir` (its latest checkpoint)."""
-        path = Path(path)
+        file of an export version (`tflite`), a training `model_dir` (its latest checkpoint), or `pretrained.NAME`:
+        the model shipped in the package."""
+        path = pretrained.path() if str(path) == pretrained.NAME else Path(path)
         if not path.exists():
             raise GenerationError(f"{path}: no such model (expected an export folder, the .tflite file of an export "
                                   f"or a training model_dir)")

@@ -1,5 +1,6 @@
 """Animate any face: a photo (or a video frame) of one person driven by a video of anyone.
 
+    python -m experiments.animate --source=photo.jpg --driving=driver.mp4 --output=out.mp4
     python -m experiments.animate --model=warp --source=photo.jpg --driving=driver.mp4 --output=out.mp4
     python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
         --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
@@ -7,18 +8,19 @@
 
 dlib finds the face and its 68 points on the source and on every driving frame (or the driving keypoints come from
 `--driving_annotations`, a BIGO-layout file of dlib's layout); the driver's motion is moved onto the source's face
-(`bigo_facegen.motion_transfer`), and the model (an export or a training model_dir, or `warp`: the source warped by
-the keypoints alone) makes one frame per driving frame, at the source's resolution and the driver's frame rate.
+(`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export, a training
+model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's resolution and the driver's frame rate.
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, files, inference, motion_transfer
+from bigo_facegen import animate, files, inference, motion_transfer, pretrained
 from bigo_facegen.fusion import FUSIONS
 
-flags.DEFINE_string("model", None, f"An export folder, a training model_dir, or {animate.WARP!r} (the source warped by "
-                    f"the keypoints, no network).", required=True)
+flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
+                    f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder, a training model_dir, or "
+                    f"{animate.WARP!r} (the source warped by the keypoints, no network).")
 flags.DEFINE_string("source", None, "The face to animate: an image file, or a video with --source_frame.",
                     required=True)
 flags.DEFINE_integer("source_frame", None, "With a video as --source: its frame (1-based) that is the source.",

@@ -7,19 +7,20 @@
 For each video the first annotated frame is the reference and every later annotated frame a target. Writes
 OUTPUT/results.json (overall, per tier, per video: psnr, ssim, psnr_face, ssim_face, identity_accuracy,
 identity_distance, keypoint_nme, keypoint_accuracy, frames), OUTPUT/results.md, OUTPUT/plots/<video>.png (metrics per
-frame) and OUTPUT/sheets/<video>.png (reference | truth | warp baseline | ours). Needs dlib: pip install
-'bigo-facegen[judge]'.
+frame) and OUTPUT/sheets/<video>.png (reference | truth | warp baseline | ours). Without --model it evaluates the
+model shipped in the package.
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference
+from bigo_facegen import files, inference, pretrained
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.fusion import FUSIONS
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "copy | warp | truth | an export folder or a training model_dir.", required=True)
+flags.DEFINE_string("model", pretrained.NAME, f"copy | warp | truth | {pretrained.NAME} (the model shipped in the "
+                    f"package) | an export folder or a training model_dir.")
 flags.DEFINE_string("data", None, "synthetic (generated into --cache_dir) or a BIGO-layout folder "
                     "(annotations.json + videos/, optional MANIFEST.tsv).", required=True)
 flags.DEFINE_string("output", None, "Folder for results.json, results.md, plots/ and sheets/.", required=True)

@@ -1,7 +1,7 @@
 """Cross-identity evaluation: one person's face driven by another person's clip, over the person-disjoint test split.
 
     python -m experiments.evaluate_cross --data=../shared/data/real_faces/dev --output=runs/cross \\
-        [--methods=copy,warp,exports/face] [--sources_per_driver=1] [--max_frames=50]
+        [--methods=copy,warp,pretrained,exports/face] [--sources_per_driver=1] [--max_frames=50]
 
 A command of its own rather than a flag of `experiments.evaluate`: it scores pairs of clips, not videos against their
 true frames, with other metrics (identity kept, motion followed, jitter), and several methods in one run. Writes
@@ -12,13 +12,14 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, motion_transfer
+from bigo_facegen import files, inference, motion_transfer, pretrained
 from bigo_facegen.evaluation import cross_identity, protocol
 
 flags.DEFINE_string("data", None, "A BIGO-layout folder with dlib's 68 points (annotations.json + videos/, optional "
                     "MANIFEST.tsv for the persons).", required=True)
 flags.DEFINE_string("output", None, "Folder for results.json, results.md and sheets/.", required=True)
-flags.DEFINE_list("methods", ["copy", "warp"], "copy, warp and any export folder or training model_dir.")
+flags.DEFINE_list("methods", ["copy", "warp", pretrained.NAME], f"copy, warp, {pretrained.NAME} (the model shipped "
+                  f"in the package) and any export folder or training model_dir.")
 flags.DEFINE_enum("split", "test", protocol.SPLITS, "Clips to pair: the person-disjoint test split, train, or all.")
 flags.DEFINE_integer("sources_per_driver", 1, "Sources (other persons' clips) driven by each clip; 0: all.",
                      lower_bound=0)

@@ -5,7 +5,8 @@
         [--fusion=shift|segment|warp|flow] [--border=replicate|reflect] [--copy_threshold=0.008] [--batch=8] \\
         [--tune_steps=50 --tune_lr=5e-4]
 
-`--model` is an export (`experiments.export`) or a training model_dir. The reference is `--reference` (an image of
+`--model` is the model shipped in the package (the default), an export (`experiments.export`) or a training
+model_dir. The reference is `--reference` (an image of
 the video's frame size) or, without it, the video's own frame `--reference_index` (default: the first annotated
 face); the output has the reference's size and the video's frame rate (or `--fps`), one frame per annotated frame.
 `--tune_steps` fine-tunes the generator on the reference alone first (one-shot tuning; a training model_dir only).
@@ -14,10 +15,12 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference
+from bigo_facegen import files, inference, pretrained
 from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
 
-flags.DEFINE_string("model", None, "Export folder (base or version) or training model_dir.", required=True)
+flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
+                    f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder (base or version), its "
+                    f".tflite file, or a training model_dir.")
 flags.DEFINE_string("annotations", None, "BIGO-layout annotation JSON holding the keypoint sequence.", required=True)
 flags.DEFINE_string("video", None, "Video whose keypoints drive the face (its name, with or without .mp4).",
                     required=True)

@@ -1,0 +1,20 @@
+"""The model that ships inside the package: a `warp_refine` export trained on the shared real clips (how, for how
+long and what it scores: MODEL_CARD.md beside this file). `experiments.animate`, `generate`, `evaluate` and `demo`
+use it when no `--model` is given; it is read from the installed package, never downloaded."""
+from importlib import resources
+from pathlib import Path
+
+# The model name that means this model wherever a model is asked for (`inference.FaceModel.load`, the --model flags).
+NAME = "pretrained"
+# The export version folder (saved_model.pb, variables/, bigo_facegen.json) inside this package.
+MODEL_FOLDER = "real_faces"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def path() -> Path:
+    """The shipped model's export folder, as `inference.FaceModel.load` takes it."""
+    return Path(str(resources.files(__package__) / MODEL_FOLDER))
+
+
+def card() -> Path:
+    return Path(str(resources.files(__package__) / CARD_FILE))
