@@ -1,0 +1,178 @@
+"""The demo's web page (Gradio) and what it does with a request: `animate.animate` on the uploads, checked first.
+
+Import it only where `web_demo.serve` has pointed Gradio's folder (GRADIO_TEMP_DIR, read when Gradio is imported,
+when the page and its app are made and on every request) into the demo's temporary folder.
+
+Each request is refused with one line naming the user's file: a source that is not an image, a driving file that is
+not a video, a source without a face (animate's own check); uploads over the size limit are refused by Gradio's upload
+route. The driving video is cut to its first `Limits.driving_seconds`, a source larger than `Limits.source_side` pixels
+on a side is scaled down, and one request runs at a time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import gradio as gr
+from absl import logging
+
+from bigo_facegen import animate, annotations, bigo_folder, files, inference, motion_transfer, video
+from bigo_facegen.motion_transfer import MotionSettings
+from bigo_facegen.web_demo import Limits
+
+# Example rows offered from an examples folder: pairs of persons, in name order.
+EXAMPLE_ROWS = 3
+# System fonts: Gradio's default theme fetches its fonts from Google, and the demo asks for no network.
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+class RequestError(ValueError):
+    """A request the demo refuses or could not do; the message names the user's files by their names."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """A file the page sent: where the server keeps it, and the name the user gave it (the one messages show)."""
+    path: Path
+    name: str
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Upload:
+        """From Gradio's file payload (`gradio.FileData` as a dict: `path`, `orig_name`, ...)."""
+        path = Path(payload["path"])
+        return cls(path, payload["orig_name"] or path.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a request made: the video, and animate's counts."""
+    video: Path
+    stats: animate.AnimateStats
+
+
+def build_page(model: inference.FaceModel | str, results: Path, examples: list[list[str]],
+               limits: Limits) -> gr.Blocks:
+    """The demo's page; each request's video is written into a new folder under `results`."""
+    with gr.Blocks(title="bigo-facegen: animate a face", analytics_enabled=False) as page:
+        gr.Markdown(_introduction(limits))
+        with gr.Row():
+            source = gr.Image(label="Source photo", sources=["upload"], elem_id="source")
+            driving = gr.Video(label="Driving video", sources=["upload"], elem_id="driving")
+            output = gr.Video(label="Animated", interactive=False, elem_id="output")
+        with gr.Row():
+            mode = gr.Radio(list(motion_transfer.MODES), value="relative", label="Motion", elem_id="mode",
+                            info="relative: the driver's motion added to the photo's face (anyone); absolute: the "
+                                 "driver's keypoints themselves (the same person)")
+            reference = gr.Radio(list(motion_transfer.REFERENCES), value="first", label="Driving reference",
+                                 elem_id="reference", info="the driving frame that counts as no motion: the first "
+                                                           "with a face, or the one nearest the photo's expression")
+        run = gr.Button("Animate", variant="primary", elem_id="run")
+        summary = gr.Markdown(elem_id="summary")
+        if examples:
+            gr.Examples(examples, inputs=[source, driving], label="Examples (development clips)",
+                        cache_examples=False)
+
+        # `progress`, though unused, asks Gradio for a progress bar that follows animate's tqdm bars.
+        def on_run(source_payload, driving_payload, mode_value, reference_value,
+                   progress=gr.Progress(track_tqdm=True)):
+            if source_payload is None or driving_payload is None:
+                raise _refusal("Give a source photo and a driving video (or pick an example) first.")
+            try:
+                motion = MotionSettings(mode=mode_value, reference=reference_value)
+                result = animate_uploads(model, Upload.from_payload(source_payload),
+                                         Upload.from_payload(driving_payload), motion, results, limits)
+            # RequestError and MotionError (a mode or reference the page does not offer) are ValueErrors.
+            except ValueError as e:
+                raise _refusal(str(e)) from e
+            lost = f"; {result.stats.lost} driving frames without a face kept the last motion" if result.stats.lost \
+                else ""
+            return str(result.video), (f"{result.stats.frames} frames, {motion.mode} motion, driving reference "
+                                       f"{motion.reference}{lost}.")
+
+        # Unprocessed payloads: Gradio's image preprocessing would fail on a non-image with a message of its own, and
+        # the payload keeps the user's file name for ours. The uploads are still checked to lie in Gradio's folder.
+        # One request at a time: each uses every core.
+        run.click(on_run, [source, driving, mode, reference], [output, summary], preprocess=False,
+                  concurrency_limit=1)
+    return page
+
+
+def _refusal(message: str) -> gr.Error:
+    """The page shows the message; the console gets it as one line rather than Gradio's traceback."""
+    logging.info("request refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def _introduction(limits: Limits) -> str:
+    return (
+        "# Animate a face\n"
+        "Upload a photo of a face and a video of someone moving: dlib finds the face's 68 points on the photo and on "
+        "every driving frame, the driver's motion is moved onto the photo's face, and the model makes one frame per "
+        "driving frame, at the photo's size and the driver's frame rate.\n\n"
+        f"Limits: files up to {limits.upload_mb:g} MB; the first {limits.driving_seconds:g} s of the driving video "
+        f"are used; photos larger than {limits.source_side} pixels on a side are scaled down; one video is made at a "
+        "time. It all runs on this machine: uploads and results stay in a temporary folder that is deleted when the "
+        "demo stops.")
+
+
+def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: Upload, motion: MotionSettings,
+                    results: Path, limits: Limits) -> Result:
+    """Animates an uploaded photo with an uploaded video into a new folder under `results`. Raises RequestError,
+    naming the uploads by their users' names, and leaves nothing behind."""
+    results.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=results))
+    source_image = folder / "source.png"
+    names = {source.path: source.name, source_image: source.name, driving.path: driving.name}
+    try:
+        image = inference.read_image(source.path)
+        scale = limits.source_side / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                               interpolation=cv2.INTER_AREA)
+        # Always rewritten: animate reads an image file, and the upload's name may not say it is one.
+        files.write_png(source_image, image)
+        info = video.probe(driving.path)
+        fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
+        output = folder / "animated.mp4"
+        stats = animate.animate(model, source_image, driving.path, output, motion=motion,
+                                max_frames=max(1, int(limits.driving_seconds * fps)))
+    # GenerationError, MotionError, VideoError, OutputPathError are ValueErrors.
+    except (ValueError, OSError) as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        message = str(e)
+        for path, name in names.items():
+            message = message.replace(str(path), name)
+        raise RequestError(message) from e
+    source_image.unlink()
+    return Result(output, stats)
+
+
+def example_rows(folder: str | os.PathLike, into: Path, count: int = EXAMPLE_ROWS) -> list[list[str]]:
+    """Up to `count` rows of [source photo, driving clip] from the BIGO-layout `folder`: its persons in name order,
+    two by two; the first one's first clip gives the photo (its first frame with a face, written as a PNG into
+    `into`), the second one's first clip drives."""
+    folder = Path(folder)
+    videos = sorted(annotations.load(folder / bigo_folder.ANNOTATIONS_FILE), key=lambda v: v.video)
+    people = bigo_folder.identities(videos, folder)
+    first_clip = {}
+    for entry in videos:
+        first_clip.setdefault(people[entry.video], entry)
+    persons = sorted(first_clip)
+    rows = []
+    for source_person, driving_person in zip(persons[0::2], persons[1::2]):
+        source = first_clip[source_person]
+        face_frames = source.face_frames()
+        if not face_frames:
+            continue
+        photo = into / f"{bigo_folder.video_id(source)}_{face_frames[0].index}.png"
+        files.write_png(photo, inference.read_frame(annotations.resolve_video_path(source, folder),
+                                                    face_frames[0].index))
+        rows.append([str(photo), str(annotations.resolve_video_path(first_clip[driving_person], folder))])
+        if len(rows) == count:
+            break
+    logging.info("%d example rows from %s", len(rows), folder)
+    return rows
