@@ -9,7 +9,8 @@
 dlib finds the face and its 68 points on the source and on every driving frame (or the driving keypoints come from
 `--driving_annotations`, a BIGO-layout file of dlib's layout); the driver's motion is moved onto the source's face
 (`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export, a training
-model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's resolution and the driver's frame rate.
+model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's
+resolution and the driver's frame rate.
 """
 import sys
 

@@ -1,6 +1,7 @@
 """The model that ships inside the package: a `warp_refine` export trained on the shared real clips (how, for how
-long and what it scores: MODEL_CARD.md beside this file). `experiments.animate`, `generate`, `evaluate` and `demo`
-use it when no `--model` is given; it is read from the installed package, never downloaded."""
+long and what it scores: MODEL_CARD.md beside this file). `experiments.animate`, `generate`, `evaluate`,
+`evaluate_cross` and `demo` use it when no `--model` is given; it is read from the installed package, never
+downloaded."""
 from importlib import resources
 from pathlib import Path
 
@@ -17,4 +18,5 @@ def path() -> Path:
 
 
 def card() -> Path:
+    """The shipped model's card: how it was made, its figures, what it is not good at."""
     return Path(str(resources.files(__package__) / CARD_FILE))
