@@ -32,8 +32,9 @@ def card_subset() -> tuple[dict, dict]:
     return settings, figures
 
 
-def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off(real_faces_dir):
-    # A subprocess whose connections and name lookups all fail: loading and running the model must not reach for a network.
+def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
+    # A subprocess whose connections and name lookups all fail: loading and running the model must not reach for a
+    # network.
     script = textwrap.dedent("""
         import socket, sys
         def refuse(*args, **kwargs):
