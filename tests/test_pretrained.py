@@ -36,7 +36,7 @@ def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
     # A subprocess whose connections and name lookups all fail: loading and running the model must not reach for a
     # network.
     script = textwrap.dedent("""
-        import socket, sys
+        import socket
         def refuse(*args, **kwargs):
             raise OSError("network access in a test that forbids it")
         socket.socket.connect = socket.socket.connect_ex = refuse
