@@ -207,3 +207,17 @@ def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_bat
     np.testing.assert_allclose(terms["flow"], (3.0 / 2) / (SIZE / 2), rtol=1e-4)
     assert set(train_step.inputs_of({**batch, "target_flow": optical, "target_flow_valid": trusted})) == set(
         train_step.inputs_of(batch))
+
+
+def test_fused_heads_give_what_each_head_gives_alone():
+    # A new generator's own heads with random non-zero weights (the flow head starts at zero), on random features.
+    generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+    rng = np.random.default_rng(0)
+    heads = [generator.head, generator.repaint_head]
+    for head in heads:
+        head.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in head.get_weights()])
+    x = tf.constant(rng.normal(0, 1, (2, 16, 16, generator.conv_dim)), tf.float32)
+    for fused, head in zip(warp_refine.fused_heads(x, heads), heads, strict=True):
+        alone = head(x)
+        assert fused.shape == alone.shape and fused.dtype == tf.float32
+        np.testing.assert_allclose(fused.numpy(), alone.numpy(), atol=1e-5)
