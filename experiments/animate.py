@@ -16,8 +16,9 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, files, inference, motion_transfer, pretrained
+from bigo_facegen import animate, files, inference, pretrained
 from bigo_facegen.fusion import FUSIONS
+from experiments import motion_flags  # --mode, --driving_reference, --smoothing
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
                     f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder, a training model_dir, or "
@@ -31,16 +32,10 @@ flags.DEFINE_string("driving_annotations", None, "BIGO-layout annotation file ho
                     "(dlib's 68-point layout); default: dlib on every driving frame.")
 flags.DEFINE_string("output", None, "Output video (.mp4, .m4v or .mov).", required=True)
 flags.DEFINE_string("face_output", None, "Optional video of the face crops alone.")
-flags.DEFINE_enum("mode", "relative", motion_transfer.MODES, "relative: the driver's motion since its reference "
-                  "frame, scaled to the source's face, added to the source's keypoints; absolute: the driver's "
-                  "keypoints themselves (in normalised image coordinates), for the same person.")
-flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "The driving frame that counts as no "
-                  "motion: the first with a face, or the one whose expression is nearest the source's.")
-flags.DEFINE_enum("smoothing", motion_transfer.DEFAULT_SMOOTHING, motion_transfer.SMOOTHINGS,
-                  "Smooth the driving keypoint track (One-Euro filter) before the transfer.")
 flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
 flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
+flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS
 
 
@@ -49,8 +44,7 @@ def main(argv):
     files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
-        motion = motion_transfer.MotionSettings(mode=FLAGS.mode, reference=FLAGS.driving_reference,
-                                                smoothing=FLAGS.smoothing)
+        motion = motion_flags.settings()
         options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,

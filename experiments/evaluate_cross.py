@@ -12,8 +12,9 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, motion_transfer, pretrained
+from bigo_facegen import files, inference, pretrained
 from bigo_facegen.evaluation import cross_identity, protocol
+from experiments import motion_flags  # --mode, --driving_reference, --smoothing
 
 flags.DEFINE_string("data", None, "A BIGO-layout folder with dlib's 68 points (annotations.json + videos/, optional "
                     "MANIFEST.tsv for the persons).", required=True)
@@ -24,12 +25,9 @@ flags.DEFINE_enum("split", "test", protocol.SPLITS, "Clips to pair: the person-d
 flags.DEFINE_integer("sources_per_driver", 1, "Sources (other persons' clips) driven by each clip; 0: all.",
                      lower_bound=0)
 flags.DEFINE_integer("max_frames", 50, "Driving frames per pair: the clip's first ones, consecutive.", lower_bound=3)
-flags.DEFINE_enum("mode", "relative", motion_transfer.MODES, "Motion transfer mode (as experiments.animate).")
-flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "Driving reference frame.")
-flags.DEFINE_enum("smoothing", motion_transfer.DEFAULT_SMOOTHING, motion_transfer.SMOOTHINGS,
-                  "Smoothing of the driving track.")
 flags.DEFINE_integer("sheet_pairs", 3, "Pairs with a contact sheet.", lower_bound=0)
 flags.DEFINE_integer("samples", 4, "Frames per contact sheet.", lower_bound=1)
+flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS
 
 
@@ -38,8 +36,7 @@ def main(argv):
     files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
-        motion = motion_transfer.MotionSettings(mode=FLAGS.mode, reference=FLAGS.driving_reference,
-                                                smoothing=FLAGS.smoothing)
+        motion = motion_flags.settings()
         path = cross_identity.run(FLAGS.methods, FLAGS.data, FLAGS.output, split=FLAGS.split,
                                   sources_per_driver=FLAGS.sources_per_driver or None, max_frames=FLAGS.max_frames,
                                   motion=motion, sheet_pairs=FLAGS.sheet_pairs, samples=FLAGS.samples)
