@@ -65,6 +65,10 @@ class ModelConfig:
     # the crop side. Learned from the images alone, a correction beyond 0.1 tore faces apart for the adversarial
     # terms; supervised by optical flow (loss.flow), it may be as large as the data says.
     motion_correction: float = 0.1
+    # The resolution of a warp-style generator's dense-motion network, as a divisor of the crop side (1 or 2; the crop
+    # side must then be a multiple of 4 x this). The motion the keypoints imply is coarse (a true flow blurred to a
+    # 1/16 grid keeps most of its gain, #14), and at 2 the network and its heatmaps cost about a quarter.
+    motion_downscale: int = 1
 
 
 @dataclasses.dataclass
@@ -282,6 +286,7 @@ RULES: dict[str, Rule] = {
     "model.critic_blocks": _at_least(0),
     "model.perceptual": _one_of(PERCEPTUAL_BACKBONES),
     "model.motion_correction": (lambda value: 0 <= value <= 2, "must be in [0, 2] (a share of half the crop side)"),
+    "model.motion_downscale": _one_of((1, 2)),
     **{f"loss.{field.name}": _WEIGHT for field in dataclasses.fields(LossConfig)},
     **{f"optimizer.{field.name}": _RATE for field in dataclasses.fields(OptimizerConfig)
        if field.name.endswith("_lr")},
@@ -311,5 +316,8 @@ def validate(config: ExperimentConfig) -> None:
                 raise ValueError(f"{key}={value!r}: must be {type_name}")
             if key in RULES and not RULES[key][0](value):
                 raise ValueError(f"{key}={value!r}: {RULES[key][1]}")
+    if config.data.image_size % (4 * config.model.motion_downscale):
+        raise ValueError(f"model.motion_downscale={config.model.motion_downscale!r}: data.image_size="
+                         f"{config.data.image_size} must then be a multiple of {4 * config.model.motion_downscale}")
     if config.loss.flow > 0 and not config.data.optical_flow:
         raise ValueError(f"loss.flow={config.loss.flow!r} needs data.optical_flow=true (the flow it learns from)")

@@ -37,6 +37,7 @@ def test_presets_are_valid_and_survive_json(name):
     ("model.conv_dim", 0, "must be >= 1"),
     ("model.res_blocks", -1, "must be >= 0"),
     ("model.motion_correction", 2.5, "must be in [0, 2] (a share of half the crop side)"),
+    ("model.motion_downscale", 4, "must be one of [1, 2]"),
     ("loss.l1", -1.0, "must be a finite number >= 0"),
     ("loss.painted_l1", math.inf, "must be a finite number >= 0"),
     ("optimizer.generator_lr", 0.0, "must be a finite number > 0"),
@@ -140,6 +141,12 @@ def test_a_flow_loss_needs_its_flow_and_a_generator_that_has_one(tmp_path):
     with pytest.raises(ValueError, match=r"^loss.flow=5.0: the stargan generator has no flow to learn"):
         data.resolve_config(config)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_coarser_dense_motion_network_needs_a_crop_it_divides():
+    with pytest.raises(ValueError, match=r"^model.motion_downscale=2: data.image_size=100 must then be a multiple of 8$"):
+        configs.override(configs.cpu(), {"model.motion_downscale": 2, "data.image_size": 100})
+    assert configs.override(configs.cpu(), {"model.motion_downscale": 2, "data.image_size": 96}).data.image_size == 96
 
 
 @pytest.mark.parametrize("size", [0, -4, 30])

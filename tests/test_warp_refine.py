@@ -121,6 +121,49 @@ def test_shapes_dtypes_and_range(real_batch, size):
         key: ((4, size, size, channels), tf.float32) for key, channels in shapes.items()}
 
 
+def test_a_coarser_dense_motion_network_starts_as_the_prior_keeps_its_bound_and_reads_half_resolution(real_batch):
+    batch = at_size(real_batch, SIZE)
+    inputs = generator_inputs(batch)
+    coarse = dataclasses.replace(TINY, motion_downscale=2)
+    generator = models.build_generator(coarse, SIZE, NUM_POINTS)
+    valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
+    prior = warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE, SIZE)
+    motion = generator.motion(inputs)
+    np.testing.assert_allclose(motion["flow"], prior, atol=1e-5)
+    assert motion["mask"].shape == (4, SIZE, SIZE, 1) and 0.5 < motion["mask"].numpy().min()
+
+    # Its input: the reference and the prior-warped reference at half the side, where a half-pixel slip of the grid
+    # conversion would show against pooling the full-resolution warp; the heatmaps peak at the halved keypoints.
+    features = generator._motion_features(tf.constant(batch["reference"]), prior, motion["prior_warped"],
+                                          batch["reference_points"], batch["target_points"],
+                                          batch["reference_flags"], batch["target_flags"]).numpy()
+    half = SIZE // 2
+    assert features.shape == (4, half, half, 14)
+    np.testing.assert_allclose(features[..., :3], tf.nn.avg_pool2d(batch["reference"], 2, 2, "VALID"), atol=1e-6)
+    pooled_warp = tf.nn.avg_pool2d(motion["prior_warped"], 2, 2, "VALID").numpy()
+    slipped = warping.bilinear_sample(features[..., :3], warping.downsample_grid(prior, 2) + 0.5).numpy()
+    assert np.abs(features[..., 3:6] - pooled_warp).mean() < 0.5 * np.abs(slipped - pooled_warp).mean()
+    # One visible target point at (20.5, 10) full-resolution pixels lies at (10, 4.75) at half the side: its heatmap
+    # (channels 9-11, spots of 1 px) there is the Gaussian around that position.
+    lone_points = np.zeros_like(batch["target_points"])
+    lone_points[:, 0] = [20.5, 10.0]
+    lone_flags = np.zeros_like(batch["target_flags"])
+    lone_flags[:, 0] = 2
+    lone = generator._motion_features(tf.constant(batch["reference"]), prior, motion["prior_warped"],
+                                      batch["reference_points"], lone_points, batch["reference_flags"],
+                                      lone_flags).numpy()[..., 9]
+    rows, columns = np.mgrid[:half, :half]
+    expected = np.exp(-((columns - 10.0) ** 2 + (rows - 4.75) ** 2) / 2) * 2 - 1
+    np.testing.assert_allclose(lone[:, 2:8, 7:14], np.broadcast_to(expected[2:8, 7:14], (4, 6, 7)), atol=1e-4)
+
+    generator.dense_motion.flow_head.bias.assign([1e3, -1e3])  # a correction network gone wild
+    bound = coarse.motion_correction * SIZE / 2
+    np.testing.assert_allclose(generator.motion(inputs)["flow"] - prior,
+                               np.broadcast_to([bound, -bound], prior.shape), atol=1e-3)
+    with pytest.raises(ValueError, match="motion_downscale 2\\) needs crop sides that are multiples of 8, got 36"):
+        generator(generator_inputs(at_size(real_batch, 36)))
+
+
 def test_rejects_missing_inputs_and_wrong_point_counts(real_batch, generator):
     batch = at_size(real_batch, SIZE)
     with pytest.raises(ValueError, match="missing \\['reference_flags'\\]"):

@@ -107,13 +107,15 @@ class WarpRefineGenerator(keras.Model):
     warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
-                 **kwargs):
+                 motion_downscale: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.num_points = num_points
         self.conv_dim = conv_dim
         self.res_blocks = res_blocks
         # The largest correction of the keypoint prior, as a share of half the crop side (`ModelConfig`).
         self.motion_correction = motion_correction
+        # The dense-motion network's resolution, as a divisor of the crop side (`ModelConfig`).
+        self.motion_downscale = motion_downscale
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
         # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
         self.encode0 = conv_block(conv_dim, 7, "encode0")
@@ -167,18 +169,36 @@ class WarpRefineGenerator(keras.Model):
         # A function of the data only: nothing to learn through the solve.
         prior = tf.stop_gradient(warping.tps_grid(reference_points, target_points, valid, size, size))
         prior_warped = warping.bilinear_sample(reference, prior)
-        half = size / 2
+        residual, mask = self.dense_motion(
+            self._motion_features(reference, prior, prior_warped, reference_points, target_points, reference_flags,
+                                  target_flags), training=training)
+        residual, mask = tf.cast(residual, tf.float32), tf.cast(mask, tf.float32)
+        if self.motion_downscale > 1:
+            residual, mask = (tf.image.resize(value, [size, size], "bilinear") for value in (residual, mask))
+        flow = prior + self.motion_correction * size / 2 * tf.tanh(residual)
+        return {"flow": flow, "mask": mask, "prior_warped": prior_warped,
+                "warped": warping.bilinear_sample(reference, flow)}
+
+    def _motion_features(self, reference, prior, prior_warped, reference_points, target_points, reference_flags,
+                         target_flags) -> tf.Tensor:
+        """The dense-motion network's input at its resolution, 1/`motion_downscale` of the crop: the reference, the
+        reference warped by the prior, both faces' keypoint heatmaps and the prior displacement in units of half the
+        side."""
+        scale = self.motion_downscale
+        if scale > 1:
+            reference = tf.nn.avg_pool2d(reference, scale, scale, "VALID")
+            prior = warping.downsample_grid(prior, scale)
+            prior_warped = warping.bilinear_sample(reference, prior)
+            reference_points, target_points = ((points + 0.5) / scale - 0.5
+                                               for points in (reference_points, target_points))
+        size = reference.shape[1]
         radius = max(1.0, size / 32)  # heatmap spots of one size relative to the face, whatever the crop size
-        features = tf.concat([
+        return tf.concat([
             reference, prior_warped,
             keypoints.draw_map_tf(reference_points, reference_flags, size, "heatmap", radius),
             keypoints.draw_map_tf(target_points, target_flags, size, "heatmap", radius),
-            (prior - warping.identity_grid(size, size)) / half,
+            (prior - warping.identity_grid(size, size)) / (size / 2),
         ], axis=-1)
-        residual, mask = self.dense_motion(features, training=training)
-        flow = prior + self.motion_correction * half * tf.tanh(tf.cast(residual, tf.float32))
-        return {"flow": flow, "mask": tf.cast(mask, tf.float32), "prior_warped": prior_warped,
-                "warped": warping.bilinear_sample(reference, flow)}
 
     def call(self, inputs, training=False):
         return self.compose(inputs, training=training)["image"]
@@ -213,8 +233,10 @@ class WarpRefineGenerator(keras.Model):
             raise ValueError(f"the warp_refine generator needs inputs {list(REQUIRED_INPUTS)}; missing {missing} "
                              f"(got {sorted(inputs)})")
         size = inputs["reference"].shape[1]
-        if size is not None and size % 2 ** (LEVELS - 1):
-            raise ValueError(f"the warp_refine generator needs crop sides that are multiples of 4, got {size}")
+        multiple = 2 ** (LEVELS - 1) * self.motion_downscale
+        if size is not None and size % multiple:
+            raise ValueError(f"the warp_refine generator (motion_downscale {self.motion_downscale}) needs crop sides "
+                             f"that are multiples of {multiple}, got {size}")
         for key in ("reference_points", "target_points"):
             if inputs[key].shape[-2] != self.num_points:
                 raise ValueError(f"{key} has {inputs[key].shape[-2]} points; this generator was built for "
@@ -222,4 +244,5 @@ class WarpRefineGenerator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
-                "res_blocks": self.res_blocks, "motion_correction": self.motion_correction}
+                "res_blocks": self.res_blocks, "motion_correction": self.motion_correction,
+                "motion_downscale": self.motion_downscale}
