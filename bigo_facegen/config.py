@@ -220,6 +220,19 @@ def override(config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConf
     return config
 
 
+def parse_override(text: str) -> tuple[str, object]:
+    """`section.field=value` (a `--config_override`) -> (key, value); values are JSON (numbers, true/false), anything
+    else is a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ValueError(f"--config_override wants section.field=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
 # --- validation -------------------------------------------------------------------------------------------------
 
 Rule = tuple[Callable[[Any], bool], str]

@@ -21,7 +21,6 @@ Exit status 1, with one line saying why, for a bad flag or config value, a --dat
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -56,17 +55,6 @@ flags.DEFINE_multi_string("config_override", [], "section.field=value for any co
                           "true/false; anything else is a string). Repeatable; applied after the other flags.")
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    if not sep or "." not in key:
-        raise ValueError(f"--config_override wants section.field=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
 def resolve_config() -> configs.ExperimentConfig:
     flag_values = {
         "data.tier": FLAGS.tier, "data.dataset": FLAGS.data, "data.batch_per_replica": FLAGS.batch_per_replica,
@@ -75,7 +63,7 @@ def resolve_config() -> configs.ExperimentConfig:
         "train.jit_compile": FLAGS.jit_compile,
     }
     config = configs.override(configs.preset(FLAGS.preset), flag_values)
-    config = configs.override(config, dict(parse_override(text) for text in FLAGS.config_override))
+    config = configs.override(config, dict(configs.parse_override(text) for text in FLAGS.config_override))
     check_dataset(config.data.dataset)
     return data.resolve_config(config)
 
