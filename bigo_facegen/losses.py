@@ -26,6 +26,13 @@ def masked_l1(predicted: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.
     return tf.math.divide_no_nan(tf.reduce_sum(difference, axis=[1, 2, 3]), count)
 
 
+def flow_l1(flow: tf.Tensor, target_flow: tf.Tensor, trusted: tf.Tensor) -> tf.Tensor:
+    """`masked_l1` of a backward flow (B, S, S, 2) to the optical flow where `trusted` (B, S, S, 1), in units of half
+    the crop side: the same weight means the same at every crop size."""
+    half = flow.shape[1] / 2
+    return masked_l1(flow / half, target_flow / half, trusted)
+
+
 def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
     return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(

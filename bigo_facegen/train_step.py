@@ -157,9 +157,7 @@ class TrainStep:
         # optical flow where the batch has it.
         painting = {"painted_l1": losses.l1(layers["painted"], target)} if n.generator_spec.has_repaint else {}
         if self.weights.flow > 0:
-            half = target.shape[1] / 2
-            painting["flow"] = losses.masked_l1(layers[FLOW_LAYER] / half, batch["target_flow"] / half,
-                                                batch["target_flow_valid"])
+            painting["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
         terms = {
             "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
             "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),
