@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from bigo_facegen import annotations, bigo_folder, data, geometry, video
 from bigo_facegen.config import DataConfig
 from bigo_facegen.data import dataset_builder
+from tests.real_clips import cut_folder
 from tfds_bigo.bigo_face import BigoFaceConfig, folder_config
 from bigo_facegen.bigo_folder import TIERS
 from bigo_facegen.keypoints import IBUG68
@@ -29,27 +30,9 @@ CLIPS = ("dpe_d", "lp_d0", "lp_d12")   # lp_d0 and lp_d12 are one person in MANI
 FRAMES = 5
 
 
-def _cut_folder(source: Path, out: Path, clips, frames: int) -> Path:
-    """A BIGO-layout copy of `clips` of `source`, each cut to its first `frames` frames, with their MANIFEST rows."""
-    by_name = {v.video: v for v in annotations.load(source / "annotations.json")}
-    kept = []
-    for clip in clips:
-        entry = by_name[f"{clip}.mp4"]
-        reader = video.read_frames(source / entry.video_path)
-        video.write_video(out / entry.video_path, [next(reader) for _ in range(frames)], fps=25)
-        reader.close()
-        kept.append(dataclasses.replace(entry, frames=entry.frames[:frames]))
-    annotations.dump(kept, out / "annotations.json")
-    with (source / "MANIFEST.tsv").open(encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    (out / "MANIFEST.tsv").write_text(
-        "\n".join([lines[0]] + [line for line in lines[1:] if line.split("\t")[0] in clips]) + "\n", encoding="utf-8")
-    return out
-
-
 @pytest.fixture(scope="session")
 def clips_dir(real_faces_dir, tmp_path_factory) -> Path:
-    return _cut_folder(real_faces_dir, tmp_path_factory.mktemp("real_clips"), CLIPS, FRAMES)
+    return cut_folder(real_faces_dir, tmp_path_factory.mktemp("real_clips"), CLIPS, FRAMES)
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +135,7 @@ def test_build_time_rotation_turns_face_and_keypoints_alike(clips_dir, cli_data_
 
 
 def test_library_route_prepares_one_config_per_folder(clips_dir, tmp_path):
-    other = _cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3)
+    other = cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3)
     entries = annotations.load(other / "annotations.json")
     entries[0].identity = "someone"
     annotations.dump(entries, other / "annotations.json")
@@ -171,7 +154,7 @@ def test_cli_folder_config_serves_the_folder_given(clips_dir, cli_data_dir, tmp_
     # A data dir where `--config=folder` was built from clips_dir; then another folder is given.
     data_dir = tmp_path / "tfds"
     shutil.copytree(cli_data_dir, data_dir)
-    other = _cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3).resolve()
+    other = cut_folder(clips_dir, tmp_path / "other", CLIPS[:1], 3).resolve()
     path = other / "videos" / "dpe_d.mp4"
     moved = tmp_path / "dpe_d.mp4"
     os.replace(path, moved)
@@ -192,7 +175,7 @@ def test_cli_folder_config_serves_the_folder_given(clips_dir, cli_data_dir, tmp_
 
 
 def test_library_route_rebuilds_an_edited_folder(clips_dir, tmp_path, caplog):
-    folder = _cut_folder(clips_dir, tmp_path / "edited", CLIPS, 3)
+    folder = cut_folder(clips_dir, tmp_path / "edited", CLIPS, 3)
     cfg = DataConfig(dataset=str(folder), data_dir=str(tmp_path / "data"))
     caplog.set_level(logging.WARNING)
     data_dir = Path(dataset_builder(cfg).data_dir)
@@ -237,7 +220,7 @@ def _stored_examples(cfg: DataConfig) -> dict:
 
 
 def test_symbolic_link_out_of_the_folder_is_refused_before_anything_is_written(clips_dir, tmp_path):
-    folder = _cut_folder(clips_dir, tmp_path / "linked", CLIPS[:2], 3).resolve()
+    folder = cut_folder(clips_dir, tmp_path / "linked", CLIPS[:2], 3).resolve()
     prepared = DataConfig(dataset=str(folder), data_dir=str(tmp_path / "prepared"))
     data_dir = Path(dataset_builder(prepared).data_dir)
     files = {p: p.stat().st_mtime_ns for p in data_dir.iterdir()}
@@ -268,7 +251,7 @@ def test_symbolic_link_out_of_the_folder_is_refused_before_anything_is_written(c
 
 @pytest.mark.parametrize("beam_runner", [None, "DirectRunner"])
 def test_bad_video_fails_naming_the_file(clips_dir, tmp_path, beam_runner):
-    broken = _cut_folder(clips_dir, tmp_path / "broken", CLIPS[:2], 3)
+    broken = cut_folder(clips_dir, tmp_path / "broken", CLIPS[:2], 3)
     (broken / "videos" / "lp_d0.mp4").write_bytes(b"not a video at all")
     builder = tfds.builder("bigo_face", config=folder_config(broken), data_dir=tmp_path / "data")
     with pytest.raises(video.VideoError, match="lp_d0.mp4"):
@@ -277,7 +260,7 @@ def test_bad_video_fails_naming_the_file(clips_dir, tmp_path, beam_runner):
 
 
 def test_annotation_past_the_video_fails_naming_the_file(clips_dir, tmp_path):
-    cut = _cut_folder(clips_dir, tmp_path / "cut", CLIPS[:1], 3)
+    cut = cut_folder(clips_dir, tmp_path / "cut", CLIPS[:1], 3)
     entry = annotations.load(cut / "annotations.json")[0]
     video.write_video(cut / entry.video_path, list(video.read_frames(cut / entry.video_path))[:2], fps=25)
     builder = tfds.builder("bigo_face", config=folder_config(cut), data_dir=tmp_path / "data")
