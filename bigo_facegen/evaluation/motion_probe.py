@@ -21,6 +21,7 @@ from bigo_facegen import data, keypoints, losses, warping
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.models import build_generator, generator_spec
 from bigo_facegen.models.contract import FLOW_LAYER
+from bigo_facegen.train_step import inputs_of
 
 FLOWS = ("before", "after", "optical_flow")
 
@@ -60,7 +61,7 @@ def run(config: ExperimentConfig, steps: int, pairs: int,
     @tf.function
     def step(batch):
         with tf.GradientTape() as tape:
-            flow = generator.compose(batch, training=True)[FLOW_LAYER]
+            flow = generator.compose(inputs_of(batch), training=True)[FLOW_LAYER]
             loss = tf.reduce_mean(losses.flow_l1(flow, batch["target_flow"], batch["target_flow_valid"]))
         # Only the motion's weights reach the flow; the painting's get no gradient and stay as they are.
         moved = [(g, v) for g, v in zip(tape.gradient(loss, generator.trainable_variables),
@@ -87,7 +88,10 @@ def score(generator: keras.Model | None, batches: list[dict]) -> FlowScore:
     """`generator`'s flow on the batches, or (None) DIS's own."""
     errors, psnrs = [], []
     for batch in batches:
-        flow = batch["target_flow"] if generator is None else generator.compose(batch, training=False)[FLOW_LAYER]
+        if generator is None:
+            flow = batch["target_flow"]
+        else:
+            flow = generator.compose(inputs_of(batch), training=False)[FLOW_LAYER]
         trusted = batch["target_flow_valid"][..., 0] > 0.5
         errors.append(tf.boolean_mask(tf.norm(flow - batch["target_flow"], axis=-1), trusted).numpy())
         moved = warping.bilinear_sample(batch["reference"], flow)
