@@ -47,7 +47,8 @@ def run(config: ExperimentConfig, steps: int, pairs: int,
         progress: Callable[[int, float], None] = lambda step, loss: None) -> dict[str, dict[str, FlowScore]]:
     """{split: {"before" | "after" | "optical_flow": FlowScore}} for the train and the test split of `config`'s data
     set (resolved, `data.resolve_config`), after `steps` flow-only steps on its training split at
-    `optimizer.generator_lr`, scoring `pairs` pairs (rounded up to whole batches) of each split."""
+    `optimizer.generator_lr`, scoring `pairs` pairs (rounded up to whole batches) of each split. Seeds Python, NumPy
+    and TF globally with `data.seed`, so that one config gives one set of figures."""
     check_probe_config(config)
     keras.utils.set_random_seed(config.data.seed)
     size = config.data.image_size
