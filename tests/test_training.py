@@ -207,7 +207,13 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
     Summed in another order, the two runs' gradients differ in their rounding. Adam's update, g / (|g| + epsilon),
     turns that into a full step of either sign wherever a gradient entry is near 0, so with its epsilon of 1e-7 the
     weights part by a learning rate on some CPUs. With an epsilon of 1, g / (|g| + 1) has a slope of at most 1: an
-    update moves at most `lr` times a gradient's change, and the runs stay as close as their rounding."""
+    update moves at most `lr` times a gradient's change.
+
+    Gradients and updates are compared one step at a time from the same state (the one-device run's, copied), not
+    along two runs: the networks are piecewise linear (ReLU) under L1 losses, so a rounding-level difference in the
+    weights can flip a unit across its kink. One flipped ReLU in the keypoint detector's first layer was measured to
+    move the generator's keypoint gradient by 0.8 % (seed 2, after one step); two steps later the two runs' Adam
+    moments parted by 3.5 % of their largest entry."""
     out = run_python(f"""
         import json
         import numpy as np, tensorflow as tf
@@ -230,29 +236,45 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
         for trainer in (single, mirrored):
             for optimizer in vars(trainer.optimizers).values():
                 optimizer.epsilon = 1.0  # read when the step is traced, at its first call
-        initial = {{name: [w.numpy() for w in model.weights] for name, model in models_of(single.networks).items()}}
         single.train(); mirrored.train()
-        result = {{"losses": [], "updates": {{}}, "moments": {{}}, "iterations": [], "replica_mismatch": [],
+        result = {{"losses": [], "updates": [], "moments": [], "iterations": [], "replica_mismatch": [],
                    "checked": 0}}
         for name in ("single", "mirrored"):
             path = {str(tmp_path)!r} + "/" + name + "/metrics.jsonl"
             result["losses"].append([json.loads(line) for line in open(path)])
-        # Per network, the largest difference of the two runs' weight changes, the largest change and the float32
-        # spacing of the largest weight (the rounding of the weights themselves).
-        for name, model in models_of(single.networks).items():
-            pairs = list(zip(initial[name], model.weights, models_of(mirrored.networks)[name].weights, strict=True))
-            result["updates"][name] = [
-                max(float(np.abs(b.numpy() - a.numpy()).max()) for _, a, b in pairs),
-                max(float(np.abs(a.numpy() - w).max()) for w, a, _ in pairs),
-                max(float(np.spacing(np.abs(a.numpy()).max())) for _, a, _ in pairs)]
-        # Per optimizer, the first moments: running means of the gradients.
         for name, optimizer in vars(single.optimizers).items():
-            other = getattr(mirrored.optimizers, name)
-            moments = [(a.numpy(), b.numpy()) for a, b in zip(optimizer.variables, other.variables, strict=True)
-                       if a.path.endswith("_momentum")]
-            result["moments"][name] = [max(float(np.abs(a - b).max()) for a, b in moments),
-                                       max(float(np.abs(a).max()) for a, _ in moments), len(moments)]
-            result["iterations"].append([int(optimizer.iterations.numpy()), int(other.iterations.numpy())])
+            result["iterations"].append([int(optimizer.iterations.numpy()),
+                                         int(getattr(mirrored.optimizers, name).iterations.numpy())])
+
+        # Two more steps, each from the one-device run's state copied into the mirrored run.
+        single_step = tf.function(lambda b: single.strategy.run(single.train_step, args=(b,)))
+        mirrored_step = tf.function(lambda it: mirrored.strategy.run(mirrored.train_step, args=(next(it),)))
+        iterator = iter(mirrored.strategy.distribute_datasets_from_function(lambda ctx: halves_fn(None, ctx)))
+        for _ in range(2):
+            copy_state(single.networks, mirrored.networks)
+            for name, optimizer in vars(single.optimizers).items():
+                for a, b in zip(optimizer.variables, getattr(mirrored.optimizers, name).variables, strict=True):
+                    b.assign(a.numpy())
+            initial = {{name: [w.numpy() for w in model.weights] for name, model in models_of(single.networks).items()}}
+            single_step(batch); mirrored_step(iterator)
+            # Per network, the largest difference of the two steps' weight changes, the largest change and the
+            # float32 spacing of the largest weight (the rounding of the weights themselves).
+            updates = {{}}
+            for name, model in models_of(single.networks).items():
+                pairs = list(zip(initial[name], model.weights, models_of(mirrored.networks)[name].weights, strict=True))
+                updates[name] = [max(float(np.abs(b.numpy() - a.numpy()).max()) for _, a, b in pairs),
+                                 max(float(np.abs(a.numpy() - w).max()) for w, a, _ in pairs),
+                                 max(float(np.spacing(np.abs(a.numpy()).max())) for _, a, _ in pairs)]
+            result["updates"].append(updates)
+            # Per optimizer, the first moments: running means of the gradients.
+            moments = {{}}
+            for name, optimizer in vars(single.optimizers).items():
+                other = getattr(mirrored.optimizers, name)
+                pairs = [(a.numpy(), b.numpy()) for a, b in zip(optimizer.variables, other.variables, strict=True)
+                         if a.path.endswith("_momentum")]
+                moments[name] = [max(float(np.abs(a - b).max()) for a, b in pairs),
+                                 max(float(np.abs(a).max()) for a, _ in pairs), len(pairs)]
+            result["moments"].append(moments)
         variables = [w for m in models_of(mirrored.networks).values() for w in m.weights]
         variables += [v for o in vars(mirrored.optimizers).values() for v in o.variables]
         for variable in variables:
@@ -293,10 +315,11 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical(real_faces_dir
             assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-6), (a["step"], name)
     # A replica's gradient not averaged over both, or an update applied twice, would differ by its own size.
     assert result["iterations"] == [[3, 3]] * 4
-    for name, (difference, scale, count) in result["moments"].items():
-        assert count > 5 and scale > 0 and difference <= 1e-3 * scale, (name, difference, scale)
-    for name, (difference, scale, spacing) in result["updates"].items():
-        assert scale > 10 * spacing and difference <= 1e-3 * scale + 4 * spacing, (name, difference, scale, spacing)
+    for moments, updates in zip(result["moments"], result["updates"], strict=True):
+        for name, (difference, scale, count) in moments.items():
+            assert count > 5 and scale > 0 and difference <= 1e-3 * scale, (name, difference, scale)
+        for name, (difference, scale, spacing) in updates.items():
+            assert scale > 10 * spacing and difference <= 1e-3 * scale + 4 * spacing, (name, difference, scale, spacing)
     assert result["checked"] > 100 and result["replica_mismatch"] == []
     assert result["fp16_scales"] == [2.0 ** 14] * 8
     assert result["fp16_bad"] == [] and result["fp16_updated"] == []
