@@ -7,8 +7,9 @@
     python -m benchmarks.inference --batches 1,8,64 --size 224 --noend_to_end --nopeak --json    # the GPU check
 
 1. Generator images/s at each of `--batches` (`--generator`: stargan or warp_refine): the library's generator in a
-   `tf.function`, float inputs already on the device, timed call by call after warm-up; the median of `--iters` calls,
-   like `../shared/bench/torch_reference.py`. Threads as `experiments.generate` sets them
+   `tf.function`, float inputs already on the device, timed call by call (each until the device has finished) after
+   warm-up (`--warmup` calls and `--warmup_s` seconds, at least); the median of `--iters` calls, like
+   `../shared/bench/torch_reference.py`. Threads as `experiments.generate` sets them
    (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
    achieved at the largest batch, next to the practical peak of the same machine measured in the same run (`--peak`):
@@ -43,7 +44,10 @@ flags.DEFINE_integer("motion_downscale", 1, "warp_refine: the dense-motion netwo
                      "crop side (model.motion_downscale).")
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes of the generator measurement.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
-flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up).")
+flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up), at least.")
+flags.DEFINE_float("warmup_s", 1.0, "... and untimed calls for at least this many seconds: TF's batch-1 calls reach "
+                   "their steady speed only after about 30 (stargan, cpu preset: 7.1-7.5 ms each at calls 2-10, "
+                   "3.8-4.0 ms from call 31; torch's original is steady from its second call).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = the library's inference setting, "
                      "`inference.configure_cpu_threads`: one on CPU-only hosts, TF's default with GPUs).")
@@ -74,25 +78,30 @@ def generator_forward_flops(size: int, conv_dim: int, res_blocks: int) -> int:
     return f
 
 
-def _median_seconds(fn, iters: int, warmup: int) -> float:
-    """Median wall time of `fn()`; `fn` must return a tensor, read back (one element) so the device has finished."""
-    for _ in range(warmup):
-        _wait(fn())
+def _median_seconds(fn, iters: int, warmup: int, warmup_s: float = 0.0) -> float:
+    """Median wall time of `fn()` until every device has finished (`sync_devices`: 12 us on CPU, where reading one
+    element of the result back took 156 us), after at least `warmup` untimed calls and `warmup_s` seconds of them."""
+    import tensorflow as tf
+
+    def call():
+        fn()
+        tf.test.experimental.sync_devices()
+
+    deadline = time.perf_counter() + warmup_s
+    calls = 0
+    while calls < warmup or time.perf_counter() < deadline:
+        call()
+        calls += 1
     times = []
     for _ in range(iters):
         start = time.perf_counter()
-        _wait(fn())
+        call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def _wait(tensor) -> None:
-    import tensorflow as tf
-    tf.reshape(tensor, [-1])[0].numpy()
-
-
 def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
-                    batches=(1, 8), num_points: int = 106, motion_downscale: int = 1) -> dict:
+                    batches=(1, 8), num_points: int = 106, motion_downscale: int = 1, warmup_s: float = 0.0) -> dict:
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib
@@ -110,7 +119,7 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
         flags = tf.fill((batch, num_points), 2)
         inputs = {"reference": images(), "target_map": images(), "reference_points": points(),
                   "target_points": points(), "reference_flags": flags, "target_flags": flags}
-        seconds = _median_seconds(lambda: forward(inputs), iters, warmup)
+        seconds = _median_seconds(lambda: forward(inputs), iters, warmup, warmup_s)
         result[f"infer_img_per_s_b{batch}"] = batch / seconds
     if generator_name == "stargan":  # the reference script's formula is for the StarGAN generator only
         flops = generator_forward_flops(size, conv_dim, res_blocks)
@@ -187,7 +196,8 @@ def main(argv):
               "motion_downscale": FLAGS.motion_downscale}
     batches = [int(batch) for batch in FLAGS.batches]
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
-                                  FLAGS.warmup, batches, motion_downscale=FLAGS.motion_downscale))
+                                  FLAGS.warmup, batches, motion_downscale=FLAGS.motion_downscale,
+                                  warmup_s=FLAGS.warmup_s))
     if FLAGS.peak:
         result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
         if "infer_gflop_per_s" in result:
