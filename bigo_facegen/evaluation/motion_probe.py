@@ -29,7 +29,7 @@ FLOWS = ("before", "after", "optical_flow")
 @dataclasses.dataclass(frozen=True)
 class FlowScore:
     """A flow against DIS's on crop pairs: mean end-point error in crop pixels (where DIS is trusted) and mean PSNR of
-    the reference crop moved by it (dB, images in [-1, 1] taken as [0, 1])."""
+    the reference crop moved by it (dB, over the [-1, 1] range of the crops)."""
     end_point_error: float
     psnr: float
 
@@ -96,6 +96,5 @@ def score(generator: keras.Model | None, batches: list[dict]) -> FlowScore:
         trusted = batch["target_flow_valid"][..., 0] > 0.5
         errors.append(tf.boolean_mask(tf.norm(flow - batch["target_flow"], axis=-1), trusted).numpy())
         moved = warping.bilinear_sample(batch["reference"], flow)
-        mse = tf.reduce_mean(tf.square((moved - batch["target"]) / 2.0), axis=[1, 2, 3]).numpy()
-        psnrs.append(-10.0 * np.log10(np.maximum(mse, 1e-10)))
+        psnrs.append(tf.image.psnr(moved, batch["target"], max_val=2.0).numpy())
     return FlowScore(float(np.mean(np.concatenate(errors))), float(np.mean(np.concatenate(psnrs))))
