@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from bigo_facegen import annotations, geometry, keypoints, models, video
 from bigo_facegen.config import ModelConfig
-from bigo_facegen.models import perceptual
+from bigo_facegen.models import blocks, perceptual
 from bigo_facegen.checkpoints import check_checkpointable, unsaved_weights
 
 TINY = ModelConfig(conv_dim=8, res_blocks=2, critic_dim=8, critic_blocks=2, perceptual="none")
@@ -68,6 +68,40 @@ def test_instance_norm_uses_each_images_own_statistics(real_faces):
     np.testing.assert_allclose(full[2:3], alone, atol=1e-5)
     norms = [layer for layer in generator._flatten_layers() if isinstance(layer, keras.layers.GroupNormalization)]
     assert norms and all(layer.groups == layer.gamma.shape[0] for layer in norms)
+
+
+def test_head_convolution_is_the_direct_convolution(real_faces):
+    """`HeadConv2D` (the trunk's output head) computes what a Conv2D with its weights computes, forward and backward,
+    on the features of real faces, with a kernel whose every tap matters (no symmetric or zero columns)."""
+    faces, maps = real_faces
+    generator = models.build_generator(TINY, 48, num_points=68)
+    trunk = generator.trunk
+    head = trunk.get_layer("head")
+    assert isinstance(head, blocks.HeadConv2D)
+    features = keras.Sequential(trunk.layers[:trunk.layers.index(head)])(np.concatenate([faces, maps], -1))
+    kernel = tf.random.stateless_normal(head.kernel.shape, seed=(1, 2)) * 0.05
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([features, kernel])
+        ours = blocks.head_conv2d(features, kernel)
+        direct = tf.nn.conv2d(features, kernel, 1, "SAME")
+        weights = tf.random.stateless_normal(direct.shape, seed=(3, 4))
+        losses = [tf.reduce_sum(tf.tanh(out) * weights) for out in (ours, direct)]
+    scale = float(tf.reduce_max(tf.abs(direct)))
+    assert scale > 0.1
+    np.testing.assert_allclose(ours.numpy(), direct.numpy(), rtol=0, atol=1e-5 * scale)
+    for ours_gradient, direct_gradient in zip(*(tape.gradient(loss, [features, kernel]) for loss in losses)):
+        gradient_scale = float(tf.reduce_max(tf.abs(direct_gradient)))
+        np.testing.assert_allclose(ours_gradient.numpy(), direct_gradient.numpy(), rtol=0, atol=1e-4 * gradient_scale)
+    # A shifted column would still match in the middle of a symmetric image; a mirrored kernel must not match.
+    mirrored = blocks.head_conv2d(features, kernel[:, ::-1])
+    assert float(tf.reduce_max(tf.abs(mirrored - direct))) > 0.1 * scale
+
+
+@pytest.mark.parametrize("settings", [{"kernel_size": 4}, {"kernel_size": 3, "strides": 2},
+                                      {"kernel_size": 3, "padding": "valid"}, {"kernel_size": (3, 5)}])
+def test_head_convolution_refuses_what_it_does_not_compute(settings):
+    with pytest.raises(ValueError, match="square odd kernels at stride 1"):
+        blocks.HeadConv2D(3, **settings)
 
 
 def test_detector_noise_only_while_training(real_faces):

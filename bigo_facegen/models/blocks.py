@@ -3,6 +3,7 @@ critic blocks."""
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 def instance_norm(name: str | None = None) -> keras.layers.Layer:
@@ -14,6 +15,42 @@ def instance_norm(name: str | None = None) -> keras.layers.Layer:
 
 def conv(filters: int, kernel: int, strides: int = 1, use_bias: bool = False, name: str | None = None):
     return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name)
+
+
+def head_conv2d(x, kernel):
+    """The stride-1 "same" convolution of `x` (B, H, W, C) by `kernel` (k, k, C, O), k odd, for output heads (O of 1
+    to 4): one k x 1 convolution to k x O channels, one group of O for each column of the kernel, whose groups are then
+    shifted along the width and summed. oneDNN pads a convolution's 1-3 output channels to 16, so the direct k x k
+    head does several times the work it needs (7x7, 64 to 3 channels at 128 px, batch 8: 57.8 against 23.3 ms; 16 to
+    3 at 64 px: 3.9 against 2.6 ms). The whole `stargan` generator infers 1.11x faster at 128 px / 64 channels (batch 1
+    and 8), and as fast at 64 px / 16 channels. Same result up to float rounding. (A custom gradient through the direct
+    convolution's backward ops would be faster to train at 16 channels, but its IdentityN makes the TFLite converter
+    drop the signature.)"""
+    size, _, channels, outputs = kernel.shape
+    columns = tf.reshape(tf.transpose(kernel, [0, 2, 1, 3]), [size, 1, channels, size * outputs])
+    taps = tf.nn.conv2d(x, columns, 1, "SAME")
+    half = size // 2
+    taps = tf.pad(taps, [[0, 0], [0, 0], [half, half], [0, 0]])
+    width = tf.shape(x)[2]
+    return tf.add_n([taps[:, :, column:column + width, column * outputs:(column + 1) * outputs]
+                     for column in range(size)])
+
+
+class HeadConv2D(keras.layers.Conv2D):
+    """A Conv2D output head (stride 1, "same", an odd kernel, a few output channels) computed by `head_conv2d`; its
+    weights and checkpoints are a Conv2D's."""
+
+    def __init__(self, filters: int, kernel_size, padding: str = "same", **kwargs):
+        super().__init__(filters, kernel_size, padding=padding, **kwargs)
+        height, width = self.kernel_size
+        if (self.padding != "same" or self.strides != (1, 1) or self.dilation_rate != (1, 1) or self.groups != 1
+                or height != width or height % 2 == 0):
+            raise ValueError(f"HeadConv2D {self.name!r} computes square odd kernels at stride 1 with 'same' padding "
+                             f"only; got kernel {self.kernel_size}, strides {self.strides}, padding {self.padding!r}, "
+                             f"dilation {self.dilation_rate}, groups {self.groups}")
+
+    def convolution_op(self, inputs, kernel):
+        return head_conv2d(inputs, kernel)
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -49,7 +86,8 @@ def stargan_trunk(conv_dim: int, res_blocks: int, name: str) -> keras.Sequential
         width //= 2
         layers += [keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"up{i}"),
                    instance_norm(f"up{i}_norm"), keras.layers.ReLU()]
-    layers += [conv(3, 7, name="head"), keras.layers.Activation("tanh", dtype="float32", name="tanh")]
+    layers += [HeadConv2D(3, 7, use_bias=False, name="head"),
+               keras.layers.Activation("tanh", dtype="float32", name="tanh")]
     return keras.Sequential(layers, name=name)
 
 

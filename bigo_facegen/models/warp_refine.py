@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from bigo_facegen import keypoints, warping
-from bigo_facegen.models.blocks import ResidualBlock, conv, instance_norm
+from bigo_facegen.models.blocks import ResidualBlock, conv, head_conv2d, instance_norm
 
 REQUIRED_INPUTS = ("reference", "reference_points", "target_points", "reference_flags", "target_flags")
 LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
@@ -26,14 +26,14 @@ REPAINT_BIAS = -3.0
 
 def fused_heads(x, heads: list[keras.layers.Conv2D]) -> list[tf.Tensor]:
     """The outputs of output heads (stride-1 "same" convolutions with a bias) that read the same features `x`, from
-    one convolution of their stacked kernels, in float32, each with its own activation. oneDNN pads a convolution's 1-3
-    output channels to 16, so a 7x7 head alone costs about what a fused pair does: fusing the two pairs made
+    one `head_conv2d` of their stacked kernels, in float32, each with its own activation. oneDNN pads a convolution's
+    1-3 output channels to 16, so a 7x7 head alone costs about what a fused pair does: fusing the two pairs made
     `warp_refine`'s inference 1.12-1.13x faster at 64 px (`benchmarks.compare_generators`), with the same outputs. The
     heads keep their own weights (and checkpoints)."""
     x = tf.cast(x, tf.float32)
     kernel = tf.concat([tf.cast(head.kernel.value, tf.float32) for head in heads], axis=-1)
     bias = tf.concat([tf.cast(head.bias.value, tf.float32) for head in heads], axis=0)
-    stacked = tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias)
+    stacked = tf.nn.bias_add(head_conv2d(x, kernel), bias)
     outputs = tf.split(stacked, [head.filters for head in heads], axis=-1)
     return [head.activation(output) for head, output in zip(heads, outputs)]
 
