@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -38,11 +39,26 @@ class Codec:
     options: Mapping[str, str]
 
 
+def _cpu_has_avx512() -> bool:
+    """Whether the CPU has AVX-512, as Linux's /proc/cpuinfo says; False where it cannot say."""
+    try:
+        return re.search(r"^flags\s*:.*\bavx512f\b", Path("/proc/cpuinfo").read_text(), re.MULTILINE) is not None
+    except OSError:
+        return False
+
+
+# x264's AVX-512 code made encodes of the same frames differ from run to run on an AMD EPYC with AVX-512 (8 encodes
+# of flat-coloured synthetic frames interleaved with others: 3-4 different files, so the synthetic data set was not
+# reproducible); with its code capped at AVX2, one file. 64 frames at 256x256 took 85.6 and 133.4 ms capped against
+# 83.8 and 105.5 uncapped (two rounds; asm=0: 301 ms). Capped only where the CPU has AVX-512, which implies AVX2:
+# naming instructions the CPU lacks would crash x264.
+X264_CPU_CAP = {"x264-params": "asm=AVX2"} if _cpu_has_avx512() else {}
+
 CODECS = {
     # CRF 18 is x264's "visually lossless" level. On a development clip at 256x256 and 1280x720 the veryfast preset
     # encodes 2.4-2.8x as fast as x264's default (medium), 0.2-0.8 dB PSNR lower, in files no larger
     # (`python -m benchmarks.video_io --x264_preset=medium`).
-    "h264": Codec("libx264", "yuv420p", {"crf": "18", "preset": "veryfast"}),
+    "h264": Codec("libx264", "yuv420p", {"crf": "18", "preset": "veryfast", **X264_CPU_CAP}),
     # Fixed quantiser 3 (FFmpeg's scale 1..31): on three development clips at least the PSNR of the H.264 setting, in
     # files twice the size.
     "mp4v": Codec("mpeg4", "yuv420p", {"flags": "+qscale", "global_quality": str(3 * 118)}),
