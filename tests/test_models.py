@@ -92,7 +92,7 @@ def test_head_convolution_is_the_direct_convolution(real_faces):
     for ours_gradient, direct_gradient in zip(*(tape.gradient(loss, [features, kernel]) for loss in losses)):
         gradient_scale = float(tf.reduce_max(tf.abs(direct_gradient)))
         np.testing.assert_allclose(ours_gradient.numpy(), direct_gradient.numpy(), rtol=0, atol=1e-4 * gradient_scale)
-    # A shifted column would still match in the middle of a symmetric image; a mirrored kernel must not match.
+    # Columns summed in the wrong order would compute the mirrored kernel's convolution, which differs.
     mirrored = blocks.head_conv2d(features, kernel[:, ::-1])
     assert float(tf.reduce_max(tf.abs(mirrored - direct))) > 0.1 * scale
 
