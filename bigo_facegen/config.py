@@ -84,6 +84,10 @@ class LossConfig:
     # L1 of a warp-style generator's flow to the pair's optical flow (data.optical_flow), in units of half the crop
     # side, over the pixels the forward-backward check trusts: the motion learned directly, not only through pixels.
     flow: float = 0.0
+    # L1 of the generated face to the target inside the target's inner-lip polygon, averaged over those pixels: the
+    # mouth interior, which a closed-mouth reference does not show and which is too few pixels for the L1 over the
+    # whole crop to teach (#14). Closed mouths cover no pixel and add nothing.
+    mouth_l1: float = 0.0
 
 
 @dataclasses.dataclass

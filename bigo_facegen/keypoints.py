@@ -197,6 +197,25 @@ def draw_map_tf(points, flags, size: int, style: str = "dots", radius: float = 1
     return colour * 2.0 - 1.0
 
 
+def polygon_mask_tf(points, flags, indices: tuple[int, ...], size: int) -> tf.Tensor:
+    """(B, S, S, 1) float32: 1 at the pixel centres inside the polygon through `points[:, indices]` ((B, N, 2) in crop
+    pixels; even-odd rule), 0 elsewhere, and 0 everywhere for a face where any of those points is absent (flag 0). A
+    polygon whose points coincide, such as a closed mouth's inner lips, covers nothing."""
+    corners = tf.gather(tf.convert_to_tensor(points, tf.float32), indices, axis=1)                  # (B, K, 2)
+    present = tf.reduce_all(tf.gather(tf.cast(flags, tf.int32), indices, axis=1) > 0, axis=1)       # (B,)
+    ax, ay = (corners[:, None, None, :, i] for i in (0, 1))                                         # (B, 1, 1, K)
+    bx, by = (tf.roll(corners, -1, axis=1)[:, None, None, :, i] for i in (0, 1))
+    coords = tf.range(size, dtype=tf.float32)
+    x, y = coords[None, None, :, None], coords[None, :, None, None]
+    # An edge crosses the ray from the pixel towards +x when it straddles the pixel's row and meets the row to the
+    # pixel's right; where it straddles, b_y - a_y is not 0.
+    straddles = (ay > y) != (by > y)
+    crossing_x = ax + (y - ay) * (bx - ax) / tf.where(straddles, by - ay, 1.0)
+    crossings = tf.reduce_sum(tf.cast(straddles & (x < crossing_x), tf.int32), axis=-1)             # (B, S, S)
+    inside = (crossings % 2 == 1) & present[:, None, None]
+    return tf.cast(inside, tf.float32)[..., None]
+
+
 def _colour(visible: tf.Tensor, occluded: tf.Tensor) -> tf.Tensor:
     """(..., S, S, 3) colour of (..., S, S) visible and occluded intensities."""
     return tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),

@@ -8,7 +8,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from bigo_facegen import losses
+from bigo_facegen import keypoints, losses
 from bigo_facegen.config import ExperimentConfig, LossConfig, OptimizerConfig
 from bigo_facegen.models import (GeneratorSpec, IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
                                  build_critics, build_generator, build_keypoint_detector, build_perceptual,
@@ -153,19 +153,24 @@ class TrainStep:
             perceptual_loss = perceptual.perceptual_distance(n.perceptual, fake, target)
         else:
             perceptual_loss = tf.zeros([tf.shape(fake)[0]])
-        # A generator that paints over its warped reference also learns the painting alone, and its motion from the
-        # optical flow where the batch has it.
-        painting = {"painted_l1": losses.l1(layers["painted"], target)} if n.generator_spec.has_repaint else {}
-        if self.weights.flow > 0:
-            painting["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
         terms = {
             "keypoint": losses.l1(n.keypoint_detector(fake, training=True), batch["target_map"]),
             "adversarial": losses.generator_adversarial(n.critic(fake, training=False)),
             "identity": losses.generator_adversarial(n.identity_critic((batch["reference"], fake), training=False)),
             "l1": losses.l1(fake, target),
             "perceptual": perceptual_loss,
-            **painting,
         }
+        # A generator that paints over its warped reference also learns the painting alone, and its motion from the
+        # optical flow where the batch has it.
+        if n.generator_spec.has_repaint:
+            terms["painted_l1"] = losses.l1(layers["painted"], target)
+        if self.weights.flow > 0:
+            terms["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
+        if self.weights.mouth_l1 > 0:
+            points = batch["target_points"]
+            mouth = keypoints.polygon_mask_tf(points, batch["target_flags"],
+                                              keypoints.layout_for_count(points.shape[1]).mouth_inner, target.shape[1])
+            terms["mouth_l1"] = losses.masked_l1(fake, target, mouth)
         loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
         return loss, terms
 

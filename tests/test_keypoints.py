@@ -173,3 +173,30 @@ def test_tf_matches_numpy_at_sub_pixel_positions_and_crop_edges(style, size, rad
     graph = tf.function(lambda p, f: keypoints.draw_map_tf(p, f, size, style, radius), input_signature=spec)
     np.testing.assert_allclose(graph(points, flags).numpy(), expected, atol=1e-4)
     assert (expected[:, :, 0] > -1).any() and (expected[:, :, -1] > -1).any(), "nothing drawn on the crop's edges"
+
+
+def test_polygon_mask_is_the_inside_of_the_inner_lips_on_real_faces(real_faces_dir):
+    """Against OpenCV's point-in-polygon test at every pixel centre, on the inner lips of a real clip's widest-open and
+    most-closed mouths (frame pixels); an absent point empties its own face's mask only."""
+    import cv2
+
+    clip = annotations.load(real_faces_dir / "annotations.json")[0]
+    faces = clip.face_frames()
+    size = int(max(max(frame.points.max() for frame in faces) + 2, 64))
+    lips = IBUG68.mouth_inner
+    areas = [cv2.contourArea(frame.points[list(lips)].astype(np.float32)) for frame in faces]
+    widest, closed = faces[int(np.argmax(areas))], faces[int(np.argmin(areas))]
+    points = np.stack([widest.points, closed.points, widest.points]).astype(np.float32)
+    flags = np.stack([widest.flags, closed.flags, widest.flags]).astype(np.int32)
+    flags[2, lips[3]] = 0
+    masks = keypoints.polygon_mask_tf(points, flags, lips, size)[..., 0].numpy()
+    assert masks.shape == (3, size, size)
+
+    polygon = points[0, list(lips)]
+    centres = np.stack(np.meshgrid(np.arange(size), np.arange(size)), axis=-1).reshape(-1, 2).astype(np.float64)
+    side = np.array([cv2.pointPolygonTest(polygon, tuple(c), True) for c in centres]).reshape(size, size)
+    away_from_edges = np.abs(side) > 1e-3
+    np.testing.assert_array_equal(masks[0][away_from_edges], (side > 0)[away_from_edges])
+    assert masks[0].sum() > 20, "the widest-open mouth of the clip covers some pixels"
+    assert masks[1].sum() < 0.2 * masks[0].sum()
+    assert masks[2].sum() == 0

@@ -252,6 +252,37 @@ def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_bat
         train_step.inputs_of(batch))
 
 
+def test_the_mouth_term_is_the_mean_distance_inside_the_target_inner_lips(real_batch):
+    """Judged by OpenCV's point-in-polygon test: an image 0.5 off the target inside the inner lips and 0.1 off outside
+    scores 0.5 on faces whose mouths are open and 0 on a closed one; the term is absent at weight 0."""
+    import cv2
+
+    batch = at_size(real_batch, SIZE)
+    points = batch["target_points"].copy()
+    lower_lip, upper_lip = [65, 66, 67], [63, 62, 61]
+    points[:3, lower_lip] += np.float32([0.3, 4.0])   # three mouths opened by 4 px
+    points[3, lower_lip] = points[3, upper_lip]       # one closed: the inner lips meet
+    batch = {key: tf.constant(value) for key, value in {**batch, "target_points": points}.items()}
+    centres = [(x, y) for y in range(SIZE) for x in range(SIZE)]
+    inside = np.stack([np.array([cv2.pointPolygonTest(face[60:68], c, False) > 0 for c in centres]).reshape(SIZE, SIZE)
+                       for face in points])[..., None]
+    assert inside[:3].sum(axis=(1, 2, 3)).min() > 3 and inside[3].sum() == 0
+    fake = batch["target"] + np.where(inside, 0.5, 0.1).astype(np.float32)
+    for weight in (0.0, 2.0):
+        experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
+                                                            "loss.mouth_l1": weight})
+        experiment.model = TINY
+        networks = train_step.build_networks(experiment, NUM_POINTS)
+        step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
+                                    experiment.loss, global_batch_size=4)
+        layers = {**networks.generator.compose(train_step.inputs_of(batch)), "image": fake}
+        _, terms = step.generator_loss(batch, layers)
+        if weight:
+            np.testing.assert_allclose(terms["mouth_l1"], [0.5, 0.5, 0.5, 0.0], atol=1e-6)
+        else:
+            assert "mouth_l1" not in terms
+
+
 def test_fused_heads_give_what_each_head_gives_alone():
     # A new generator's own heads with random non-zero weights (the flow head starts at zero), on random features.
     generator = models.build_generator(TINY, SIZE, NUM_POINTS)
