@@ -69,6 +69,10 @@ class ModelConfig:
     # side must then be a multiple of 4 x this). The motion the keypoints imply is coarse (a true flow blurred to a
     # 1/16 grid keeps most of its gain, #14), and at 2 the network and its heatmaps cost about a quarter.
     motion_downscale: int = 1
+    # Whether a warp-style generator's decoder also reads the target's inner-mouth polygon at each of its scales: its
+    # painting otherwise sees only the reference's features moved by the flow, which stretch a closed mouth's lips
+    # over an opened one and say nowhere that an interior the reference does not show belongs there (#14).
+    decoder_mouth_mask: bool = False
 
 
 @dataclasses.dataclass

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import ndimage
 
 from bigo_facegen import annotations, config, distribution, geometry, keypoints, models, train_step, video, warping
 from bigo_facegen.models import warp_refine
@@ -281,6 +282,28 @@ def test_the_mouth_term_is_the_mean_distance_inside_the_target_inner_lips(real_b
             np.testing.assert_allclose(terms["mouth_l1"], [0.5, 0.5, 0.5, 0.0], atol=1e-6)
         else:
             assert "mouth_l1" not in terms
+
+
+@pytest.mark.parametrize("decoder_mouth_mask", [False, True])
+def test_the_decoder_reads_the_target_mouth_only_when_configured(real_batch, decoder_mouth_mask):
+    """Opening the target's mouth (its lower inner lip moved down; the motion's keypoints unchanged) changes the
+    painting, most near the mouth (elsewhere only through the instance norms' statistics), when the decoder reads the
+    mouth; not at all when it does not."""
+    generator = models.build_generator(dataclasses.replace(TINY, decoder_mouth_mask=decoder_mouth_mask), SIZE,
+                                       NUM_POINTS)
+    closed = generator_inputs(at_size(real_batch, SIZE))
+    generator.motion = lambda inputs, training=False, motion=generator.motion: motion(closed, training)
+    opened_points = closed["target_points"].copy()
+    opened_points[:, [65, 66, 67]] += np.float32([0.0, 5.0])
+    opened = {**closed, "target_points": opened_points}
+    change = np.abs(generator.compose(opened)["painted"] - generator.compose(closed)["painted"]).max(axis=-1)
+    if not decoder_mouth_mask:
+        assert change.max() == 0
+        return
+    mouth = keypoints.polygon_mask_tf(opened_points, closed["target_flags"], keypoints.IBUG68.mouth_inner, SIZE)
+    assert mouth.numpy().sum() > 0
+    far = ndimage.distance_transform_edt(mouth.numpy()[..., 0] == 0, sampling=[SIZE, 1, 1]) > 10
+    assert change[~far].mean() > 3 * change[far].mean() > 0, "the painting does not follow the opened mouth"
 
 
 def test_fused_heads_give_what_each_head_gives_alone():

@@ -30,7 +30,7 @@ def _stargan(model_cfg: ModelConfig, image_size: int, num_points: int) -> keras.
 
 def _warp_refine(model_cfg: ModelConfig, image_size: int, num_points: int) -> keras.Model:
     return WarpRefineGenerator(num_points, model_cfg.conv_dim, model_cfg.res_blocks, model_cfg.motion_correction,
-                               model_cfg.motion_downscale, name="generator")
+                               model_cfg.motion_downscale, model_cfg.decoder_mouth_mask, name="generator")
 
 
 GENERATORS: dict[str, GeneratorSpec] = {

@@ -107,7 +107,7 @@ class WarpRefineGenerator(keras.Model):
     warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
-                 motion_downscale: int = 1, **kwargs):
+                 motion_downscale: int = 1, decoder_mouth_mask: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_points = num_points
         self.conv_dim = conv_dim
@@ -116,6 +116,8 @@ class WarpRefineGenerator(keras.Model):
         self.motion_correction = motion_correction
         # The dense-motion network's resolution, as a divisor of the crop side (`ModelConfig`).
         self.motion_downscale = motion_downscale
+        # Whether the decoder reads the target's inner-mouth polygon (`ModelConfig`).
+        self.decoder_mouth_mask = decoder_mouth_mask
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
         # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
         self.encode0 = conv_block(conv_dim, 7, "encode0")
@@ -219,13 +221,24 @@ class WarpRefineGenerator(keras.Model):
         x = warped[-1]
         for block in self.bottleneck:
             x = block(x, training=training)
+        mouth = self._target_mouth(inputs) if self.decoder_mouth_mask else None
         for level in reversed(range(LEVELS - 1)):
             x = self.up[level](self.upsample(x), training=training)
-            x = self.merge[level](keras.ops.concatenate([x, warped[level]], axis=-1), training=training)
+            features = [x, warped[level]]
+            if mouth is not None:
+                factor = 2 ** level
+                features.append(tf.cast(tf.nn.avg_pool2d(mouth, factor, factor, "VALID") if level else mouth, x.dtype))
+            x = self.merge[level](keras.ops.concatenate(features, axis=-1), training=training)
         painted, repaint = fused_heads(x, [self.head, self.repaint_head])
         painted = self.tanh(painted)
         image = motion["warped"] * (1.0 - repaint) + painted * repaint
         return {**motion, "painted": painted, "repaint": repaint, "image": image}
+
+    def _target_mouth(self, inputs: dict) -> tf.Tensor:
+        """(B, S, S, 1) float32: 1 inside the target's inner-lip polygon."""
+        mouth = keypoints.layout_for_count(self.num_points).mouth_inner
+        return keypoints.polygon_mask_tf(inputs["target_points"], inputs["target_flags"], mouth,
+                                         inputs["reference"].shape[1])
 
     def _check_inputs(self, inputs: dict) -> None:
         missing = [key for key in REQUIRED_INPUTS if key not in inputs]
@@ -245,4 +258,4 @@ class WarpRefineGenerator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
                 "res_blocks": self.res_blocks, "motion_correction": self.motion_correction,
-                "motion_downscale": self.motion_downscale}
+                "motion_downscale": self.motion_downscale, "decoder_mouth_mask": self.decoder_mouth_mask}
