@@ -313,8 +313,6 @@ class PiecewiseAffineWarper:
         return ids
 
 
-
-
 # GrabCut's cost grows with the pixel count and the matte needs no fine detail (its edge is softened anyway).
 _SEGMENT_SIDE = 256
 
