@@ -216,6 +216,12 @@ def polygon_mask_tf(points, flags, indices: tuple[int, ...], size: int) -> tf.Te
     return tf.cast(inside, tf.float32)[..., None]
 
 
+def mouth_mask_tf(points, flags, size: int) -> tf.Tensor:
+    """`polygon_mask_tf` of the inner lips of the layout with N points: (B, S, S, 1), 1 inside an opened mouth."""
+    points = tf.convert_to_tensor(points, tf.float32)
+    return polygon_mask_tf(points, flags, layout_for_count(points.shape[-2]).mouth_inner, size)
+
+
 def _colour(visible: tf.Tensor, occluded: tf.Tensor) -> tf.Tensor:
     """(..., S, S, 3) colour of (..., S, S) visible and occluded intensities."""
     return tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),

@@ -167,9 +167,7 @@ class TrainStep:
         if self.weights.flow > 0:
             terms["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
         if self.weights.mouth_l1 > 0:
-            points = batch["target_points"]
-            mouth = keypoints.polygon_mask_tf(points, batch["target_flags"],
-                                              keypoints.layout_for_count(points.shape[1]).mouth_inner, target.shape[1])
+            mouth = keypoints.mouth_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
             terms["mouth_l1"] = losses.masked_l1(fake, target, mouth)
         loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
         return loss, terms

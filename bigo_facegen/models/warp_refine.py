@@ -222,7 +222,8 @@ class WarpRefineGenerator(keras.Model):
         x = warped[-1]
         for block in self.bottleneck:
             x = block(x, training=training)
-        mouth = self._target_mouth(inputs) if self.decoder_mouth_mask else None
+        mouth = (keypoints.mouth_mask_tf(inputs["target_points"], inputs["target_flags"], inputs["reference"].shape[1])
+                 if self.decoder_mouth_mask else None)
         for level in reversed(range(LEVELS - 1)):
             x = self.up[level](self.upsample(x), training=training)
             features = [x, warped[level]]
@@ -234,12 +235,6 @@ class WarpRefineGenerator(keras.Model):
         painted = self.tanh(painted)
         image = motion["warped"] * (1.0 - repaint) + painted * repaint
         return {**motion, "painted": painted, "repaint": repaint, "image": image}
-
-    def _target_mouth(self, inputs: dict) -> tf.Tensor:
-        """(B, S, S, 1) float32: 1 inside the target's inner-lip polygon."""
-        mouth = keypoints.layout_for_count(self.num_points).mouth_inner
-        return keypoints.polygon_mask_tf(inputs["target_points"], inputs["target_flags"], mouth,
-                                         inputs["reference"].shape[1])
 
     def _check_inputs(self, inputs: dict) -> None:
         missing = [key for key in REQUIRED_INPUTS if key not in inputs]
