@@ -57,8 +57,10 @@ def serving(exported):
 
 @pytest.fixture(scope="module")
 def warp_export(tmp_path_factory):
-    """An untrained warp-style generator (takes the reference keypoints, answers the repaint mask too), exported."""
-    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine"})
+    """An untrained warp-style generator (takes the reference keypoints, answers the repaint mask too), exported, with
+    the `real` preset's half-resolution motion and decoder reading the target's mouth."""
+    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine", "model.motion_downscale": 2,
+                                           "model.decoder_mouth_mask": True})
     generator = models.build_generator(cfg.model, SIZE, 68)
     export_dir = tmp_path_factory.mktemp("warp_exports")
     version_dir = export.export(generator, cfg, export_dir)
@@ -206,6 +208,8 @@ def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, re
         "reference", "reference_keypoints", "target_keypoints"]
     crops, rows = real_batch
     reference_rows = np.repeat(rows[:1], 3, axis=0)  # the reference crop is frame 1, whose keypoints are rows[0]
+    # The served graph must carry the decoder's mouth input: some target here opens its mouth.
+    assert keypoints.mouth_mask_tf(rows[..., :2], rows[..., 2], SIZE).numpy().sum() > 0
     assert json.loads((version_dir / export.SIDECAR).read_text())["outputs"] == ["generated", "repaint", "flow"]
     served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(reference_rows),
                    target_keypoints=tf.constant(rows))
