@@ -1,10 +1,14 @@
-"""What the benchmarks share: TF's thread pools from their flags, and (for the comparisons) running one benchmark in a
-process of its own and reading its JSON line."""
+"""What the benchmarks share: TF's thread pools from their flags, `warp_refine`'s options as the `real` preset sets them,
+and (for the comparisons) running one benchmark in a process of its own and reading its JSON line."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from absl import flags
+
+from bigo_facegen import config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,3 +36,25 @@ def set_threads(intra_op: int, inter_op: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
     if inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
+def define_warp_refine_flags() -> None:
+    """The `warp_refine` options that change its cost, defaulting to the `real` preset's: a benchmark measures the
+    generator as it is trained for real footage unless told otherwise."""
+    real = config.real().model
+    flags.DEFINE_integer("motion_downscale", real.motion_downscale, "warp_refine: the dense-motion network's "
+                         "resolution as a divisor of the crop side (model.motion_downscale; default: the real preset's).")
+    flags.DEFINE_bool("decoder_mouth_mask", real.decoder_mouth_mask, "warp_refine: the decoder also reads the target's "
+                      "inner-mouth polygon (model.decoder_mouth_mask; default: the real preset's).")
+
+
+def warp_refine_overrides() -> dict:
+    """The config overrides of `define_warp_refine_flags`' flags, for `config.override`."""
+    return {"model.motion_downscale": flags.FLAGS.motion_downscale,
+            "model.decoder_mouth_mask": flags.FLAGS.decoder_mouth_mask}
+
+
+def warp_refine_args() -> list[str]:
+    """The same flags on a benchmark's command line, for a run in a process of its own."""
+    return [f"--motion_downscale={flags.FLAGS.motion_downscale}",
+            f"--{'' if flags.FLAGS.decoder_mouth_mask else 'no'}decoder_mouth_mask"]

@@ -16,7 +16,7 @@ import statistics
 
 from absl import app, flags
 
-from benchmarks.common import run_json
+from benchmarks.common import define_warp_refine_flags, run_json, warp_refine_args
 
 GENERATORS = ("stargan", "warp_refine")
 FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
@@ -25,8 +25,7 @@ FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"
 flags.DEFINE_integer("size", 64, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 16, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 3, "Residual blocks of the generator and detector trunks.")
-flags.DEFINE_integer("motion_downscale", 1, "warp_refine's dense-motion resolution as a divisor of the crop side "
-                     "(model.motion_downscale).")
+define_warp_refine_flags()
 flags.DEFINE_integer("batch", 8, "Frames per training iteration.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds per generator (the median is reported).", lower_bound=1)
 flags.DEFINE_integer("iters", 5, "Timed iterations per run.")
@@ -41,7 +40,7 @@ def run_benchmark(module: str, generator: str) -> dict:
               f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json"]
     extra = [f"--batch={FLAGS.batch}"] if module == "train_step" else ["--noend_to_end", "--nopeak"]
     if generator == "warp_refine":
-        extra.append(f"--motion_downscale={FLAGS.motion_downscale}")
+        extra.extend(warp_refine_args())
     return run_json(["-m", f"benchmarks.{module}", *common, *extra], f"benchmarks.{module} --generator={generator}")
 
 
@@ -58,7 +57,7 @@ def main(argv):
     medians = {g: {name: statistics.median(values) for name, values in figures.items()}
                for g, figures in runs.items()}
     summary = {"size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": FLAGS.batch,
-               "motion_downscale": FLAGS.motion_downscale,
+               "motion_downscale": FLAGS.motion_downscale, "decoder_mouth_mask": FLAGS.decoder_mouth_mask,
                "rounds": FLAGS.rounds, **{f"{g}_{name}": value for g, figures in medians.items()
                                           for name, value in figures.items()},
                **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in FIGURES}}
@@ -66,7 +65,7 @@ def main(argv):
         print(json.dumps(summary))
         return
     print(f"{FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, training batch {FLAGS.batch}, "
-          f"warp_refine motion_downscale {FLAGS.motion_downscale}; "
+          f"warp_refine motion_downscale {FLAGS.motion_downscale}, decoder_mouth_mask {FLAGS.decoder_mouth_mask}; "
           f"median of {FLAGS.rounds} alternating round(s), each run in its own process")
     print(f"{'images/s':24s} {'stargan':>10s} {'warp_refine':>12s} {'ratio':>7s}")
     for name, _ in FIGURES:

@@ -32,7 +32,7 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import REPO, set_threads
+from benchmarks.common import REPO, define_warp_refine_flags, set_threads, warp_refine_overrides
 
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 
@@ -40,8 +40,7 @@ flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator
 flags.DEFINE_integer("size", 128, "Face crop side in pixels (generator benchmark).")
 flags.DEFINE_integer("conv_dim", 64, "Generator base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
-flags.DEFINE_integer("motion_downscale", 1, "warp_refine: the dense-motion network's resolution as a divisor of the "
-                     "crop side (model.motion_downscale).")
+define_warp_refine_flags()
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes of the generator measurement.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up), at least.")
@@ -101,7 +100,8 @@ def _median_seconds(fn, iters: int, warmup: int, warmup_s: float = 0.0) -> float
 
 
 def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
-                    batches=(1, 8), num_points: int = 106, motion_downscale: int = 1, warmup_s: float = 0.0) -> dict:
+                    batches=(1, 8), num_points: int = 106, model_overrides: dict | None = None,
+                    warmup_s: float = 0.0) -> dict:
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib
@@ -109,7 +109,7 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
 
     cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks,
                                                    "model.generator": generator_name, "data.image_size": size,
-                                                   "model.motion_downscale": motion_downscale})
+                                                   **(model_overrides or {})})
     generator = build_generator(cfg.model, size, num_points)
     forward = tf.function(lambda inputs: generator(inputs, training=False))
     result = {}
@@ -193,10 +193,10 @@ def main(argv):
               "cpu_cores": os.cpu_count(), "threads": FLAGS.threads,
               "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "generator": FLAGS.generator,
               "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks,
-              "motion_downscale": FLAGS.motion_downscale}
+              "motion_downscale": FLAGS.motion_downscale, "decoder_mouth_mask": FLAGS.decoder_mouth_mask}
     batches = [int(batch) for batch in FLAGS.batches]
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
-                                  FLAGS.warmup, batches, motion_downscale=FLAGS.motion_downscale,
+                                  FLAGS.warmup, batches, model_overrides=warp_refine_overrides(),
                                   warmup_s=FLAGS.warmup_s))
     if FLAGS.peak:
         result.update(peak_speed(max(3, FLAGS.iters // 2), 2))

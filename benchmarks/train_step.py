@@ -16,15 +16,14 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import set_threads
+from benchmarks.common import define_warp_refine_flags, set_threads, warp_refine_overrides
 
 flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and detector trunks.")
 flags.DEFINE_integer("batch", 8, "Frames per iteration and replica.")
-flags.DEFINE_integer("motion_downscale", 1, "warp_refine: the dense-motion network's resolution as a divisor of the "
-                     "crop side (model.motion_downscale).")
+define_warp_refine_flags()
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                   "Distribution strategy (`distribution.make_strategy`): mirrored runs on every local GPU.")
 flags.DEFINE_integer("num_points", 106, "Keypoints per face (the generator input is their map either way).")
@@ -58,7 +57,7 @@ def main(argv):
     cfg = config_lib.override(config_lib.paper(), {
         "data.image_size": FLAGS.size, "data.batch_per_replica": FLAGS.batch, "model.conv_dim": FLAGS.conv_dim,
         "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none", "model.generator": FLAGS.generator,
-        "model.motion_downscale": FLAGS.motion_downscale})
+        **warp_refine_overrides()})
     with strategy.scope():
         networks = build_networks(cfg, FLAGS.num_points)
         if FLAGS.perceptual:
