@@ -33,6 +33,7 @@ setup(
         "scipy",  # Delaunay triangulation of the warp fusion (also a dependency of scikit-image)
         "absl-py",
         "tqdm",
+        "filelock",  # one process at a time prepares a data set (`data.preparation_lock`)
         "tensorboard",  # tf.summary's scalar and image ops (TensorFlow no longer installs it)
         "matplotlib",   # the evaluation's per-frame metric plots
         # dlib is the independent judge of the main job's evaluation (identity descriptor, 68-point predictor) and the

@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import tempfile
 from pathlib import Path
+
+import filelock
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -53,8 +57,18 @@ def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
                              f"(no {folder / 'annotations.json'})")
         builder = tfds.builder(BUILDER_NAME, config=folder_config(folder), data_dir=cfg.data_dir)
         download_config = tfds.download.DownloadConfig(manual_dir=str(folder))
-    builder.download_and_prepare(download_config=download_config)
+    with preparation_lock(builder):
+        builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def preparation_lock(builder: tfds.core.DatasetBuilder) -> filelock.FileLock:
+    """The lock a process holds while it prepares (or checks) `builder`'s data set. TFDS writes into a temporary
+    folder and renames it at the end, so a second process preparing the same data set at once (two runs started
+    together on a new machine) failed at that rename; holding this, it waits and then finds the data set prepared.
+    The lock file is local (the data set's folder may be on a bucket), named by that folder."""
+    digest = hashlib.sha256(str(builder.data_dir).encode()).hexdigest()[:16]
+    return filelock.FileLock(Path(tempfile.gettempdir()) / f"bigo_facegen-prepare-{digest}.lock")
 
 
 def dataset_info(cfg: DataConfig) -> tfds.core.DatasetInfo:
@@ -66,14 +80,20 @@ def dataset_layout(cfg: DataConfig) -> str:
     return dataset_info(cfg).metadata["layout"]
 
 
+# The loss terms only a warp-style generator's `compose` outputs give (`models.contract`).
+WARP_STYLE_TERMS = ("flow", "feature_warp")
+
+
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
     """The config complete for training on its data set: a validated copy whose `data.layout` is the data set's and
     whose generator is registered and has what the loss weights ask of it (asked first: preparing a data set is
     work)."""
     generator = generator_spec(config.model.generator)
-    if config.loss.flow > 0 and not generator.has_repaint:
-        raise ValueError(f"loss.flow={config.loss.flow!r}: the {config.model.generator} generator has no flow to "
-                         f"learn (only warp-style generators, whose spec has_repaint, do)")
+    for term in WARP_STYLE_TERMS:
+        weight = getattr(config.loss, term)
+        if weight > 0 and not generator.has_repaint:
+            raise ValueError(f"loss.{term}={weight!r}: the {config.model.generator} generator has no flow to learn "
+                             f"(only warp-style generators, whose spec has_repaint, do)")
     resolved = dataclasses.replace(config, data=dataclasses.replace(config.data, layout=dataset_layout(config.data)))
     validate(resolved)
     return resolved

@@ -177,6 +177,34 @@ def test_layout_and_errors(base_cfg, tmp_path):
         data.selected_videos(dataclasses.replace(base_cfg, split="validation"))
 
 
+def test_a_second_process_waits_for_the_one_preparing_the_data_set(synthetic_dir, tmp_path):
+    """While one process holds the preparation lock, another asked for the same data set prepares nothing and waits;
+    once the lock is released, it finds the data set (without the lock both would build it and one fail at TFDS's
+    final rename)."""
+    import subprocess
+    import sys
+    import time
+
+    import tensorflow_datasets as tfds
+
+    from tfds_bigo.bigo_face import folder_config
+
+    data_dir = tmp_path / "tfds"
+    builder = tfds.builder(data.BUILDER_NAME, config=folder_config(synthetic_dir), data_dir=str(data_dir))
+    script = ("import sys; from bigo_facegen import data; from bigo_facegen.config import DataConfig; "
+              "print('asking', flush=True); "
+              "print(len(data.selected_videos(DataConfig(dataset=sys.argv[1], data_dir=sys.argv[2], tier='all', split='all'))))")
+    with data.preparation_lock(builder):
+        waiting = subprocess.Popen([sys.executable, "-c", script, str(synthetic_dir), str(data_dir)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert waiting.stdout.readline() == "asking\n"
+        time.sleep(3)  # ample for TFDS to start writing, were it not waiting
+        assert waiting.poll() is None and not data_dir.exists()
+    stdout, stderr = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, stderr
+    assert stdout.split()[-1] == "12" and builder.is_prepared()
+
+
 def test_optical_flow_targets_move_the_reference_onto_the_target(base_cfg):
     import cv2
 
