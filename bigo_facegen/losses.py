@@ -33,6 +33,15 @@ def flow_l1(flow: tf.Tensor, target_flow: tf.Tensor, trusted: tf.Tensor) -> tf.T
     return masked_l1(flow / half, target_flow / half, trusted)
 
 
+def feature_warp(warped_features: list[tf.Tensor], target_features: list[tf.Tensor]) -> tf.Tensor:
+    """Thin-Plate-Spline-Motion-Model's warp loss, per example: the mean absolute difference between the reference's
+    encoder features moved by the flow and the true target's (held fixed: the motion moves towards them, the encoder
+    is not pulled to agree), averaged over the levels."""
+    distances = [_per_example_mean(tf.abs(tf.cast(warped, tf.float32) - tf.stop_gradient(tf.cast(target, tf.float32))))
+                 for warped, target in zip(warped_features, target_features, strict=True)]
+    return tf.add_n(distances) / len(distances)
+
+
 def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
     return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(

@@ -13,7 +13,7 @@ from bigo_facegen.config import ExperimentConfig, LossConfig, OptimizerConfig
 from bigo_facegen.models import (GeneratorSpec, IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
                                  build_critics, build_generator, build_keypoint_detector, build_perceptual,
                                  generator_spec, perceptual)
-from bigo_facegen.models.contract import FLOW_LAYER
+from bigo_facegen.models.contract import FLOW_LAYER, WARPED_FEATURES_LAYER
 
 
 @dataclasses.dataclass
@@ -161,11 +161,14 @@ class TrainStep:
             "perceptual": perceptual_loss,
         }
         # A generator that paints over its warped reference also learns the painting alone, and its motion from the
-        # optical flow where the batch has it.
+        # optical flow where the batch has it and from the target's encoder features.
         if n.generator_spec.has_repaint:
             terms["painted_l1"] = losses.l1(layers["painted"], target)
         if self.weights.flow > 0:
             terms["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
+        if self.weights.feature_warp > 0:
+            terms["feature_warp"] = losses.feature_warp(
+                layers[WARPED_FEATURES_LAYER], n.generator.target_features(target, layers["mask"], training=True))
         if self.weights.mouth_l1 > 0:
             mouth = keypoints.mouth_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
             terms["mouth_l1"] = losses.masked_l1(fake, target, mouth)

@@ -143,6 +143,15 @@ def test_a_flow_loss_needs_its_flow_and_a_generator_that_has_one(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_feature_warp_loss_needs_a_generator_with_warped_features(tmp_path):
+    from bigo_facegen import data
+
+    config = configs.override(configs.cpu(), {"loss.feature_warp": 8.0, "data.data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"^loss.feature_warp=8.0: the stargan generator has no flow to learn"):
+        data.resolve_config(config)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_coarser_dense_motion_network_needs_a_crop_it_divides():
     with pytest.raises(ValueError, match=r"^model.motion_downscale=2: data.image_size=100 must then be a multiple of 8$"):
         configs.override(configs.cpu(), {"model.motion_downscale": 2, "data.image_size": 100})

@@ -117,9 +117,12 @@ def test_shapes_dtypes_and_range(real_batch, size):
     assert generated.shape == (4, size, size, 3) and generated.dtype == tf.float32
     assert np.all(np.abs(generated.numpy()) <= 1.0)
     layers = generator.compose(generator_inputs(batch))
+    warped_features = layers.pop("warped_features")
     shapes = {"flow": 2, "mask": 1, "prior_warped": 3, "warped": 3, "painted": 3, "repaint": 1, "image": 3}
     assert {key: (value.shape, value.dtype) for key, value in layers.items()} == {
         key: ((4, size, size, channels), tf.float32) for key, channels in shapes.items()}
+    assert [(value.shape, value.dtype) for value in warped_features] == [
+        ((4, size // 2 ** level, size // 2 ** level, TINY.conv_dim * 2 ** level), tf.float32) for level in range(3)]
 
 
 def test_a_coarser_dense_motion_network_starts_as_the_prior_keeps_its_bound_and_reads_half_resolution(real_batch):
@@ -282,6 +285,42 @@ def test_the_mouth_term_is_the_mean_distance_inside_the_target_inner_lips(real_b
             np.testing.assert_allclose(terms["mouth_l1"], [0.5, 0.5, 0.5, 0.0], atol=1e-6)
         else:
             assert "mouth_l1" not in terms
+
+
+def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_the_target(real_batch):
+    """The target is the reference moved 4 px right and 8 px down (edge pixels repeated). With the motion replaced by
+    the flow that reads each pixel from where it came, the reference's warped encoder features are far closer to the
+    target's than with the identity flow (not equal: the encoder's instance norms see the repeated edge pixels too).
+    The term is absent at weight 0."""
+    batch = at_size(real_batch, SIZE)
+    reference = batch["reference"]
+    moved = np.pad(reference, [(0, 0), (8, 0), (4, 0), (0, 0)], mode="edge")[:, :SIZE, :SIZE]
+    batch = {key: tf.constant(value) for key, value in {**batch, "target": moved}.items()}
+    identity = warping.identity_grid(SIZE, SIZE)[None].numpy().repeat(len(reference), 0)
+    # An occlusion mask that keeps only the pixels whose source lies inside the crop, so that the border is not scored.
+    inside = np.zeros((len(reference), SIZE, SIZE, 1), np.float32)
+    inside[:, 12:-4, 8:-4] = 1.0
+    for weight in (0.0, 8.0):
+        experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
+                                                            "loss.feature_warp": weight})
+        experiment.model = TINY
+        networks = train_step.build_networks(experiment, NUM_POINTS)
+        step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
+                                    experiment.loss, global_batch_size=4)
+        terms_by_shift = {}
+        for name, flow in (("right", identity - np.float32([4.0, 8.0])), ("identity", identity)):
+            networks.generator.motion = lambda inputs, training=False, flow=flow: {
+                "flow": tf.constant(flow), "mask": tf.constant(inside),
+                "prior_warped": warping.bilinear_sample(inputs["reference"], flow),
+                "warped": warping.bilinear_sample(inputs["reference"], flow)}
+            layers = networks.generator.compose(train_step.inputs_of(batch))
+            _, terms = step.generator_loss(batch, layers)
+            terms_by_shift[name] = terms.get("feature_warp")
+        if not weight:
+            assert terms_by_shift == {"right": None, "identity": None}
+            continue
+        right, wrong = terms_by_shift["right"].numpy(), terms_by_shift["identity"].numpy()
+        assert (right < wrong / 3).all(), (right, wrong)
 
 
 @pytest.mark.parametrize("decoder_mouth_mask", [False, True])

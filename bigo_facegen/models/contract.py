@@ -4,8 +4,9 @@ Inputs: `generator_inputs` gives the dict every generator is called with, from t
 keypoints of both faces; the target keypoint map in it is drawn with the run's `KeypointMapSettings`, so that
 training, tuning, serving and the build-time example agree on it. Outputs: `compose(inputs, training)` returns a dict
 holding `image` (B, S, S, 3) in [-1, 1], the generated face; a generator whose spec says `has_repaint` also returns
-`REPAINT_LAYERS` (its painting, the repaint mask laying it over the reference warped by its flow) and `FLOW_LAYER`
-(that flow).
+`REPAINT_LAYERS` (its painting, the repaint mask laying it over the reference warped by its flow), `FLOW_LAYER`
+(that flow) and `WARPED_FEATURES_LAYER`, and has `target_features(target, mask, training)`, the same features of the
+true target, for the feature warp loss.
 Calling the generator returns `compose(...)["image"]`.
 
 Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
@@ -27,13 +28,17 @@ from bigo_facegen.config import DataConfig, ModelConfig
 REPAINT_LAYERS = ("prior_warped", "warped", "mask", "painted", "repaint")
 # And its motion, float32 (B, S, S, 2): the reference pixel (x, y) each output pixel reads.
 FLOW_LAYER = "flow"
+# And its encoder's feature maps of the reference at 1, 1/2, 1/4... resolution, moved by that flow and multiplied by
+# the occlusion mask (a list, in the network's dtype); `target_features(target, layers["mask"], training)` gives the
+# true target's, masked alike.
+WARPED_FEATURES_LAYER = "warped_features"
 
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
     """A registered generator: `build(model_cfg, image_size, num_points)` makes it (unbuilt); whether it reads the
     reference crop's keypoints (else only the crop and the target keypoint map), and whether its `compose` returns
-    `REPAINT_LAYERS` and `FLOW_LAYER`."""
+    `REPAINT_LAYERS`, `FLOW_LAYER` and `WARPED_FEATURES_LAYER` (and it has `target_features`)."""
     build: Callable[[ModelConfig, int, int], keras.Model]
     reads_reference_keypoints: bool
     has_repaint: bool

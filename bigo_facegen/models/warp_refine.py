@@ -95,6 +95,17 @@ class DenseMotion(keras.layers.Layer):
         return {**super().get_config(), "width": self.width}
 
 
+def occlude(features: list[tf.Tensor], mask: tf.Tensor) -> list[tf.Tensor]:
+    """Each of the feature maps at 1, 1/2, 1/4... resolution times the occlusion `mask` (B, S, S, 1) averaged down to
+    its resolution."""
+    occluded = []
+    for level, level_features in enumerate(features):
+        factor = 2 ** level
+        level_mask = tf.nn.avg_pool2d(mask, factor, factor, "VALID") if level else mask
+        occluded.append(level_features * tf.cast(level_mask, level_features.dtype))
+    return occluded
+
+
 class WarpRefineGenerator(keras.Model):
     """Reads `reference` (B, S, S, 3) in [-1, 1], `reference_points`, `target_points` (B, N, 2) in crop pixels and
     `reference_flags`, `target_flags` (B, N) from its input dict (other keys are ignored) and returns the generated
@@ -209,16 +220,12 @@ class WarpRefineGenerator(keras.Model):
     def compose(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
         """`motion`'s outputs plus, all float32: `painted` (B, S, S, 3) the decoder's painting, `repaint` (B, S, S, 1)
         where it replaces the warped reference, and `image` = warped x (1 - repaint) + painted x repaint, the
-        generated face."""
+        generated face; and `warped_features`, the encoder's feature maps of the reference (`encode`) moved by the flow
+        and masked, in the network's dtype."""
         motion = self.motion(inputs, training=training)
-        x = inputs["reference"]
-        warped = []
-        for level, block in enumerate(self.encoder):
-            x = block(x, training=training)
-            factor = 2 ** level
-            mask = tf.nn.avg_pool2d(motion["mask"], factor, factor, "VALID") if level else motion["mask"]
-            moved = warping.bilinear_sample(x, warping.downsample_grid(motion["flow"], factor))
-            warped.append(moved * tf.cast(mask, moved.dtype))
+        warped = occlude([warping.bilinear_sample(features, warping.downsample_grid(motion["flow"], 2 ** level))
+                          for level, features in enumerate(self.encode(inputs["reference"], training=training))],
+                         motion["mask"])
         x = warped[-1]
         for block in self.bottleneck:
             x = block(x, training=training)
@@ -234,7 +241,20 @@ class WarpRefineGenerator(keras.Model):
         painted, repaint = fused_heads(x, [self.head, self.repaint_head])
         painted = self.tanh(painted)
         image = motion["warped"] * (1.0 - repaint) + painted * repaint
-        return {**motion, "painted": painted, "repaint": repaint, "image": image}
+        return {**motion, "painted": painted, "repaint": repaint, "image": image, "warped_features": warped}
+
+    def encode(self, image, training=False) -> list[tf.Tensor]:
+        """The encoder's feature maps of `image` (B, S, S, 3) in [-1, 1], at 1, 1/2 and 1/4 resolution."""
+        features = []
+        for block in self.encoder:
+            image = block(image, training=training)
+            features.append(image)
+        return features
+
+    def target_features(self, target, mask, training=False) -> list[tf.Tensor]:
+        """The encoder's feature maps of the true `target` face, masked by the occlusion `mask` (B, S, S, 1) as the
+        warped reference's are (`compose`'s `warped_features`): what those should be, where the mask keeps them."""
+        return occlude(self.encode(target, training=training), mask)
 
     def _check_inputs(self, inputs: dict) -> None:
         missing = [key for key in REQUIRED_INPUTS if key not in inputs]
