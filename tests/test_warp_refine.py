@@ -237,15 +237,20 @@ def test_train_step_under_a_distribution_strategy_changes_every_generator_weight
     assert not unchanged, f"weights the step did not update: {unchanged}"
 
 
-def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_batch):
-    batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
+def tiny_train_step(overrides: dict) -> train_step.TrainStep:
+    """The training step of a `TINY` warp_refine generator at `SIZE` px and batch 4: the cpu preset with `overrides`."""
     experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
-                                                        "data.optical_flow": True, "loss.flow": 10.0})
+                                                        **overrides})
     experiment.model = TINY
     networks = train_step.build_networks(experiment, NUM_POINTS)
-    step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
-                                experiment.loss, global_batch_size=4)
-    layers = networks.generator.compose(train_step.inputs_of(batch))
+    return train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks), experiment.loss,
+                                global_batch_size=4)
+
+
+def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_batch):
+    batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
+    step = tiny_train_step({"data.optical_flow": True, "loss.flow": 10.0})
+    layers = step.networks.generator.compose(train_step.inputs_of(batch))
     trusted = np.zeros((4, SIZE, SIZE, 1), np.float32)
     trusted[:, :SIZE // 2] = 1.0
     # The untrained flow is the keypoint prior; an optical flow 3 px to its right where trusted, anywhere elsewhere.
@@ -273,13 +278,8 @@ def test_the_mouth_term_is_the_mean_distance_inside_the_target_inner_lips(real_b
     assert inside[:3].sum(axis=(1, 2, 3)).min() > 3 and inside[3].sum() == 0
     fake = batch["target"] + np.where(inside, 0.5, 0.1).astype(np.float32)
     for weight in (0.0, 2.0):
-        experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
-                                                            "loss.mouth_l1": weight})
-        experiment.model = TINY
-        networks = train_step.build_networks(experiment, NUM_POINTS)
-        step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
-                                    experiment.loss, global_batch_size=4)
-        layers = {**networks.generator.compose(train_step.inputs_of(batch)), "image": fake}
+        step = tiny_train_step({"loss.mouth_l1": weight})
+        layers = {**step.networks.generator.compose(train_step.inputs_of(batch)), "image": fake}
         _, terms = step.generator_loss(batch, layers)
         if weight:
             np.testing.assert_allclose(terms["mouth_l1"], [0.5, 0.5, 0.5, 0.0], atol=1e-6)
@@ -301,19 +301,15 @@ def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_
     inside = np.zeros((len(reference), SIZE, SIZE, 1), np.float32)
     inside[:, 12:-4, 8:-4] = 1.0
     for weight in (0.0, 8.0):
-        experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
-                                                            "loss.feature_warp": weight})
-        experiment.model = TINY
-        networks = train_step.build_networks(experiment, NUM_POINTS)
-        step = train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks),
-                                    experiment.loss, global_batch_size=4)
+        step = tiny_train_step({"loss.feature_warp": weight})
+        generator = step.networks.generator
         terms_by_shift = {}
         for name, flow in (("right", identity - np.float32([4.0, 8.0])), ("identity", identity)):
-            networks.generator.motion = lambda inputs, training=False, flow=flow: {
+            generator.motion = lambda inputs, training=False, flow=flow: {
                 "flow": tf.constant(flow), "mask": tf.constant(inside),
                 "prior_warped": warping.bilinear_sample(inputs["reference"], flow),
                 "warped": warping.bilinear_sample(inputs["reference"], flow)}
-            layers = networks.generator.compose(train_step.inputs_of(batch))
+            layers = generator.compose(train_step.inputs_of(batch))
             _, terms = step.generator_loss(batch, layers)
             terms_by_shift[name] = terms.get("feature_warp")
         if not weight:
