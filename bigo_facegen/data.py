@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import filelock
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
