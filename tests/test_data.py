@@ -193,7 +193,8 @@ def test_a_second_process_waits_for_the_one_preparing_the_data_set(synthetic_dir
     builder = tfds.builder(data.BUILDER_NAME, config=folder_config(synthetic_dir), data_dir=str(data_dir))
     script = ("import sys; from bigo_facegen import data; from bigo_facegen.config import DataConfig; "
               "print('asking', flush=True); "
-              "print(len(data.selected_videos(DataConfig(dataset=sys.argv[1], data_dir=sys.argv[2], tier='all', split='all'))))")
+              "cfg = DataConfig(dataset=sys.argv[1], data_dir=sys.argv[2], tier='all', split='all'); "
+              "print(len(data.selected_videos(cfg)))")
     with data.preparation_lock(builder):
         waiting = subprocess.Popen([sys.executable, "-c", script, str(synthetic_dir), str(data_dir)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
