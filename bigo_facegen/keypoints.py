@@ -222,6 +222,13 @@ def mouth_mask_tf(points, flags, size: int) -> tf.Tensor:
     return polygon_mask_tf(points, flags, layout_for_count(points.shape[-2]).mouth_inner, size)
 
 
+def eyes_mask_tf(points, flags, size: int) -> tf.Tensor:
+    """`polygon_mask_tf` of both eyes' outlines of the layout with N points: (B, S, S, 1), 1 inside an opened eye."""
+    points = tf.convert_to_tensor(points, tf.float32)
+    layout = layout_for_count(points.shape[-2])
+    return tf.maximum(*(polygon_mask_tf(points, flags, eye, size) for eye in (layout.left_eye, layout.right_eye)))
+
+
 def _colour(visible: tf.Tensor, occluded: tf.Tensor) -> tf.Tensor:
     """(..., S, S, 3) colour of (..., S, S) visible and occluded intensities."""
     return tf.maximum(visible[..., None] * tf.constant(VISIBLE_COLOR, tf.float32),

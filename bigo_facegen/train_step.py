@@ -172,6 +172,9 @@ class TrainStep:
         if self.weights.mouth_l1 > 0:
             mouth = keypoints.mouth_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
             terms["mouth_l1"] = losses.masked_l1(fake, target, mouth)
+        if self.weights.eyes_l1 > 0:
+            eyes = keypoints.eyes_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
+            terms["eyes_l1"] = losses.masked_l1(fake, target, eyes)
         loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
         return loss, terms
 

@@ -287,6 +287,36 @@ def test_the_mouth_term_is_the_mean_distance_inside_the_target_inner_lips(real_b
             assert "mouth_l1" not in terms
 
 
+def test_the_eyes_term_is_the_mean_distance_inside_both_target_eye_outlines(real_batch):
+    """Judged by OpenCV's point-in-polygon test: an image 0.5 off the target inside the image-left eye's outline, 0.3
+    inside the other's and 0.1 outside scores the mean over both eyes' pixels on faces with open eyes and 0 on one
+    whose eyes are shut to a line; the term is absent at weight 0."""
+    import cv2
+
+    batch = at_size(real_batch, SIZE)
+    points = batch["target_points"].copy()
+    upper_lids, lower_lids = [37, 38, 43, 44], [41, 40, 47, 46]
+    points[:3, lower_lids] += np.float32([0.2, 3.0])  # three faces' eyes opened 3 px wider
+    points[3, lower_lids] = points[3, upper_lids]     # one face's eyes shut: the lids meet
+    batch = {key: tf.constant(value) for key, value in {**batch, "target_points": points}.items()}
+    centres = [(x, y) for y in range(SIZE) for x in range(SIZE)]
+    inside = np.stack([[np.array([cv2.pointPolygonTest(face[eye], c, False) > 0 for c in centres]).reshape(SIZE, SIZE)
+                        for eye in (slice(36, 42), slice(42, 48))] for face in points])        # (B, 2, S, S)
+    assert inside[:3].sum(axis=(2, 3)).min() > 3 and inside[3].sum() == 0
+    offset = np.where(inside[:, 0], 0.5, np.where(inside[:, 1], 0.3, 0.1))[..., None].astype(np.float32)
+    in_either = inside.any(axis=1)
+    expected = [offset[i, in_either[i]].mean() if in_either[i].any() else 0.0 for i in range(len(points))]
+    fake = batch["target"] + offset
+    for weight in (0.0, 2.0):
+        step = tiny_train_step({"loss.eyes_l1": weight})
+        layers = {**step.networks.generator.compose(train_step.inputs_of(batch)), "image": fake}
+        _, terms = step.generator_loss(batch, layers)
+        if weight:
+            np.testing.assert_allclose(terms["eyes_l1"], expected, atol=1e-6)
+        else:
+            assert "eyes_l1" not in terms
+
+
 def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_the_target(real_batch):
     """The target is the reference moved 4 px right and 8 px down (edge pixels repeated). With the motion replaced by
     the flow that reads each pixel from where it came, the reference's warped encoder features are far closer to the
