@@ -9,7 +9,8 @@
 1. Generator images/s at each of `--batches` (`--generator`: stargan or warp_refine): the library's generator in a
    `tf.function`, float inputs already on the device, timed call by call (each until the device has finished) after
    warm-up (`--warmup` calls and `--warmup_s` seconds, at least); the median of `--iters` calls, like
-   `../shared/bench/torch_reference.py`. Threads as `experiments.generate` sets them
+   `../shared/bench/torch_reference.py`. At batches above 1 also with one reference for all the targets, as `generate`
+   sends a video's (`warp_refine` encodes it once). Threads as `experiments.generate` sets them
    (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
    achieved at the largest batch, next to the practical peak of the same machine measured in the same run (`--peak`):
@@ -121,6 +122,10 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
                   "target_points": points(), "reference_flags": flags, "target_flags": flags}
         seconds = _median_seconds(lambda: forward(inputs), iters, warmup, warmup_s)
         result[f"infer_img_per_s_b{batch}"] = batch / seconds
+        if batch > 1:  # one reference for every target, as `generate` sends a video's
+            one = {**inputs, **{key: inputs[key][:1] for key in ("reference", "reference_points", "reference_flags")}}
+            seconds = _median_seconds(lambda: forward(one), iters, warmup, warmup_s)
+            result[f"infer_img_per_s_b{batch}_one_reference"] = batch / seconds
     if generator_name == "stargan":  # the reference script's formula is for the StarGAN generator only
         flops = generator_forward_flops(size, conv_dim, res_blocks)
         result["generator_gflop_per_img"] = flops / 1e9
@@ -213,6 +218,8 @@ def main(argv):
     print(f"{FLAGS.generator} generator {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks} on "
           f"{result['device']} ({result['framework']})")
     labels = [(f"images/s, batch {batch}", f"infer_img_per_s_b{batch}") for batch in batches]
+    labels += [(f"images/s, batch {batch}, one reference", f"infer_img_per_s_b{batch}_one_reference")
+               for batch in batches if batch > 1]
     labels += [("GFLOP per image", "generator_gflop_per_img"), (f"GFLOP/s, batch {max(batches)}", "infer_gflop_per_s"),
               ("peak GFLOP/s, matmul", "peak_matmul_gflop_per_s"), ("peak GFLOP/s, conv 3x3", "peak_conv_gflop_per_s"),
               ("fraction of peak", "fraction_of_peak")]

@@ -10,16 +10,21 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
 
 inputs
   `reference`            uint8   (batch, S, S, 3)  RGB face crop of the reference frame, 0..255, cut as
-                                                    `geometry.crop(frame, bbox, S)` does (square box of side max(w, h)
-                                                    centred on the BIGO bbox, scaled to S x S).
+                                 or (1, S, S, 3)    `geometry.crop(frame, bbox, S)` does (square box of side max(w, h)
+                                                    centred on the BIGO bbox, scaled to S x S). Where the sidecar's
+                                                    spec says `shared_reference` (registry entry `shares_reference`:
+                                                    both generators of this package), one crop for the whole batch is
+                                                    the reference of every target, and what depends on it alone is
+                                                    computed once (a video from one frame: send it once).
   `target_keypoints`     float32 (batch, N, 3)     one [x, y, flag] row per point of the target expression: x, y in
                                                     pixels of the S x S crop (pixel centres at integers), flag 0 absent,
                                                     1 occluded, 2 visible. The keypoint map is drawn inside the graph
                                                     (`keypoints.draw_map_tf` with the training config's style and
                                                     radius), so clients send coordinates, not images.
   `reference_keypoints`  float32 (batch, N, 3)     only for generators that read them (registry entry
-                                                    `reads_reference_keypoints`: `warp_refine`, not `stargan`): the
-                                                    reference crop's keypoints, same layout.
+                                 or (1, N, 3)       `reads_reference_keypoints`: `warp_refine`, not `stargan`): the
+                                                    reference crop's keypoints, same layout, one row set per crop of
+                                                    `reference`.
 outputs
   `generated`            uint8   (batch, S, S, 3)  the generated RGB face crop, 0..255, same size as `reference`.
   `repaint`              float32 (batch, S, S, 1)  only for generators whose entry `has_repaint`: where, from 0 to 1,
@@ -34,9 +39,9 @@ outputs
                                                     (`fusion.WarpFusion`).
 
 S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
-in the sidecar; the batch dimension is open (-1), and an empty batch gets empty outputs. A request of the wrong shape,
-with a coordinate or flag that is NaN or infinite, or with a flag other than 0, 1 or 2 fails with an
-InvalidArgumentError that names the input and what it needs.
+in the sidecar; the batch dimension (that of `target_keypoints`) is open (-1), and an empty batch gets empty outputs.
+A request of the wrong shape, with a coordinate or flag that is NaN or infinite, or with a flag other than 0, 1 or 2
+fails with an InvalidArgumentError that names the input and what it needs.
 """
 from __future__ import annotations
 
@@ -78,6 +83,9 @@ class ServingSpec:
     dot_radius: float
     reads_reference_keypoints: bool
     has_repaint: bool
+    # Whether one reference crop may serve a whole batch of targets (the `reference` input above): the registry
+    # entry's `shares_reference`; exports written before this was recorded need one crop per target.
+    shared_reference: bool
 
     @classmethod
     def from_config(cls, config: ExperimentConfig) -> "ServingSpec":
@@ -85,7 +93,8 @@ class ServingSpec:
         generator = generator_spec(config.model.generator)
         return cls(image_size=config.data.image_size, layout=layout.name, num_points=layout.num_points,
                    keypoint_style=config.data.keypoint_style, dot_radius=config.data.dot_radius,
-                   reads_reference_keypoints=generator.reads_reference_keypoints, has_repaint=generator.has_repaint)
+                   reads_reference_keypoints=generator.reads_reference_keypoints, has_repaint=generator.has_repaint,
+                   shared_reference=generator.shares_reference)
 
     @property
     def map_settings(self) -> KeypointMapSettings:
@@ -133,7 +142,7 @@ class ServingModule(tf.Module):
 
     def _generate(self, reference, target_keypoints, reference_keypoints=None):
         with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
-            batch = tf.shape(reference)[0]
+            batch = tf.shape(target_keypoints)[0]
         # TF's CPU convolutions answer an empty batch with their input's channels, which the next layer rejects or
         # passes on as a (0, S, S, C) face: an empty request never reaches the network.
         return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints),
@@ -183,17 +192,23 @@ def _shape_checks(spec: ServingSpec, reference, rows: dict) -> list:
     # with messages a client can act on, before a mismatch surfaces as an obscure error deep in the network.
     # (No quotes in the messages: the Assert op prints them escaped.)
     s, n = spec.image_size, spec.num_points
-    batch = tf.shape(reference)[0]
+    crops, batch = tf.shape(reference)[0], tf.shape(rows["target_keypoints"])[0]
     checks = [tf.debugging.assert_equal(
         tf.shape(reference)[1:], tf.constant([s, s, 3]),
-        message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels")]
+        message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels"),
+        tf.debugging.Assert(
+            (crops == batch) | ((crops == 1) & spec.shared_reference),
+            [f"bad input reference: needs one crop per target_keypoints row set"
+             f"{', or one crop for all of them' if spec.shared_reference else ''}"])]
     for name, value in rows.items():
         checks.append(tf.debugging.assert_equal(
             tf.shape(value)[1:], tf.constant([n, 3]),
             message=f"bad input {name}: shape must be (batch, {n}, 3), one [x, y, flag] row per point of the "
                     f"{spec.layout} layout"))
+    if "reference_keypoints" in rows:
         checks.append(tf.debugging.assert_equal(
-            tf.shape(value)[0], batch, message=f"bad input {name}: needs as many rows as reference has crops"))
+            tf.shape(rows["reference_keypoints"])[0], crops,
+            message="bad input reference_keypoints: needs as many row sets as reference has crops"))
     return checks
 
 
@@ -324,8 +339,9 @@ def read_sidecar(version_dir: Path) -> Sidecar:
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         # Exports written before `has_repaint` was recorded had the repaint output exactly when they read the
-        # reference keypoints.
-        spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], **metadata["spec"]})
+        # reference keypoints, and those written before `shared_reference` needed a crop per target.
+        spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], "shared_reference": False,
+                              **metadata["spec"]})
         return Sidecar(spec, ExperimentConfig.from_dict(metadata["config"]), metadata.get("tflite"))
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e

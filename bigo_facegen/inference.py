@@ -141,9 +141,9 @@ class FaceModel:
 
     def generate(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
                  reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None) -> np.ndarray:
-        """Faces with the target expressions: `reference_crops` (B, S, S, 3) uint8, `target_points` (B, N, 2) in crop
-        pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
-        (B, S, S, 3) uint8."""
+        """Faces with the target expressions: `reference_crops` (B or 1, S, S, 3) uint8 (one crop: the reference of
+        every target, encoded once), `target_points` (B, N, 2) in crop pixels, `target_flags` (B, N); warp-style models
+        also need the reference crops' points and flags. Returns (B, S, S, 3) uint8."""
         return self.run(reference_crops, target_points, target_flags, reference_points, reference_flags)[export.OUTPUT]
 
     def run(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
@@ -153,17 +153,23 @@ class FaceModel:
         faces and, for warp-style models, the repaint masks (B, S, S, 1) float32."""
         s, n = self.image_size, self.num_points
         reference_crops = np.asarray(reference_crops)
-        if reference_crops.dtype != np.uint8 or reference_crops.shape[1:] != (s, s, 3):
-            raise GenerationError(f"reference crops must be uint8 (batch, {s}, {s}, 3) for the model at "
-                                  f"{self.source}, got {reference_crops.dtype} {reference_crops.shape}")
+        targets = len(np.asarray(target_points))
+        if reference_crops.dtype != np.uint8 or reference_crops.shape[1:] != (s, s, 3) or len(reference_crops) not in (
+                1, targets):
+            raise GenerationError(f"reference crops must be uint8 ({targets} or 1, {s}, {s}, 3) for {targets} targets "
+                                  f"and the model at {self.source}, got {reference_crops.dtype} "
+                                  f"{reference_crops.shape}")
         inputs = {"reference": reference_crops,
-                  "target_keypoints": _keypoint_rows("target", target_points, target_flags, len(reference_crops), n)}
+                  "target_keypoints": _keypoint_rows("target", target_points, target_flags, targets, n)}
         if self.spec.reads_reference_keypoints:
             if reference_points is None or reference_flags is None:
                 raise GenerationError(f"the model at {self.source} warps the reference: it needs the reference "
                                       f"points and flags too")
             inputs["reference_keypoints"] = _keypoint_rows("reference", reference_points, reference_flags,
                                                            len(reference_crops), n)
+        if not self.spec.shared_reference:
+            inputs.update({name: np.repeat(inputs[name], targets, axis=0) for name in self.spec.input_names
+                           if name != "target_keypoints" and len(inputs[name]) != targets})
         return {name: np.asarray(value) for name, value in self._serve(**inputs).items()}
 
 
@@ -332,10 +338,8 @@ class VideoGenerator:
             batch = len(todo)
             with (tuning.weights_swapped(self.model.generator, self.tuned.weights) if self.tuned
                   else contextlib.nullcontext()):
-                outputs = self.model.run(
-                    np.repeat(self.reference.crop[None], batch, axis=0), points[todo], flags[todo],
-                    np.repeat(self.reference.points[None], batch, axis=0),
-                    np.repeat(self.reference.flags[None], batch, axis=0))
+                outputs = self.model.run(self.reference.crop[None], points[todo], flags[todo],
+                                         self.reference.points[None], self.reference.flags[None])
             has_repaint = self.model.spec.has_repaint
             repaints = outputs[export.REPAINT_OUTPUT][..., 0] if has_repaint else [None] * batch
             flows = outputs[export.FLOW_OUTPUT] if has_repaint else [None] * batch

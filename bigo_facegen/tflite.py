@@ -112,7 +112,7 @@ class TFLiteRunner:
     def serve(self, **inputs) -> dict[str, np.ndarray]:
         rows = {name: inputs[name] for name in self.spec.input_names[1:]}
         export.check_inputs(self.spec, inputs["reference"], rows)
-        if not len(inputs["reference"]):
+        if not len(inputs["target_keypoints"]):
             return {name: value.numpy() for name, value in export.empty_outputs(self.spec).items()}
         outputs = self._signature(**{name: np.asarray(inputs[name]) for name in self.spec.input_names})
         return {name: outputs[name] for name in self.spec.output_names}

@@ -157,11 +157,30 @@ def test_saved_model_cli_shows_the_signature(exported):
 @pytest.mark.parametrize("reference_shape, rows_shape, message", [
     ((3, SIZE - 1, SIZE, 3), (3, 68, 3), rf"bad input reference: shape must be \(batch, {SIZE}, {SIZE}, 3\)"),
     ((3, SIZE, SIZE, 3), (3, 106, 3), r"bad input target_keypoints: shape must be \(batch, 68, 3\).*ibug68"),
-    ((3, SIZE, SIZE, 3), (2, 68, 3), r"bad input target_keypoints: needs as many rows as reference has crops"),
+    ((3, SIZE, SIZE, 3), (2, 68, 3), r"bad input reference: needs one crop per target_keypoints row set, or one"),
 ])
 def test_wrong_shapes_are_rejected_with_a_readable_message(serving, reference_shape, rows_shape, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         serving(reference=tf.zeros(reference_shape, tf.uint8), target_keypoints=tf.zeros(rows_shape))
+
+
+def test_one_reference_crop_serves_every_target_of_the_batch(serving, warp_export, real_batch):
+    """A single reference crop (and its keypoints) with three targets gives the faces that the crop repeated for each
+    target gives: the same up to one level, the float rounding of a convolution run at another batch size."""
+    crops, rows = real_batch
+    one, repeated = tf.constant(crops[:1]), tf.constant(np.repeat(crops[:1], len(rows), axis=0))
+    targets = tf.constant(rows)
+    for serve, reference_rows in ((serving, {}), (warp_export[3], {"reference_keypoints": rows[:1]})):
+        repeated_rows = {name: np.repeat(value, len(rows), axis=0) for name, value in reference_rows.items()}
+        shared = serve(reference=one, target_keypoints=targets, **reference_rows)
+        each = serve(reference=repeated, target_keypoints=targets, **repeated_rows)
+        for name, value in each.items():
+            assert shared[name].shape == value.shape == (len(rows), *value.shape[1:])
+            difference = np.abs(shared[name].numpy().astype(np.float64) - value.numpy())
+            assert difference.max() <= (1 if value.dtype == tf.uint8 else 1e-3), name
+        assert np.ptp(each["generated"].numpy(), axis=0).max() > 0  # the targets do differ
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad input reference_keypoints: needs as many row sets"):
+        warp_export[3](reference=one, reference_keypoints=tf.constant(rows), target_keypoints=targets)
 
 
 def _spoiled(rows, column, value):

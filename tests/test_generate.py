@@ -1,6 +1,8 @@
 """Video generation from a real reference frame and a real keypoint sequence, through the API and the entry point."""
 import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +101,33 @@ def test_batching_does_not_change_the_frames(model, clip):
     four = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
     for a, b in zip(one.generate_frames(entry.frames[:6]), four.generate_frames(entry.frames[:6])):
         assert np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 1
+
+
+def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_exports(exported, clip, tmp_path):
+    """A video's frames are sent as one reference crop with the batch of targets; an export whose sidecar predates
+    `shared_reference` gets the crop repeated for each target, and the same frames."""
+    entry, _, frames = clip
+    older = tmp_path / "1"
+    shutil.copytree(exported, older)
+    sidecar = json.loads((older / export.SIDECAR).read_text())
+    del sidecar["spec"]["shared_reference"]
+    (older / export.SIDECAR).write_text(json.dumps(sidecar))
+    results = {}
+    for version_dir in (exported, older):
+        loaded = export.load(version_dir)
+        sent = []
+
+        def serve(**inputs):
+            sent.append({name: np.shape(value) for name, value in inputs.items()})
+            return loaded.serve(**inputs)
+
+        model = inference.FaceModel(serve, loaded.spec, loaded.config, str(version_dir))
+        maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+        results[loaded.spec.shared_reference] = [r.frame for r in maker.generate_frames(entry.frames[:4])]
+        crops = 1 if loaded.spec.shared_reference else 4
+        assert sent == [{"reference": (crops, SIZE, SIZE, 3), "target_keypoints": (4, 68, 3)}]
+    for shared, repeated in zip(results[True], results[False]):
+        assert np.abs(shared.astype(int) - repeated.astype(int)).max() <= 1
 
 
 def test_segment_fusion_video(model, clip, real_faces_dir, tmp_path):

@@ -73,6 +73,7 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
     sidecar = json.loads((version_dir / export.SIDECAR).read_text())
     assert sidecar["inputs"] == ["reference", "reference_keypoints", "target_keypoints"]
     assert sidecar["outputs"] == [export.OUTPUT]
+    assert sidecar["spec"]["shared_reference"] is False  # not declared: generation sends a crop per target
     serve = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
@@ -81,6 +82,9 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
     served = serve(reference=tf.constant(crops), reference_keypoints=tf.constant(rows),
                    target_keypoints=tf.constant(rows))
     assert sorted(served) == [export.OUTPUT]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"needs one crop per target_keypoints row set\]"):
+        serve(reference=tf.constant(crops[:1]), reference_keypoints=tf.constant(rows[:1]),
+              target_keypoints=tf.constant(rows))
 
     generator, trained_cfg = checkpoints.load_generator(run)
     settings = export.ServingSpec.from_config(trained_cfg).map_settings

@@ -75,6 +75,11 @@ def test_the_runner_checks_inputs_as_the_saved_model_does(tflite_exports, real_b
     one = served(reference=crops[:1], target_keypoints=rows[:1])["generated"]  # the batch changes: tensors resized
     three = served(reference=crops, target_keypoints=rows)["generated"]
     assert np.abs(one[0].astype(int) - three[0].astype(int)).max() <= 1
+    shared = served(reference=crops[:1], target_keypoints=rows)["generated"]  # one crop for the three targets
+    assert shared.shape == three.shape and np.abs(shared.astype(int) - three.astype(int)).max() <= 1
+    for serve in (served, saved):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"bad input reference: needs one crop per"):
+            serve(reference=tf.constant(crops[:2]), target_keypoints=tf.constant(rows))
 
 
 def test_a_tflite_file_the_sidecar_does_not_name_is_refused(tflite_exports, tmp_path):

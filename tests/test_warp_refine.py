@@ -71,6 +71,20 @@ def test_identical_keypoints_give_the_identity_at_initialisation(real_batch, gen
     np.testing.assert_allclose(motion["warped"], batch["reference"], atol=1e-3)
 
 
+@pytest.mark.parametrize("motion_downscale", [1, 2])
+def test_one_reference_for_all_targets_gives_what_the_reference_repeated_gives(real_batch, motion_downscale):
+    """The batch's reference side cut to its first face (all four are the same) gives every layer of `compose` as
+    the reference repeated for each target does: the encoder and the reference's maps run once, for all."""
+    generator = models.build_generator(dataclasses.replace(TINY, motion_downscale=motion_downscale), SIZE, NUM_POINTS)
+    inputs = generator_inputs(at_size(real_batch, SIZE))
+    one = {**inputs, **{key: inputs[key][:1] for key in ("reference", "reference_points", "reference_flags")}}
+    repeated, shared = generator.compose(inputs), generator.compose(one)
+    for name in ("flow", "mask", "warped", "painted", "repaint", "image"):
+        assert shared[name].shape == repeated[name].shape == (4, SIZE, SIZE, repeated[name].shape[-1])
+        np.testing.assert_allclose(shared[name], repeated[name], atol=2e-5, err_msg=name)
+    assert np.ptp(repeated["flow"].numpy(), axis=0).max() > 1.0  # four different motions
+
+
 def test_flow_starts_as_the_keypoint_prior_and_mask_keeps_most(real_batch, generator):
     batch = at_size(real_batch, SIZE)
     motion = generator.motion(generator_inputs(batch))

@@ -9,6 +9,11 @@ holding `image` (B, S, S, 3) in [-1, 1], the generated face; a generator whose s
 true target, for the feature warp loss.
 Calling the generator returns `compose(...)["image"]`.
 
+One reference, many targets: for a generator whose spec says `shares_reference`, the reference side of the inputs
+(`reference`, `reference_points`, `reference_flags`) may hold one face for a batch of B targets, as a video made from
+one frame has; it computes what depends on the reference alone once and gives it to every target (`for_targets`).
+Others get the reference repeated for each target.
+
 Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
 """
 from __future__ import annotations
@@ -37,11 +42,13 @@ WARPED_FEATURES_LAYER = "warped_features"
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec:
     """A registered generator: `build(model_cfg, image_size, num_points)` makes it (unbuilt); whether it reads the
-    reference crop's keypoints (else only the crop and the target keypoint map), and whether its `compose` returns
-    `REPAINT_LAYERS`, `FLOW_LAYER` and `WARPED_FEATURES_LAYER` (and it has `target_features`)."""
+    reference crop's keypoints (else only the crop and the target keypoint map), whether its `compose` returns
+    `REPAINT_LAYERS`, `FLOW_LAYER` and `WARPED_FEATURES_LAYER` (and it has `target_features`), and whether it takes
+    one reference for a batch of targets (see above)."""
     build: Callable[[ModelConfig, int, int], keras.Model]
     reads_reference_keypoints: bool
     has_repaint: bool
+    shares_reference: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +70,10 @@ class KeypointMapSettings:
 
 def generator_inputs(reference, target_points, target_flags, settings: KeypointMapSettings,
                      reference_points=None, reference_flags=None) -> dict:
-    """The input dict of every generator: `reference` (B, S, S, 3) float32 in [-1, 1], `target_points` (B, N, 2) in
-    crop pixels, `target_flags` (B, N), and the drawn `target_map` (B, S, S, 3); with the reference crop's keypoints
-    also `reference_points` and `reference_flags` (those a generator whose spec `reads_reference_keypoints` needs)."""
+    """The input dict of every generator: `reference` (B, or 1 where the spec `shares_reference`, S, S, 3) float32 in
+    [-1, 1], `target_points` (B, N, 2) in crop pixels, `target_flags` (B, N), and the drawn `target_map` (B, S, S, 3);
+    with the reference crop's keypoints also `reference_points` and `reference_flags` (those a generator whose spec
+    `reads_reference_keypoints` needs), with the reference's batch."""
     reference = tf.convert_to_tensor(reference, tf.float32)
     target_points = tf.convert_to_tensor(target_points, tf.float32)
     target_flags = tf.cast(target_flags, tf.int32)
@@ -75,6 +83,15 @@ def generator_inputs(reference, target_points, target_flags, settings: KeypointM
         inputs["reference_points"] = tf.convert_to_tensor(reference_points, tf.float32)
         inputs["reference_flags"] = tf.cast(reference_flags, tf.int32)
     return inputs
+
+
+def for_targets(reference_side: tf.Tensor, targets) -> tf.Tensor:
+    """`reference_side` (B or 1, ...), something of the reference's, as (B, ...) for `targets` = B targets: one
+    reference's repeated for each, B references' as they are."""
+    shape = tf.concat([[targets], tf.shape(reference_side)[1:]], axis=0)
+    repeated = tf.broadcast_to(reference_side, shape)
+    repeated.set_shape([None, *reference_side.shape[1:]])
+    return repeated
 
 
 def to_unit(pixels) -> tf.Tensor:

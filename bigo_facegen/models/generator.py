@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from bigo_facegen.models.blocks import stargan_trunk
+from bigo_facegen.models.contract import for_targets
 
 
 class ExpressionGenerator(keras.Model):
-    """Reads `reference` and `target_map` (B, S, S, 3) in [-1, 1] from its input dict (other keys are ignored) and
-    returns the generated face (B, S, S, 3) float32 in [-1, 1] (`compose`: only that). S must be a multiple of 4."""
+    """Reads `reference` (B or 1, S, S, 3) and `target_map` (B, S, S, 3) in [-1, 1] from its input dict (other keys
+    are ignored) and returns the generated face (B, S, S, 3) float32 in [-1, 1] (`compose`: only that). S must be a
+    multiple of 4."""
 
     def __init__(self, conv_dim: int = 64, res_blocks: int = 6, **kwargs):
         super().__init__(**kwargs)
@@ -21,7 +24,8 @@ class ExpressionGenerator(keras.Model):
 
     def compose(self, inputs: dict, training=False) -> dict:
         """`image`, the generated face (no motion, no repaint: see `contract`)."""
-        x = keras.ops.concatenate([inputs["reference"], inputs["target_map"]], axis=-1)
+        target_map = inputs["target_map"]
+        x = keras.ops.concatenate([for_targets(inputs["reference"], tf.shape(target_map)[0]), target_map], axis=-1)
         return {"image": self.trunk(x, training=training)}
 
     def get_config(self):

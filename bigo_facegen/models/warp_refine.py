@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from bigo_facegen import keypoints, warping
 from bigo_facegen.models.blocks import ResidualBlock, conv, head_conv2d, instance_norm
+from bigo_facegen.models.contract import for_targets
 
 REQUIRED_INPUTS = ("reference", "reference_points", "target_points", "reference_flags", "target_flags")
 LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
@@ -107,9 +108,9 @@ def occlude(features: list[tf.Tensor], mask: tf.Tensor) -> list[tf.Tensor]:
 
 
 class WarpRefineGenerator(keras.Model):
-    """Reads `reference` (B, S, S, 3) in [-1, 1], `reference_points`, `target_points` (B, N, 2) in crop pixels and
-    `reference_flags`, `target_flags` (B, N) from its input dict (other keys are ignored) and returns the generated
-    face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
+    """Reads `reference` (B or 1, S, S, 3) in [-1, 1], `reference_points` (B or 1, N, 2) and `target_points` (B, N, 2)
+    in crop pixels and `reference_flags`, `target_flags` (B or 1 and B, N) from its input dict (other keys are
+    ignored) and returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
 
     Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
     motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
@@ -178,11 +179,14 @@ class WarpRefineGenerator(keras.Model):
         reference_points = tf.cast(inputs["reference_points"], tf.float32)
         target_points = tf.cast(inputs["target_points"], tf.float32)
         reference_flags, target_flags = inputs["reference_flags"], inputs["target_flags"]
+        targets = tf.shape(target_points)[0]
 
-        valid = (reference_flags > 0) & (target_flags > 0)
+        valid = (for_targets(reference_flags, targets) > 0) & (target_flags > 0)
         # A function of the data only: nothing to learn through the solve.
-        prior = tf.stop_gradient(warping.tps_grid(reference_points, target_points, valid, size, size))
-        prior_warped = warping.bilinear_sample(reference, prior)
+        prior = tf.stop_gradient(warping.tps_grid(for_targets(reference_points, targets), target_points, valid, size,
+                                                  size))
+        reference_per_target = for_targets(reference, targets)
+        prior_warped = warping.bilinear_sample(reference_per_target, prior)
         residual, mask = self.dense_motion(
             self._motion_features(reference, prior, prior_warped, reference_points, target_points, reference_flags,
                                   target_flags), training=training)
@@ -191,25 +195,26 @@ class WarpRefineGenerator(keras.Model):
             residual, mask = (tf.image.resize(value, [size, size], "bilinear") for value in (residual, mask))
         flow = prior + self.motion_correction * size / 2 * tf.tanh(residual)
         return {"flow": flow, "mask": mask, "prior_warped": prior_warped,
-                "warped": warping.bilinear_sample(reference, flow)}
+                "warped": warping.bilinear_sample(reference_per_target, flow)}
 
     def _motion_features(self, reference, prior, prior_warped, reference_points, target_points, reference_flags,
                          target_flags) -> tf.Tensor:
         """The dense-motion network's input at its resolution, 1/`motion_downscale` of the crop: the reference, the
         reference warped by the prior, both faces' keypoint heatmaps and the prior displacement in units of half the
-        side."""
+        side. The reference's own maps are made at its batch (one reference: once) and then given to each target."""
         scale = self.motion_downscale
+        targets = tf.shape(target_points)[0]
         if scale > 1:
             reference = tf.nn.avg_pool2d(reference, scale, scale, "VALID")
             prior = warping.downsample_grid(prior, scale)
-            prior_warped = warping.bilinear_sample(reference, prior)
+            prior_warped = warping.bilinear_sample(for_targets(reference, targets), prior)
             reference_points, target_points = ((points + 0.5) / scale - 0.5
                                                for points in (reference_points, target_points))
         size = reference.shape[1]
         radius = max(1.0, size / 32)  # heatmap spots of one size relative to the face, whatever the crop size
+        reference_map = keypoints.draw_map_tf(reference_points, reference_flags, size, "heatmap", radius)
         return tf.concat([
-            reference, prior_warped,
-            keypoints.draw_map_tf(reference_points, reference_flags, size, "heatmap", radius),
+            for_targets(reference, targets), prior_warped, for_targets(reference_map, targets),
             keypoints.draw_map_tf(target_points, target_flags, size, "heatmap", radius),
             (prior - warping.identity_grid(size, size)) / (size / 2),
         ], axis=-1)
@@ -223,7 +228,10 @@ class WarpRefineGenerator(keras.Model):
         generated face; and `warped_features`, the encoder's feature maps of the reference (`encode`) moved by the flow
         and masked, in the network's dtype."""
         motion = self.motion(inputs, training=training)
-        warped = occlude([warping.bilinear_sample(features, warping.downsample_grid(motion["flow"], 2 ** level))
+        targets = tf.shape(motion["flow"])[0]
+        # The encoder reads the reference alone: one reference is encoded once for all its targets.
+        warped = occlude([warping.bilinear_sample(for_targets(features, targets),
+                                                  warping.downsample_grid(motion["flow"], 2 ** level))
                           for level, features in enumerate(self.encode(inputs["reference"], training=training))],
                          motion["mask"])
         x = warped[-1]
