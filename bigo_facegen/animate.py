@@ -73,14 +73,16 @@ def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.Pat
     frames = make_frames(model, image, source_face, targets, **options)
     face_size = WARP_FACE_SIZE if model == WARP else model.image_size
     with contextlib.ExitStack() as stack:
+        # The bar before the writers, as in `inference.VideoGenerator.generate_video`.
+        bar = stack.enter_context(tqdm(total=len(targets), unit="frame", disable=not progress, desc=Path(output).name))
         writer = stack.enter_context(video.VideoWriter(output, fps, (image.shape[1], image.shape[0])))
         face_writer = (stack.enter_context(video.VideoWriter(face_output, fps, (face_size, face_size)))
                        if face_output else None)
-        for frame, face in tqdm(frames, total=len(targets), unit="frame", disable=not progress,
-                                desc=Path(output).name):
+        for frame, face in frames:
             writer.write(frame)
             if face_writer is not None:
                 face_writer.write(face)
+            bar.update()
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track))
 
 

@@ -305,16 +305,20 @@ class VideoGenerator:
         stats = VideoStats(tune_seconds=self.tuned.seconds if self.tuned else 0.0)
         size = self.model.image_size
         with contextlib.ExitStack() as stack:
+            # The bar before the writers: a SIGTERM that lands once their temporary files exist (`files`) must not
+            # find it half-built, whose finaliser would then print a traceback on the way out.
+            bar = stack.enter_context(tqdm(total=len(targets), unit="frame", disable=not progress,
+                                           desc=Path(output).name))
             writer = stack.enter_context(video.VideoWriter(output, fps, self.frame_size))
             face_writer = stack.enter_context(video.VideoWriter(face_output, fps, (size, size))) if face_output \
                 else None
-            for result in tqdm(self.generate_frames(targets), total=len(targets), unit="frame", disable=not progress,
-                               desc=Path(output).name):
+            for result in self.generate_frames(targets):
                 writer.write(result.frame)
                 if face_writer is not None:
                     face_writer.write(result.face)
                 stats.frames += 1
                 setattr(stats, result.kind, getattr(stats, result.kind) + 1)
+                bar.update()
         return stats
 
     def _faces(self, targets: list[FrameAnnotation]
