@@ -167,9 +167,13 @@ def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
         a, b = reused_step(batch), recomputed_step(batch)
         for name in a:
             np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), rtol=1e-5, err_msg=name)
+    # Adam scales each gradient by its own running size, so where a gradient is near zero the float noise of two
+    # differently fused graphs comes out as a visible share of a step; a fake that differed would move whole steps.
+    step_size = {"generator": config.optimizer.generator_lr, "keypoint_detector": config.optimizer.detector_lr,
+                 "critic": config.optimizer.critic_lr, "identity_critic": config.optimizer.identity_critic_lr}
     for name, model in models_of(reused).items():
         for x, y in zip(model.weights, models_of(recomputed)[name].weights):
-            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6, err_msg=x.path)
+            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=0.05 * step_size[name], err_msg=x.path)
 
 
 def test_losses_fall_on_a_fixed_batch(batch):
