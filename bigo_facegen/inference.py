@@ -142,8 +142,9 @@ class FaceModel:
     def generate(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
                  reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None) -> np.ndarray:
         """Faces with the target expressions: `reference_crops` (B or 1, S, S, 3) uint8 (one crop: the reference of
-        every target, encoded once), `target_points` (B, N, 2) in crop pixels, `target_flags` (B, N); warp-style models
-        also need the reference crops' points and flags. Returns (B, S, S, 3) uint8."""
+        every target, sent once where the export's spec says `shared_reference`), `target_points` (B, N, 2) in crop
+        pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
+        (B, S, S, 3) uint8."""
         return self.run(reference_crops, target_points, target_flags, reference_points, reference_flags)[export.OUTPUT]
 
     def run(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,

@@ -109,7 +109,7 @@ def occlude(features: list[tf.Tensor], mask: tf.Tensor) -> list[tf.Tensor]:
 
 class WarpRefineGenerator(keras.Model):
     """Reads `reference` (B or 1, S, S, 3) in [-1, 1], `reference_points` (B or 1, N, 2) and `target_points` (B, N, 2)
-    in crop pixels and `reference_flags`, `target_flags` (B or 1 and B, N) from its input dict (other keys are
+    in crop pixels, `reference_flags` (B or 1, N) and `target_flags` (B, N) from its input dict (other keys are
     ignored) and returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
 
     Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
