@@ -169,12 +169,10 @@ class TrainStep:
         if self.weights.feature_warp > 0:
             terms["feature_warp"] = losses.feature_warp(
                 layers[WARPED_FEATURES_LAYER], n.generator.target_features(target, layers["mask"], training=True))
-        if self.weights.mouth_l1 > 0:
-            mouth = keypoints.mouth_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
-            terms["mouth_l1"] = losses.masked_l1(fake, target, mouth)
-        if self.weights.eyes_l1 > 0:
-            eyes = keypoints.eyes_mask_tf(batch["target_points"], batch["target_flags"], target.shape[1])
-            terms["eyes_l1"] = losses.masked_l1(fake, target, eyes)
+        for name, region_mask in (("mouth_l1", keypoints.mouth_mask_tf), ("eyes_l1", keypoints.eyes_mask_tf)):
+            if getattr(self.weights, name) > 0:
+                mask = region_mask(batch["target_points"], batch["target_flags"], target.shape[1])
+                terms[name] = losses.masked_l1(fake, target, mask)
         loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
         return loss, terms
 
