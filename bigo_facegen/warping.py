@@ -59,31 +59,37 @@ def tps_grid(reference_points, target_points, valid, height: int, width: int, sm
              affine_ridge: float = 1e-8) -> tf.Tensor:
     """The thin-plate-spline backward grid (B, height, width, 2) that takes each `target_points` position to the
     matching `reference_points` position: sampling the reference image with it moves its content to the target
-    keypoints. Points are (B, N, 2) in pixels, `valid` (B, N) bool marks the pairs to fit on.
+    keypoints. Points are (B, N, 2) in pixels, `valid` (B, N) bool marks the pairs to fit on. The spline fitted by
+    `tps_fit`, evaluated on the pixel grid by `tps_evaluate`."""
+    spline = tps_fit(reference_points, target_points, valid, height, width, smoothness, affine_ridge)
+    return tps_evaluate(target_points, spline, height, width)
 
-    Faces with fewer than `MIN_TPS_POINTS` valid pairs get the identity grid. The spline is fitted to displacements in
-    coordinates normalised to about [-1, 1] (so its weights do not depend on the crop size), with `smoothness` on the
-    diagonal (noisy or coincident keypoints are approximated, not interpolated: on real dlib keypoints of 224-px
-    crops 1e-2 leaves no folds, at about 0.3 px mean error at the keypoints) and a tiny ridge on the affine part,
-    which keeps the system solvable for collinear points by choosing the motion closest to identity. An exactly affine
-    motion of the points is reproduced exactly (up to the ridge).
+
+def tps_fit(reference_points, target_points, valid, height: int, width: int, smoothness: float = 1e-2,
+            affine_ridge: float = 1e-8) -> tf.Tensor:
+    """The spline of `tps_grid` (B, N + 3, 2) float32: a kernel weight per point, then the affine part's offset and
+    x and y slopes, of the displacement in coordinates normalised to about [-1, 1] (so its weights do not depend on
+    the crop size).
+
+    Faces with fewer than `MIN_TPS_POINTS` valid pairs get zero displacement. `smoothness` is on the diagonal (noisy
+    or coincident keypoints are approximated, not interpolated: on real dlib keypoints of 224-px crops 1e-2 leaves no
+    folds, at about 0.3 px mean error at the keypoints) and a tiny ridge on the affine part keeps the system solvable
+    for collinear points by choosing the motion closest to identity. An exactly affine motion of the points is
+    reproduced exactly (up to the ridge).
 
     The (N + 3)-square solve runs in float64: it costs no more than in float32 on CPU (2.4 vs 2.7 ms for 8 faces of
     106 points), and float32 alone would move the flow by up to 0.013 px (224-px crops, clustered `bigo106` points).
-    The evaluation on the pixel grid, N kernel values per pixel and nearly all the cost, runs in float32 and
-    separably: a pixel's squared distance to a control point is its column's squared x distance plus its row's."""
+    XLA compiles it poorly (15 against 1.5 ms for 8 faces on CPU): compiled inference fits it outside."""
     reference_points = tf.cast(reference_points, tf.float64)
     target_points = tf.cast(target_points, tf.float64)
     valid = tf.convert_to_tensor(valid, tf.bool)
     enough = tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1, keepdims=True) >= MIN_TPS_POINTS
     mask = tf.cast(valid & enough, tf.float64)                                                 # (B, N)
 
-    centre = ((width - 1) / 2, (height - 1) / 2)
-    scale = max(height, width) / 2
+    centre, scale = _normalisation(height, width)
     controls = (target_points - centre) / scale                                                # (B, N, 2)
     displacements = (reference_points - target_points) / scale * mask[..., None]
 
-    num_points = controls.shape[1]
     kernel = _tps_kernel(_squared_distances(controls, controls))                               # (B, N, N)
     pair_mask = mask[:, :, None] * mask[:, None, :]
     # Left-out points get the equation w_k = 0 and no coupling to the others.
@@ -95,10 +101,19 @@ def tps_grid(reference_points, target_points, valid, height: int, width: int, sm
     system = tf.concat([tf.concat([top_left, affine], axis=2),
                         tf.concat([tf.transpose(affine, [0, 2, 1]), bottom_right], axis=2)], axis=1)
     rhs = tf.concat([displacements, tf.zeros([batch, 3, 2], tf.float64)], axis=1)
-    solution = tf.cast(tf.linalg.solve(system, rhs), tf.float32)                               # (B, N + 3, 2)
-    weights, affine_coefficients = solution[:, :num_points], solution[:, num_points:]
+    return tf.cast(tf.linalg.solve(system, rhs), tf.float32)
 
-    controls = tf.cast(controls, tf.float32)
+
+def tps_evaluate(target_points, spline, height: int, width: int) -> tf.Tensor:
+    """The backward grid (B, height, width, 2) of `spline` (`tps_fit` on the same `target_points`, (B, N, 2)). N kernel
+    values per pixel, nearly all of the spline's cost: in float32 and separably, a pixel's squared distance to a
+    control point being its column's squared x distance plus its row's."""
+    centre, scale = _normalisation(height, width)
+    # Normalised in float64 and then rounded, as `tps_fit` does: the same controls in both.
+    controls = tf.cast((tf.cast(target_points, tf.float64) - centre) / scale, tf.float32)     # (B, N, 2)
+    num_points = controls.shape[1]
+    weights, affine_coefficients = spline[:, :num_points], spline[:, num_points:]
+    batch = tf.shape(controls)[0]
     columns = (tf.range(width, dtype=tf.float32) - centre[0]) / scale                          # (W,)
     rows = (tf.range(height, dtype=tf.float32) - centre[1]) / scale                            # (H,)
     column_distances = tf.square(columns[None, :, None] - controls[:, None, :, 0])             # (B, W, N)
@@ -111,6 +126,11 @@ def tps_grid(reference_points, target_points, valid, height: int, width: int, sm
     affine_columns = columns[None, :, None] * slope_x                                          # (B, W, 2)
     displacement = bending + affine_rows[:, :, None, :] + affine_columns[:, None, :, :]
     return identity_grid(height, width) + displacement * scale
+
+
+def _normalisation(height: int, width: int) -> tuple[tuple[float, float], float]:
+    """The centre (x, y) and the scale of the spline's normalised coordinates: (pixel - centre) / scale."""
+    return ((width - 1) / 2, (height - 1) / 2), max(height, width) / 2
 
 
 def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:

@@ -349,7 +349,7 @@ def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_
         generator = step.networks.generator
         terms_by_shift = {}
         for name, flow in (("right", identity - np.float32([4.0, 8.0])), ("identity", identity)):
-            generator.motion = lambda inputs, training=False, flow=flow: {
+            generator.motion = lambda inputs, training=False, spline=None, flow=flow: {
                 "flow": tf.constant(flow), "mask": tf.constant(inside),
                 "prior_warped": warping.bilinear_sample(inputs["reference"], flow),
                 "warped": warping.bilinear_sample(inputs["reference"], flow)}
@@ -371,7 +371,7 @@ def test_the_decoder_reads_the_target_mouth_only_when_configured(real_batch, dec
     generator = models.build_generator(dataclasses.replace(TINY, decoder_mouth_mask=decoder_mouth_mask), SIZE,
                                        NUM_POINTS)
     closed = generator_inputs(at_size(real_batch, SIZE))
-    generator.motion = lambda inputs, training=False, motion=generator.motion: motion(closed, training)
+    generator.motion = lambda inputs, training=False, spline=None, motion=generator.motion: motion(closed, training)
     opened_points = closed["target_points"].copy()
     opened_points[:, [65, 66, 67]] += np.float32([0.0, 5.0])
     opened = {**closed, "target_points": opened_points}

@@ -36,7 +36,7 @@ def _warp_refine(model_cfg: ModelConfig, image_size: int, num_points: int) -> ke
 GENERATORS: dict[str, GeneratorSpec] = {
     "stargan": GeneratorSpec(_stargan, reads_reference_keypoints=False, has_repaint=False, shares_reference=True),
     "warp_refine": GeneratorSpec(_warp_refine, reads_reference_keypoints=True, has_repaint=True,
-                                 shares_reference=True),
+                                 shares_reference=True, fits_spline=True),
 }
 # The example inputs only build the variables: no point is present, so the map's style does not matter.
 _EXAMPLE_MAP = KeypointMapSettings(style="dots", radius=1.0, layout=None)

@@ -14,6 +14,10 @@ One reference, many targets: for a generator whose spec says `shares_reference`,
 one frame has; it computes what depends on the reference alone once and gives it to every target (`for_targets`).
 Others get the reference repeated for each target.
 
+A spline fitted on the keypoints: for a generator whose spec says `fits_spline`, `spline(inputs)` computes from the
+keypoints alone what `compose(inputs, training, spline=...)` would otherwise compute itself, a linear solve that XLA
+compiles poorly; compiled inference (`export.ServingModule.compiled`) runs it outside XLA.
+
 Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
 """
 from __future__ import annotations
@@ -43,12 +47,17 @@ WARPED_FEATURES_LAYER = "warped_features"
 class GeneratorSpec:
     """A registered generator: `build(model_cfg, image_size, num_points)` makes it (unbuilt); whether it reads the
     reference crop's keypoints (else only the crop and the target keypoint map), whether its `compose` returns
-    `REPAINT_LAYERS`, `FLOW_LAYER` and `WARPED_FEATURES_LAYER` (and it has `target_features`), and whether it takes
-    one reference for a batch of targets (see above)."""
+    `REPAINT_LAYERS`, `FLOW_LAYER` and `WARPED_FEATURES_LAYER` (and it has `target_features`), whether it takes
+    one reference for a batch of targets (see above), and whether it fits a spline (see above)."""
     build: Callable[[ModelConfig, int, int], keras.Model]
     reads_reference_keypoints: bool
     has_repaint: bool
     shares_reference: bool = False
+    fits_spline: bool = False
+
+    def __post_init__(self):
+        if self.fits_spline and not self.reads_reference_keypoints:
+            raise ValueError("a generator that fits a spline on the keypoint pairs must read the reference keypoints")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,10 +169,23 @@ class WarpRefineGenerator(keras.Model):
     def merge(self) -> list[keras.Sequential]:
         return [getattr(self, f"merge{level}") for level in range(LEVELS - 1)]
 
-    def motion(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
+    def spline(self, inputs: dict) -> tf.Tensor:
+        """The keypoint prior (`warping.tps_fit`, (B, N + 3, 2) float32), from the keypoints alone: what `motion` and
+        `compose` fit themselves unless they are given it. Compiled inference fits it outside XLA
+        (`contract.GeneratorSpec.fits_spline`)."""
+        self._check_inputs(inputs)
+        size = inputs["reference"].shape[1]
+        target_points = tf.cast(inputs["target_points"], tf.float32)
+        targets = tf.shape(target_points)[0]
+        valid = (for_targets(inputs["reference_flags"], targets) > 0) & (inputs["target_flags"] > 0)
+        reference_points = for_targets(tf.cast(inputs["reference_points"], tf.float32), targets)
+        return warping.tps_fit(reference_points, target_points, valid, size, size)
+
+    def motion(self, inputs: dict, training=False, spline: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """The backward flow and what it does, all float32: `flow` (B, S, S, 2) the (x, y) reference pixel each output
         pixel reads, `mask` (B, S, S, 1) the occlusion mask, `prior_warped` and `warped` (B, S, S, 3) the reference
-        warped by the keypoint prior alone and by the final flow."""
+        warped by the keypoint prior alone and by the final flow. `spline`: the inputs' `spline`, fitted here if not
+        given."""
         self._check_inputs(inputs)
         reference = tf.cast(inputs["reference"], tf.float32)
         size = reference.shape[1]
@@ -181,10 +194,10 @@ class WarpRefineGenerator(keras.Model):
         reference_flags, target_flags = inputs["reference_flags"], inputs["target_flags"]
         targets = tf.shape(target_points)[0]
 
-        valid = (for_targets(reference_flags, targets) > 0) & (target_flags > 0)
-        # A function of the data only: nothing to learn through the solve.
-        prior = tf.stop_gradient(warping.tps_grid(for_targets(reference_points, targets), target_points, valid, size,
-                                                  size))
+        if spline is None:
+            spline = self.spline(inputs)
+        # A function of the data only: nothing to learn through the spline.
+        prior = tf.stop_gradient(warping.tps_evaluate(target_points, spline, size, size))
         reference_per_target = for_targets(reference, targets)
         prior_warped = warping.bilinear_sample(reference_per_target, prior)
         residual, mask = self.dense_motion(
@@ -222,12 +235,12 @@ class WarpRefineGenerator(keras.Model):
     def call(self, inputs, training=False):
         return self.compose(inputs, training=training)["image"]
 
-    def compose(self, inputs: dict, training=False) -> dict[str, tf.Tensor]:
+    def compose(self, inputs: dict, training=False, spline: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """`motion`'s outputs plus, all float32: `painted` (B, S, S, 3) the decoder's painting, `repaint` (B, S, S, 1)
         where it replaces the warped reference, and `image` = warped x (1 - repaint) + painted x repaint, the
         generated face; and `warped_features`, the encoder's feature maps of the reference (`encode`) moved by the flow
-        and masked, in the network's dtype."""
-        motion = self.motion(inputs, training=training)
+        and masked, in the network's dtype. `spline` as for `motion`."""
+        motion = self.motion(inputs, training=training, spline=spline)
         targets = tf.shape(motion["flow"])[0]
         # The encoder reads the reference alone: one reference is encoded once for all its targets.
         warped = occlude([warping.bilinear_sample(for_targets(features, targets),
