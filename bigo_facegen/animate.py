@@ -51,13 +51,17 @@ class AnimateStats:
 def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
             output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
             driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
-            max_frames: int | None = None, progress: bool = True, **options) -> AnimateStats:
+            max_frames: int | None = None, progress: bool = True, compiled: bool = False,
+            **options) -> AnimateStats:
     """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
-    doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `max_frames` keeps the
-    first driving frames only; `options` go to `inference.VideoGenerator` (fusion, batch_size, ...)."""
+    doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `compiled`: load it to
+    run under XLA (`inference.FaceModel`); `max_frames` keeps the first driving frames only; `options` go to
+    `inference.VideoGenerator` (fusion, batch_size, ...)."""
     inference.check_outputs(output, face_output)
+    if model == WARP and compiled:
+        raise GenerationError(f"{WARP!r} is the classical warp, not a network: there is nothing to compile")
     if model != WARP and not isinstance(model, inference.FaceModel):
-        model = inference.FaceModel.load(model)
+        model = inference.FaceModel.load(model, compiled=compiled)
     image = read_source(source, source_frame)
     source_face = annotate.annotate_frame(image, 1)
     if not source_face.has_face:

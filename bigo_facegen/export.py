@@ -66,6 +66,8 @@ SIGNATURE = "serving_default"
 OUTPUT = "generated"
 REPAINT_OUTPUT = "repaint"
 FLOW_OUTPUT = "flow"
+# What `ServingModule.prepare` gives `compiled` for a generator that fits a spline.
+SPLINE = "spline"
 
 
 class ExportError(ValueError):
@@ -86,6 +88,11 @@ class ServingSpec:
     # Whether one reference crop may serve a whole batch of targets (the `reference` input above): the registry
     # entry's `shares_reference`; exports written before this was recorded need one crop per target.
     shared_reference: bool
+    # Whether the SavedModel also holds `prepare` and `compiled` (`ServingModule`, compiled inference); exports
+    # written before this was recorded do not.
+    compiled: bool
+    # Whether `compiled` also takes the spline that `prepare` fits: the registry entry's `fits_spline`.
+    fits_spline: bool
 
     @classmethod
     def from_config(cls, config: ExperimentConfig) -> "ServingSpec":
@@ -94,7 +101,8 @@ class ServingSpec:
         return cls(image_size=config.data.image_size, layout=layout.name, num_points=layout.num_points,
                    keypoint_style=config.data.keypoint_style, dot_radius=config.data.dot_radius,
                    reads_reference_keypoints=generator.reads_reference_keypoints, has_repaint=generator.has_repaint,
-                   shared_reference=generator.shares_reference)
+                   shared_reference=generator.shares_reference, compiled=True,
+                   fits_spline=generator.fits_spline)
 
     @property
     def map_settings(self) -> KeypointMapSettings:
@@ -115,7 +123,12 @@ class ServingModule(tf.Module):
     """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop (and, for warp-style
     generators, the repaint mask) out. `serve` is the
     `tf.function` exported as `serving_default`; inference calls the same function on checkpoints, so an export and
-    the Keras model it came from compute the same thing."""
+    the Keras model it came from compute the same thing.
+
+    Compiled inference (`inference.FaceModel(compiled=True)`) calls `prepare` and then `compiled` with the signature's
+    inputs and what `prepare` returned: `prepare` makes the input checks and, for a generator whose registry entry
+    `fits_spline`, fits its `spline` (TF's solve: XLA's took 10x as long); `compiled` is the rest of `serve` for a
+    non-empty batch, under XLA (`jit_compile`). Neither is a signature, so TF Serving never compiles them."""
 
     def __init__(self, generator: keras.Model, spec: ServingSpec):
         super().__init__(name="bigo_facegen")
@@ -128,17 +141,26 @@ class ServingModule(tf.Module):
         # The network alone, without the input checks and the empty-batch branch: what TFLite converts (`tflite`),
         # whose runner makes the same checks (`check_inputs`) before it calls the converted graph.
         self.network = self.signature_function(self._run)
+        self.prepare = self.signature_function(self._prepare)
+        self.compiled = self.signature_function(self._run, compiled=True)
 
-    def signature_function(self, body):
+    def signature_function(self, body, compiled: bool = False):
         """`body(reference, target_keypoints, reference_keypoints)` as a `tf.function` of the signature's inputs, by
-        name (a SavedModel signature takes its input names from the Python parameters)."""
-        if self.spec.reads_reference_keypoints:
+        name (a SavedModel signature takes its input names from the Python parameters). `compiled`: under XLA, and
+        for a generator that fits a spline also taking `prepare`'s `spline` (body's fourth argument)."""
+        signature = list(self.input_signature)
+        if compiled and self.spec.fits_spline:
+            signature.append(tf.TensorSpec([None, self.spec.num_points + 3, 2], tf.float32, name=SPLINE))
+
+            def function(reference, reference_keypoints, target_keypoints, spline):
+                return body(reference, target_keypoints, reference_keypoints, spline)
+        elif self.spec.reads_reference_keypoints:
             def function(reference, reference_keypoints, target_keypoints):
                 return body(reference, target_keypoints, reference_keypoints)
         else:
             def function(reference, target_keypoints):
                 return body(reference, target_keypoints, None)
-        return tf.function(function, input_signature=self.input_signature)
+        return tf.function(function, input_signature=signature, jit_compile=compiled)
 
     def _generate(self, reference, target_keypoints, reference_keypoints=None):
         with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
@@ -148,12 +170,22 @@ class ServingModule(tf.Module):
         return tf.cond(batch > 0, lambda: self._run(reference, target_keypoints, reference_keypoints),
                        lambda: empty_outputs(self.spec))
 
-    def _run(self, reference, target_keypoints, reference_keypoints):
+    def _prepare(self, reference, target_keypoints, reference_keypoints):
+        with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
+            if not self.spec.fits_spline:
+                return {}
+            return {SPLINE: self.generator.spline(self._inputs(reference, target_keypoints, reference_keypoints))}
+
+    def _inputs(self, reference, target_keypoints, reference_keypoints) -> dict:
         reference_points, reference_flags = (None, None) if reference_keypoints is None else _split_rows(
             reference_keypoints)
-        inputs = generator_inputs(to_unit(reference), *_split_rows(target_keypoints), self.spec.map_settings,
-                                  reference_points=reference_points, reference_flags=reference_flags)
-        layers = self.generator.compose(inputs, training=False)
+        return generator_inputs(to_unit(reference), *_split_rows(target_keypoints), self.spec.map_settings,
+                                reference_points=reference_points, reference_flags=reference_flags)
+
+    def _run(self, reference, target_keypoints, reference_keypoints, spline=None):
+        inputs = self._inputs(reference, target_keypoints, reference_keypoints)
+        layers = (self.generator.compose(inputs, training=False) if spline is None
+                  else self.generator.compose(inputs, training=False, spline=spline))
         pixels = tf.clip_by_value(tf.round(from_unit(tf.cast(layers["image"], tf.float32))), 0.0, 255.0)
         outputs = {OUTPUT: tf.cast(pixels, tf.uint8)}
         if self.spec.has_repaint:
@@ -339,9 +371,10 @@ def read_sidecar(version_dir: Path) -> Sidecar:
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         # Exports written before `has_repaint` was recorded had the repaint output exactly when they read the
-        # reference keypoints, and those written before `shared_reference` needed a crop per target.
+        # reference keypoints, those written before `shared_reference` needed a crop per target, and those written
+        # before `compiled` hold no functions for compiled inference.
         spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], "shared_reference": False,
-                              **metadata["spec"]})
+                              "compiled": False, "fits_spline": False, **metadata["spec"]})
         return Sidecar(spec, ExperimentConfig.from_dict(metadata["config"]), metadata.get("tflite"))
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e

@@ -74,10 +74,20 @@ class GenerationError(ValueError):
 class FaceModel:
     """A generator ready for inference, from an export or a training checkpoint; both run the export's serving graph
     (`export.ServingModule`), so they give the same faces. `generator` is the Keras generator behind a checkpoint
-    (None for an export), which one-shot tuning trains."""
+    (None for an export), which one-shot tuning trains.
 
-    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None):
+    With `compiled`, the network runs under XLA (`export.ServingModule.compiled`). On CPU it compiles once for each
+    batch size, for seconds (`warp_refine` at 64 px: about 4 s on 2 cores), and then runs faster (benchmarks/README):
+    it pays off in long videos and in processes that generate many (a server, batch jobs). A batch smaller than one
+    compiled before is padded to that one."""
+
+    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None,
+                 compiled=None):
         self._serve = serve
+        # For compiled inference, the `export.ServingModule` or the loaded export's SavedModel (the owner of the
+        # variables) whose `prepare` and `compiled` run the network; None otherwise.
+        self._compiled = compiled
+        self._compiled_batches: set[int] = set()  # the batch sizes `compiled` has been compiled for
         self.spec = spec
         self.config = config
         self.source = source
@@ -85,31 +95,39 @@ class FaceModel:
         self._tuner: tuning.ReferenceTuner | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FaceModel":
+    def load(cls, path: str | os.PathLike, compiled: bool = False) -> "FaceModel":
         """`path` is an export (its base folder, whose highest version is used, or one version folder), the `.tflite`
         file of an export version (`tflite`), a training `model_dir` (its latest checkpoint), or `pretrained.NAME`:
-        the model shipped in the package."""
+        the model shipped in the package. `compiled`: run it under XLA (not a `.tflite` file's)."""
         path = pretrained.path() if str(path) == pretrained.NAME else Path(path)
         if not path.exists():
             raise GenerationError(f"{path}: no such model (expected an export folder, the .tflite file of an export "
                                   f"or a training model_dir)")
         if tflite.is_tflite(path):
+            if compiled:
+                raise GenerationError(f"{path}: a .tflite file runs in TFLite's interpreter, not under XLA; "
+                                      f"compile its export folder's SavedModel instead")
             loaded = tflite.load(path)
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
         if export.is_export(path):
             loaded = export.load(path)
-            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
+            if compiled and not loaded.spec.compiled:
+                raise GenerationError(f"{loaded.path}: this export predates compiled inference; export its model_dir "
+                                      f"again (python -m experiments.export) to run it under XLA")
+            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
+                       compiled=loaded.saved_model if compiled else None)
         if (path / "config.json").is_file():
             generator, config = load_generator(path)
-            return cls.from_generator(generator, config, source=str(path))
+            return cls.from_generator(generator, config, source=str(path), compiled=compiled)
         raise GenerationError(f"{path}: neither an export (no saved_model.pb, no version folder holding one) nor a "
                               f"training model_dir (no config.json)")
 
     @classmethod
-    def from_generator(cls, generator, config: ExperimentConfig, source: str = "<in-memory generator>") -> "FaceModel":
+    def from_generator(cls, generator, config: ExperimentConfig, source: str = "<in-memory generator>",
+                       compiled: bool = False) -> "FaceModel":
         spec = export.ServingSpec.from_config(config)
         module = export.ServingModule(generator, spec)
-        return cls(module.serve, spec, config, source, generator)
+        return cls(module.serve, spec, config, source, generator, module if compiled else None)
 
     def check_tunable(self) -> None:
         """Raises `GenerationError` unless one-shot tuning can train this model's Keras generator."""
@@ -171,7 +189,20 @@ class FaceModel:
         if not self.spec.shared_reference:
             inputs.update({name: np.repeat(inputs[name], targets, axis=0) for name in self.spec.input_names
                            if name != "target_keypoints" and len(inputs[name]) != targets})
-        return {name: np.asarray(value) for name, value in self._serve(**inputs).items()}
+        if self._compiled is None or not targets:  # an empty batch never reaches the network (`export.ServingModule`)
+            return {name: np.asarray(value) for name, value in self._serve(**inputs).items()}
+        return self._run_compiled(inputs, targets)
+
+    def _run_compiled(self, inputs: dict[str, np.ndarray], targets: int) -> dict[str, np.ndarray]:
+        # A batch smaller than one already compiled for (a video's last) is padded to it, by repeating its last
+        # face: a few faces too many cost less than compiling again.
+        padded = min((size for size in self._compiled_batches if size >= targets), default=targets)
+        self._compiled_batches.add(padded)
+        if padded > targets:
+            inputs = {name: np.concatenate([value, np.repeat(value[-1:], padded - targets, axis=0)])
+                      if len(value) == targets else value for name, value in inputs.items()}
+        outputs = self._compiled.compiled(**inputs, **self._compiled.prepare(**inputs))
+        return {name: np.asarray(value)[:targets] for name, value in outputs.items()}
 
 
 def _keypoint_rows(name: str, points, flags, batch: int, num_points: int) -> np.ndarray:
@@ -414,19 +445,20 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
                               video_name: str, output: str | os.PathLike, reference_image: str | os.PathLike | None = None,
                               reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
                               face_output: str | os.PathLike | None = None, fps: float | None = None,
-                              max_frames: int | None = None, progress: bool = True, **options) -> VideoStats:
+                              max_frames: int | None = None, progress: bool = True, compiled: bool = False,
+                              **options) -> VideoStats:
     """The whole job of `experiments.generate`: the keypoint sequence of `video_name` in a BIGO annotation file,
     applied to a reference frame, written to `output`.
 
     The reference is `reference_image` (a frame of the video's size) or, without it, a frame of the video itself; its
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
     The video file (under `videos_dir`, default: the annotations' `video_path`) gives the frame rate; without it,
-    `fps` or 25. `max_frames` keeps the first frames only. `options` go to `VideoGenerator` (fusion, border, fill,
-    copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The output paths are checked before
-    anything is loaded or generated."""
+    `fps` or 25. `max_frames` keeps the first frames only. `compiled`: load `model` to run under XLA (`FaceModel`).
+    `options` go to `VideoGenerator` (fusion, border, fill, copy_threshold, color_transfer, batch_size, feather,
+    tune_steps, tune_lr). The output paths are checked before anything is loaded or generated."""
     check_outputs(output, face_output)
     if not isinstance(model, FaceModel):
-        model = FaceModel.load(model)
+        model = FaceModel.load(model, compiled=compiled)
     if options.get("tune_steps"):
         model.check_tunable()
     annotations_path = Path(annotations_path)

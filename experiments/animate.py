@@ -35,6 +35,8 @@ flags.DEFINE_string("face_output", None, "Optional video of the face crops alone
 flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
 flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
+flags.DEFINE_bool("xla", False, "Run the model under XLA (not --model=warp, not a .tflite file): faster once compiled, "
+                  "but it compiles for seconds at the first batch of each size (as experiments.generate).")
 flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS
 
@@ -48,7 +50,7 @@ def main(argv):
         options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
-                                motion=motion, max_frames=FLAGS.max_frames, **options)
+                                motion=motion, max_frames=FLAGS.max_frames, compiled=FLAGS.xla, **options)
     # GenerationError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a missing dlib an
     # ImportError.
     except (ValueError, OSError, ImportError) as e:

@@ -43,6 +43,8 @@ flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
 flags.DEFINE_bool("color_transfer", True, "Match generated faces to the reference's colours (Reinhard, Lab).")
 flags.DEFINE_float("feather", DEFAULT_FEATHER, "Soft edge of the pasted face, as a fraction of the crop side.")
 flags.DEFINE_integer("batch", 8, "Faces generated per model call.")
+flags.DEFINE_bool("xla", False, "Run the model under XLA (not a .tflite file): faster once compiled, but it compiles "
+                  "for seconds at the first batch of each size, so it pays off in long videos (see benchmarks/README).")
 flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
 flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.")
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning: fine-tune the generator for this many steps on augmented "
@@ -63,7 +65,7 @@ def main(argv):
             reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
             fps=FLAGS.fps, max_frames=FLAGS.max_frames, fusion=FLAGS.fusion, border=FLAGS.border, fill=FLAGS.fill,
             copy_threshold=FLAGS.copy_threshold, color_transfer=FLAGS.color_transfer, feather=FLAGS.feather,
-            batch_size=FLAGS.batch, tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr)
+            batch_size=FLAGS.batch, tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr, compiled=FLAGS.xla)
     except (ValueError, OSError) as e:  # GenerationError, AnnotationError, VideoError, ExportError are ValueErrors
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.generated} generated, {stats.copied} copied from the "

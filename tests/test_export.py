@@ -303,3 +303,48 @@ def test_export_entry_point(trained, tmp_path):
     done = subprocess.run([sys.executable, "-m", "experiments.export", f"--model_dir={tmp_path / 'nothing'}",
                            f"--export_dir={tmp_path}"], capture_output=True, text=True)
     assert done.returncode != 0 and "error:" in done.stderr and "config.json" in done.stderr
+
+
+def test_compiled_inference_gives_the_faces_of_serving_default(exported, warp_export, real_batch, tmp_path):
+    """Each export loaded as `generate --xla` loads it: under XLA, with the warp generator's spline fitted outside by
+    `prepare`, the outputs of `serving_default` within one level (XLA orders the arithmetic its own way), for one
+    crop shared by three targets and for a crop per target, with the same input checks. The compiled network reads
+    the spline it is given; an export written before compiled inference is refused."""
+    crops, rows = real_batch
+    for version_dir in (exported[1], warp_export[1]):
+        plain = inference.FaceModel.load(version_dir)
+        compiled = inference.FaceModel.load(version_dir, compiled=True)
+        for reference in (crops[:1], crops):
+            args = (reference, rows[..., :2], rows[..., 2], rows[:len(reference), :, :2], rows[:len(reference), :, 2])
+            expected, got = plain.run(*args), compiled.run(*args)
+            assert list(got) == list(expected)
+            for name, value in expected.items():
+                difference = np.abs(got[name].astype(np.float64) - value)
+                assert difference.max() <= (1 if value.dtype == np.uint8 else 1e-3), (version_dir, name)
+        # Two targets after three: padded to the three compiled for, not compiled again.
+        args = (crops[:1], rows[:2, :, :2], rows[:2, :, 2], rows[:1, :, :2], rows[:1, :, 2])
+        expected, got = plain.run(*args), compiled.run(*args)
+        assert got["generated"].shape == (2, SIZE, SIZE, 3) and compiled._compiled_batches == {3}
+        assert np.abs(got["generated"].astype(int) - expected["generated"]).max() <= 1
+        spoiled = rows.copy()
+        spoiled[1, 7, 0] = np.nan
+        with pytest.raises(tf.errors.InvalidArgumentError, match=NOT_FINITE.format("target_keypoints")):
+            compiled.run(crops, spoiled[..., :2], spoiled[..., 2], rows[..., :2], rows[..., 2])
+
+    saved_model = tf.saved_model.load(str(warp_export[1]))
+    inputs = {"reference": tf.constant(crops), "reference_keypoints": tf.constant(np.repeat(rows[:1], 3, axis=0)),
+              "target_keypoints": tf.constant(rows)}
+    prepared = saved_model.prepare(**inputs)
+    assert list(prepared) == [export.SPLINE] and prepared[export.SPLINE].shape == (3, 68 + 3, 2)
+    fitted = saved_model.compiled(**inputs, **prepared)["flow"].numpy()
+    unmoved = saved_model.compiled(**inputs, spline=tf.zeros_like(prepared[export.SPLINE]))["flow"].numpy()
+    assert np.abs(fitted - unmoved).max() > 1.0  # the faces moved: the spline given is the one used
+
+    old = tmp_path / "old"
+    shutil.copytree(warp_export[1], old)
+    sidecar = json.loads((old / export.SIDECAR).read_text())
+    del sidecar["spec"]["compiled"], sidecar["spec"]["fits_spline"]
+    (old / export.SIDECAR).write_text(json.dumps(sidecar))
+    assert not inference.FaceModel.load(old).spec.compiled
+    with pytest.raises(inference.GenerationError, match="predates compiled inference; export its model_dir again"):
+        inference.FaceModel.load(old, compiled=True)
