@@ -2,13 +2,15 @@
 
     python -m benchmarks.compare_generators --size 64 --conv_dim 16 --res_blocks 3 --batch 8    # the cpu preset
     python -m benchmarks.compare_generators --size 128 --conv_dim 32 --rounds 3
+    python -m benchmarks.compare_generators --size 64 --conv_dim 16 --res_blocks 3 --xla      # as `generate --xla`
 
 Each measurement runs `benchmarks.train_step` or `benchmarks.inference` (generator alone, no end-to-end video) in a
 fresh subprocess, so that neither generator inherits the other's threads, allocator or traced graphs; the two
 generators alternate for `--rounds` rounds, so that a machine whose load drifts (other jobs, thermal limits) slows
 both alike. Reports the median over rounds of: training images/s (one full four-network iteration, as the original),
 generator inference images/s at batch 1 and 8 (8 references, and one reference for the 8 targets as `generate` sends a
-video's, which `warp_refine` encodes once), and warp_refine's ratio to stargan.
+video's, which `warp_refine` encodes once), and warp_refine's ratio to stargan. With `--xla`, inference as `generate
+--xla` runs it (under XLA, `warp_refine`'s spline fitted outside) and the first call's seconds, without training.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from benchmarks.common import define_warp_refine_flags, run_json, warp_refine_ar
 GENERATORS = ("stargan", "warp_refine")
 FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
            ("infer_img_per_s_b8", "inference"), ("infer_img_per_s_b8_one_reference", "inference"))
+XLA_FIGURES = FIGURES[1:] + (("first_call_s_b1", "inference"), ("first_call_s_b8", "inference"))
 
 flags.DEFINE_integer("size", 64, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 16, "Generator / keypoint detector base width.")
@@ -31,6 +34,8 @@ flags.DEFINE_integer("batch", 8, "Frames per training iteration.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds per generator (the median is reported).", lower_bound=1)
 flags.DEFINE_integer("iters", 5, "Timed iterations per run.")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
+flags.DEFINE_bool("xla", False, "Inference as `generate --xla` runs it, under XLA (`benchmarks.inference --xla`), "
+                  "and the first call's seconds (compiling) at each batch; no training runs.")
 flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 FLAGS = flags.FLAGS
 
@@ -39,7 +44,8 @@ def run_benchmark(module: str, generator: str) -> dict:
     """One run of `benchmarks.<module>` in its own process; its JSON line."""
     common = [f"--generator={generator}", f"--size={FLAGS.size}", f"--conv_dim={FLAGS.conv_dim}",
               f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json"]
-    extra = [f"--batch={FLAGS.batch}"] if module == "train_step" else ["--noend_to_end", "--nopeak"]
+    extra = ([f"--batch={FLAGS.batch}"] if module == "train_step"
+             else ["--noend_to_end", "--nopeak", f"--{'' if FLAGS.xla else 'no'}xla"])
     if generator == "warp_refine":
         extra.extend(warp_refine_args())
     return run_json(["-m", f"benchmarks.{module}", *common, *extra], f"benchmarks.{module} --generator={generator}")
@@ -47,12 +53,13 @@ def run_benchmark(module: str, generator: str) -> dict:
 
 def main(argv):
     del argv
-    runs: dict[str, dict[str, list[float]]] = {g: {name: [] for name, _ in FIGURES} for g in GENERATORS}
+    wanted = XLA_FIGURES if FLAGS.xla else FIGURES
+    runs: dict[str, dict[str, list[float]]] = {g: {name: [] for name, _ in wanted} for g in GENERATORS}
     for _ in range(FLAGS.rounds):
-        for module in ("train_step", "inference"):
+        for module in sorted({source for _, source in wanted}, reverse=True):  # train_step first
             for generator in GENERATORS:
                 result = run_benchmark(module, generator)
-                for name, source in FIGURES:
+                for name, source in wanted:
                     if source == module:
                         runs[generator][name].append(result[name])
     medians = {g: {name: statistics.median(values) for name, values in figures.items()}
@@ -61,7 +68,8 @@ def main(argv):
                "motion_downscale": FLAGS.motion_downscale, "decoder_mouth_mask": FLAGS.decoder_mouth_mask,
                "rounds": FLAGS.rounds, **{f"{g}_{name}": value for g, figures in medians.items()
                                           for name, value in figures.items()},
-               **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in FIGURES}}
+               "xla": FLAGS.xla,
+               **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in wanted}}
     if FLAGS.json:
         print(json.dumps(summary))
         return
@@ -69,7 +77,7 @@ def main(argv):
           f"warp_refine motion_downscale {FLAGS.motion_downscale}, decoder_mouth_mask {FLAGS.decoder_mouth_mask}; "
           f"median of {FLAGS.rounds} alternating round(s), each run in its own process")
     print(f"{'images/s':24s} {'stargan':>10s} {'warp_refine':>12s} {'ratio':>7s}")
-    for name, _ in FIGURES:
+    for name, _ in wanted:
         print(f"{name:24s} {medians['stargan'][name]:10.2f} {medians['warp_refine'][name]:12.2f} "
               f"{summary[f'ratio_{name}']:7.2f}")
 

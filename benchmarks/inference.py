@@ -4,6 +4,7 @@
     python -m benchmarks.inference --size 224 --json
     python -m benchmarks.inference --noend_to_end --threads 2
     python -m benchmarks.inference --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3 --nopeak
+    python -m benchmarks.inference --generator warp_refine --size 64 --conv_dim 16 --res_blocks 3 --xla --nopeak
     python -m benchmarks.inference --batches 1,8,64 --size 224 --noend_to_end --nopeak --json    # the GPU check
 
 1. Generator images/s at each of `--batches` (`--generator`: stargan or warp_refine): the library's generator in a
@@ -11,7 +12,9 @@
    warm-up (`--warmup` calls and `--warmup_s` seconds, at least); the median of `--iters` calls, like
    `../shared/bench/torch_reference.py`. At batches above 1 also with one reference for all the targets, as `generate`
    sends a video's (`warp_refine` encodes it once). Threads as `experiments.generate` sets them
-   (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise.
+   (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise. With `--xla`, the serving graph
+   under XLA as `generate --xla` runs it instead of the generator alone. The first call (tracing; with `--xla`
+   compiling too) is reported apart.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
    achieved at the largest batch, next to the practical peak of the same machine measured in the same run (`--peak`):
    the best of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes
@@ -55,6 +58,10 @@ flags.DEFINE_bool("peak", True, "Also measure the machine's peak GFLOP/s (starga
 flags.DEFINE_bool("end_to_end", True, "Also time end-to-end video generation at the cpu preset.")
 flags.DEFINE_string("clip", "dpe_d", "Real clip (of ../shared/data/real_faces/dev) for the end-to-end run.")
 flags.DEFINE_integer("frames", 50, "Frames generated in the end-to-end run.")
+flags.DEFINE_bool("xla", False, "Time the generator as `generate --xla` runs it, under XLA: the export's "
+                  "`ServingModule.prepare` (input checks, `warp_refine`'s spline) and `.compiled` (the network under "
+                  "XLA), uint8 crops and keypoint rows in, the keypoint map drawn in the graph; and the first call "
+                  "(tracing and compiling) apart.")
 flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 FLAGS = flags.FLAGS
 
@@ -102,28 +109,35 @@ def _median_seconds(fn, iters: int, warmup: int, warmup_s: float = 0.0) -> float
 
 def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
                     batches=(1, 8), num_points: int = 106, model_overrides: dict | None = None,
-                    warmup_s: float = 0.0) -> dict:
+                    warmup_s: float = 0.0, xla: bool = False) -> dict:
     import tensorflow as tf
 
-    from bigo_facegen import config as config_lib
+    from bigo_facegen import config as config_lib, export
     from bigo_facegen.models import build_generator
 
     cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks,
                                                    "model.generator": generator_name, "data.image_size": size,
                                                    **(model_overrides or {})})
     generator = build_generator(cfg.model, size, num_points)
-    forward = tf.function(lambda inputs: generator(inputs, training=False))
+    if xla:
+        module = export.ServingModule(generator, export.ServingSpec.from_config(cfg))
+        forward = lambda inputs: module.compiled(**inputs, **module.prepare(**inputs))
+        wanted, reference_side = module.spec.input_names, ("reference", "reference_keypoints")
+    else:
+        forward = tf.function(lambda inputs: generator(inputs, training=False))
+        wanted, reference_side = None, ("reference", "reference_points", "reference_flags")
     result = {}
     for batch in batches:
-        images = lambda: tf.random.uniform((batch, size, size, 3), -1.0, 1.0)
-        points = lambda: tf.random.uniform((batch, num_points, 2), 0.0, size - 1.0)
-        flags = tf.fill((batch, num_points), 2)
-        inputs = {"reference": images(), "target_map": images(), "reference_points": points(),
-                  "target_points": points(), "reference_flags": flags, "target_flags": flags}
+        inputs = {key: value for key, value in _random_inputs(batch, size, num_points, xla).items()
+                  if wanted is None or key in wanted}
+        start = time.perf_counter()
+        forward(inputs)
+        tf.test.experimental.sync_devices()
+        result[f"first_call_s_b{batch}"] = time.perf_counter() - start
         seconds = _median_seconds(lambda: forward(inputs), iters, warmup, warmup_s)
         result[f"infer_img_per_s_b{batch}"] = batch / seconds
         if batch > 1:  # one reference for every target, as `generate` sends a video's
-            one = {**inputs, **{key: inputs[key][:1] for key in ("reference", "reference_points", "reference_flags")}}
+            one = {**inputs, **{key: inputs[key][:1] for key in reference_side if key in inputs}}
             seconds = _median_seconds(lambda: forward(one), iters, warmup, warmup_s)
             result[f"infer_img_per_s_b{batch}_one_reference"] = batch / seconds
     if generator_name == "stargan":  # the reference script's formula is for the StarGAN generator only
@@ -131,6 +145,22 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
         result["generator_gflop_per_img"] = flops / 1e9
         result["infer_gflop_per_s"] = flops * result[f"infer_img_per_s_b{max(batches)}"] / 1e9
     return result
+
+
+def _random_inputs(batch: int, size: int, num_points: int, serving: bool) -> dict:
+    """Random inputs of `batch` faces: the generator's dict, or with `serving` the serving signature's (uint8 crops,
+    [x, y, flag] rows) with every key either generator reads."""
+    import tensorflow as tf
+
+    points = lambda: tf.random.uniform((batch, num_points, 2), 0.0, size - 1.0)
+    flags = tf.fill((batch, num_points), 2)
+    if serving:
+        crops = tf.cast(tf.random.uniform((batch, size, size, 3), 0, 256, tf.int32), tf.uint8)
+        rows = lambda: tf.concat([points(), tf.cast(flags, tf.float32)[..., None]], axis=-1)
+        return {"reference": crops, "reference_keypoints": rows(), "target_keypoints": rows()}
+    images = lambda: tf.random.uniform((batch, size, size, 3), -1.0, 1.0)
+    return {"reference": images(), "target_map": images(), "reference_points": points(), "target_points": points(),
+            "reference_flags": flags, "target_flags": flags}
 
 
 def peak_speed(iters: int, warmup: int) -> dict:
@@ -155,8 +185,9 @@ def peak_speed(iters: int, warmup: int) -> dict:
             "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()) and gpu}
 
 
-def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan") -> dict:
-    """Frames/s of whole-video generation at the cpu preset, per fusion method, after one warm-up batch."""
+def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", compiled: bool = False) -> dict:
+    """Frames/s of whole-video generation at the cpu preset, per fusion method, after one warm-up batch (`compiled`:
+    under XLA, compiled for that batch's size in the warm-up)."""
     import numpy as np
 
     from bigo_facegen import annotations, config as config_lib, inference, video
@@ -168,10 +199,12 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan") ->
     targets = inference.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
     cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator": generator_name})
-    model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg)
+    model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg,
+                                               compiled=compiled)
     batch = cfg.data.batch_per_replica
     points, flags = np.zeros((batch, 68, 2)), np.full((batch, 68), 2)
-    model.generate(np.zeros((batch, 64, 64, 3), np.uint8), points, flags, points, flags)
+    # One reference crop for the batch, as a video's batches have it (a compiled model compiles for these shapes).
+    model.generate(np.zeros((1, 64, 64, 3), np.uint8), points, flags, points[:1], flags[:1])
     result = {"e2e_clip": clip, "e2e_frames": frames, "e2e_size": cfg.data.image_size,
               "e2e_frame_size": f"{frame.shape[1]}x{frame.shape[0]}"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,14 +235,14 @@ def main(argv):
     batches = [int(batch) for batch in FLAGS.batches]
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
                                   FLAGS.warmup, batches, model_overrides=warp_refine_overrides(),
-                                  warmup_s=FLAGS.warmup_s))
+                                  warmup_s=FLAGS.warmup_s, xla=FLAGS.xla))
     if FLAGS.peak:
         result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
         if "infer_gflop_per_s" in result:
             result["fraction_of_peak"] = result["infer_gflop_per_s"] / result["peak_gflop_per_s"]
     if FLAGS.end_to_end:
         if (REAL_FACES / "annotations.json").is_file():
-            result.update(end_to_end_speed(FLAGS.clip, FLAGS.frames, FLAGS.generator))
+            result.update(end_to_end_speed(FLAGS.clip, FLAGS.frames, FLAGS.generator, FLAGS.xla))
         else:
             result["e2e_skipped"] = f"no real footage at {REAL_FACES}"
     if FLAGS.json:
@@ -220,6 +253,7 @@ def main(argv):
     labels = [(f"images/s, batch {batch}", f"infer_img_per_s_b{batch}") for batch in batches]
     labels += [(f"images/s, batch {batch}, one reference", f"infer_img_per_s_b{batch}_one_reference")
                for batch in batches if batch > 1]
+    labels += [(f"first call, batch {batch} (s)", f"first_call_s_b{batch}") for batch in batches]
     labels += [("GFLOP per image", "generator_gflop_per_img"), (f"GFLOP/s, batch {max(batches)}", "infer_gflop_per_s"),
               ("peak GFLOP/s, matmul", "peak_matmul_gflop_per_s"), ("peak GFLOP/s, conv 3x3", "peak_conv_gflop_per_s"),
               ("fraction of peak", "fraction_of_peak")]
