@@ -97,6 +97,7 @@ def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_p
         (dict(source=driver, source_frame=9999), "has no frame 9999"),
         (dict(driving=broken), "broken.mp4: cannot be opened as a video"),
         (dict(driving_annotations=tmp_path / "none.json"), "none.json: no such annotation file"),
+        (dict(compiled=True), "'warp' is the classical warp, not a network: there is nothing to compile"),
     ]
     for changes, message in cases:
         args = dict(model=animate.WARP, source=photo[0], driving=driver, output=out, max_frames=2, progress=False)

@@ -350,3 +350,32 @@ def test_generate_killed_by_sigterm_leaves_no_temporary_video(exported, real_fac
     assert seen and all(name.startswith(".") for name in seen), seen  # caught while the videos were being written
     assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_generate_entry_point_under_xla(exported, real_faces_dir, tmp_path):
+    """`--xla` runs the export's compiled network: the face crops of the plain run (5 frames in batches of 2, the
+    last padded to 2), up to the float rounding XLA orders its own way and the video encoding; an export written
+    before compiled inference is refused in one line."""
+    faces = {}
+    for flag in ("--noxla", "--xla"):
+        done = _run_generate(exported, real_faces_dir, f"--output={tmp_path}/{flag}.mp4", "--max_frames=5",
+                             f"--face_output={tmp_path}/{flag}_face.mp4", "--batch=2", "--copy_threshold=0", flag)
+        assert done.returncode == 0, done.stderr[-3000:]
+        faces[flag] = video.read_all(tmp_path / f"{flag}_face.mp4").astype(int)
+    assert faces["--xla"].shape == faces["--noxla"].shape == (5, SIZE, SIZE, 3)
+    assert np.abs(faces["--xla"] - faces["--noxla"]).mean() < 1.0
+    assert np.abs(faces["--xla"][0] - faces["--xla"][4]).mean() > 1.0  # the faces do move
+
+    older = tmp_path / "older" / "1"
+    shutil.copytree(exported, older)
+    sidecar = json.loads((older / export.SIDECAR).read_text())
+    del sidecar["spec"]["compiled"]
+    (older / export.SIDECAR).write_text(json.dumps(sidecar))
+    done = subprocess.run([sys.executable, "-m", "experiments.generate", f"--model={older.parent}", "--xla",
+                           f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}",
+                           f"--output={tmp_path}/old.mp4"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {older}: this export predates compiled inference; export its model_dir again (python -m "
+        f"experiments.export) to run it under XLA"]
+    assert not (tmp_path / "old.mp4").exists()
