@@ -77,8 +77,8 @@ class FaceModel:
     (None for an export), which one-shot tuning trains.
 
     With `compiled`, the network runs under XLA (`export.ServingModule.compiled`). On CPU it compiles once for each
-    batch size, for seconds (`warp_refine` at 64 px: about 4 s on 2 cores), and then runs faster (benchmarks/README):
-    it pays off in long videos and in processes that generate many (a server, batch jobs). A batch smaller than one
+    batch size, for seconds (the shipped model: 2.4-2.7 s on 2 cores), and then runs faster (benchmarks/README): it
+    pays off in long videos and in processes that generate many (a server, batch jobs). A batch smaller than one
     compiled before is padded to that one."""
 
     def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None,
