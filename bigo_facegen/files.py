@@ -12,7 +12,7 @@ import secrets
 import shutil
 import signal
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import cv2
 import numpy as np
@@ -37,6 +37,34 @@ def check_output_file(path: str | os.PathLike, name: str, suffixes: Iterable[str
         raise OutputPathError(f"{name} {path}: cannot write {path.suffix or 'suffix-less'} files; use one of "
                               f"{', '.join(suffixes)}")
     _check_creatable(path, name)
+
+
+def file_key(path: str | os.PathLike) -> tuple:
+    """What names the file at `path`: its device and inode where it exists (so that a symbolic or hard link to it,
+    or a path through a linked folder or a `..`, is the same file), else its real path (symbolic links and `..`
+    resolved, as a writer creating it would)."""
+    real = os.path.realpath(path)
+    try:
+        status = os.stat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        return ("path", real)
+    return ("file", status.st_dev, status.st_ino)
+
+
+def check_distinct(outputs: Mapping[str, str | os.PathLike | None],
+                   inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Raises `OutputPathError` naming both paths where one of `outputs` (name -> path; None: absent) is another of
+    them or one of the existing `inputs`, by whatever path (`file_key`): writing it would destroy the other. Checks
+    only: call it before the work."""
+    taken = {file_key(path): f"the input {name} {path}; writing it would destroy that input"
+             for name, path in inputs.items() if path is not None and os.path.exists(path)}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = file_key(path)
+        if key in taken:
+            raise OutputPathError(f"{name} {path}: is the same file as {taken[key]}")
+        taken[key] = f"{name} {path}; one would overwrite the other"
 
 
 def check_output_folder(path: str | os.PathLike, name: str) -> None:

@@ -1,4 +1,5 @@
-"""Atomic writes with the modes a plain open() gives, output paths checked before the work, and SIGTERM unwinding."""
+"""Atomic writes with the modes a plain open() gives, output paths checked before the work (none an input by another
+path), and SIGTERM unwinding."""
 import os
 import signal
 import stat
@@ -54,6 +55,29 @@ def test_temporary_names_are_fresh_hidden_and_keep_the_suffix(tmp_path):
     made = {files.temporary_file(tmp_path / "clip.mp4", suffix=".mp4") for _ in range(20)}
     assert len(made) == 20 and all(p.parent == tmp_path and p.name.startswith(".clip.mp4.") and p.suffix == ".mp4"
                                    and p.stat().st_size == 0 for p in made)
+
+
+def test_check_distinct_finds_the_same_file_by_any_path(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"the user's video")
+    os.link(clip, tmp_path / "hard.mp4")
+    os.symlink(clip, tmp_path / "soft.mp4")
+    os.symlink(tmp_path, tmp_path / "folder")
+    out = tmp_path / "out.mp4"
+    for output in (clip, tmp_path / "hard.mp4", tmp_path / "soft.mp4", tmp_path / "folder" / "clip.mp4",
+                   tmp_path / "new" / ".." / "clip.mp4"):
+        with pytest.raises(OutputPathError) as error:
+            files.check_distinct({"output": output}, {"driving": clip, "source": None})
+        assert str(error.value) == (f"output {output}: is the same file as the input driving {clip}; writing it "
+                                    f"would destroy that input")
+    with pytest.raises(OutputPathError) as error:  # outputs that do not exist yet, one through a linked folder
+        files.check_distinct({"output": out, "face_output": tmp_path / "folder" / "out.mp4"}, {"driving": clip})
+    assert str(error.value) == (f"face_output {tmp_path / 'folder' / 'out.mp4'}: is the same file as output {out}; "
+                                f"one would overwrite the other")
+    files.check_distinct({"output": out, "face_output": None}, {"driving": clip, "annotations": tmp_path / "no.json"})
+    files.check_distinct({"output": out}, {"source": clip, "driving": tmp_path / "soft.mp4"})  # inputs may repeat
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "folder", "hard.mp4", "soft.mp4"]
+    assert clip.read_bytes() == b"the user's video"
 
 
 def test_check_output_file_accepts_new_and_existing_files(tmp_path):
