@@ -7,7 +7,8 @@ Reading trusts the container's frame count as the length of the video: a file th
 claims is truncated or corrupt, and `read_frames` raises `VideoError` once the decodable frames run out rather than
 ending early in silence. Writing goes to a temporary file beside the target, renamed onto it when the writer closes
 cleanly; on an exception, or if that rename fails, the temporary file is removed, so no half-written video ever
-appears under the target name and none is left beside it.
+appears under the target name and none is left beside it (one left by a killed process is removed by the next writer
+of the same target: `files.temporary_file`).
 
 Written videos are H.264 (High profile, yuv420p, BT.601 limited range and tagged so) in an MP4-family container with
 its index (moov) ahead of the frames (faststart): they play in browsers, also while still downloading. MPEG-4 Part 2
@@ -153,7 +154,8 @@ class VideoWriter:
         self._pad_bottom, self._pad_right = height % 2, width % 2
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # FFmpeg picks the container by the file name's suffix, so the temporary name keeps it.
-        self._tmp = files.temporary_file(self.path, suffix=self.path.suffix)
+        self._held = contextlib.ExitStack()
+        self._tmp = self._held.enter_context(files.temporary_file(self.path, suffix=self.path.suffix))
         try:
             self._container = av.open(str(self._tmp), "w", container_options=MP4_OPTIONS)
             settings = CODECS[codec]
@@ -199,6 +201,7 @@ class VideoWriter:
                 os.replace(self._tmp, self.path)
             except OSError as e:
                 raise VideoError(f"{self.path}: cannot move the finished video into place: {e.strerror}") from e
+            self._held.close()
         except BaseException:
             self.abort()
             raise
@@ -221,7 +224,7 @@ class VideoWriter:
             self.abort()
 
     def _discard(self) -> None:
-        self._tmp.unlink(missing_ok=True)
+        self._held.close()  # removes the temporary file
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
