@@ -190,6 +190,18 @@ def test_truncated_streamable_mp4_reports_missing_frames(tmp_path, real_faces_di
     assert str(path) in message and "truncated or corrupt" in message and "of the 228 frames" in message
 
 
+def test_whole_files_are_told_from_cut_ones_without_decoding(real_faces_dir, tmp_path):
+    path = tmp_path / "clip.mp4"
+    video.write_video(path, _frames(), fps=25)
+    assert video.is_whole(path) and video.is_whole(real_faces_dir / "videos" / "dpe_s.mp4")
+    data = path.read_bytes()
+    for name, content in [("empty", b""), ("header", data[:10]), ("index", data[:len(data) // 3]),
+                          ("last_byte", data[:-1]), ("appended", data + b"\0"), ("text", b"not a video at all")]:
+        (tmp_path / f"{name}.mp4").write_bytes(content)
+        assert not video.is_whole(tmp_path / f"{name}.mp4"), name
+    assert not video.is_whole(tmp_path / "missing.mp4") and not video.is_whole(tmp_path)
+
+
 def test_a_killed_writers_temporary_video_goes_with_the_next_writer(tmp_path):
     """`kill -9` in the middle of a video leaves its temporary file (no clean-up runs); the next writer of the same
     target removes it."""
