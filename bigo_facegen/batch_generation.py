@@ -134,7 +134,7 @@ class Failure:
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    """What a run did: of `jobs` (the non-blank lines), `generated` written, `skipped` found written, and the
+    """What a run did: of `jobs` (the non-blank lines), `generated` written, `skipped` found whole, and the
     `failures` of its failure list (`failure_list`); relative paths were `root`'s (the jobs file's folder)."""
     root: Path
     jobs: int

@@ -108,6 +108,9 @@ def end_with_runner() -> None:
         runner = os.pidfd_open(int(named))
     except ProcessLookupError:  # it ended before this worker got here
         os.kill(os.getpid(), signal.SIGKILL)
+    except OSError as e:  # a kernel older than Linux 5.3 has no process file descriptors
+        logging.warning("cannot watch the pipeline's process %s (%s): this worker may outlive it", named, e)
+        return
     threading.Thread(target=_end_when_readable, args=(runner,), name="end-with-runner", daemon=True).start()
 
 
