@@ -14,8 +14,9 @@ function behind `experiments.animate`.
    evaluation baseline). One output frame per driving frame, at the source's resolution and the driver's frame rate;
    `face_output` gets the face crops alone (the model's crops, or the warped frame's target box at `WARP_FACE_SIZE`).
 
-The output paths are checked first, then the model and the source are read, then the driving video is probed: a
-bad input fails before the long part; the videos appear only when complete (`video.VideoWriter`).
+The output paths are checked first (none may be an input, by whatever path), then the model and the source are read,
+then the driving video is probed: a bad input fails before the long part; the videos appear only when complete
+(`video.VideoWriter`).
 """
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.Pat
     doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `compiled`: load it to
     run under XLA (`inference.FaceModel`); `max_frames` keeps the first driving frames only; `options` go to
     `inference.VideoGenerator` (fusion, batch_size, ...)."""
-    inference.check_outputs(output, face_output)
+    inference.check_max_frames(max_frames)
+    inference.check_outputs(output, face_output, {"source": source, "driving": driving,
+                                                  "driving_annotations": driving_annotations})
     if model == WARP and compiled:
         raise GenerationError(f"{WARP!r} is the classical warp, not a network: there is nothing to compile")
     if model != WARP and not isinstance(model, inference.FaceModel):

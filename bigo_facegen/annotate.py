@@ -108,21 +108,21 @@ def _place_video(source: Path, destination: Path, link: bool) -> None:
             or (not link and destination.stat().st_size == source.stat().st_size)):
         return
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = files.temporary_file(destination)
-    try:
-        if link:
-            tmp.unlink()
-            try:
-                os.link(source, tmp)
-            except OSError as e:
-                if e.errno != errno.EXDEV:
-                    raise
-                logging.warning("%s: on another file system than %s, so copied rather than linked", source,
-                                destination.parent)
+    with files.temporary_file(destination) as tmp:
+        try:
+            if link:
+                tmp.unlink()
+                try:
+                    os.link(source, tmp)
+                except OSError as e:
+                    if e.errno != errno.EXDEV:
+                        raise
+                    logging.warning("%s: on another file system than %s, so copied rather than linked", source,
+                                    destination.parent)
+                    shutil.copyfile(source, tmp)
+            else:
                 shutil.copyfile(source, tmp)
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            os.replace(tmp, destination)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a hard link in its place is not the file `temporary_file` removes
+            raise

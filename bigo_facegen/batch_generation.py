@@ -1,24 +1,32 @@
 """Batch generation on Apache Beam: many `experiments.generate` jobs, one per line of a JSONL file, as one pipeline.
 
-A job line is a JSON object with what `experiments.generate` takes: `model` (an export or a training model_dir),
-`annotations` (a BIGO annotation file), `video` (the video in it whose keypoints drive the face) and `output` (the
-mp4), and optionally `reference`, `reference_index`, `videos_dir`, `face_output`, `fps`, `max_frames`, `fusion`,
-`border`, `fill`, `copy_threshold`, `color_transfer`, `feather` and `batch`, meaning what the flags of those names
-mean there. Relative paths are the current folder's. For example:
+A job line is a JSON object with what `experiments.generate` takes: `model` (an export, a training model_dir, or
+"pretrained", the model shipped in the package), `annotations` (a BIGO annotation file), `video` (the video in it
+whose keypoints drive the face) and `output` (the mp4), and optionally `reference`, `reference_index`, `videos_dir`,
+`face_output`, `fps`, `max_frames`, `fusion`, `border`, `fill`, `copy_threshold`, `color_transfer`, `feather` and
+`batch`, meaning what the flags of those names mean there. For example:
 
     {"model": "exports/face", "annotations": "data/annotations.json", "video": "12008", "output": "out/12008.mp4"}
 
+- Where paths lead: relative paths in a line are the jobs file's folder's, so a jobs file means the same from any
+  current folder, and a relative `output` or `face_output` must stay inside that folder (`a/../../b.mp4` is refused);
+  an absolute path goes where it says. The summary names the folder.
 - Every line is checked before the pipeline starts (`read_jobs`): valid JSON, the keys known and of the right type,
-  the files it reads present, its output paths writable and no other job's, and each model loads. A bad line fails
+  the files it reads present and its video in its annotations, its output paths writable, none of them one of its
+  inputs or another job's output by whatever path (`files.check_distinct`), and each model loads. A bad line fails
   alone, with the reason.
-- A job whose `output` exists is skipped. An output appears whole or not at all, and after its face video
-  (`inference.VideoGenerator.generate_video`), so an existing output is a finished job: a pipeline that failed or was
-  stopped is run again as it is and does only what is left.
+- A job whose outputs exist whole (`video.is_whole`) is skipped; one that exists but is not whole (empty, cut short)
+  is made again. Outputs appear whole or not at all, the output after its face video
+  (`inference.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
+  does only what is left: whole files are what this writer renames into place, and checking their boxes reads a few
+  headers where decoding every frame of every finished output would cost a re-run minutes.
 - Each model's jobs go through Beam's RunInference with `FaceModelHandler`, one job per batch, so each worker loads
-  a model once for all its jobs. A job that fails (an unknown video, a corrupt file, keypoints of another layout) is
-  listed with its reason and the others go on.
+  a model once for all its jobs. A job that fails (a corrupt file, keypoints of another layout) is listed with its
+  reason and the others go on.
 - The failure list (JSONL, one `{"line", "output", "reason"}` per failed job) is written whole at the end of every
   run, empty when nothing failed, in place of the last run's.
+- The runner is Beam's in-process one unless another is named, the options are checked first, and local worker
+  processes end with the process that runs the pipeline (`beam_pipelines`).
 
 Workers read and write the jobs' paths as they are, so on a cluster those paths must be the same on every worker.
 """
@@ -32,10 +40,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
+from absl import logging
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineRunner
 
-from bigo_facegen import files, inference
+from bigo_facegen import beam_pipelines, files, inference, pretrained, video
+from bigo_facegen.annotations import VideoAnnotation
 from bigo_facegen.fusion import BORDERS, FILLS, FUSIONS
 
 
@@ -50,6 +61,7 @@ class _Kind:
 _TEXT = _Kind("a non-empty text", lambda value: isinstance(value, str) and value != "")
 # JSON's true and false are not integers here, although Python's are.
 _INTEGER = _Kind("an integer", lambda value: type(value) is int)
+_COUNT = _Kind("an integer of at least 1", lambda value: type(value) is int and value >= 1)
 _NUMBER = _Kind("a finite number", lambda value: type(value) in (int, float) and math.isfinite(value))
 _BOOLEAN = _Kind("true or false", lambda value: type(value) is bool)
 
@@ -67,31 +79,42 @@ OPTIONAL_KEYS = {
     "videos_dir": (_TEXT, "videos_dir"),
     "face_output": (_TEXT, "face_output"),
     "fps": (_NUMBER, "fps"),
-    "max_frames": (_INTEGER, "max_frames"),
+    "max_frames": (_COUNT, "max_frames"),
     "fusion": (_one_of(FUSIONS), "fusion"),
     "border": (_one_of(sorted(BORDERS)), "border"),
     "fill": (_one_of(FILLS), "fill"),
     "copy_threshold": (_NUMBER, "copy_threshold"),
     "color_transfer": (_BOOLEAN, "color_transfer"),
     "feather": (_NUMBER, "feather"),
-    "batch": (_INTEGER, "batch_size"),
+    "batch": (_COUNT, "batch_size"),
 }
 _KINDS = {**{key: _TEXT for key in REQUIRED_KEYS}, **{key: kind for key, (kind, _) in OPTIONAL_KEYS.items()}}
 _PATH_KEYS = ("model", "annotations", "output", "reference", "videos_dir", "face_output")
+_OUTPUT_KEYS = ("output", "face_output")
 # The paths a job reads: they must exist before it runs.
 _READ_PATHS = ("model", "annotations", "reference", "videos_dir")
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One line of a jobs file, checked, its paths absolute. `options` are keywords of
-    `inference.generate_from_annotations`."""
+    """One line of a jobs file, checked, its paths absolute (`model` may be `pretrained.NAME`). `options` are
+    keywords of `inference.generate_from_annotations`."""
     line: int
     model: str
     annotations: str
     video: str
     output: str
     options: dict[str, Any]
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """The files it writes, by key."""
+        return {key: path for key, path in (("output", self.output), ("face_output", self.options.get("face_output")))
+                if path is not None}
+
+    def done(self) -> bool:
+        """Whether its outputs exist whole (`video.is_whole`), as a finished run leaves them."""
+        return all(video.is_whole(path) for path in self.outputs.values())
 
     def run(self, model: inference.FaceModel) -> None:
         inference.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
@@ -111,8 +134,9 @@ class Failure:
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    """What a run did: of `jobs` (the non-blank lines), `generated` written, `skipped` found written, and the
-    `failures` of its failure list (`failure_list`)."""
+    """What a run did: of `jobs` (the non-blank lines), `generated` written, `skipped` found whole, and the
+    `failures` of its failure list (`failure_list`); relative paths were `root`'s (the jobs file's folder)."""
+    root: Path
     jobs: int
     generated: int
     skipped: int
@@ -131,6 +155,7 @@ class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel])
         self._model_path = model_path
 
     def load_model(self) -> inference.FaceModel:
+        beam_pipelines.end_with_runner()  # a local worker process does not outlive the run
         inference.configure_cpu_threads()  # a worker process of its own only generates
         return inference.FaceModel.load(self._model_path)
 
@@ -166,25 +191,39 @@ def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
         lines = jobs_path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise inference.GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
-    jobs, failures, writers = [], [], {}
+    root = jobs_root(jobs_path)
+    jobs, failures = [], []
+    writers: dict[tuple, tuple[int, str]] = {}  # `files.file_key` of an output -> the line and path that write it
+    annotation_files: dict[str, list[VideoAnnotation]] = {}  # each read once
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            job = _parse_job(text, number)
-            for key, path in (("output", job.output), ("face_output", job.options.get("face_output"))):
-                if path is not None and path in writers:
-                    raise ValueError(f"{key} {path}: line {writers[path]} writes it too")
-            inference.check_outputs(job.output, job.options.get("face_output"))
+            job = _parse_job(text, number, root)
+            for key, path in job.outputs.items():
+                if files.file_key(path) in writers:
+                    line, other = writers[files.file_key(path)]
+                    raise ValueError(f"{key} {path}: line {line} writes it too" + (f" (as {other})" if other != path
+                                                                                   else ""))
+            if job.annotations not in annotation_files:
+                annotation_files[job.annotations] = inference.read_annotations(job.annotations)
+            inference.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
+                                job.options.get("face_output"), job.options.get("reference_image"),
+                                job.options.get("videos_dir"))
         except ValueError as e:
-            failures.append(Failure(number, _output_of(text), str(e)))
+            failures.append(Failure(number, _output_of(text, root), str(e)))
             continue
-        writers.update({path: number for path in (job.output, job.options.get("face_output")) if path is not None})
+        writers.update({files.file_key(path): (number, path) for path in job.outputs.values()})
         jobs.append(job)
     return jobs, failures
 
 
-def _parse_job(text: str, number: int) -> Job:
+def jobs_root(jobs_path: str | os.PathLike) -> Path:
+    """The folder that the relative paths of a jobs file are relative to, and relative outputs stay in: its own."""
+    return Path(os.path.abspath(jobs_path)).parent
+
+
+def _parse_job(text: str, number: int, root: Path) -> Job:
     try:
         fields = json.loads(text)
     except json.JSONDecodeError as e:
@@ -200,21 +239,37 @@ def _parse_job(text: str, number: int) -> Job:
     for key, value in fields.items():
         if not _KINDS[key].accepts(value):
             raise ValueError(f"{key} must be {_KINDS[key].need}, got {json.dumps(value)}")
-    fields = {key: os.path.abspath(value) if key in _PATH_KEYS else value for key, value in fields.items()}
+    for key in _OUTPUT_KEYS:
+        if key in fields and _climbs_out(fields[key]):
+            raise ValueError(f"{key} {fields[key]}: leads out of the jobs file's folder {root}; relative outputs stay "
+                             f"in it (an absolute path writes elsewhere)")
+    paths = {key: _resolve(value, root) for key, value in fields.items()
+             if key in _PATH_KEYS and (key, value) != ("model", pretrained.NAME)}  # the shipped model's name stays
     for key in _READ_PATHS:
-        if key in fields and not os.path.exists(fields[key]):
-            raise ValueError(f"{key} {fields[key]}: no such file or folder")
+        if key in paths and not os.path.exists(paths[key]):
+            raise ValueError(f"{key} {paths[key]}: no such file or folder")
+    fields.update(paths)
     options = {OPTIONAL_KEYS[key][1]: value for key, value in fields.items() if key in OPTIONAL_KEYS}
     return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options)
 
 
-def _output_of(text: str) -> str | None:
+def _resolve(path: str, root: Path) -> str:
+    return os.path.normpath(os.path.join(root, path))  # an absolute `path` stays itself, normalised
+
+
+def _climbs_out(path: str) -> bool:
+    """Whether a relative `path` leads out of its folder by its text (`..` past the top); absolute paths do not."""
+    relative = os.path.normpath(path)
+    return not os.path.isabs(relative) and (relative == os.pardir or relative.startswith(os.pardir + os.sep))
+
+
+def _output_of(text: str, root: Path) -> str | None:
     """The output a bad line names, where it names one as text."""
     try:
         output = json.loads(text).get("output")
     except (json.JSONDecodeError, AttributeError):
         return None
-    return os.path.abspath(output) if isinstance(output, str) and output else None
+    return _resolve(output, root) if isinstance(output, str) and output else None
 
 
 def _write_failure_list(failures: list[Failure], path: str) -> None:
@@ -227,18 +282,25 @@ def _failure_of(result: PredictionResult) -> list[Failure]:
 
 
 def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike | None = None,
-                   pipeline_options: PipelineOptions | None = None) -> Summary:
-    """Runs the jobs of `jobs_path` (see the module doc) on Beam with `pipeline_options` (default: the DirectRunner in
-    this process) and writes the failure list to `failure_list` (default: `default_failure_list`)."""
+                   pipeline_options: PipelineOptions | None = None,
+                   runner: str | PipelineRunner | None = None) -> Summary:
+    """Runs the jobs of `jobs_path` (see the module doc) on Beam with `pipeline_options` on `runner` (default: the
+    options' runner, or Beam's in-process runner: `beam_pipelines.choose_runner`) and writes the failure list to
+    `failure_list` (default: `default_failure_list`)."""
     failure_list = Path(failure_list or default_failure_list(jobs_path)).absolute()
     files.check_output_file(failure_list, "failure list")
+    pipeline_options = pipeline_options or PipelineOptions()
+    runner = beam_pipelines.choose_runner(runner, pipeline_options)
     jobs, failures = read_jobs(jobs_path)
     jobs = _loadable(jobs, failures)
-    pending = [job for job in jobs if not os.path.exists(job.output)]
+    pending = [job for job in jobs if not job.done()]
+    for job in pending:
+        if os.path.exists(job.output):
+            logging.warning("%s: exists but is not a whole video (empty or cut short): making it again", job.output)
     by_model: dict[str, list[Job]] = {}
     for job in pending:
         by_model.setdefault(job.model, []).append(job)
-    with beam.Pipeline(options=pipeline_options or PipelineOptions()) as pipeline:
+    with beam_pipelines.workers_end_with_this_process(), beam.Pipeline(runner, pipeline_options) as pipeline:
         found = [pipeline | "FailedChecks" >> beam.Create(failures)]
         for number, (model, model_jobs) in enumerate(sorted(by_model.items()), start=1):
             found.append(pipeline
@@ -250,8 +312,9 @@ def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike
              | "Collect" >> beam.combiners.ToList()
              | "WriteFailureList" >> beam.Map(_write_failure_list, str(failure_list)))
     listed = [Failure(**json.loads(line)) for line in failure_list.read_text(encoding="utf-8").splitlines()]
-    return Summary(jobs=len(jobs) + len(failures), generated=sum(os.path.exists(job.output) for job in pending),
-                   skipped=len(jobs) - len(pending), failures=listed, failure_list=failure_list)
+    return Summary(root=jobs_root(jobs_path), jobs=len(jobs) + len(failures),
+                   generated=sum(job.done() for job in pending), skipped=len(jobs) - len(pending), failures=listed,
+                   failure_list=failure_list)
 
 
 def _loadable(jobs: list[Job], failures: list[Failure]) -> list[Job]:

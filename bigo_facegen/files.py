@@ -4,15 +4,24 @@ files and folders built under a temporary name beside the target, then one renam
 Temporary files and folders get the mode a plain `open()` or `mkdir()` would give (0o666 / 0o777 less the umask):
 `tempfile.mkstemp` and `mkdtemp` create them 0600 / 0700, and the rename would hand that mode on to the output,
 hiding it from every other user.
+
+A process killed outright (`kill -9`, the OOM killer, a power cut) runs no clean-up, so its temporary files stay.
+Each temporary file is locked (`fcntl.flock`) by its writer for as long as it writes, and the kernel drops the lock
+with the process: the next writer of the same target removes those of its temporary files whose lock it can take,
+and never a live writer's, in this process or another.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import secrets
 import shutil
 import signal
+import stat
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -39,6 +48,34 @@ def check_output_file(path: str | os.PathLike, name: str, suffixes: Iterable[str
     _check_creatable(path, name)
 
 
+def file_key(path: str | os.PathLike) -> tuple:
+    """What names the file at `path`: its device and inode where it exists (so that a symbolic or hard link to it,
+    or a path through a linked folder or a `..`, is the same file), else its real path (symbolic links and `..`
+    resolved, as a writer creating it would)."""
+    real = os.path.realpath(path)
+    try:
+        status = os.stat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        return ("path", real)
+    return ("file", status.st_dev, status.st_ino)
+
+
+def check_distinct(outputs: Mapping[str, str | os.PathLike | None],
+                   inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Raises `OutputPathError` naming both paths where one of `outputs` (name -> path; None: absent) is another of
+    them or one of the existing `inputs`, by whatever path (`file_key`): writing it would destroy the other. Checks
+    only: call it before the work."""
+    taken = {file_key(path): f"the input {name} {path}; writing it would destroy that input"
+             for name, path in inputs.items() if path is not None and os.path.exists(path)}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = file_key(path)
+        if key in taken:
+            raise OutputPathError(f"{name} {path}: is the same file as {taken[key]}")
+        taken[key] = f"{name} {path}; one would overwrite the other"
+
+
 def check_output_folder(path: str | os.PathLike, name: str) -> None:
     """Raises `OutputPathError` unless `path` is a writable folder or one that can be created."""
     path = Path(path)
@@ -63,10 +100,23 @@ def _check_creatable(path: Path, name: str) -> None:
         raise OutputPathError(f"{name} {path}: no permission to create files in {folder}")
 
 
-def temporary_file(beside: str | os.PathLike, suffix: str = ".tmp") -> Path:
-    """A new empty file with a random hidden name in the folder of `beside` (which must exist), ending in `suffix`,
-    with the mode `open()` gives."""
-    return _create_unique(Path(beside), suffix, _create_file)
+@contextlib.contextmanager
+def temporary_file(beside: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new empty file with a random hidden name in the folder of `beside` (which must exist), `.NAME.<8 hex
+    digits>SUFFIX`, with the mode `open()` gives, for the `with` block: this process holds a lock (`fcntl.flock`) on
+    it meanwhile, and it is removed at the end unless it was renamed away. The ones of `beside` and `suffix` that no
+    process holds, left by a process that was killed (`kill -9`, a power cut), are removed first: a live writer's,
+    of this process or another, never."""
+    beside = Path(beside)
+    _remove_abandoned(beside, suffix)
+    path, held = _create_held(beside, suffix)
+    try:
+        yield path
+    finally:
+        try:
+            _remove_if_held(path, held)
+        finally:
+            os.close(held)  # which releases the lock
 
 
 def temporary_folder(beside: str | os.PathLike) -> Path:
@@ -99,13 +149,13 @@ def publish_folder(output_dir: str | os.PathLike, write: Callable[[Path], list[P
     return output_dir
 
 
-def _create_file(path: Path) -> None:
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+def _temporary_name(beside: Path, suffix: str) -> Path:
+    return beside.with_name(f".{beside.name}.{secrets.token_hex(4)}{suffix}")
 
 
 def _create_unique(beside: Path, suffix: str, create: Callable[[Path], None]) -> Path:
     for _ in range(_NAME_TRIES):
-        candidate = beside.with_name(f".{beside.name}.{secrets.token_hex(4)}{suffix}")
+        candidate = _temporary_name(beside, suffix)
         try:
             create(candidate)
         except FileExistsError:
@@ -114,17 +164,61 @@ def _create_unique(beside: Path, suffix: str, create: Callable[[Path], None]) ->
     raise FileExistsError(f"{beside.parent}: no free temporary name after {_NAME_TRIES} tries")
 
 
+def _create_held(beside: Path, suffix: str) -> tuple[Path, int]:
+    """A new temporary file and a descriptor of it holding its lock."""
+    for _ in range(_NAME_TRIES):
+        candidate = _temporary_name(beside, suffix)
+        try:
+            held = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if os.fstat(held).st_nlink:  # another run, between the creation and the lock, took it for abandoned
+            return candidate, held
+        os.close(held)
+    raise FileExistsError(f"{beside.parent}: no free temporary name after {_NAME_TRIES} tries")
+
+
+def _remove_abandoned(beside: Path, suffix: str) -> None:
+    """Removes the temporary files of `beside` and `suffix` (`temporary_file`'s names) whose lock no process holds."""
+    name = re.compile(re.escape(f".{beside.name}.") + "[0-9a-f]{8}" + re.escape(suffix))
+    try:
+        candidates = [entry for entry in os.listdir(beside.parent) if name.fullmatch(entry)]
+    except FileNotFoundError:
+        return
+    for candidate in candidates:
+        try:
+            held = os.open(beside.parent / candidate, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, a symbolic link, or not readable: not one to judge
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(held).st_mode):
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _remove_if_held(beside.parent / candidate, held)
+        except BlockingIOError:  # its writer is alive
+            pass
+        finally:
+            os.close(held)
+
+
+def _remove_if_held(path: Path, held: int) -> None:
+    """Removes `path` if it still names the file of the descriptor `held`."""
+    try:
+        named = os.lstat(path)
+    except FileNotFoundError:  # renamed into place, or removed
+        return
+    mine = os.fstat(held)
+    if (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+        os.unlink(path)
+
+
 def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
     """Writes `content` (text as UTF-8) to `path`, creating its folder; on any failure the old file stays as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_file(path)
-    try:
+    with temporary_file(path) as tmp:
         tmp.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

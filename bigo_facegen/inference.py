@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -452,19 +452,18 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
 
     The reference is `reference_image` (a frame of the video's size) or, without it, a frame of the video itself; its
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
-    The video file (under `videos_dir`, default: the annotations' `video_path`) gives the frame rate; without it,
-    `fps` or 25. `max_frames` keeps the first frames only. `compiled`: load `model` to run under XLA (`FaceModel`).
-    `options` go to `VideoGenerator` (fusion, border, fill, copy_threshold, color_transfer, batch_size, feather,
-    tune_steps, tune_lr). The output paths are checked before anything is loaded or generated."""
-    check_outputs(output, face_output)
+    The video file (`video_file`) gives the frame rate; without it, `fps` or 25. `max_frames` keeps the first frames
+    only. `compiled`: load `model` to run under XLA (`FaceModel`). `options` go to `VideoGenerator` (fusion, border,
+    fill, copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The annotations are read and the
+    output paths checked (`check_outputs`, against the inputs too) before the model is loaded or anything generated."""
+    check_max_frames(max_frames)
+    annotations_path = Path(annotations_path)
+    entry, video_path = job_video(read_annotations(annotations_path), annotations_path, video_name, output,
+                                  face_output, reference_image, videos_dir)
     if not isinstance(model, FaceModel):
         model = FaceModel.load(model, compiled=compiled)
     if options.get("tune_steps"):
         model.check_tunable()
-    annotations_path = Path(annotations_path)
-    if not annotations_path.is_file():
-        raise GenerationError(f"{annotations_path}: no such annotation file")
-    entry = find_video(annotations.load(annotations_path), video_name, str(annotations_path))
     where = f"{annotations_path}: video {entry.video!r}"
     frames = frame_sequence(entry)[:max_frames]
     faces = [f for f in frames if f.has_face]
@@ -476,8 +475,6 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
                               f"was trained on the {model.spec.layout} layout ({model.num_points} points)")
     reference = _reference_annotation(entry, reference_index, where)
 
-    video_path = (Path(videos_dir) / Path(entry.video_path).name if videos_dir is not None
-                  else annotations.resolve_video_path(entry, annotations_path.parent))
     info = video.probe(video_path) if video_path.exists() else None
     if reference_image is not None:
         frame = read_image(reference_image)
@@ -498,17 +495,52 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
     return maker.generate_video(frames, output, fps, face_output=face_output, progress=progress)
 
 
-def check_outputs(output: str | os.PathLike, face_output: str | os.PathLike | None = None) -> None:
+def check_max_frames(max_frames: int | None) -> None:
+    """Raises `GenerationError` unless `max_frames` (the first frames to keep) is None (all) or at least 1."""
+    if max_frames is not None and max_frames < 1:
+        raise GenerationError(f"max_frames must be at least 1 (or absent: every frame), got {max_frames}")
+
+
+def read_annotations(path: str | os.PathLike) -> list[VideoAnnotation]:
+    """The videos of a BIGO annotation file (`annotations.load`); `GenerationError` where there is no such file."""
+    if not Path(path).is_file():
+        raise GenerationError(f"{path}: no such annotation file")
+    return annotations.load(path)
+
+
+def video_file(entry: VideoAnnotation, annotations_path: str | os.PathLike,
+               videos_dir: str | os.PathLike | None = None) -> Path:
+    """The video file of an annotated video: its `video_path`'s name under `videos_dir`, default: `video_path` as the
+    annotation file at `annotations_path` gives it."""
+    if videos_dir is not None:
+        return Path(videos_dir) / Path(entry.video_path).name
+    return annotations.resolve_video_path(entry, Path(annotations_path).parent)
+
+
+def job_video(videos: list[VideoAnnotation], annotations_path: str | os.PathLike, video_name: str,
+              output: str | os.PathLike, face_output: str | os.PathLike | None = None,
+              reference_image: str | os.PathLike | None = None, videos_dir: str | os.PathLike | None = None
+              ) -> tuple[VideoAnnotation, Path]:
+    """The annotations (of `videos`, read from `annotations_path`) and the file (`video_file`) of the video that a
+    `generate_from_annotations` job generates from, once its outputs are checked (`check_outputs`) against every file
+    it reads."""
+    entry = find_video(videos, video_name, str(annotations_path))
+    video_path = video_file(entry, annotations_path, videos_dir)
+    check_outputs(output, face_output, {"annotations": annotations_path, "video": video_path,
+                                        "reference": reference_image})
+    return entry, video_path
+
+
+def check_outputs(output: str | os.PathLike, face_output: str | os.PathLike | None = None,
+                  inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
     """Raises `files.OutputPathError` unless the video(s) of `generate_video` can be written there: each a file path
     with a video suffix that is not an existing folder and lies in a folder that exists or can be made and written
-    to, and two different files."""
+    to, two different files and none of `inputs` (name -> path, None: absent) by any path (`files.check_distinct`)."""
     files.check_output_file(output, "output", video.SUFFIXES)
-    if not face_output:  # as in `generate_video`: no face video
-        return
-    files.check_output_file(face_output, "face_output", video.SUFFIXES)
-    if Path(face_output).resolve() == Path(output).resolve():
-        raise files.OutputPathError(f"face_output {face_output}: is the same file as output {output}; one video "
-                                    f"would overwrite the other")
+    face_output = face_output or None  # as in `generate_video`: no face video
+    if face_output is not None:
+        files.check_output_file(face_output, "face_output", video.SUFFIXES)
+    files.check_distinct({"output": output, "face_output": face_output}, inputs or {})
 
 
 def _reference_annotation(entry: VideoAnnotation, index: int | None, where: str) -> FrameAnnotation:

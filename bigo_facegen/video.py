@@ -7,7 +7,8 @@ Reading trusts the container's frame count as the length of the video: a file th
 claims is truncated or corrupt, and `read_frames` raises `VideoError` once the decodable frames run out rather than
 ending early in silence. Writing goes to a temporary file beside the target, renamed onto it when the writer closes
 cleanly; on an exception, or if that rename fails, the temporary file is removed, so no half-written video ever
-appears under the target name and none is left beside it.
+appears under the target name and none is left beside it (one left by a killed process is removed by the next writer
+of the same target: `files.temporary_file`). `is_whole` tells a finished file from one cut short without decoding it.
 
 Written videos are H.264 (High profile, yuv420p, BT.601 limited range and tagged so) in an MP4-family container with
 its index (moov) ahead of the frames (faststart): they play in browsers, also while still downloading. MPEG-4 Part 2
@@ -20,6 +21,7 @@ import dataclasses
 import math
 import os
 import re
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -96,6 +98,33 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         capture.release()
 
 
+def is_whole(path: str | os.PathLike) -> bool:
+    """Whether `path` is a whole MP4-family file, as `VideoWriter` leaves one: its top-level boxes (ISO/IEC 14496-12:
+    a 32-bit size, or 1 and a 64-bit size after the type; 0: to the end of the file) tile the file exactly and hold
+    the index (moov) and the frames (mdat). An empty file, one cut short anywhere or one of another format is not.
+    It reads a few box headers, not the frames."""
+    try:
+        with open(path, "rb") as file:
+            size, position, kinds = os.fstat(file.fileno()).st_size, 0, set()
+            while position < size:
+                file.seek(position)
+                header = file.read(16)
+                if len(header) < 8:
+                    return False
+                length, kind = struct.unpack(">I4s", header[:8])
+                if length == 1 and len(header) == 16:
+                    length = struct.unpack(">Q", header[8:])[0]
+                elif length == 0:
+                    length = size - position
+                if length < 8:
+                    return False
+                kinds.add(kind)
+                position += length
+    except OSError:
+        return False
+    return position == size and {b"moov", b"mdat"} <= kinds
+
+
 def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """The frames of a video as RGB uint8 arrays. The file is opened (and a bad one rejected) at the call, not at
     the first `next`; the iterator raises VideoError if fewer frames decode than the container claims."""
@@ -153,7 +182,8 @@ class VideoWriter:
         self._pad_bottom, self._pad_right = height % 2, width % 2
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # FFmpeg picks the container by the file name's suffix, so the temporary name keeps it.
-        self._tmp = files.temporary_file(self.path, suffix=self.path.suffix)
+        self._held = contextlib.ExitStack()
+        self._tmp = self._held.enter_context(files.temporary_file(self.path, suffix=self.path.suffix))
         try:
             self._container = av.open(str(self._tmp), "w", container_options=MP4_OPTIONS)
             settings = CODECS[codec]
@@ -199,6 +229,7 @@ class VideoWriter:
                 os.replace(self._tmp, self.path)
             except OSError as e:
                 raise VideoError(f"{self.path}: cannot move the finished video into place: {e.strerror}") from e
+            self._held.close()
         except BaseException:
             self.abort()
             raise
@@ -221,7 +252,7 @@ class VideoWriter:
             self.abort()
 
     def _discard(self) -> None:
-        self._tmp.unlink(missing_ok=True)
+        self._held.close()  # removes the temporary file
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:

@@ -42,11 +42,11 @@ flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
                    "face crop side, is below this (0: always generate).")
 flags.DEFINE_bool("color_transfer", True, "Match generated faces to the reference's colours (Reinhard, Lab).")
 flags.DEFINE_float("feather", DEFAULT_FEATHER, "Soft edge of the pasted face, as a fraction of the crop side.")
-flags.DEFINE_integer("batch", 8, "Faces generated per model call.")
+flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not a .tflite file): faster once compiled, but it compiles "
                   "for seconds at the first batch of each size, so it pays off in long videos (see benchmarks/README).")
 flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
-flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.")
+flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.", lower_bound=1)
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning: fine-tune the generator for this many steps on augmented "
                      "copies of the reference face before generating (0: off; needs a training model_dir).",
                      lower_bound=0)

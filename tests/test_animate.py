@@ -2,6 +2,7 @@
 with dlib on the driving frames or the driving keypoints from a BIGO-layout file, the warp and a small model."""
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import animate, annotate, annotations, config, inference, models, motion_transfer, video
+from bigo_facegen import animate, annotate, annotations, config, files, inference, models, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +105,54 @@ def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_p
         with pytest.raises(ValueError, match=message):
             animate.animate(**{**args, **changes})
     assert sorted(os.listdir(tmp_path)) == ["blank.png", "broken.mp4", "notes.png"]
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(photo, real_faces_dir, tmp_path):
+    """The driving video, the source video or the driving annotations as an output, by the same path or another:
+    refused naming both before anything is read (the model does not exist here), the inputs as they were."""
+    driver, source = tmp_path / DRIVER, tmp_path / SOURCE_CLIP
+    for clip in (driver, source):
+        shutil.copyfile(real_faces_dir / "videos" / clip.name, clip)
+    os.symlink(tmp_path, tmp_path / "linked")
+    os.link(source, tmp_path / "hard.mp4")
+    track = tmp_path / "track.mov"  # annotations under a video's name
+    track.write_text("[]")
+    before = {path: path.read_bytes() for path in (driver, source, track)}
+    cases = [
+        (dict(output=driver), f"output {driver}: is the same file as the input driving {driver}"),
+        (dict(output=tmp_path / "linked" / DRIVER),
+         f"output {tmp_path / 'linked' / DRIVER}: is the same file as the input driving {driver}"),
+        (dict(source=source, source_frame=1, output=source),
+         f"output {source}: is the same file as the input source {source}"),
+        (dict(source=source, source_frame=1, face_output=tmp_path / "hard.mp4"),
+         f"face_output {tmp_path / 'hard.mp4'}: is the same file as the input source {source}"),
+        (dict(driving_annotations=track, face_output=track),
+         f"face_output {track}: is the same file as the input driving_annotations {track}"),
+    ]
+    for changes, message in cases:
+        args = dict(model=tmp_path / "no_model", source=photo[0], driving=driver, output=tmp_path / "out.mp4",
+                    progress=False)
+        with pytest.raises(files.OutputPathError) as error:
+            animate.animate(**{**args, **changes})
+        assert str(error.value) == f"{message}; writing it would destroy that input"
+    assert sorted(os.listdir(tmp_path)) == sorted([DRIVER, SOURCE_CLIP, "linked", "hard.mp4", "track.mov"])
+    assert {path: path.read_bytes() for path in before} == before
+
+    done = _animate("--model=warp", f"--source={source}", "--source_frame=1", f"--driving={driver}",
+                    f"--output={source}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: output {source}: is the same file as the input source {source}; writing it would destroy that input"]
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_max_frames_below_one_is_refused(photo, real_faces_dir, tmp_path):
+    for max_frames in (0, -48):
+        with pytest.raises(inference.GenerationError) as error:
+            animate.animate(animate.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
+                            max_frames=max_frames, progress=False)
+        assert str(error.value) == f"max_frames must be at least 1 (or absent: every frame), got {max_frames}"
+    assert os.listdir(tmp_path) == []
 
 
 def _animate(*flags):

@@ -1,4 +1,6 @@
-"""Atomic writes with the modes a plain open() gives, output paths checked before the work, and SIGTERM unwinding."""
+"""Atomic writes with the modes a plain open() gives, output paths checked before the work (none an input by another
+path), temporary files of killed writers removed, and SIGTERM unwinding."""
+import contextlib
 import os
 import signal
 import stat
@@ -51,9 +53,67 @@ def test_write_atomic_replaces_whole_and_keeps_the_old_file_on_failure(tmp_path)
 
 
 def test_temporary_names_are_fresh_hidden_and_keep_the_suffix(tmp_path):
-    made = {files.temporary_file(tmp_path / "clip.mp4", suffix=".mp4") for _ in range(20)}
-    assert len(made) == 20 and all(p.parent == tmp_path and p.name.startswith(".clip.mp4.") and p.suffix == ".mp4"
-                                   and p.stat().st_size == 0 for p in made)
+    with contextlib.ExitStack() as stack:
+        made = {stack.enter_context(files.temporary_file(tmp_path / "clip.mp4", suffix=".mp4")) for _ in range(20)}
+        assert len(made) == 20 and all(p.parent == tmp_path and p.name.startswith(".clip.mp4.") and p.suffix == ".mp4"
+                                       and p.stat().st_size == 0 for p in made)
+    assert os.listdir(tmp_path) == []  # each removed at the end of its block
+
+
+def _hold_temporary_file(target, suffix):
+    """A process that makes a temporary file of `target` with `temporary_file` and waits in its block; its name."""
+    code = ("import sys; from bigo_facegen import files\n"
+            f"with files.temporary_file({str(target)!r}, {suffix!r}) as tmp:\n"
+            "    print(tmp.name, flush=True); sys.stdin.read()\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    return process, process.stdout.readline().strip()
+
+
+def test_temporary_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    """`kill -9` runs no clean-up: the next writer of the same target removes what the dead one left, and neither a
+    live writer's temporary file (another process's or its own) nor anything of another name."""
+    target = tmp_path / "clip.mp4"
+    killed, left = _hold_temporary_file(target, ".mp4")
+    alive, kept = _hold_temporary_file(target, ".mp4")
+    try:
+        killed.kill()
+        killed.wait(timeout=60)
+        others = [".clip.mp4.notes.mp4", ".clip.mp4.0123abcd.tmp", ".other.mp4.0123abcd.mp4", "clip.mp4.0123abcd.mp4"]
+        for name in others:
+            (tmp_path / name).write_text("not a temporary file of clip.mp4")
+        (tmp_path / ".clip.mp4.89abcdef.mp4").mkdir()  # a folder of that name is not a file to remove
+        assert {left, kept} <= set(os.listdir(tmp_path))
+        with files.temporary_file(target, ".mp4") as mine, files.temporary_file(target, ".mp4") as second:
+            assert sorted(os.listdir(tmp_path)) == sorted([kept, mine.name, second.name, ".clip.mp4.89abcdef.mp4",
+                                                           *others])
+        assert sorted(os.listdir(tmp_path)) == sorted([kept, ".clip.mp4.89abcdef.mp4", *others])
+    finally:
+        alive.communicate("", timeout=60)
+    assert alive.returncode == 0 and kept not in os.listdir(tmp_path)
+
+
+def test_check_distinct_finds_the_same_file_by_any_path(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"the user's video")
+    os.link(clip, tmp_path / "hard.mp4")
+    os.symlink(clip, tmp_path / "soft.mp4")
+    os.symlink(tmp_path, tmp_path / "folder")
+    out = tmp_path / "out.mp4"
+    for output in (clip, tmp_path / "hard.mp4", tmp_path / "soft.mp4", tmp_path / "folder" / "clip.mp4",
+                   tmp_path / "new" / ".." / "clip.mp4"):
+        with pytest.raises(OutputPathError) as error:
+            files.check_distinct({"output": output}, {"driving": clip, "source": None})
+        assert str(error.value) == (f"output {output}: is the same file as the input driving {clip}; writing it "
+                                    f"would destroy that input")
+    with pytest.raises(OutputPathError) as error:  # outputs that do not exist yet, one through a linked folder
+        files.check_distinct({"output": out, "face_output": tmp_path / "folder" / "out.mp4"}, {"driving": clip})
+    assert str(error.value) == (f"face_output {tmp_path / 'folder' / 'out.mp4'}: is the same file as output {out}; "
+                                f"one would overwrite the other")
+    files.check_distinct({"output": out, "face_output": None}, {"driving": clip, "annotations": tmp_path / "no.json"})
+    files.check_distinct({"output": out}, {"source": clip, "driving": tmp_path / "soft.mp4"})  # inputs may repeat
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "folder", "hard.mp4", "soft.mp4"]
+    assert clip.read_bytes() == b"the user's video"
 
 
 def test_check_output_file_accepts_new_and_existing_files(tmp_path):
@@ -105,11 +165,8 @@ def test_sigterm_unwinds_so_temporary_files_are_removed(tmp_path):
     # A process killed by SIGTERM in the middle of writing: the writer's cleanup still runs.
     code = ("import sys, time; from bigo_facegen import files\n"
             "files.unwind_on_sigterm()\n"
-            f"tmp = files.temporary_file({str(tmp_path / 'out.json')!r})\n"
-            "try:\n"
-            "    print('writing', flush=True); time.sleep(60)\n"
-            "finally:\n"
-            "    tmp.unlink()\n")
+            f"with files.temporary_file({str(tmp_path / 'out.json')!r}):\n"
+            "    print('writing', flush=True); time.sleep(60)\n")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     assert process.stdout.readline() == "writing\n"

@@ -295,7 +295,7 @@ def test_outputs_are_checked_before_anything_is_loaded(real_faces_dir, tmp_path)
         generate(tmp_path / "out.gif")
     with pytest.raises(OutputPathError, match=r"^face_output .*face\.png: cannot write \.png files"):
         generate(tmp_path / "out.mp4", tmp_path / "face.png")
-    with pytest.raises(OutputPathError, match="is the same file as output .*; one video would overwrite the other"):
+    with pytest.raises(OutputPathError, match="is the same file as output .*; one would overwrite the other"):
         generate(tmp_path / "out.mp4", tmp_path / "sub" / ".." / "out.mp4")
     assert os.listdir(tmp_path) == ["taken.mp4"] and os.listdir(tmp_path / "taken.mp4") == []
 
@@ -309,6 +309,65 @@ def test_face_output_equal_to_output_is_rejected_by_the_generator(model, clip, t
     assert os.listdir(tmp_path) == []
 
 
+def test_an_output_that_is_an_input_is_refused_before_any_work(clip, real_faces_dir, tmp_path):
+    """The video (under --videos_dir), the reference or the annotations as an output, by the same path, a symbolic
+    or hard link, or a linked folder: refused naming both, before the model is loaded (it does not exist here), and
+    the input is as it was."""
+    _, _, frames = clip
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    own = videos / f"{CLIP}.mp4"
+    shutil.copyfile(real_faces_dir / "videos" / f"{CLIP}.mp4", own)
+    reference = tmp_path / "reference.mp4"  # a PNG under a video's name: OpenCV reads images by their content
+    cv2.imwrite(str(tmp_path / "reference.png"), frames[0])
+    os.replace(tmp_path / "reference.png", reference)
+    os.link(own, tmp_path / "hard.mp4")
+    os.symlink(own, tmp_path / "soft.mp4")
+    os.symlink(videos, tmp_path / "linked")
+    before = {name: (tmp_path / name).read_bytes() for name in ("videos/dpe_d.mp4", "reference.mp4")}
+    cases = [
+        (dict(output=own), f"output {own}: is the same file as the input video {own}"),
+        (dict(output=tmp_path / "hard.mp4"), f"output {tmp_path}/hard.mp4: is the same file as the input video {own}"),
+        (dict(output=tmp_path / "soft.mp4"), f"output {tmp_path}/soft.mp4: is the same file as the input video {own}"),
+        (dict(face_output=tmp_path / "linked" / f"{CLIP}.mp4"),
+         f"face_output {tmp_path / 'linked' / f'{CLIP}.mp4'}: is the same file as the input video {own}"),
+        (dict(reference_image=reference, output=reference),
+         f"output {reference}: is the same file as the input reference {reference}"),
+    ]
+    for changes, message in cases:
+        args = dict(model=tmp_path / "no_model", annotations_path=real_faces_dir / "annotations.json",
+                    video_name=CLIP, output=tmp_path / "out.mp4", videos_dir=videos, progress=False)
+        with pytest.raises(OutputPathError) as error:
+            inference.generate_from_annotations(**{**args, **changes})
+        assert str(error.value) == f"{message}; writing it would destroy that input"
+    assert sorted(os.listdir(tmp_path)) == ["hard.mp4", "linked", "reference.mp4", "soft.mp4", "videos"]
+    assert os.listdir(videos) == [f"{CLIP}.mp4"]
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+def test_generate_entry_point_refuses_to_overwrite_its_video(exported, real_faces_dir, tmp_path):
+    own = tmp_path / f"{CLIP}.mp4"
+    shutil.copyfile(real_faces_dir / "videos" / f"{CLIP}.mp4", own)
+    done = _run_generate(exported, real_faces_dir, f"--videos_dir={tmp_path}", f"--output={own}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: output {own}: is the same file as the input video {own}; writing it would destroy that input"]
+    assert os.listdir(tmp_path) == [own.name]
+    assert own.read_bytes() == (real_faces_dir / "videos" / f"{CLIP}.mp4").read_bytes()
+
+
+def test_max_frames_below_one_is_refused(model, real_faces_dir, exported, tmp_path):
+    for max_frames in (0, -48):
+        with pytest.raises(inference.GenerationError) as error:
+            inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP,
+                                                tmp_path / "o.mp4", max_frames=max_frames, progress=False)
+        assert str(error.value) == f"max_frames must be at least 1 (or absent: every frame), got {max_frames}"
+    done = _run_generate(exported, real_faces_dir, f"--output={tmp_path / 'o.mp4'}", "--max_frames=-48")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "flag --max_frames=-48: -48 is not a positive integer" in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def _run_generate(exported, real_faces_dir, *flags):
     return subprocess.run([sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",
                            f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}", *flags],
@@ -319,7 +378,7 @@ def _run_generate(exported, real_faces_dir, *flags):
     (["--output={d}/taken"], "error: output {d}/taken: is an existing folder; give the path of a file to write"),
     (["--output={d}/notes/out.mp4"], "error: output {d}/notes/out.mp4: {d}/notes is a file, not a folder"),
     (["--output={d}/out.mp4", "--face_output={d}/out.mp4"],
-     "error: face_output {d}/out.mp4: is the same file as output {d}/out.mp4; one video would overwrite the other"),
+     "error: face_output {d}/out.mp4: is the same file as output {d}/out.mp4; one would overwrite the other"),
 ], ids=["output_is_a_folder", "parent_is_a_file", "face_output_is_output"])
 def test_generate_entry_point_rejects_bad_outputs(exported, real_faces_dir, tmp_path, flags, message):
     (tmp_path / "taken").mkdir()

@@ -1,11 +1,16 @@
-"""Batch generation on Beam (`experiments.generate_batch`): real clips, tiny exported models, a bad job, a re-run."""
+"""Batch generation on Beam (`experiments.generate_batch`): real clips, tiny exported models, bad jobs and options,
+re-runs, no network, and a killed run whose workers end with it."""
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from bigo_facegen import batch_generation, config, export, fusion, inference, models, video
@@ -30,13 +35,14 @@ def _write_jobs(path: Path, jobs) -> Path:
     return path
 
 
-def _generate_batch(jobs: Path, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.generate_batch", f"--jobs={jobs}",
-                           "--runner=DirectRunner", *options],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+def _generate_batch(jobs: Path, *options: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.generate_batch", f"--jobs={jobs}", *options],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300, env=env)
 
 
-def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_dir, tmp_path):
+def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_dir, tmp_path, offline):
+    """Two runs without the network (Beam's DirectRunner would download Prism): the good jobs are done, the bad ones
+    listed; then only what is missing or not whole is made again."""
     annotations = str(real_faces_dir / "annotations.json")
     out = tmp_path / "out"
     jobs = [
@@ -52,8 +58,9 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
     jobs_file = _write_jobs(tmp_path / "jobs.jsonl", jobs)
     failure_list = tmp_path / "jobs.failures.jsonl"
 
-    done = _generate_batch(jobs_file)
+    done = _generate_batch(jobs_file, env=offline.env)
     assert done.returncode == 1, done.stderr[-3000:]
+    offline.check()
     reason = (f"{annotations}: no video 'no_such_clip'; the file has 39 videos: dpe_d.mp4, dpe_s.mp4, "
               f"eamm_disgusted.mp4, eamm_fear.mp4, eamm_surprised.mp4, lp_d0.mp4, lp_d10.mp4, lp_d12.mp4, "
               f"lp_d13.mp4, lp_d19.mp4, ...")
@@ -61,8 +68,8 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
         inference.FaceModel.load(tmp_path)
     not_a_model = str(not_loaded.value)
     assert f"error: {jobs_file}: line 3: {reason}\nerror: {jobs_file}: line 4: {not_a_model}\n" in done.stderr
-    assert done.stdout.endswith(f"{jobs_file}: 4 jobs: 2 generated, 0 skipped (output exists), 2 failed (listed in "
-                                f"{failure_list})\n")
+    assert done.stdout.endswith(f"{jobs_file}: 4 jobs (relative paths from {tmp_path}): 2 generated, 0 skipped "
+                                f"(outputs exist whole), 2 failed (listed in {failure_list})\n")
     assert [json.loads(line) for line in failure_list.read_text().splitlines()] == [
         {"line": 3, "output": str(out / "no_such_clip.mp4"), "reason": reason},
         {"line": 4, "output": str(out / "other.mp4"), "reason": not_a_model}]
@@ -77,25 +84,31 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
     assert batch_frames.shape == single_frames.shape == (FRAMES, 256, 256, 3)
     assert np.abs(batch_frames.astype(int) - single_frames.astype(int)).mean() < 0.5
 
-    # A re-run after the bad job is mended and one output lost (a pipeline that stopped half way): only what is
-    # missing is made, and the failure list is replaced.
-    jobs[2].update(video="lp_d12", output=str(out / "lp_d12.mp4"))
+    # A re-run, DirectRunner named, after the bad job is mended (to the model shipped in the package, by its name),
+    # with its output there as an empty file and one face video cut short, as a copy or a full disk might leave
+    # them: only the jobs without whole outputs are done again, and the failure list is replaced.
+    jobs[2].update(model="pretrained", video="lp_d12", output=str(out / "lp_d12.mp4"))
     _write_jobs(jobs_file, jobs[:3])
-    (out / "lp_d0.mp4").unlink()
+    (out / "lp_d12.mp4").write_bytes(b"")
+    whole_face = (out / "lp_d0_face.mp4").read_bytes()
+    (out / "lp_d0_face.mp4").write_bytes(whole_face[:len(whole_face) // 2])
     kept = (out / "dpe_d.mp4").stat().st_mtime_ns
-    again = _generate_batch(jobs_file)
+    again = _generate_batch(jobs_file, "--runner=DirectRunner", env=offline.env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.endswith(f"{jobs_file}: 3 jobs: 2 generated, 1 skipped (output exists), 0 failed (listed "
-                                 f"in {failure_list})\n")
+    offline.check()
+    assert again.stdout.endswith(f"{jobs_file}: 3 jobs (relative paths from {tmp_path}): 2 generated, 1 skipped "
+                                 f"(outputs exist whole), 0 failed (listed in {failure_list})\n")
     assert (out / "dpe_d.mp4").stat().st_mtime_ns == kept
     assert failure_list.read_text() == ""
-    for name in ("lp_d0.mp4", "lp_d12.mp4"):
-        assert video.probe(out / name).frame_count == FRAMES
+    assert sorted(os.listdir(out)) == ["dpe_d.mp4", "lp_d0.mp4", "lp_d0_face.mp4", "lp_d12.mp4"]
+    for name in os.listdir(out):
+        assert video.is_whole(out / name) and len(video.read_all(out / name)) == FRAMES, name
 
 
 def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_path, monkeypatch):
     annotations = str(real_faces_dir / "annotations.json")
     good = {"model": str(exports[0]), "annotations": annotations, "video": "dpe_d"}
+    own_video = real_faces_dir / "videos" / "dpe_d.mp4"
     (tmp_path / "folder.mp4").mkdir()
     lines = [
         json.dumps({**good, "output": "a.mp4"}),
@@ -110,12 +123,25 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
         json.dumps({**good, "output": str(tmp_path / "folder.mp4")}),
         "",
         json.dumps({**good, "output": "f.avi"}),
+        json.dumps({**good, "output": "sub/../../g.mp4"}),
+        json.dumps({**good, "output": "h.mp4", "max_frames": -48}),
+        json.dumps({**good, "output": "i.mp4", "batch": 0}),
+        json.dumps({**good, "output": "clips/dpe_d.mp4"}),
+        json.dumps({**good, "output": "j.mp4", "face_output": str(real_faces_dir / "videos" / "dpe_d.mp4")}),
+        json.dumps({**good, "output": "linked/a.mp4"}),
+        json.dumps({**good, "model": "pretrained", "output": "sub/../k.mp4", "max_frames": 1}),
+        json.dumps({**good, "output": str(tmp_path.parent / "elsewhere.mp4")}),
     ]
+    os.symlink(real_faces_dir / "videos", tmp_path / "clips")
+    os.symlink(tmp_path, tmp_path / "linked")
     jobs_file = tmp_path / "jobs.jsonl"
     jobs_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    monkeypatch.chdir(tmp_path)  # relative paths are the current folder's
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # relative paths are the jobs file's folder's, not the current one's
     jobs, failures = batch_generation.read_jobs(jobs_file)
-    assert [(job.line, job.output) for job in jobs] == [(1, str(tmp_path / "a.mp4"))]
+    assert [(job.line, job.model, job.output) for job in jobs] == [
+        (1, str(exports[0]), str(tmp_path / "a.mp4")), (19, "pretrained", str(tmp_path / "k.mp4")),
+        (20, str(exports[0]), str(tmp_path.parent / "elsewhere.mp4"))]  # an absolute path goes where it says
     assert jobs[0].options == {} and jobs[0].annotations == annotations
     assert [(f.line, f.output, f.reason) for f in failures] == [
         (2, None, "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
@@ -132,4 +158,77 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
                                            f"path of a file to write"),
         (12, str(tmp_path / "f.avi"), f"output {tmp_path / 'f.avi'}: cannot write .avi files; use one of .m4v, "
                                       f".mov, .mp4"),
+        (13, str(tmp_path.parent / "g.mp4"), f"output sub/../../g.mp4: leads out of the jobs file's folder "
+                                             f"{tmp_path}; relative outputs stay in it (an absolute path writes "
+                                             f"elsewhere)"),
+        (14, str(tmp_path / "h.mp4"), "max_frames must be an integer of at least 1, got -48"),
+        (15, str(tmp_path / "i.mp4"), "batch must be an integer of at least 1, got 0"),
+        (16, str(tmp_path / "clips" / "dpe_d.mp4"),
+         f"output {tmp_path / 'clips' / 'dpe_d.mp4'}: is the same file as the input video {own_video}; writing it "
+         f"would destroy that input"),
+        (17, str(tmp_path / "j.mp4"), f"face_output {own_video}: is the same file as the input video {own_video}; "
+                                      f"writing it would destroy that input"),
+        (18, str(tmp_path / "linked" / "a.mp4"),
+         f"output {tmp_path / 'linked' / 'a.mp4'}: line 1 writes it too (as {tmp_path / 'a.mp4'})"),
     ]
+    assert sorted(os.listdir(tmp_path)) == ["clips", "elsewhere", "folder.mp4", "jobs.jsonl", "linked"]
+    assert os.listdir(tmp_path / "elsewhere") == [] and not (tmp_path.parent / "elsewhere.mp4").exists()
+
+
+def test_bad_beam_options_are_refused_in_one_line(exports, real_faces_dir, tmp_path):
+    jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "dpe_d",
+         "output": str(tmp_path / "out.mp4"), "max_frames": FRAMES}])
+    for flags, message in [
+        (["--beam_pipeline_options=direct_num_workers=abc"],
+         "error: --beam_pipeline_options: argument --direct_num_workers: invalid int value: 'abc'"),
+        (["--beam_pipeline_options=direct_num_worker=2,no_such_option"],
+         "error: --beam_pipeline_options: Beam has no option direct_num_worker, no_such_option"),
+    ]:
+        done = _generate_batch(jobs_file, *flags)
+        assert done.returncode == 1 and "Traceback" not in done.stderr and "usage:" not in done.stderr
+        assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message]
+    assert os.listdir(tmp_path) == ["jobs.jsonl"]
+
+
+def _temporary_videos(folder: Path) -> list[str]:
+    return [name for name in os.listdir(folder) if name.startswith(".")] if folder.is_dir() else []
+
+
+def test_workers_end_with_a_killed_run_and_the_next_run_cleans_up(exports, real_faces_dir, tmp_path):
+    """`kill -9` of a run on worker processes (multi_processing): its workers, which Beam starts through a shell,
+    end with it rather than going on with their jobs (and writing) for tens of seconds; the next run removes the
+    temporary videos they left and does the jobs."""
+    annotations = str(real_faces_dir / "annotations.json")
+    out = tmp_path / "out"
+    clips = ("dpe_d", "dpe_s", "eamm_fear", "lp_d10")
+    jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": annotations, "video": clip, "output": str(out / f"{clip}.mp4"),
+         "max_frames": 60, "batch": 1, "copy_threshold": 0} for clip in clips])
+    run = subprocess.Popen([sys.executable, "-m", "experiments.generate_batch", f"--jobs={jobs_file}",
+                            "--beam_pipeline_options=direct_num_workers=2,direct_running_mode=multi_processing"],
+                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 240  # a guard against a hang, not a speed test
+        while not _temporary_videos(out) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = psutil.Process(run.pid).children(recursive=True)
+        run.kill()
+        run.wait(timeout=60)
+        assert _temporary_videos(out) and workers, "caught while its workers were writing"
+        # They end within milliseconds; without the watch they went on for 20-45 s, so 10 s tells the two apart.
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        run.kill()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+    left = _temporary_videos(out)
+    assert left and all(re.fullmatch(r"\.[a-z_0-9]+\.mp4\.[0-9a-f]{8}\.mp4", name) for name in left), left
+
+    again = _generate_batch(jobs_file)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(os.listdir(out)) == sorted(f"{clip}.mp4" for clip in clips)
+    assert all(video.probe(out / f"{clip}.mp4").frame_count == 60 for clip in clips)

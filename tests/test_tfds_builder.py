@@ -41,12 +41,12 @@ def manifest_people(real_faces_dir) -> dict:
         return {row["clip"]: row["person"] for row in csv.DictReader(f, delimiter="\t")}
 
 
-def _tfds_build(manual_dir: Path, data_dir: Path, *options: str) -> subprocess.CompletedProcess:
+def _tfds_build(manual_dir: Path, data_dir: Path, *options: str, env=None) -> subprocess.CompletedProcess:
     """`tfds build` of the `folder` config, as a user would run it, with more command-line `options`; its log and
     errors together in `stdout` (the command line logs through tqdm, to stdout)."""
     return subprocess.run([str(TFDS), "build", "bigo_face", "--config=folder", f"--manual_dir={manual_dir}",
                            "--imports=tfds_bigo", f"--data_dir={data_dir}", *options],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -84,12 +84,15 @@ def test_cli_build_then_tfds_load(cli_data_dir, manifest_people):
     assert {split: builder.info.splits[split].num_examples for split in TIERS} == {t: 1 for t in TIERS}
 
 
-def test_beam_build_stores_the_examples_of_the_plain_build(clips_dir, cli_data_dir, tmp_path):
-    done = _tfds_build(clips_dir, tmp_path, "--beam_pipeline_options=runner=DirectRunner,direct_num_workers=2,"
-                                            "direct_running_mode=multi_processing")
+def test_beam_build_stores_the_examples_of_the_plain_build(clips_dir, cli_data_dir, tmp_path, offline):
+    # Without the network: Beam's DirectRunner, as named here, would first download its Prism runner.
+    done = _tfds_build(clips_dir, tmp_path / "data", "--beam_pipeline_options=runner=DirectRunner,"
+                       "direct_num_workers=2,direct_running_mode=multi_processing", env=offline.env)
     assert done.returncode == 0, done.stdout[-3000:]
+    offline.check()
     assert "using BeamWriter" in done.stdout     # TFDS wrote the splits from Beam's collections
-    plain, beam = (tfds.builder("bigo_face/folder", data_dir=data_dir) for data_dir in (cli_data_dir, tmp_path))
+    plain, beam = (tfds.builder("bigo_face/folder", data_dir=data_dir)
+                   for data_dir in (cli_data_dir, tmp_path / "data"))
     assert beam.info.metadata == plain.info.metadata
     assert sorted(beam.info.splits) == sorted(plain.info.splits) == sorted(TIERS)
     for split in TIERS:

@@ -7,7 +7,10 @@ import resource
 import signal
 import stat
 import struct
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -17,6 +20,7 @@ import pytest
 from bigo_facegen import synthetic, video
 from bigo_facegen.video import VideoError
 
+REPO = Path(__file__).resolve().parents[1]
 # The least per-frame PSNR of real frames through the H.264 setting (CRF 18) was 39.9-40.7 dB on three development
 # clips (dpe_s, lp_d10, eamm_fear), 38.7-43.5 on their odd-sized crops, 41.3-41.7 through mp4v; the bound leaves room
 # for x264's choices on other CPUs and thread counts.
@@ -184,6 +188,38 @@ def test_truncated_streamable_mp4_reports_missing_frames(tmp_path, real_faces_di
             pass
     message = str(info.value)
     assert str(path) in message and "truncated or corrupt" in message and "of the 228 frames" in message
+
+
+def test_whole_files_are_told_from_cut_ones_without_decoding(real_faces_dir, tmp_path):
+    path = tmp_path / "clip.mp4"
+    video.write_video(path, _frames(), fps=25)
+    assert video.is_whole(path) and video.is_whole(real_faces_dir / "videos" / "dpe_s.mp4")
+    data = path.read_bytes()
+    for name, content in [("empty", b""), ("header", data[:10]), ("index", data[:len(data) // 3]),
+                          ("last_byte", data[:-1]), ("appended", data + b"\0"), ("text", b"not a video at all")]:
+        (tmp_path / f"{name}.mp4").write_bytes(content)
+        assert not video.is_whole(tmp_path / f"{name}.mp4"), name
+    assert not video.is_whole(tmp_path / "missing.mp4") and not video.is_whole(tmp_path)
+
+
+def test_a_killed_writers_temporary_video_goes_with_the_next_writer(tmp_path):
+    """`kill -9` in the middle of a video leaves its temporary file (no clean-up runs); the next writer of the same
+    target removes it."""
+    path = tmp_path / "clip.mp4"
+    code = ("import sys, numpy as np; from bigo_facegen import video\n"
+            f"with video.VideoWriter({str(path)!r}, 25, (64, 48)) as writer:\n"
+            "    writer.write(np.zeros((48, 64, 3), np.uint8)); print('writing', flush=True); sys.stdin.read()\n")
+    writer = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+    finally:
+        writer.kill()
+        writer.communicate(timeout=60)
+    [left] = os.listdir(tmp_path)
+    assert re.fullmatch(r"\.clip\.mp4\.[0-9a-f]{8}\.mp4", left)
+    video.write_video(path, _frames(3), fps=25)
+    assert os.listdir(tmp_path) == ["clip.mp4"] and video.probe(path).frame_count == 3
 
 
 def test_writer_leaves_nothing_on_exception(tmp_path):

@@ -23,7 +23,9 @@ manual directory is checked (`read_folder`) before anything is written.
 The `bigo` and `folder` sources build on Apache Beam, one video per element, when the download config names a Beam
 runner or Beam options (`tfds build --beam_pipeline_options=...`), and in this process otherwise; both ways turn a
 video into its example by the same `VideoExamples`, so they store the same examples. The Beam workers read the folder
-with OpenCV at the manual directory's path: on a cluster it must be mounted at that path on every worker.
+with OpenCV at the manual directory's path: on a cluster it must be mounted at that path on every worker. With no
+runner named, or the DirectRunner, the build runs on Beam's in-process FnApiRunner (the DirectRunner would first
+download Beam's Prism runner), and local worker processes end with the build (`bigo_facegen.beam_pipelines`).
 
     tfds build bigo_face --config=folder --manual_dir=../shared/data/real_faces/dev --imports=tfds_bigo \
         --beam_pipeline_options="runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
@@ -135,11 +137,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs) -> None:
         """TFDS's, plus, for a folder given as the manual directory, the check of what a prepared data set was built
-        from (see the module doc) and of the folder itself, so that a bad folder fails before anything is written."""
+        from (see the module doc) and of the folder itself, so that a bad folder fails before anything is written;
+        and, on Beam, the runner that reaches no network and workers that end with this process (`beam_pipelines`)."""
         config = download_config or tfds.download.DownloadConfig()
         if self.builder_config.source != "synthetic" and config.manual_dir is not None:
             config = self._checked_folder(Path(config.manual_dir).expanduser().resolve(), config)
-        super().download_and_prepare(download_dir=download_dir, download_config=config, **kwargs)
+        if not _builds_on_beam(self.builder_config, config):
+            super().download_and_prepare(download_dir=download_dir, download_config=config, **kwargs)
+            return
+        from apache_beam.options.pipeline_options import PipelineOptions  # only a Beam build pays for importing Beam
+
+        from bigo_facegen import beam_pipelines
+        options = config.beam_options or PipelineOptions()
+        config = config.replace(beam_runner=beam_pipelines.choose_runner(config.beam_runner, options),
+                                beam_options=options)
+        with beam_pipelines.workers_end_with_this_process():
+            super().download_and_prepare(download_dir=download_dir, download_config=config, **kwargs)
 
     def _checked_folder(self, root: Path, config: tfds.download.DownloadConfig) -> tfds.download.DownloadConfig:
         """`config`, switched to TFDS's rebuild mode where the prepared data set is not `root`'s; reads the folder
@@ -155,8 +168,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return config
 
     def _download_and_prepare(self, dl_manager, download_config):
-        self._on_beam = self.builder_config.source != "synthetic" and (
-            download_config.beam_runner is not None or download_config.beam_options is not None)
+        self._on_beam = _builds_on_beam(self.builder_config, download_config)
         # The synthetic source is generated into a scratch folder that must outlive `_split_generators` (the example
         # generators run after it returns) and no longer than the build.
         with tempfile.TemporaryDirectory(prefix="bigo_face_") as scratch:
@@ -194,7 +206,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         """The (key, example) of each of `videos`: a Beam transform on Beam (see the module doc), else a generator."""
         if self._on_beam:
             import apache_beam as beam  # only a Beam build pays for importing Beam
-            return "Videos" >> beam.Create(videos) | "Examples" >> beam.Map(example_of)
+            return "Videos" >> beam.Create(videos) | "Examples" >> beam.Map(_example_on_worker, example_of)
         return (example_of(video) for video in videos)
 
     def _source_folder(self, dl_manager) -> Path:
@@ -207,6 +219,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                frame_size=(size, size), seed=config.synthetic_seed)
             return out
         return Path(dl_manager.manual_dir).resolve()
+
+
+def _builds_on_beam(builder_config: BigoFaceConfig, download_config: tfds.download.DownloadConfig) -> bool:
+    """Whether a build runs on Beam: a source other than `synthetic`, with a Beam runner or Beam options."""
+    return builder_config.source != "synthetic" and (
+        download_config.beam_runner is not None or download_config.beam_options is not None)
+
+
+def _example_on_worker(video: annotations_lib.VideoAnnotation, example_of: VideoExamples) -> tuple[str, dict]:
+    from bigo_facegen import beam_pipelines
+    beam_pipelines.end_with_runner()  # a local worker process does not outlive the build
+    return example_of(video)
 
 
 @dataclasses.dataclass(frozen=True)
