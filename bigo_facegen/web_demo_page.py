@@ -3,10 +3,11 @@
 Import it only where `web_demo.serve` has pointed Gradio's folder (GRADIO_TEMP_DIR, read when Gradio is imported,
 when the page and its app are made and on every request) into the demo's temporary folder.
 
-Each request is refused with one line naming the user's file: a source that is not an image, a driving file that is
-not a video, a source without a face (animate's own check); uploads over the size limit are refused by Gradio's upload
-route. The driving video is cut to its first `Limits.driving_seconds`, a source larger than `Limits.source_side` pixels
-on a side is scaled down, and one request runs at a time.
+Each request is refused with one line naming the user's file: a source that is not an image or is damaged or too large
+to decode (`video.read_image`, which reads its size from its header first), a driving file that is not a video (an
+image is not one), a source without a face (animate's own check); uploads over the size limit are refused by Gradio's
+upload route. The driving video is cut to its first `Limits.driving_seconds`, a source larger than
+`Limits.source_side` pixels on a side is scaled down, and one request runs at a time.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 import gradio as gr
 from absl import logging
 
@@ -128,19 +128,14 @@ def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: U
     source_image = folder / "source.png"
     names = {source.path: source.name, source_image: source.name, driving.path: driving.name}
     try:
-        image = inference.read_image(source.path)
-        scale = limits.source_side / max(image.shape[:2])
-        if scale < 1:
-            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                               interpolation=cv2.INTER_AREA)
-        # Always rewritten: animate reads an image file, and the upload's name may not say it is one.
-        files.write_png(source_image, image)
+        # Scaled down before it is written: animate reads an image file, and the upload's name may not say it is one.
+        files.write_png(source_image, animate.scale_down(video.read_image(source.path), limits.source_side))
         info = video.probe(driving.path)
         fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
         output = folder / "animated.mp4"
         stats = animate.animate(model, source_image, driving.path, output, motion=motion,
-                                max_frames=max(1, int(limits.driving_seconds * fps)))
-    # GenerationError, MotionError, VideoError, OutputPathError are ValueErrors.
+                                max_frames=max(1, int(limits.driving_seconds * fps)), max_side=limits.source_side)
+    # GenerationError, MotionError, VideoError, ImageError, OutputPathError are ValueErrors.
     except (ValueError, OSError) as e:
         shutil.rmtree(folder, ignore_errors=True)
         message = str(e)
@@ -169,8 +164,7 @@ def example_rows(folder: str | os.PathLike, into: Path, count: int = EXAMPLE_ROW
         if not face_frames:
             continue
         photo = into / f"{bigo_folder.video_id(source)}_{face_frames[0].index}.png"
-        files.write_png(photo, inference.read_frame(annotations.resolve_video_path(source, folder),
-                                                    face_frames[0].index))
+        files.write_png(photo, video.read_frame(annotations.resolve_video_path(source, folder), face_frames[0].index))
         rows.append([str(photo), str(annotations.resolve_video_path(first_clip[driving_person], folder))])
         if len(rows) == count:
             break
