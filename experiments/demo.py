@@ -32,9 +32,9 @@ flags.DEFINE_integer("max_side", web_demo.Limits.source_side, "Photos larger tha
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     examples = FLAGS.examples
     if not FLAGS["examples"].present and not Path(examples).is_dir():
         logging.info("no example rows: %s is not a folder", examples)

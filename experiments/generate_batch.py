@@ -24,9 +24,9 @@ flags.DEFINE_list("beam_pipeline_options", [], "More Beam pipeline options, comm
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     options = PipelineOptions([f"--runner={FLAGS.runner}", *(f"--{option}" for option in FLAGS.beam_pipeline_options)])
     try:

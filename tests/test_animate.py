@@ -2,8 +2,10 @@
 with dlib on the driving frames or the driving keypoints from a BIGO-layout file, the warp and a small model."""
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -150,3 +152,22 @@ def test_a_photo_larger_than_max_side_is_scaled_down_and_the_run_says_so(photo, 
     written = video.probe(out)
     assert (written.width, written.height, written.frame_count) == (168, 150, 2)
 
+
+def test_ctrl_c_ends_animate_with_one_line_and_leaves_nothing(photo, real_faces_dir, tmp_path):
+    out = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "experiments.animate", "--model=warp", f"--source={photo[0]}",
+                                f"--driving={real_faces_dir / 'videos' / DRIVER}", f"--output={out}"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupted while the video is being written, once its temporary file exists (dlib has tracked the driver).
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".out.mp4.*")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, f"animate ended before it was interrupted: {process.stderr.read()[-3000:]}"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == "interrupted"
+    assert os.listdir(tmp_path) == []
