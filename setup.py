@@ -24,6 +24,10 @@ setup(
         "importlib_resources",
         "numpy",
         "opencv-python-headless",
+        # Images: Pillow reads an image's size from its header before decoding it; simplejpeg (libjpeg-turbo) decodes
+        # a JPEG strictly, so that bytes libjpeg finds corrupt make it damaged (Pillow and OpenCV decode through them).
+        "pillow",
+        "simplejpeg==1.9.0",
         # PyAV: FFmpeg's libraries with libx264 inside the wheel; `bigo_facegen.video` writes H.264 with it (browsers
         # play it; OpenCV's wheel writes only MPEG-4 Part 2), no system FFmpeg.
         "av==18.1.0",

@@ -55,14 +55,14 @@ def real_inputs(clip: str, frames: int, size: int, num_points: int):
     first annotated frame of `clip` and the next `frames`, keypoints in crop pixels."""
     import numpy as np
 
-    from bigo_facegen import annotations, geometry, inference
+    from bigo_facegen import annotations, geometry, video
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     if entry.frames[0].points.shape[0] != num_points:
         raise ValueError(f"{clip} has {entry.frames[0].points.shape[0]} points per face, the model {num_points}")
     faces = entry.face_frames()
     reference = faces[0]
-    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
     crop, matrix = geometry.crop(frame, reference.bbox, size)
     to_crop = lambda annotation: geometry.apply_affine(annotation.points, geometry.crop_matrix(annotation.bbox, size))
     targets = faces[1:frames + 1]
@@ -98,11 +98,11 @@ def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
     batches of 8, every frame generated: copy threshold 0, mp4 encoding), after one warm-up batch."""
     import numpy as np
 
-    from bigo_facegen import annotations, inference
+    from bigo_facegen import annotations, inference, video
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
-    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
     targets = inference.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
     s, n = model.image_size, model.num_points

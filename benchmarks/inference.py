@@ -195,7 +195,7 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
-    frame = inference.read_frame(REAL_FACES / entry.video_path, reference.index)
+    frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
     targets = inference.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
     cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator": generator_name})

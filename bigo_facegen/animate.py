@@ -3,8 +3,9 @@ function behind `experiments.animate`.
 
     animate("exports/face", "photo.jpg", "driver.mp4", "out.mp4")          # or model="warp"
 
-1. The source image (`read_source`): an image file of any size, or frame `source_frame` of a video; dlib finds its
-   face and 68 points (`annotate.annotate_frame`, the convention of the shared footage).
+1. The source image (`read_source`): an image file, or frame `source_frame` of a video, scaled down to `max_side`
+   pixels on its longer side where it is larger (`AnimateStats.scaled_from` says so); dlib finds its face and 68
+   points (`annotate.annotate_frame`, the convention of the shared footage).
 2. The driving track (`driving_track`): dlib on every driving frame, or the driving video's entry in a BIGO-layout
    annotation file (`driving_annotations`, of dlib's `ibug68` layout like the source's points).
 3. `motion_transfer.transfer` turns the track into target annotations in the source image's pixels (relative or
@@ -26,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -39,33 +41,43 @@ from bigo_facegen.motion_transfer import MotionSettings
 WARP = "warp"
 # Side of the warp method's face crops in `face_output`: a model's are its own crop size.
 WARP_FACE_SIZE = 256
+# The longest side of a source image used as it is; a larger one is scaled down to it. Full HD's long side: a model
+# paints faces of its crop size (256 px for the shipped one) whatever the photo's, and everything else a frame costs
+# (fusion, dlib, encoding) grows with its pixels (an 8000 x 8000 photo took 94 s).
+DEFAULT_MAX_SIDE = 1920
 
 
 @dataclasses.dataclass
 class AnimateStats:
-    """What `animate` made: output frames, and the driving frames where no face was found (they kept the last
-    motion)."""
+    """What `animate` made: output frames, the driving frames where no face was found (they kept the last motion),
+    and the source image's (width, height) where it was scaled down to `max_side` (None where it was used as it
+    is)."""
     frames: int
     lost: int
+    scaled_from: tuple[int, int] | None = None
 
 
 def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
             output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
             driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
-            max_frames: int | None = None, progress: bool = True, compiled: bool = False,
-            **options) -> AnimateStats:
+            max_frames: int | None = None, max_side: int = DEFAULT_MAX_SIDE, progress: bool = True,
+            compiled: bool = False, **options) -> AnimateStats:
     """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
     doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `compiled`: load it to
-    run under XLA (`inference.FaceModel`); `max_frames` keeps the first driving frames only; `options` go to
-    `inference.VideoGenerator` (fusion, batch_size, ...)."""
+    run under XLA (`inference.FaceModel`); `max_frames` keeps the first driving frames only; a source larger than
+    `max_side` pixels on a side is scaled down to it; `options` go to `inference.VideoGenerator` (fusion,
+    batch_size, ...)."""
     inference.check_max_frames(max_frames)
     inference.check_outputs(output, face_output, {"source": source, "driving": driving,
                                                   "driving_annotations": driving_annotations})
     if model == WARP and compiled:
         raise GenerationError(f"{WARP!r} is the classical warp, not a network: there is nothing to compile")
+    if max_side < 1:
+        raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
     if model != WARP and not isinstance(model, inference.FaceModel):
         model = inference.FaceModel.load(model, compiled=compiled)
-    image = read_source(source, source_frame)
+    read = read_source(source, source_frame)
+    image = scale_down(read, max_side)
     source_face = annotate.annotate_frame(image, 1)
     if not source_face.has_face:
         raise GenerationError(f"{source}: dlib finds no face in the source image")
@@ -90,7 +102,8 @@ def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.Pat
             if face_writer is not None:
                 face_writer.write(face)
             bar.update()
-    return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track))
+    return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
+                        scaled_from=(read.shape[1], read.shape[0]) if image is not read else None)
 
 
 def make_frames(model: inference.FaceModel | str, image: np.ndarray, source_face: FrameAnnotation,
@@ -114,10 +127,19 @@ def read_source(path: str | os.PathLike, frame: int | None = None) -> np.ndarray
     if frame is not None:
         if frame < 1:
             raise GenerationError(f"{path}: source frame {frame}: frames are numbered from 1")
-        return inference.read_frame(path, frame)
+        return video.read_frame(path, frame)
     if path.suffix.lower() in annotate.VIDEO_SUFFIXES:
         raise GenerationError(f"{path}: is a video; say which of its frames is the source (--source_frame=N)")
-    return inference.read_image(path)
+    return video.read_image(path)
+
+
+def scale_down(image: np.ndarray, max_side: int) -> np.ndarray:
+    """`image` scaled (area interpolation) so that its longer side is `max_side`, where it is longer; else itself."""
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                      interpolation=cv2.INTER_AREA)
 
 
 def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLike | None = None,

@@ -76,8 +76,9 @@ def annotate_folder(video_dir: str | os.PathLike, out_dir: str | os.PathLike, li
     """Annotates every video of `video_dir` into the BIGO-layout folder `out_dir`; returns its annotations.json.
 
     An unreadable video raises `video.VideoError` naming the file; the videos finished before it stay cached, so
-    the next run resumes after it."""
+    the next run resumes after it. An `out_dir` that cannot be written raises `files.OutputPathError` first."""
     out_dir = Path(out_dir)
+    files.check_output_folder(out_dir, "out_dir")
     sources = find_videos(video_dir)
     cache = out_dir / CACHE_DIR
     results = []

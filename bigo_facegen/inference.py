@@ -30,7 +30,6 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -422,25 +421,6 @@ def find_video(videos: list[VideoAnnotation], name: str, source: str) -> VideoAn
     raise GenerationError(f"{source}: no video {name!r}; the file has {len(videos)} videos: {known or 'none'}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as RGB uint8."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenerationError(f"{path}: no such image file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise GenerationError(f"{path}: not a readable image (OpenCV cannot decode it)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
-    """Frame `index` (1-based) of a video."""
-    for position, frame in enumerate(video.read_frames(path), start=1):
-        if position == index:
-            return frame
-    raise GenerationError(f"{path}: has no frame {index}")
-
-
 def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_path: str | os.PathLike,
                               video_name: str, output: str | os.PathLike, reference_image: str | os.PathLike | None = None,
                               reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
@@ -477,7 +457,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
 
     info = video.probe(video_path) if video_path.exists() else None
     if reference_image is not None:
-        frame = read_image(reference_image)
+        frame = video.read_image(reference_image)
         if info is not None and (frame.shape[1], frame.shape[0]) != (info.width, info.height):
             raise GenerationError(f"{reference_image}: reference image is {frame.shape[1]}x{frame.shape[0]}, but "
                                   f"{video_path} and its annotations are {info.width}x{info.height}")
@@ -485,7 +465,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
         raise GenerationError(f"{video_path}: no such video; give --reference=IMAGE (a frame of the video) or "
                               f"--videos_dir=DIR (the folder holding {Path(entry.video_path).name})")
     else:
-        frame = read_frame(video_path, reference.index)
+        frame = video.read_frame(video_path, reference.index)
     if fps is None:
         fps = info.fps if info is not None and info.fps > 0 else DEFAULT_FPS
         if info is None:

@@ -1,7 +1,15 @@
-"""Reading videos with OpenCV and writing them with PyAV (FFmpeg's libraries, libx264 inside the wheel), with errors
-that name the file.
+"""Reading videos with OpenCV and writing them with PyAV (FFmpeg's libraries, libx264 inside the wheel), and reading
+images with Pillow, with errors that name the file.
 
-Frames cross this boundary as RGB uint8 (H, W, 3); OpenCV's BGR stays inside this module.
+Frames and images cross this boundary as RGB uint8 (H, W, 3); OpenCV's BGR stays inside this module.
+
+A file's size is checked from its header before anything is decoded: an image over `MAX_IMAGE_PIXELS` or a video
+whose frames are over `MAX_FRAME_PIXELS` is refused (a 2.7 MB PNG that claims 30000 x 30000 pixels decodes to 2.7 GB).
+An image is not a video: a file Pillow reads as an image (an animated GIF too) is refused where a video is read,
+though OpenCV would open it as a one-frame video. A damaged image is refused as damaged: a truncated file, or a JPEG
+whose bytes libjpeg-turbo finds corrupt. A JPEG has no checksum: a few garbled bytes that still decode go unnoticed
+(2026-12-07, 30 damaged copies each of a dev frame's JPEG: libjpeg-turbo found 256 bytes zeroed or made random at
+random places every time, 16 bytes in 19 of 30; Pillow found 7 of the 256-byte ones, FFmpeg 24).
 
 Reading trusts the container's frame count as the length of the video: a file that decodes to fewer frames than it
 claims is truncated or corrupt, and `read_frames` raises `VideoError` once the decodable frames run out rather than
@@ -22,6 +30,7 @@ import math
 import os
 import re
 import struct
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -29,6 +38,8 @@ from typing import Iterable, Iterator, Mapping
 import av
 import cv2
 import numpy as np
+import simplejpeg
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from bigo_facegen import files
 
@@ -75,10 +86,19 @@ SUFFIXES = (".mp4", ".m4v", ".mov")
 _COLORSPACE_SMPTE170M = 6
 # Largest denominator of a frame rate: NTSC's 30000/1001 fits, and MP4's 32-bit time scale holds any such rate.
 _MAX_RATE_DENOMINATOR = 1001
+# The most pixels an image may have: 10000 x 10000, past the photos of any phone's default setting (12-50 million)
+# and 300 MB as RGB; what lies beyond is a scan or a decompression bomb.
+MAX_IMAGE_PIXELS = 100_000_000
+# The most pixels a video frame may have: DCI 8K (8192 x 4320), the largest frame any camera records.
+MAX_FRAME_PIXELS = 8192 * 4320
 
 
 class VideoError(ValueError):
-    """A video file is missing, unreadable, truncated, or cannot be written."""
+    """A video file is missing, unreadable, truncated, too large, not a video, or cannot be written."""
+
+
+class ImageError(ValueError):
+    """An image file is missing, not an image, damaged, or too large to read."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +160,62 @@ def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
 def read_all(path: str | os.PathLike) -> np.ndarray:
     """All frames, (T, H, W, 3) RGB uint8."""
     return np.stack(list(read_frames(path)))
+
+
+def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame `index` (1-based) of a video."""
+    for position, frame in enumerate(read_frames(path), start=1):
+        if position == index:
+            return frame
+    raise VideoError(f"{path}: has no frame {index}")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB uint8, turned upright as its EXIF orientation says. Its size is read from its header and
+    checked against `MAX_IMAGE_PIXELS` before it is decoded; a truncated or corrupt one raises `ImageError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such image file")
+    with _open_image(path) as image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ImageError(f"{path}: {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,} an image may have; "
+                             f"scale it down first")
+        try:
+            if isinstance(image, JpegImagePlugin.JpegImageFile):  # MPO, a phone's JPEG with its previews, too
+                # Pillow decodes through libjpeg's warnings (a run of zeroed bytes passes in silence); libjpeg-turbo's
+                # strict mode raises on them. At 1/8 scale: every byte is still read, less is computed.
+                simplejpeg.decode_jpeg(path.read_bytes(), min_factor=8, strict=True)
+            upright = ImageOps.exif_transpose(image)
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{path}: the image is damaged (truncated or corrupt): {e}") from e
+    if upright.mode.startswith("I;16"):  # Pillow would clip 16-bit greys to 8 bits, not scale them
+        upright = Image.fromarray((np.asarray(upright) >> 8).astype(np.uint8))
+    return np.asarray(upright.convert("RGB"))
+
+
+def _open_image(path: Path) -> Image.Image:
+    """The image at `path` with its header read, nothing decoded yet."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns of images over its own bomb limit; `MAX_IMAGE_PIXELS` decides, after the header is read.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit, far over MAX_IMAGE_PIXELS
+        raise ImageError(f"{path}: over the {MAX_IMAGE_PIXELS:,} pixels an image may have ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path}: not a readable image (no image format Pillow knows)") from e
+    except OSError as e:
+        raise ImageError(f"{path}: not a readable image ({e.strerror or e})") from e
+
+
+def _image_format(path: Path) -> str | None:
+    """The format of the image at `path` (as Pillow names it from the header), or None where it is not an image."""
+    try:
+        with _open_image(path) as image:
+            return image.format
+    except ImageError:
+        return None
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, codec: str = "h264") -> None:
@@ -263,6 +339,9 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
         raise VideoError(f"{path}: not a file")
     if not os.access(path, os.R_OK):
         raise VideoError(f"{path}: not readable (permission denied)")
+    # OpenCV would open an image as a video of one frame, decoding it whatever its size to learn that.
+    if (image_format := _image_format(path)) is not None:
+        raise VideoError(f"{path}: is a {image_format} image, not a video")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
@@ -277,6 +356,9 @@ def _info(capture: cv2.VideoCapture, path) -> VideoInfo:
     if info.width <= 0 or info.height <= 0 or info.frame_count <= 0:
         raise VideoError(f"{path}: not a readable video (size {info.width}x{info.height}, "
                          f"{info.frame_count} frames claimed)")
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise VideoError(f"{path}: frames of {info.width}x{info.height} pixels, over the {MAX_FRAME_PIXELS:,} a video "
+                         f"frame may have (8192x4320, DCI 8K)")
     return info
 
 

@@ -10,7 +10,9 @@ Everything the demo writes lies in one temporary folder, removed when it stops: 
 and each request's result, and the folders its libraries would otherwise make in the home folder or the system's
 temporary folder. Gradio, Keras and matplotlib choose those when they are first imported, so `serve` points them into
 the folder before it imports the page, and must run in a process that has not imported them yet. It asks for no
-network: no analytics or version check, no share link, system fonts.
+network: no analytics or version check, no share link, system fonts. Uploads and results are deleted
+`Limits.keep_minutes` after they were made (Gradio's `delete_cache`): a demo that runs for weeks keeps what the
+requests of its last `keep_minutes` gave and made, not all of them.
 """
 from __future__ import annotations
 
@@ -28,21 +30,36 @@ DEFAULT_PORT = 7860
 # The demo's folder for the files Gradio keeps and serves: uploads, example photos, results.
 SERVED_FOLDER = "gradio"
 _MB = 1024 * 1024
+# The frame rate at which `Limits.driving_seconds` counts frames at most: a file may claim any rate (one of 277 KB
+# claimed 1000 fps, and one request found faces in all its 1000 frames, 53 s), and phones record at 30.
+NOMINAL_FPS = 30.0
 # The libraries that choose their folders when first imported (see `_library_folders`).
 _FOLDER_CHOOSING_LIBRARIES = ("gradio", "keras", "matplotlib")
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one request may ask of this machine."""
+    """What one request may ask of this machine, and how long the demo keeps what it was given and made."""
     upload_mb: float = 50.0
     driving_seconds: float = 10.0
     source_side: int = 1024
+    keep_minutes: float = 60.0
 
     def __post_init__(self):
-        for name in ("upload_mb", "driving_seconds", "source_side"):
+        for name in ("upload_mb", "driving_seconds", "source_side", "keep_minutes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"demo limit {name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def driving_frame_cap(self) -> int:
+        """The most driving frames a request uses, whatever frame rate the video claims: `driving_seconds` at
+        `NOMINAL_FPS`."""
+        return max(1, int(self.driving_seconds * NOMINAL_FPS))
+
+    def driving_frames(self, fps: float) -> int:
+        """The driving frames a request uses of a video at `fps`: its first `driving_seconds`, at most
+        `driving_frame_cap`."""
+        return max(1, min(int(self.driving_seconds * fps), self.driving_frame_cap))
 
 
 def serve(model: str, examples: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

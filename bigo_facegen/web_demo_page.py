@@ -3,31 +3,36 @@
 Import it only where `web_demo.serve` has pointed Gradio's folder (GRADIO_TEMP_DIR, read when Gradio is imported,
 when the page and its app are made and on every request) into the demo's temporary folder.
 
-Each request is refused with one line naming the user's file: a source that is not an image, a driving file that is
-not a video, a source without a face (animate's own check); uploads over the size limit are refused by Gradio's upload
-route. The driving video is cut to its first `Limits.driving_seconds`, a source larger than `Limits.source_side` pixels
-on a side is scaled down, and one request runs at a time.
+Each request is refused with one line naming the user's file (as text, never as HTML): a source that is not an image
+or is damaged or too large to decode (`video.read_image`, which reads its size from its header first), a driving file
+that is not a video (an image is not one), a source without a face (animate's own check); uploads over the size limit
+are refused by Gradio's upload route. The driving video is cut to its first `Limits.driving_seconds`, and to no more
+than `Limits.driving_frame_cap` frames whatever frame rate it claims; a source larger than `Limits.source_side` pixels
+on a side is scaled down; one request runs at a time; uploads and results are deleted `Limits.keep_minutes` after
+they were made.
 """
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 import gradio as gr
 from absl import logging
 
 from bigo_facegen import animate, annotations, bigo_folder, files, inference, motion_transfer, video
 from bigo_facegen.motion_transfer import MotionSettings
-from bigo_facegen.web_demo import Limits
+from bigo_facegen.web_demo import NOMINAL_FPS, Limits
 
 # Example rows offered from an examples folder: pairs of persons, in name order.
 EXAMPLE_ROWS = 3
 # System fonts: Gradio's default theme fetches its fonts from Google, and the demo asks for no network.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+# How often Gradio looks for the files older than `Limits.keep_minutes` to delete them (more often for shorter times).
+DELETE_EVERY_SECONDS = 60
 
 
 class RequestError(ValueError):
@@ -56,8 +61,11 @@ class Result:
 
 def build_page(model: inference.FaceModel | str, results: Path, examples: list[list[str]],
                limits: Limits) -> gr.Blocks:
-    """The demo's page; each request's video is written into a new folder under `results`."""
-    with gr.Blocks(title="bigo-facegen: animate a face", analytics_enabled=False) as page:
+    """The demo's page; each request's video is written into a new folder under `results`. Gradio deletes the files
+    it was given or served (uploads, results; not the examples) `limits.keep_minutes` after they were made."""
+    keep_seconds = max(1, round(limits.keep_minutes * 60))
+    with gr.Blocks(title="bigo-facegen: animate a face", analytics_enabled=False,
+                   delete_cache=(min(DELETE_EVERY_SECONDS, keep_seconds), keep_seconds)) as page:
         gr.Markdown(_introduction(limits))
         with gr.Row():
             source = gr.Image(label="Source photo", sources=["upload"], elem_id="source")
@@ -102,9 +110,10 @@ def build_page(model: inference.FaceModel | str, results: Path, examples: list[l
 
 
 def _refusal(message: str) -> gr.Error:
-    """The page shows the message; the console gets it as one line rather than Gradio's traceback."""
+    """The page shows the message, escaped (Gradio renders it as HTML, and it holds the user's file names); the
+    console gets it as one line rather than Gradio's traceback."""
     logging.info("request refused: %s", message)
-    return gr.Error(message, print_exception=False)
+    return gr.Error(html.escape(message), print_exception=False)
 
 
 def _introduction(limits: Limits) -> str:
@@ -114,9 +123,10 @@ def _introduction(limits: Limits) -> str:
         "every driving frame, the driver's motion is moved onto the photo's face, and the model makes one frame per "
         "driving frame, at the photo's size and the driver's frame rate.\n\n"
         f"Limits: files up to {limits.upload_mb:g} MB; the first {limits.driving_seconds:g} s of the driving video "
-        f"are used; photos larger than {limits.source_side} pixels on a side are scaled down; one video is made at a "
-        "time. It all runs on this machine: uploads and results stay in a temporary folder that is deleted when the "
-        "demo stops.")
+        f"are used, and at most {limits.driving_frame_cap} frames of it ({limits.driving_seconds:g} s at "
+        f"{NOMINAL_FPS:g} fps); photos larger than {limits.source_side} pixels on a side are scaled down; one video "
+        "is made at a time. It all runs on this machine: uploads and results stay in a temporary folder, and are "
+        f"deleted {limits.keep_minutes:g} minutes after they were made, and all of them when the demo stops.")
 
 
 def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: Upload, motion: MotionSettings,
@@ -128,19 +138,14 @@ def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: U
     source_image = folder / "source.png"
     names = {source.path: source.name, source_image: source.name, driving.path: driving.name}
     try:
-        image = inference.read_image(source.path)
-        scale = limits.source_side / max(image.shape[:2])
-        if scale < 1:
-            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                               interpolation=cv2.INTER_AREA)
-        # Always rewritten: animate reads an image file, and the upload's name may not say it is one.
-        files.write_png(source_image, image)
+        # Scaled down before it is written: animate reads an image file, and the upload's name may not say it is one.
+        files.write_png(source_image, animate.scale_down(video.read_image(source.path), limits.source_side))
         info = video.probe(driving.path)
         fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
         output = folder / "animated.mp4"
         stats = animate.animate(model, source_image, driving.path, output, motion=motion,
-                                max_frames=max(1, int(limits.driving_seconds * fps)))
-    # GenerationError, MotionError, VideoError, OutputPathError are ValueErrors.
+                                max_frames=limits.driving_frames(fps), max_side=limits.source_side)
+    # GenerationError, MotionError, VideoError, ImageError, OutputPathError are ValueErrors.
     except (ValueError, OSError) as e:
         shutil.rmtree(folder, ignore_errors=True)
         message = str(e)
@@ -169,8 +174,7 @@ def example_rows(folder: str | os.PathLike, into: Path, count: int = EXAMPLE_ROW
         if not face_frames:
             continue
         photo = into / f"{bigo_folder.video_id(source)}_{face_frames[0].index}.png"
-        files.write_png(photo, inference.read_frame(annotations.resolve_video_path(source, folder),
-                                                    face_frames[0].index))
+        files.write_png(photo, video.read_frame(annotations.resolve_video_path(source, folder), face_frames[0].index))
         rows.append([str(photo), str(annotations.resolve_video_path(first_clip[driving_person], folder))])
         if len(rows) == count:
             break

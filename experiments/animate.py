@@ -4,13 +4,14 @@
     python -m experiments.animate --model=warp --source=photo.jpg --driving=driver.mp4 --output=out.mp4
     python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
         --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
-        [--smoothing=none|one_euro] [--driving_annotations=annotations.json]
+        [--smoothing=none|one_euro] [--driving_annotations=annotations.json] [--max_side=1920]
 
 dlib finds the face and its 68 points on the source and on every driving frame (or the driving keypoints come from
 `--driving_annotations`, a BIGO-layout file of dlib's layout); the driver's motion is moved onto the source's face
 (`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export, a training
 model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's
-resolution and the driver's frame rate.
+resolution (a source larger than `--max_side` pixels on a side is scaled down to it first, and the run says so) and
+the driver's frame rate. The driving file must be a video: an image is refused.
 """
 import sys
 
@@ -35,27 +36,33 @@ flags.DEFINE_string("face_output", None, "Optional video of the face crops alone
 flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
 flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
+flags.DEFINE_integer("max_side", animate.DEFAULT_MAX_SIDE, "A source larger than this many pixels on a side is "
+                     "scaled down to it (the output has the source's size); the run says so.", lower_bound=1)
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not --model=warp, not a .tflite file): faster once compiled, "
                   "but it compiles for seconds at the first batch of each size (as experiments.generate).")
 flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         motion = motion_flags.settings()
         options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
-                                motion=motion, max_frames=FLAGS.max_frames, compiled=FLAGS.xla, **options)
+                                motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
+                                compiled=FLAGS.xla, **options)
     # GenerationError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a missing dlib an
     # ImportError.
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")
+    if stats.scaled_from is not None:
+        print(f"{FLAGS.source}: {stats.scaled_from[0]}x{stats.scaled_from[1]} pixels, scaled down to "
+              f"--max_side={FLAGS.max_side} pixels on its longer side")
 
 
 if __name__ == "__main__":

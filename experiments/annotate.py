@@ -21,8 +21,8 @@ flags.DEFINE_integer("max_frames", None, "Annotate only the first frames of each
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
 
+@files.entry_point
 def main(argv):
-    files.unwind_on_sigterm()
     if len(argv) != 3:
         raise app.UsageError("usage: python -m experiments.annotate VIDEO_DIR OUT_DIR [--link] [--max_frames=N]")
     try:

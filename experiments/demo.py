@@ -2,11 +2,12 @@
 
     python -m experiments.demo                          # http://127.0.0.1:7860, the shipped model
     python -m experiments.demo --model=exports/face --port=8080 [--examples=DIR] [--max_upload_mb=50] \\
-        [--max_seconds=10] [--max_side=1024] [--host=127.0.0.1]
+        [--max_seconds=10] [--max_side=1024] [--keep_minutes=60] [--host=127.0.0.1]
 
 Upload a photo and a driving video (or pick an example row made from the development clips), choose the motion mode
-and the driving reference, get the animated video back (`bigo_facegen.web_demo`). Ctrl-C stops it and removes its
-temporary folder, where everything it wrote lies.
+and the driving reference, get the animated video back (`bigo_facegen.web_demo`). Uploads and results are deleted
+`--keep_minutes` after they were made; Ctrl-C stops the demo and removes its temporary folder, where everything it
+wrote lies.
 """
 import sys
 from pathlib import Path
@@ -25,22 +26,25 @@ flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model s
 flags.DEFINE_string("examples", DEFAULT_EXAMPLES, "BIGO-layout folder (annotations.json, videos, MANIFEST.tsv) whose "
                     "clips make the example rows; by default none when the folder is absent.")
 flags.DEFINE_float("max_upload_mb", web_demo.Limits.upload_mb, "Largest file accepted, in MB.", lower_bound=0.001)
-flags.DEFINE_float("max_seconds", web_demo.Limits.driving_seconds, "Seconds of each driving video used.",
-                   lower_bound=0.001)
+flags.DEFINE_float("max_seconds", web_demo.Limits.driving_seconds, "Seconds of each driving video used, and never "
+                   f"more frames than this many seconds at {web_demo.NOMINAL_FPS:g} fps, whatever frame rate the "
+                   "video claims.", lower_bound=0.001)
 flags.DEFINE_integer("max_side", web_demo.Limits.source_side, "Photos larger than this many pixels on a side are "
                      "scaled down.", lower_bound=1)
+flags.DEFINE_float("keep_minutes", web_demo.Limits.keep_minutes, "Uploads and results are deleted this many minutes "
+                   "after they were made (all of them when the demo stops).", lower_bound=0.001)
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     examples = FLAGS.examples
     if not FLAGS["examples"].present and not Path(examples).is_dir():
         logging.info("no example rows: %s is not a folder", examples)
         examples = None
     limits = web_demo.Limits(upload_mb=FLAGS.max_upload_mb, driving_seconds=FLAGS.max_seconds,
-                             source_side=FLAGS.max_side)
+                             source_side=FLAGS.max_side, keep_minutes=FLAGS.keep_minutes)
     try:
         web_demo.serve(FLAGS.model, examples, FLAGS.host, FLAGS.port, limits)
     # GenerationError (the model), AnnotationError and VideoError (the examples) are ValueErrors; a port in use an

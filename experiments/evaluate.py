@@ -41,9 +41,9 @@ flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact s
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,

@@ -31,9 +31,9 @@ flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module'
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         motion = motion_flags.settings()

@@ -60,9 +60,9 @@ flags.DEFINE_enum("quantize", "none", list(tflite.QUANTIZATIONS), "--format=tfli
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     try:
         if FLAGS.format == "tflite":
             path = tflite.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)

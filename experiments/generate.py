@@ -55,9 +55,9 @@ flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: 
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         stats = inference.generate_from_annotations(

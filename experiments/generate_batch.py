@@ -28,9 +28,9 @@ flags.DEFINE_list("beam_pipeline_options", [], "More Beam pipeline options, comm
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     inference.configure_cpu_threads()
     try:
         options = beam_pipelines.parse(FLAGS.beam_pipeline_options)

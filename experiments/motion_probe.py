@@ -53,10 +53,10 @@ def table(scores: dict) -> str:
     return "\n".join(rows)
 
 
+@files.entry_point
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    files.unwind_on_sigterm()
     try:
         config = resolve_config()
         if FLAGS.output:

@@ -28,9 +28,9 @@ flags.DEFINE_integer("eval_frames", 8, "Targets scored per test video.")
 FLAGS = flags.FLAGS
 
 
+@files.entry_point
 def main(argv):
     del argv
-    files.unwind_on_sigterm()
     output = Path(FLAGS.output)
     try:
         config = config_lib.override(config_lib.cpu(), {"data.tier": FLAGS.tier, "train.steps": FLAGS.steps})

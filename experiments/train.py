@@ -80,10 +80,10 @@ def check_dataset(dataset: str) -> None:
         raise ValueError(f"--data (data.dataset) {dataset}: no annotations.json in this folder; {wanted}")
 
 
+@files.entry_point
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    files.unwind_on_sigterm()
     try:
         config = resolve_config()
         trainer = Trainer(config, FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}")

@@ -3,8 +3,10 @@ with dlib on the driving frames or the driving keypoints from a BIGO-layout file
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -13,6 +15,7 @@ import pytest
 
 from bigo_facegen import animate, annotate, annotations, config, files, inference, models, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
+from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_CLIP = "mead_W011_neutral.mp4"   # 256 x 256, one person
@@ -84,16 +87,27 @@ def test_lost_driving_frames_make_frames_like_the_last_found_one(photo, dev):
 
 def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_path):
     driver = real_faces_dir / "videos" / DRIVER
-    not_an_image = tmp_path / "notes.png"
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    not_an_image = inputs / "notes.png"
     not_an_image.write_text("not an image")
-    blank = tmp_path / "blank.png"
+    blank = inputs / "blank.png"
     cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
-    broken = tmp_path / "broken.mp4"
+    broken = inputs / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
+    jpegs = bad_images.damaged_jpegs(photo[1], inputs)
+    huge = bad_images.blank_png(inputs / "huge.png", 12000, 12000)
+    given = {path.name: path.read_bytes() for path in inputs.iterdir()}
     out = tmp_path / "out.mp4"
     cases = [
         (dict(source=not_an_image), "notes.png: not a readable image"),
         (dict(source=blank), "blank.png: dlib finds no face in the source image"),
+        # Before, dlib found no face in them: the damage is named.
+        (dict(source=jpegs["truncated"]), r"truncated.jpg: the image is damaged \(truncated or corrupt\): Premature"),
+        (dict(source=jpegs["zeroed"]), r"zeroed.jpg: the image is damaged \(truncated or corrupt\)"),
+        (dict(source=huge), "huge.png: 12000x12000 pixels, over the 100,000,000 an image may have"),
+        # Before, a JPEG drove as a video of one frame.
+        (dict(driving=jpegs["good"]), "good.jpg: is a JPEG image, not a video$"),
         (dict(source=driver), "dpe_d.mp4: is a video; say which of its frames is the source"),
         (dict(source=driver, source_frame=9999), "has no frame 9999"),
         (dict(driving=broken), "broken.mp4: cannot be opened as a video"),
@@ -104,7 +118,8 @@ def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_p
         args = dict(model=animate.WARP, source=photo[0], driving=driver, output=out, max_frames=2, progress=False)
         with pytest.raises(ValueError, match=message):
             animate.animate(**{**args, **changes})
-    assert sorted(os.listdir(tmp_path)) == ["blank.png", "broken.mp4", "notes.png"]
+    assert os.listdir(tmp_path) == ["inputs"]
+    assert {path.name: path.read_bytes() for path in inputs.iterdir()} == given
 
 
 def test_an_output_that_is_an_input_is_refused_before_any_work(photo, real_faces_dir, tmp_path):
@@ -175,3 +190,33 @@ def test_entry_point(photo, real_faces_dir, tmp_path):
     assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
         f"error: output {tmp_path / 'taken'}: is an existing folder; give the path of a file to write"]
     assert sorted(os.listdir(tmp_path)) == ["cli.mp4", "taken"] and os.listdir(tmp_path / "taken") == []
+
+
+def test_a_photo_larger_than_max_side_is_scaled_down_and_the_run_says_so(photo, real_faces_dir, tmp_path):
+    out = tmp_path / "small.mp4"
+    done = _animate("--model=warp", f"--source={photo[0]}", f"--driving={real_faces_dir / 'videos' / DRIVER}",
+                    f"--output={out}", "--max_frames=2", "--max_side=168")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{photo[0]}: 224x200 pixels, scaled down to --max_side=168 pixels on its longer side" in done.stdout
+    written = video.probe(out)
+    assert (written.width, written.height, written.frame_count) == (168, 150, 2)
+
+
+def test_ctrl_c_ends_animate_with_one_line_and_leaves_nothing(photo, real_faces_dir, tmp_path):
+    out = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "experiments.animate", "--model=warp", f"--source={photo[0]}",
+                                f"--driving={real_faces_dir / 'videos' / DRIVER}", f"--output={out}"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupted while the video is being written, once its temporary file exists (dlib has tracked the driver).
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".out.mp4.*")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, f"animate ended before it was interrupted: {process.stderr.read()[-3000:]}"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == "interrupted"
+    assert os.listdir(tmp_path) == []

@@ -95,3 +95,16 @@ def test_command_line(video_dir, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "experiments.annotate", str(tmp_path / "nowhere"), str(out)],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "nowhere" in missing.stderr
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(video_dir, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("a file the user keeps\n")
+    done = subprocess.run([sys.executable, "-m", "experiments.annotate", str(video_dir), str(out), "--noprogress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: out_dir {out}: exists and is not a folder"]
+    assert out.read_text() == "a file the user keeps\n"
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+    assert sorted(os.listdir(video_dir)) == [*sorted(CLIPS), "notes.txt"]

@@ -2,10 +2,11 @@
 temporary and working folder, used from headless Chromium driven by Selenium through the system's chromedriver.
 
 A dev photo of one person and the first frames of another person's dev clip are uploaded; the returned video must
-play in the browser (its duration and decoded frame count through the page's `<video>`) and be H.264 / yuv420p; bad
-uploads get their one-line messages in the page; the page asks nothing of the network; and the demo writes nothing
-outside its temporary folder, which is gone once it stops. The tests share one demo process and run in file order:
-the last one stops it.
+play in the browser (its duration and decoded frame count through the page's `<video>`) and be H.264 / yuv420p; a
+driver that claims 1000 fps is cut to the demo's frame cap; bad uploads get their one-line messages in the page, file
+names shown as text; the page asks nothing of the network; uploads and results are deleted once older than the
+demo's keep time; and the demo writes nothing outside its temporary folder, which is gone once it stops. The tests
+share one demo process and run in file order: the last one stops it.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from bigo_facegen import annotations, bigo_folder, video
+from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_CLIP = "mead_W011_neutral.mp4"   # 256 x 256, one person
@@ -46,6 +48,12 @@ USED_FRAMES = 10
 MAX_SIDE = 192
 SCALED_SIZE = (192, 160)
 MAX_UPLOAD_MB = 1
+# A driver that claims 1000 fps: 0.4 s of it would be 400 frames; the demo's cap is 0.4 s at 30 fps.
+FAST_FPS = 1000
+CAPPED_FRAMES = 12
+# Uploads and results are deleted 30 s after they were made, looked for every 30 s.
+KEEP_MINUTES = 0.5
+KEEP_SECONDS = 60
 START_SECONDS = 240   # the demo's start on a busy 2-core machine: TensorFlow, Gradio, the model, the example rows
 RUN_SECONDS = 120
 PAGE_SECONDS = 30     # the page, an upload
@@ -54,17 +62,23 @@ INSTALL = "install them with: apt-get install chromium chromium-driver (Debian; 
 
 @dataclasses.dataclass
 class Demo:
-    """The demo's process, its address, and the home, temporary and working folders it was given (new, empty)."""
+    """The demo's process, its address, the home, temporary and working folders it was given (new, empty), and the
+    files its example rows put in Gradio's folder as it started."""
     process: subprocess.Popen
     url: str
     home: Path
     tmp: Path
     cwd: Path
     log: Path
+    examples: set[Path] = dataclasses.field(default_factory=set)
 
     def results(self) -> set[Path]:
         """The request folders of its results (under its one temporary folder)."""
         return set(self.tmp.glob("bigo_facegen_demo_*/gradio/results/*"))
+
+    def served_files(self) -> set[Path]:
+        """The files in Gradio's folder (under its one temporary folder)."""
+        return {path for path in self.tmp.glob("bigo_facegen_demo_*/gradio/**/*") if path.is_file()}
 
 
 @dataclasses.dataclass
@@ -75,6 +89,11 @@ class Inputs:
     text_png: Path     # text named like an image
     text_mp4: Path     # text named like a video
     large: Path        # over the upload limit
+    fast: Path         # a driver that claims FAST_FPS
+    markup: Path       # text named like HTML
+    huge: Path         # a PNG of 12000 x 12000 pixels in a few KB
+    truncated: Path    # the photo as a JPEG cut in half
+    still: Path        # the photo as a JPEG, named like a video (the page takes only video names there)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +118,15 @@ def inputs(real_faces_dir, tmp_path_factory) -> Inputs:
     text_png.write_text("not an image\n")
     text_mp4.write_text("not a video\n")
     large.write_bytes(os.urandom(2 * MAX_UPLOAD_MB * 1024 * 1024))
-    return Inputs(photo, driving, background, text_png, text_mp4, large)
+    fast = folder / "fast.mp4"
+    video.write_video(fast, itertools.islice(video.read_frames(driver), 3 * CAPPED_FRAMES), FAST_FPS)
+    markup = folder / "<em>notes.png"
+    markup.write_text("not an image\n")
+    huge = bad_images.blank_png(folder / "huge.png", 12000, 12000)
+    jpegs = bad_images.damaged_jpegs(frame[20:220, 8:248], folder)
+    still = folder / "still.mp4"
+    still.write_bytes(jpegs["good"].read_bytes())
+    return Inputs(photo, driving, background, text_png, text_mp4, large, fast, markup, huge, jpegs["truncated"], still)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +144,13 @@ def demo(real_faces_dir, tmp_path_factory) -> Iterator[Demo]:
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "experiments.demo", f"--port={port}", f"--max_upload_mb={MAX_UPLOAD_MB}",
-             f"--max_seconds={MAX_SECONDS}", f"--max_side={MAX_SIDE}", f"--examples={real_faces_dir}"],
+             f"--max_seconds={MAX_SECONDS}", f"--max_side={MAX_SIDE}", f"--keep_minutes={KEEP_MINUTES}",
+             f"--examples={real_faces_dir}"],
             cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     running = Demo(process, f"http://127.0.0.1:{port}", home, tmp, cwd, log)
     try:
         _wait_until_served(running)
+        running.examples = running.served_files()
         yield running
     finally:
         if process.poll() is None:
@@ -262,6 +291,21 @@ def test_a_photo_driven_by_another_persons_clip_gives_a_video_that_plays(browser
     assert not outside, f"the page asked the network for {outside}"
 
 
+def test_a_driver_that_claims_1000_fps_is_cut_to_the_frame_cap(browser, demo, inputs):
+    # Before, the cap was max_seconds at the rate the file claims: 400 frames, all 36 of this one.
+    _open(browser, demo)
+    _upload(browser, "source", inputs.photo)
+    _upload(browser, "driving", inputs.fast)
+    _find(browser, "#run").click()
+    deadline = time.monotonic() + RUN_SECONDS
+    state = {}
+    while not state.get("src") and not _toasts(browser) and time.monotonic() < deadline:
+        state = browser.execute_script(_RUN_STATE)
+        time.sleep(0.1)
+    assert state.get("summary") == f"{CAPPED_FRAMES} frames, relative motion, driving reference first.", \
+        _toasts(browser)
+
+
 def _requested_urls(browser) -> set[str]:
     messages = (json.loads(entry["message"])["message"] for entry in browser.get_log("performance"))
     return {m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"}
@@ -291,7 +335,14 @@ def test_the_example_rows_pair_two_persons_of_the_dev_clips(browser, demo, real_
     ("photo", "text_mp4", "clip.mp4: cannot be opened as a video"),
     ("background", "driving", "background.png: dlib finds no face in the source image"),
     ("photo", "large", f'exceed the maximum allowed size of {MAX_UPLOAD_MB:.1f} Mb: "large.mp4"'),
-], ids=["text_as_image", "text_as_video", "no_face", "too_large"])
+    # Before, the name was rendered as HTML (an <em> element), the 144-megapixel PNG decoded (432 MB), the truncated
+    # JPEG had "no face" and the JPEG drove as a video of one frame.
+    ("markup", "driving", "<em>notes.png: not a readable image"),
+    ("huge", "driving", "huge.png: 12000x12000 pixels, over the 100,000,000 an image may have"),
+    ("truncated", "driving", "truncated.jpg: the image is damaged (truncated or corrupt): Premature end of JPEG file"),
+    ("photo", "still", "still.mp4: is a JPEG image, not a video"),
+], ids=["text_as_image", "text_as_video", "no_face", "too_large", "name_as_html", "too_many_pixels", "damaged",
+        "image_as_driver"])
 def test_bad_uploads_are_refused_with_a_message_in_the_page(browser, demo, inputs, source, driving, message):
     results = demo.results()
     _open(browser, demo)
@@ -302,8 +353,20 @@ def test_bad_uploads_are_refused_with_a_message_in_the_page(browser, demo, input
     while not any(message in toast for toast in _toasts(browser)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert any(message in toast for toast in _toasts(browser)), _toasts(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".toast-body em"), "a file name was rendered as HTML"
     assert not browser.find_elements(By.CSS_SELECTOR, "#output video")
     assert demo.results() == results  # a refused request leaves nothing
+
+
+def test_uploads_and_results_are_deleted_once_older_than_the_keep_time(demo):
+    # What the tests before uploaded and made: gone once older than the keep time and one round of Gradio's look
+    # (KEEP_SECONDS in all). Before, every file was kept until the demo stopped.
+    kept = demo.served_files() - demo.examples
+    assert any(path.name == "animated.mp4" for path in kept) and any(path.name == "photo.png" for path in kept), kept
+    deadline = max(path.lstat().st_ctime for path in kept) + KEEP_SECONDS + 30
+    while (left := [path for path in kept if path.exists()]) and time.time() < deadline:
+        time.sleep(1)
+    assert not left, f"kept longer than {KEEP_SECONDS} s: {left}"
 
 
 def test_stopping_the_demo_leaves_nothing_behind(demo):

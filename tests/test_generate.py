@@ -16,6 +16,7 @@ import pytest
 from bigo_facegen import annotations, config, export, fusion, geometry, inference, models, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.files import OutputPathError
+from tests import bad_images
 
 SIZE = 32
 CLIP = "dpe_d"  # 256 x 256 at 25 fps, background left of and above the face box
@@ -222,12 +223,15 @@ def test_bad_inputs_are_reported_clearly(model, clip, real_faces_dir, tmp_path):
         generate(model=inference.FaceModel.from_generator(*_tiny_model("bigo106", 106)))
     with pytest.raises(inference.GenerationError, match="no such video; give --reference"):
         generate(videos_dir=tmp_path)
-    with pytest.raises(inference.GenerationError, match="no such image file"):
+    with pytest.raises(video.ImageError, match="no such image file"):
         generate(reference_image=tmp_path / "missing.png")
     garbage = tmp_path / "garbage.png"
     garbage.write_text("not an image")
-    with pytest.raises(inference.GenerationError, match="not a readable image"):
+    with pytest.raises(video.ImageError, match="not a readable image"):
         generate(reference_image=garbage)
+    huge = bad_images.blank_png(tmp_path / "huge.png", 12000, 12000)
+    with pytest.raises(video.ImageError, match="huge.png: 12000x12000 pixels, over the 100,000,000 an image may have"):
+        generate(reference_image=huge)
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), np.zeros((100, 120, 3), np.uint8))
     with pytest.raises(inference.GenerationError, match="reference image is 120x100, but .* 256x256"):

@@ -16,9 +16,13 @@ import av
 import cv2
 import numpy as np
 import pytest
+from PIL import ExifTags, Image
 
 from bigo_facegen import synthetic, video
 from bigo_facegen.video import VideoError
+from tests import bad_images
+
+REPO = Path(__file__).resolve().parents[1]
 
 REPO = Path(__file__).resolve().parents[1]
 # The least per-frame PSNR of real frames through the H.264 setting (CRF 18) was 39.9-40.7 dB on three development
@@ -302,3 +306,83 @@ def test_a_failing_encoder_leaves_nothing_and_keeps_the_previous_file(real_faces
         signal.signal(signal.SIGXFSZ, handler)
     assert re.fullmatch(f"{path}: cannot (write frame [0-9]+|finish the video): File too large", str(error.value))
     assert os.listdir(tmp_path) == ["clip.mp4"] and path.read_bytes() == before
+
+
+def test_images_are_read_upright_as_rgb_and_damaged_ones_are_refused(real_faces_dir, tmp_path):
+    frame = _real_frames(real_faces_dir, count=1, clip="mead_W011_neutral")[0]
+    jpegs = bad_images.damaged_jpegs(frame, tmp_path)
+    read = video.read_image(jpegs["good"])
+    assert read.shape == frame.shape and read.dtype == np.uint8 and np.abs(read.astype(int) - frame).mean() < 3
+    # A phone's portrait photo: landscape pixels and an EXIF orientation that turns them (6: 90 degrees clockwise).
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(frame[:, :200]).save(turned, exif=exif, quality=95)
+    assert np.abs(video.read_image(turned).astype(int) - np.rot90(frame[:, :200], k=-1)).mean() < 3
+    for name in ("truncated", "zeroed", "garbled"):
+        # libjpeg-turbo's words: "Premature end of JPEG file", "Corrupt JPEG data: ...", "Unsupported marker type ...".
+        with pytest.raises(video.ImageError, match=rf"^{jpegs[name]}: the image is damaged \(truncated or corrupt\): "
+                                                   r"\w.+$"):
+            video.read_image(jpegs[name])
+    png = tmp_path / "cut.png"
+    cv2.imwrite(str(png), frame)
+    png.write_bytes(png.read_bytes()[:-5000])
+    with pytest.raises(video.ImageError, match=rf"^{png}: the image is damaged \(truncated or corrupt\): image file is "
+                                               r"truncated"):
+        video.read_image(png)
+    (tmp_path / "notes.png").write_text("not an image\n")
+    with pytest.raises(video.ImageError, match=rf"^{tmp_path / 'notes.png'}: not a readable image"):
+        video.read_image(tmp_path / "notes.png")
+    with pytest.raises(video.ImageError, match=rf"^{tmp_path / 'absent.png'}: no such image file$"):
+        video.read_image(tmp_path / "absent.png")
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header(tmp_path):
+    # Both decode to gigabytes (the second is the probe's 30000 x 30000): a process that read them holds little more
+    # than it held before.
+    over = bad_images.blank_png(tmp_path / "over.png", 12000, 12000)
+    bomb = bad_images.blank_png(tmp_path / "bomb.png", 30000, 30000)
+    assert over.stat().st_size < 1_000_000 and bomb.stat().st_size < 3_000_000
+    script = f"""
+import resource
+from bigo_facegen import video
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in {[str(over), str(bomb)]!r}:
+    try:
+        video.read_image(path)
+    except video.ImageError as e:
+        print(e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    over_line, bomb_line, grown_mb = done.stdout.splitlines()
+    assert over_line == f"{over}: 12000x12000 pixels, over the 100,000,000 an image may have; scale it down first"
+    assert bomb_line.startswith(f"{bomb}: over the 100,000,000 pixels an image may have (Image size (900000000 pixels)")
+    assert int(grown_mb) < 100, f"reading grew the process by {grown_mb} MB"
+    assert "Warning" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["bomb.png", "over.png"]
+
+
+def test_an_image_is_not_a_video(real_faces_dir, tmp_path):
+    frame = _real_frames(real_faces_dir, count=1)[0]
+    jpeg = bad_images.damaged_jpegs(frame, tmp_path)["good"]
+    png = tmp_path / "frame.png"
+    cv2.imwrite(str(png), frame)
+    # OpenCV opens a JPEG as a video of one frame.
+    assert cv2.VideoCapture(str(jpeg)).get(cv2.CAP_PROP_FRAME_COUNT) == 1
+    for path, kind in ((jpeg, "JPEG"), (png, "PNG")):
+        for read in (video.probe, video.read_frames):
+            with pytest.raises(VideoError, match=f"^{path}: is a {kind} image, not a video$"):
+                read(path)
+
+
+def test_videos_with_frames_over_8k_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.mp4"
+    video.write_video(path, [np.zeros((4352, 8704, 3), np.uint8)], fps=25)
+    for read in (video.probe, video.read_frames):
+        with pytest.raises(VideoError, match=f"^{path}: frames of 8704x4352 pixels, over the 35,389,440 a video frame "
+                                             r"may have \(8192x4320, DCI 8K\)$"):
+            read(path)
+    assert os.listdir(tmp_path) == ["huge.mp4"]
