@@ -3,11 +3,13 @@ losses fall, MirroredStrategy matches one device, exact resume, divergence stop,
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import keras
@@ -356,6 +358,7 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
     killed._log = log_then_die
     with pytest.raises(KeyboardInterrupt):
         killed.train()
+    killed.close()  # as its process's end would
     assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-2")
 
     resumed = trainer(tmp_path / "b", batch, **{"train.steps": 4})
@@ -370,6 +373,7 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
+    resumed.close()
     with pytest.raises(ModelDirError, match="model.conv_dim: 8 -> 16"):
         trainer(tmp_path / "b", batch, **{"train.steps": 6, "model.conv_dim": 16})
 
@@ -382,7 +386,8 @@ def contents(folder: Path) -> dict[str, bytes]:
 def finished_run(batch, tmp_path_factory) -> Path:
     """A run of 4 steps (checkpoints 2 and 4, metrics of steps 1-4); tests change copies of it."""
     model_dir = tmp_path_factory.mktemp("finished") / "run"
-    trainer(model_dir, batch, **{"train.steps": 4}).train()
+    with trainer(model_dir, batch, **{"train.steps": 4}) as finished:
+        finished.train()
     return model_dir
 
 
@@ -421,6 +426,7 @@ def test_torn_last_metrics_line_is_dropped_on_resume(run_copy, batch, caplog):
     assert int(resumed.step.numpy()) == 4
     assert metrics.read_text() == "\n".join(records[:3]) + "\n"
     assert absl_messages(caplog) == [f"{metrics}: dropping its last line, torn by a killed run: {records[3][:25]!r}"]
+    resumed.close()
 
     # A bad line before the last is no kill's doing: the run is refused, naming it, and nothing changes.
     metrics.write_text("\n".join([records[0], "{oops", *records[1:]]) + "\n")
@@ -439,6 +445,7 @@ def test_unreadable_checkpoint_falls_back_to_the_one_before_it(run_copy, batch, 
     assert int(resumed.step.numpy()) == 2
     for a, b in zip(generator.weights, resumed.networks.generator.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    resumed.close()
     warnings = absl_messages(caplog)
     assert len(warnings) == 2  # the trainer's and load_generator's
     assert all(w.startswith(f"Checkpoint {run_copy / 'ckpt-4'} does not read back ({latest} (0 bytes), ")
@@ -469,6 +476,72 @@ def test_unfinished_save_folder_is_removed_at_start(run_copy, batch, caplog):
         trainer(run_copy, batch, **{"train.steps": 6})
     assert sorted(path.name for path in run_copy.iterdir()) == others
     assert absl_messages(caplog) == [f"Removing {leftover}, left by a checkpoint save that was killed midway."]
+
+
+def test_state_file_left_by_a_killed_save_is_removed_and_the_run_resumes(run_copy, batch, caplog, monkeypatch):
+    """Killed as TensorFlow was renaming the checkpoint state file into place (`checkpoint.tmp<hex>` written, step
+    6's checkpoint written but not recorded): the next run removes the temporary file, resumes from the last recorded
+    checkpoint and saves on."""
+    from tensorflow.python.lib.io import file_io
+
+    rename = file_io.rename
+
+    def killed_at_the_state_file(old, new, overwrite=False):
+        if Path(old).name.startswith("checkpoint.tmp"):
+            raise KeyboardInterrupt
+        rename(old, new, overwrite)
+
+    killed = trainer(run_copy, batch, **{"train.steps": 6})
+    monkeypatch.setattr(file_io, "rename", killed_at_the_state_file)
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    killed.close()  # as its process's end would
+    monkeypatch.undo()
+    leftovers = list(run_copy.glob("checkpoint.tmp*"))
+    assert len(leftovers) == 1 and tf.train.latest_checkpoint(str(run_copy)).endswith("ckpt-4")
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        resumed = trainer(run_copy, batch, **{"train.steps": 6})
+    assert absl_messages(caplog) == [f"Removing {leftovers[0]}, left by a checkpoint save that was killed midway."]
+    assert not leftovers[0].exists() and int(resumed.step.numpy()) == 4
+    with resumed:
+        resumed.train()
+    assert tf.train.latest_checkpoint(str(run_copy)).endswith("ckpt-6") and not list(run_copy.glob("checkpoint.tmp*"))
+    assert [json.loads(line)["step"] for line in (run_copy / "metrics.jsonl").read_text().splitlines()] == [
+        1, 2, 3, 4, 5, 6]
+
+
+def holder_record() -> str:
+    """How a run of this process names itself in the lock file, up to its start time."""
+    return f"process {os.getpid()} on {socket.gethostname()}, started "
+
+
+def test_a_model_dir_is_held_by_one_trainer_at_a_time(batch, tmp_path):
+    first = trainer(tmp_path, batch, **{"train.steps": 2})
+    first.train()
+    lock = tmp_path / "run.lock"
+    record = lock.read_text().strip()
+    assert record.startswith(holder_record())
+    before = contents(tmp_path)
+    with pytest.raises(ModelDirError) as caught:
+        trainer(tmp_path, batch, **{"train.steps": 4})
+    assert str(caught.value) == (f"{tmp_path}: another training run is writing into it ({record}); wait for it to "
+                                 "end, or use another --model_dir")
+    assert contents(tmp_path) == before
+    first.close()
+    assert lock.read_text() == ""  # held by none
+    with trainer(tmp_path, batch, **{"train.steps": 4}) as second:
+        assert int(second.step.numpy()) == 2 and lock.read_text().startswith(holder_record())
+
+
+def test_a_metrics_log_that_two_runs_wrote_is_refused_on_resume(run_copy, batch):
+    metrics = run_copy / "metrics.jsonl"
+    records = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([*records[:2], *records]) + "\n")  # steps 1, 2, 1, 2, 3, 4
+    before = contents(run_copy)
+    with pytest.raises(ModelDirError, match=f"^{re.escape(str(metrics))}:3: step 1 after step 2: two runs logged "
+                                            "into this model_dir at once"):
+        trainer(run_copy, batch, **{"train.steps": 6})
+    assert contents(run_copy) == before
 
 
 def check_run_files(model_dir: Path, config: configs.ExperimentConfig, steps: list[int]) -> None:
@@ -576,6 +649,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(batch, tmp_path, lo
     assert kept == ["ckpt-2.index", "ckpt-4.index"]
     assert str(caught.value).endswith(f"{tmp_path / 'ckpt-4'}.")
     assert int(t.step.numpy()) == 6  # caught before saving step 6
+    t.close()
     restored = trainer(tmp_path, batch, **{"train.steps": 10})
     assert int(restored.step.numpy()) == 4
     assert all(np.isfinite(w.numpy()).all() for w in restored.networks.generator.weights)
@@ -677,12 +751,29 @@ def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     model_dir = tmp_path / "run"
     config = tiny_config(**{"data.dataset": str(folder), "data.data_dir": str(tfds_dir), "data.tier": "all",
                             "data.batch_per_replica": 2, "train.steps": 1})
-    Trainer(data.resolve_config(config), model_dir).train()
+    with Trainer(data.resolve_config(config), model_dir) as first:
+        first.train()
     before = contents(model_dir)
     done = run_entry_point(*entry_point_args(folder, tfds_dir, model_dir, steps=2),
                            "--config_override=model.conv_dim=16")
     assert_refused(done, f"{model_dir} holds checkpoints of a different model (model.conv_dim: 8 -> 16); ")
     assert contents(model_dir) == before
+
+
+def test_entry_point_refuses_a_model_dir_another_run_is_training_into(bigo_folder, tmp_path):
+    """Two runs into one model_dir, this process's and `experiments.train`: the second is refused in one line naming
+    the first and leaves everything as it was, the temporary state file of the first's save under way included."""
+    folder, tfds_dir = bigo_folder
+    model_dir = tmp_path / "run"
+    config = tiny_config(**{"data.dataset": str(folder), "data.data_dir": str(tfds_dir), "data.tier": "all",
+                            "data.batch_per_replica": 2, "train.steps": 1})
+    with Trainer(data.resolve_config(config), model_dir) as first:
+        first.train()
+        (model_dir / f"checkpoint.tmp{uuid.uuid4().hex}").write_text("the state file of a save under way\n")
+        before = contents(model_dir)
+        done = run_entry_point(*entry_point_args(folder, tfds_dir, model_dir, steps=2))
+        assert_refused(done, f"error: {model_dir}: another training run is writing into it ({holder_record()}")
+        assert contents(model_dir) == before
 
 
 def test_entry_point_trains_with_two_workers(bigo_folder, tmp_path):
