@@ -42,8 +42,8 @@ class ModelDirLock:
     file and clears when it lets go). The operating system lets go of it when the holding process ends, however it
     ends, so a killed run never leaves its model_dir locked.
 
-    Its own `fcntl.flock` rather than `filelock`'s, which owns its lock file (removing it on release) and so has no
-    place for the holder's record."""
+    Its own `fcntl.flock` rather than `filelock`'s, which owns its lock file (its version 4 removes it on release)
+    and so has no place for the holder's record."""
 
     def __init__(self, model_dir: Path):
         model_dir.mkdir(parents=True, exist_ok=True)
