@@ -84,6 +84,7 @@ class Trainer:
 
     `dataset_fn(data_config, input_context)` returns one replica's dataset of batches (the dicts of
     `data.make_dataset`, the default, which needs `config` resolved on its data set: `data.resolve_config`).
+    It holds `model_dir` until `close` (see the module doc): `with Trainer(...) as trainer: trainer.train()`.
     """
 
     def __init__(self, config: ExperimentConfig, model_dir: str | os.PathLike, dataset_fn: DatasetFn | None = None):
