@@ -164,5 +164,6 @@ def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLik
         raise GenerationError(f"{annotations_path}: no such annotation file")
     entry = inference.find_video(annotations.load(annotations_path), driving.name, str(annotations_path))
     annotations.check_against_video(entry, info.frame_count, source=str(annotations_path))
+    annotations.check_on_frame(entry, info.width, info.height, source=str(annotations_path))
     by_index = {frame.index: frame for frame in entry.frames}
     return [by_index.get(index, FrameAnnotation(index=index)) for index in range(1, count + 1)]

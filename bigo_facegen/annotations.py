@@ -18,7 +18,9 @@ Decisions on the cases the format leaves open, applied by `load` and by `dump` a
 - Flags are 0 (absent), 1 (present but occluded) or 2 (visible), as integers. A point with flag 0 keeps whatever
   coordinates the file gives (often 0, 0); consumers must mask by flag, never by coordinate.
 - Points and boxes may lie partly or wholly outside the frame: faces at the border are real, crops replicate the
-  border and keypoint maps skip off-crop points. Coordinates must be finite, box sides positive.
+  border and keypoint maps skip off-crop points. Coordinates must be finite (also as the float32 they are kept in),
+  box sides positive. How far out they may lie can only be seen with the frame size at hand: `check_on_frame` raises
+  on a box or point more than `FRAME_REACH` frame sizes beyond an edge.
 - Frames may be missing (gaps in `index`): such a frame simply has no annotation and is treated like a frame with no
   face. Frames are kept sorted by index; a repeated, non-positive or non-integer (also 2.0) index is an error.
 - An annotation for a frame the video does not have can only be seen with the video at hand: `check_against_video`
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
@@ -46,6 +47,10 @@ from bigo_facegen import files
 from bigo_facegen.bigo_folder import TIERS, tier_from_name
 
 FLAG_ABSENT, FLAG_OCCLUDED, FLAG_VISIBLE = 0, 1, 2
+# How far beyond each edge of its frame, in frame sizes, a face box or point may lie: faces leave the frame, but a
+# point two frames away is no face's, and one far enough out (1e30) overflows the float32 arithmetic downstream.
+FRAME_REACH = 2
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class AnnotationError(ValueError):
@@ -158,6 +163,26 @@ def check_against_video(video: VideoAnnotation, frame_count: int, source: str = 
     return [index for index in range(1, frame_count + 1) if index not in annotated]
 
 
+def check_on_frame(video: VideoAnnotation, width: int, height: int, source: str = "<annotations>") -> None:
+    """Checks a video's face boxes and points against the size of its frames (those of its file, or of a reference
+    image standing for them): one more than `FRAME_REACH` frame sizes beyond an edge, or not a number, raises
+    AnnotationError naming the frame and the box or point."""
+    size = np.array([width, height], np.float64)
+    low, high = -FRAME_REACH * size, (1 + FRAME_REACH) * size
+    where = f"{source}: video {video.video!r}"
+    reach = f"more than {FRAME_REACH} frame sizes outside the {width}x{height} frame"
+    for frame in video.face_frames():
+        box = np.asarray(frame.bbox, np.float64)
+        corners = np.stack([box[:2], box[:2] + box[2:]])
+        if not ((corners >= low) & (corners <= high)).all():  # NaN fails it too
+            raise AnnotationError(f"{where}, frame {frame.index}: bbox {box.tolist()} reaches {reach}")
+        points = np.asarray(frame.points, np.float64)
+        outside = np.flatnonzero(~((points >= low) & (points <= high)).all(axis=1))
+        if outside.size:
+            x, y = points[outside[0]]
+            raise AnnotationError(f"{where}, frame {frame.index}: keypoint {outside[0]} at ({x:g}, {y:g}) lies {reach}")
+
+
 def _parse_video(entry: Any, position: int, source: str, data_dir) -> VideoAnnotation:
     where = f"{source}: video #{position}"
     if not isinstance(entry, dict):
@@ -218,8 +243,8 @@ def _parse_frame(raw: Any, position: int, video_where: str) -> FrameAnnotation:
 def _parse_bbox(bbox: list, where: str) -> np.ndarray:
     if len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         raise AnnotationError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {_short(bbox)}")
-    if not all(math.isfinite(v) for v in bbox):
-        raise AnnotationError(f"{where}: bbox {bbox} has a non-finite value")
+    if not all(abs(v) <= _FLOAT32_MAX for v in bbox):  # NaN fails it too
+        raise AnnotationError(f"{where}: bbox {bbox} has a non-finite value (as float32)")
     if bbox[2] <= 0 or bbox[3] <= 0:
         raise AnnotationError(f"{where}: bbox {bbox} has a non-positive width or height")
     return np.asarray(bbox, np.float32)
@@ -232,9 +257,10 @@ def _parse_keypoints(keypoint: list, where: str) -> dict[str, np.ndarray]:
         if not _is_number(value):
             raise AnnotationError(f"{where}: keypoint {i // 3} has the non-number {value!r}")
     triplets = np.asarray(keypoint, np.float64).reshape(-1, 3)
-    bad = np.flatnonzero(~np.isfinite(triplets[:, :2]).all(axis=1))
+    bad = np.flatnonzero(~(np.abs(triplets[:, :2]) <= _FLOAT32_MAX).all(axis=1))  # NaN fails it too
     if bad.size:
-        raise AnnotationError(f"{where}: keypoint {bad[0]} has a non-finite coordinate {triplets[bad[0], :2].tolist()}")
+        raise AnnotationError(f"{where}: keypoint {bad[0]} has a non-finite coordinate (as float32) "
+                              f"{triplets[bad[0], :2].tolist()}")
     flags = triplets[:, 2]
     bad = np.flatnonzero(~np.isin(flags, (FLAG_ABSENT, FLAG_OCCLUDED, FLAG_VISIBLE)))
     if bad.size:

@@ -1,13 +1,17 @@
 """A training run's checkpoints: the newest one that reads back, whether a network's weights are all saved, the
-generator of a run (for export, generation and evaluation), and what a resumed run checks and clears first.
+generator of a run (for export, generation and evaluation), and what a run holds, checks and clears first.
 
-A run's `model_dir` holds `CONFIG_FILE` (its resolved config) and the checkpoints `CHECKPOINT_NAME-<step>`.
+A run's `model_dir` holds `CONFIG_FILE` (its resolved config), the checkpoints `CHECKPOINT_NAME-<step>` and
+`LOCK_FILE`, which the run training into it holds (`ModelDirLock`).
 """
 from __future__ import annotations
 
+import datetime
+import fcntl
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import keras
@@ -20,11 +24,52 @@ from bigo_facegen.models import build_generator
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_NAME = "ckpt"
+LOCK_FILE = "run.lock"
+# TensorFlow writes the checkpoint state file `checkpoint` as `checkpoint.tmp<uuid4 hex>` and renames it
+# (`file_io.atomic_write_string_to_file`).
+_STATE_FILE_TEMPORARY = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
 
 
 class ModelDirError(ValueError):
     """A model_dir cannot be resumed or loaded as it is: checkpoints of another model, none that reads back, or a
     metrics log damaged other than by a kill."""
+
+
+class ModelDirLock:
+    """An exclusive hold on a model_dir for one training run's life: a second run into it would interleave its
+    metrics, summaries and checkpoints with the first's. Taking it creates the model_dir; a model_dir held by another
+    run raises ModelDirError naming the holder (its process id, host and start, which the holder writes into the lock
+    file and clears when it lets go). The operating system lets go of it when the holding process ends, however it
+    ends, so a killed run never leaves its model_dir locked.
+
+    Its own `fcntl.flock` rather than `filelock`'s, which owns its lock file (its version 4 removes it on release)
+    and so has no place for the holder's record."""
+
+    def __init__(self, model_dir: Path):
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(model_dir / LOCK_FILE, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "which has not yet written who it is"
+            self._file.close()
+            raise ModelDirError(f"{model_dir}: another training run is writing into it ({holder}); wait for it to "
+                                f"end, or use another --model_dir") from None
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        self._record(f"process {os.getpid()} on {socket.gethostname()}, started {started}\n")
+
+    def release(self) -> None:
+        """Clears the record and lets go of the model_dir; once it has, does nothing."""
+        if self._file.closed:
+            return
+        self._record("")
+        self._file.close()
+
+    def _record(self, text: str) -> None:
+        self._file.truncate(0)
+        self._file.write(text)
+        self._file.flush()
 
 
 def unsaved_weights(model: keras.Model) -> list[str]:
@@ -100,12 +145,18 @@ def load_generator(model_dir: str | os.PathLike) -> tuple[keras.Model, Experimen
 
 
 def remove_unfinished_saves(checkpoint_dir: Path) -> None:
-    """TensorFlow saves a checkpoint into `<prefix>_temp/` and then moves it into place; a kill in between leaves
-    the folder, which only a later save of the same step would clear."""
+    """TensorFlow saves a checkpoint into `<prefix>_temp/` and then moves it into place, and writes the state file
+    `checkpoint` under a temporary name that it then renames; a kill in between leaves the folder (which only a later
+    save of the same step would clear) or the file (which none would). Only for the run that holds the folder
+    (`ModelDirLock`): another live run's save may be under way."""
     for leftover in sorted(checkpoint_dir.glob(f"{CHECKPOINT_NAME}-*_temp")):
         if leftover.is_dir() and re.fullmatch(rf"{CHECKPOINT_NAME}-\d+_temp", leftover.name):
             logging.warning("Removing %s, left by a checkpoint save that was killed midway.", leftover)
             shutil.rmtree(leftover)
+    for leftover in sorted(checkpoint_dir.glob("checkpoint.tmp*")):
+        if leftover.is_file() and _STATE_FILE_TEMPORARY.fullmatch(leftover.name):
+            logging.warning("Removing %s, left by a checkpoint save that was killed midway.", leftover)
+            leftover.unlink()
 
 
 def saved_config(path: Path) -> ExperimentConfig:

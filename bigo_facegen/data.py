@@ -47,16 +47,17 @@ def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
     keep serving the data set of the folder as it was; the builder's check at each call costs a hash of the annotation
     file and a stat of each video."""
     if cfg.dataset in NAMED_DATASETS:
-        builder = tfds.builder(BUILDER_NAME, config=cfg.dataset, data_dir=cfg.data_dir)
-        download_config = None
+        config, download_config = cfg.dataset, None
     else:
         folder = Path(cfg.dataset).expanduser().resolve()
         if not (folder / "annotations.json").is_file():
             raise ValueError(f"data set {cfg.dataset!r} is neither one of {NAMED_DATASETS} nor a BIGO-layout folder "
                              f"(no {folder / 'annotations.json'})")
-        builder = tfds.builder(BUILDER_NAME, config=folder_config(folder), data_dir=cfg.data_dir)
-        download_config = tfds.download.DownloadConfig(manual_dir=str(folder))
-    with preparation_lock(builder):
+        config, download_config = folder_config(folder), tfds.download.DownloadConfig(manual_dir=str(folder))
+    with preparation_lock(tfds.builder(BUILDER_NAME, config=config, data_dir=cfg.data_dir)):
+        # Made again under the lock: a builder reads its data set's info when it is made, so one made before the wait
+        # took a data set that another process was still preparing for absent (no metadata) and never looked again.
+        builder = tfds.builder(BUILDER_NAME, config=config, data_dir=cfg.data_dir)
         builder.download_and_prepare(download_config=download_config)
     return builder
 

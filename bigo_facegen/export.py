@@ -42,6 +42,15 @@ S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are f
 in the sidecar; the batch dimension (that of `target_keypoints`) is open (-1), and an empty batch gets empty outputs.
 A request of the wrong shape, with a coordinate or flag that is NaN or infinite, or with a flag other than 0, 1 or 2
 fails with an InvalidArgumentError that names the input and what it needs.
+
+The signature accepts exactly the dtypes above, and nothing converts for a caller: a float crop's scale (0..1, -1..1,
+0..255) cannot be told from its values. A SavedModel signature called from Python converts what it is given to its
+own dtypes before its graph runs (a float64 reference of values up to 76500 wraps round into uint8, int32 and float64
+keypoints are cast), so no check inside the graph can see a wrong dtype: the Python callers of an export, `load`'s
+`serve` and the TFLite runner (`tflite`), make the checks that must come before that conversion (`check_request`:
+every input present and none unknown, each of the dtype and rank above) and then the graph's. This holds for every
+export, those written before these checks included, since it is the caller's. A client that calls the signature
+itself (`tf.saved_model.load(...).signatures`, TF Serving) must send these dtypes.
 """
 from __future__ import annotations
 
@@ -118,6 +127,13 @@ class ServingSpec:
             return ("reference", "reference_keypoints", "target_keypoints")
         return ("reference", "target_keypoints")
 
+    @property
+    def input_specs(self) -> dict[str, tf.TensorSpec]:
+        """The serving signature's inputs by name, in its order: dtype and shape, the batch open."""
+        s, n = self.image_size, self.num_points
+        return {name: tf.TensorSpec([None, s, s, 3], tf.uint8, name=name) if name == "reference"
+                else tf.TensorSpec([None, n, 3], tf.float32, name=name) for name in self.input_names}
+
 
 class ServingModule(tf.Module):
     """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop (and, for warp-style
@@ -134,9 +150,7 @@ class ServingModule(tf.Module):
         super().__init__(name="bigo_facegen")
         self.generator = generator
         self.spec = spec
-        self.input_signature = [tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.uint8, name="reference")]
-        self.input_signature += [tf.TensorSpec([None, spec.num_points, 3], tf.float32, name=name)
-                                 for name in spec.input_names[1:]]
+        self.input_signature = list(spec.input_specs.values())
         self.serve = self.signature_function(self._generate)
         # The network alone, without the input checks and the empty-batch branch: what TFLite converts (`tflite`),
         # whose runner makes the same checks (`check_inputs`) before it calls the converted graph.
@@ -207,6 +221,37 @@ def empty_outputs(spec: ServingSpec) -> dict[str, tf.Tensor]:
         outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
         outputs[FLOW_OUTPUT] = tf.zeros([0, s, s, 2], tf.float32)
     return outputs
+
+
+def check_request(spec: ServingSpec, inputs: dict) -> dict[str, tf.Tensor]:
+    """The checks a Python caller of the serving signature makes before calling it (see the module doc): every input
+    of `spec` given and no other, each of the signature's dtype and rank. Returns the inputs as tensors; raises the
+    InvalidArgumentError of `check_inputs`, naming the input."""
+    specs = spec.input_specs
+    for name in [*specs, *inputs]:
+        if name not in inputs or name not in specs:
+            problem = "missing" if name in specs else "unknown"
+            raise tf.errors.InvalidArgumentError(None, None, f"bad input {name}: {problem}; this model takes "
+                                                 f"{', '.join(specs)}")
+    tensors = {}
+    for name, wanted in specs.items():
+        try:
+            given = tensors[name] = tf.convert_to_tensor(inputs[name])  # an array keeps its dtype
+        except (TypeError, ValueError) as error:
+            raise tf.errors.InvalidArgumentError(None, None, f"bad input {name}: not an array ({error})") from None
+        if given.dtype != wanted.dtype or given.shape.rank != wanted.shape.rank:
+            shape = ", ".join("batch" if size is None else str(size) for size in wanted.shape.as_list())
+            raise tf.errors.InvalidArgumentError(None, None, f"bad input {name}: must be {wanted.dtype.name} of shape "
+                                                 f"({shape}), got {given.dtype.name} of shape {tuple(given.shape)}")
+    return tensors
+
+
+def serve_checked(spec: ServingSpec, serve: Callable[..., dict]) -> Callable[..., dict]:
+    """`serve` (a serving function called by input name) behind `check_request`."""
+    def checked(**inputs) -> dict:
+        return serve(**check_request(spec, inputs))
+
+    return checked
 
 
 def check_inputs(spec: ServingSpec, reference, rows: dict) -> list:
@@ -346,7 +391,8 @@ def resolve_version(path: str | os.PathLike) -> Path:
 
 @dataclasses.dataclass
 class LoadedExport:
-    """A loaded export: `serve(**inputs) -> {"generated": ...}` is the `serving_default` signature."""
+    """A loaded export: `serve(**inputs) -> {"generated": ...}` is the `serving_default` signature behind
+    `check_request`."""
     path: Path
     spec: ServingSpec
     config: ExperimentConfig
@@ -387,4 +433,5 @@ def load(path: str | os.PathLike) -> LoadedExport:
     saved_model = tf.saved_model.load(str(version_dir))
     if SIGNATURE not in saved_model.signatures:
         raise ExportError(f"{version_dir}: the SavedModel has no {SIGNATURE!r} signature")
-    return LoadedExport(version_dir, sidecar.spec, sidecar.config, saved_model.signatures[SIGNATURE], saved_model)
+    return LoadedExport(version_dir, sidecar.spec, sidecar.config,
+                        serve_checked(sidecar.spec, saved_model.signatures[SIGNATURE]), saved_model)

@@ -466,6 +466,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
                               f"--videos_dir=DIR (the folder holding {Path(entry.video_path).name})")
     else:
         frame = video.read_frame(video_path, reference.index)
+    annotations.check_on_frame(entry, frame.shape[1], frame.shape[0], source=str(annotations_path))
     if fps is None:
         fps = info.fps if info is not None and info.fps > 0 else DEFAULT_FPS
         if info is None:

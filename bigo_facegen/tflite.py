@@ -9,8 +9,9 @@ The `.tflite` file has the inputs and outputs of `serving_default` (`export`), b
 inside the graph, and an open batch dimension like the SavedModel's: the runner resizes the input tensors when the
 batch changes (TFLite re-plans only then), so `generate`'s batches of 8 and its shorter last batch need no padding
 and one file serves batch 1 too. What is converted is `ServingModule.network`: TFLite drops the assertions, so the
-runner makes the SavedModel's input checks itself (`export.check_inputs`, the same messages) and answers an empty
-batch without calling the interpreter.
+runner makes the SavedModel's input checks itself (`export.check_inputs`, the same messages), after those of any
+Python caller of an export (`export.check_request`: inputs by name, dtype and rank), and answers an empty batch
+without calling the interpreter.
 
 Quantization (`QUANTIZATIONS`): `none` keeps float32; `float16` stores the weights as float16, which the interpreter
 widens to float32 at load (half the file, the same arithmetic); `int8` stores the weights as int8 (per output channel)
@@ -110,6 +111,7 @@ class TFLiteRunner:
         self.spec = spec
 
     def serve(self, **inputs) -> dict[str, np.ndarray]:
+        inputs = export.check_request(self.spec, inputs)
         rows = {name: inputs[name] for name in self.spec.input_names[1:]}
         export.check_inputs(self.spec, inputs["reference"], rows)
         if not len(inputs["target_keypoints"]):

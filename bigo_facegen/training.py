@@ -7,7 +7,12 @@ The data iterator is not part of the checkpoint: a resumed run reads its data wi
 examples after a resume differ from those the killed run would have seen, while everything the networks and
 optimizers hold is exact. The optimizers' settings are the resumed run's config's, not the checkpoint's (see
 `Trainer._apply_optimizer_config`). What a killed run leaves is dealt with at the next start: a checkpoint cut short
-is skipped for the one before it, an unfinished save's folder removed, a torn last line of the metrics log dropped.
+is skipped for the one before it, an unfinished save's folder and state file removed, a torn last line of the metrics
+log dropped.
+
+One run at a time: a `Trainer` holds its `model_dir` from its start until `close` (it is a context manager) or its
+process ends (`checkpoints.ModelDirLock`), and a second one into the same model_dir is refused, naming the first.
+Everything the start clears it clears only while holding it, so never what another live run is writing.
 """
 from __future__ import annotations
 
@@ -25,9 +30,9 @@ import tensorflow as tf
 from absl import logging
 
 from bigo_facegen import data, files, keypoints, summaries
-from bigo_facegen.checkpoints import (CHECKPOINT_NAME, CONFIG_FILE, ModelDirError, check_checkpointable,
-                                      check_resumable, error_summary, latest_restorable_checkpoint,
-                                      remove_unfinished_saves, saved_config)
+from bigo_facegen.checkpoints import (CHECKPOINT_NAME, CONFIG_FILE, ModelDirError, ModelDirLock,
+                                      check_checkpointable, check_resumable, error_summary,
+                                      latest_restorable_checkpoint, remove_unfinished_saves, saved_config)
 from bigo_facegen.config import DataConfig, ExperimentConfig, OptimizerConfig
 from bigo_facegen.distribution import configure_cpu_devices, dtype_policy, is_chief, make_strategy, precision_policy
 from bigo_facegen.models import perceptual
@@ -55,7 +60,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = []
+    kept, previous = [], 0
     for number, line in enumerate(lines, 1):
         try:
             step = json.loads(line)["step"]
@@ -65,6 +70,10 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
                                     "repair or remove that line to resume") from error
             logging.warning("%s: dropping its last line, torn by a killed run: %r", path, line)
             continue
+        if step <= previous:  # one run's log only counts up, resumed or not (its lines past a resume are dropped)
+            raise ModelDirError(f"{path}:{number}: step {step} after step {previous}: two runs logged into this "
+                                "model_dir at once, and its checkpoints may be either's; train into a new model_dir")
+        previous = step
         if step <= last_step:
             kept.append(line)
     files.write_atomic(path, "".join(line + "\n" for line in kept))
@@ -75,6 +84,7 @@ class Trainer:
 
     `dataset_fn(data_config, input_context)` returns one replica's dataset of batches (the dicts of
     `data.make_dataset`, the default, which needs `config` resolved on its data set: `data.resolve_config`).
+    It holds `model_dir` until `close` (see the module doc): `with Trainer(...) as trainer: trainer.train()`.
     """
 
     def __init__(self, config: ExperimentConfig, model_dir: str | os.PathLike, dataset_fn: DatasetFn | None = None):
@@ -104,17 +114,17 @@ class Trainer:
             step=self.step, generator=n.generator, keypoint_detector=n.keypoint_detector, critic=n.critic,
             identity_critic=n.identity_critic, generator_optimizer=o.generator, critic_optimizer=o.critic,
             identity_critic_optimizer=o.identity_critic, keypoint_detector_optimizer=o.keypoint_detector)
-        # Not the manager's latest, which may be a checkpoint that did not read back.
-        self.last_good_checkpoint = self._restore()
         self.perceptual_record = perceptual.describe(self.config.model, self.networks.perceptual)
-        # Created only now, after every check: a run refused above leaves no model_dir behind.
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        if self.chief:
-            # First, as it may still refuse the model_dir: then config.json still tells the run that is there.
-            _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
-            remove_unfinished_saves(self.model_dir)
-            files.write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
-            files.write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
+        # Taken only now, after every check a new model_dir can fail (taking it creates it): a run refused above leaves
+        # none behind. The chief's alone: the other workers write only their own folders (`_checkpoint_dir`).
+        self._lock = ModelDirLock(self.model_dir) if self.chief else None
+        try:
+            # Not the manager's latest, which may be a checkpoint that did not read back.
+            self.last_good_checkpoint = self._restore()
+            self._open_model_dir()
+        except BaseException:
+            self.close()
+            raise
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(self._checkpoint_dir()), max_to_keep=train.keep_checkpoints,
             checkpoint_name=CHECKPOINT_NAME)
@@ -126,6 +136,18 @@ class Trainer:
         self._step_fn = self._make_step_fn(self.jit_compile)
         self._sample_fn = tf.function(lambda inputs: self.networks.generator.compose(inputs, training=False))
 
+    def close(self) -> None:
+        """Lets go of the model_dir (`checkpoints.ModelDirLock`), held from the start; a Trainer is also a context
+        manager that does this at its end, and a process that ends lets go of it too."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # -- set-up --
 
     def _checked_make_dataset(self) -> DatasetFn:
@@ -134,6 +156,18 @@ class Trainer:
             raise ValueError(f"data.layout={self.config.data.layout!r}, but data set {self.config.data.dataset!r} has "
                              f"{layout!r} keypoints: resolve the config (data.resolve_config) before training")
         return data.make_dataset
+
+    def _open_model_dir(self) -> None:
+        """Clears what a killed run left and records this run's config (the chief's part: the others only make their
+        folder)."""
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if not self.chief:
+            return
+        # First, as it may still refuse the model_dir: then config.json still tells the run that is there.
+        _truncate_metrics(self.model_dir / METRICS_FILE, int(self.step.numpy()))
+        remove_unfinished_saves(self.model_dir)
+        files.write_atomic(self.model_dir / CONFIG_FILE, self.config.to_json() + "\n")
+        files.write_atomic(self.model_dir / PERCEPTUAL_FILE, json.dumps(self.perceptual_record, indent=2) + "\n")
 
     def _checkpoint_dir(self) -> Path:
         if self.chief:

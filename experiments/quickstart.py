@@ -44,7 +44,8 @@ def main(argv):
         sys.exit(f"error: {error}")
 
     logging.info("1/4 training the cpu preset on the synthetic set into %s", output / "model")
-    Trainer(config, output / "model").train()
+    with Trainer(config, output / "model") as trainer:
+        trainer.train()
 
     logging.info("2/4 exporting")
     export_dir = export.export_model_dir(output / "model", output / "export")

@@ -16,8 +16,9 @@ Examples:
   TF_CONFIG='{"cluster": {...}, "task": {...}}' python -m experiments.train --strategy=multi_worker ...
 
 Exit status 1, with one line saying why, for a bad flag or config value, a --data that is no data set, a
---model_dir that cannot be resumed (checkpoints of another model, none that reads back), and when training diverges
-(NaN or a loss above train.max_loss; the last good checkpoint is kept). A run stopped before training writes nothing.
+--model_dir that cannot be resumed (checkpoints of another model, none that reads back) or that another run is training
+into (one run at a time: the line names it), and when training diverges (NaN or a loss above train.max_loss; the last
+good checkpoint is kept). A run stopped before training writes nothing.
 """
 from __future__ import annotations
 
@@ -88,14 +89,15 @@ def main(argv):
         config = resolve_config()
         trainer = Trainer(config, FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}")
     # Before the first step: a config value, the data set (a missing or malformed folder, an unreadable video) or a
-    # model_dir that cannot be resumed. ModelDirError, AnnotationError and VideoError are ValueErrors.
+    # model_dir that cannot be resumed or is in use. ModelDirError, AnnotationError and VideoError are ValueErrors.
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
-    try:
-        trainer.train()
-    except (ModelDirError, TrainingDiverged) as error:
-        logging.error("%s", error)
-        sys.exit(1)
+    with trainer:
+        try:
+            trainer.train()
+        except (ModelDirError, TrainingDiverged) as error:
+            logging.error("%s", error)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

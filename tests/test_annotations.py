@@ -124,6 +124,7 @@ def test_bbox_not_four_numbers(tmp_path, bbox):
     ([1, 2, 3, 0], "non-positive width or height"),
     ([1, 2, math.nan, 4], "non-finite"),
     ([math.inf, 2, 3, 4], "non-finite"),
+    ([1, 2, 1e39, 4], "non-finite value (as float32)"),  # finite in JSON, infinite in the float32 it is kept in
 ])
 def test_bbox_bad_values(tmp_path, bbox, problem):
     frame = _face(17)
@@ -131,7 +132,7 @@ def test_bbox_bad_values(tmp_path, bbox, problem):
     assert problem in _frame_error(tmp_path, frame)
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e39])
 def test_non_finite_keypoint(tmp_path, value):
     frame = _face(17)
     frame["keypoint"][3 * 2 + 1] = value
@@ -294,6 +295,66 @@ def test_check_against_video(tmp_path):
         annotations.check_against_video(loaded, 3, source="annotations.json")
     assert str(info.value) == ("annotations.json: video '12008.mp4', frame 4: annotated, but the video has only 3 "
                                "frames (1 annotation(s) past its end)")
+
+
+def test_check_on_frame_refuses_boxes_and_points_far_outside_the_frame(tmp_path):
+    reach = annotations.FRAME_REACH
+    far = _face(3, bbox=(-reach * 64.0, 3.0 * 48 - 30, 30.0, 30.0))  # a box out to the reach, still a face's
+    far["keypoint"][0:2] = [(1 + reach) * 64.0, -reach * 48.0]
+    (loaded,) = annotations.load(_write(tmp_path, [_video(frames=[_face(1), far])]))
+    annotations.check_on_frame(loaded, 64, 48, source="annotations.json")
+    frame = loaded.frames[1]
+    for point, shown in (((1e30, 25.0), "(1e+30, 25)"), ((12.0, math.nan), "(12, nan)"),
+                         (((1 + reach) * 64.0 + 1, 0.0), "(193, 0)")):
+        frame.points[2] = point
+        with pytest.raises(AnnotationError) as info:
+            annotations.check_on_frame(loaded, 64, 48, source="annotations.json")
+        assert str(info.value) == (f"annotations.json: video '12008.mp4', frame 3: keypoint 2 at {shown} lies more "
+                                   f"than {reach} frame sizes outside the 64x48 frame")
+    frame.points[2] = (12.0, 25.0)
+    frame.bbox[2] = 1e30
+    with pytest.raises(AnnotationError, match=re.escape("frame 3: bbox [-128.0, 114.0, 1.0000000150474662e+30, 30.0] "
+                                                        "reaches more than 2 frame sizes outside the 64x48 frame")):
+        annotations.check_on_frame(loaded, 64, 48, source="annotations.json")
+
+
+@pytest.fixture
+def far_keypoint_annotations(real_faces_dir, tmp_path):
+    """A real clip's annotations with keypoint 7 of frame 3 at x = 1e30: (file, clip, the one-line refusal)."""
+    entry = json.loads((real_faces_dir / "annotations.json").read_text())[0]
+    entry["annotations"][2]["keypoint"][3 * 7] = 1e30
+    path = _write(tmp_path, [entry])
+    clip = real_faces_dir / entry["video_path"]
+    info = video.probe(clip)
+    y = entry["annotations"][2]["keypoint"][3 * 7 + 1]
+    message = (f"{path}: video {entry['video']!r}, frame {entry['annotations'][2]['index']}: keypoint 7 at (1e+30, "
+               f"{y:g}) lies more than 2 frame sizes outside the {info.width}x{info.height} frame")
+    return path, clip, message
+
+
+def test_a_far_keypoint_is_refused_where_a_driving_track_meets_its_video(far_keypoint_annotations):
+    from bigo_facegen import animate
+
+    path, clip, message = far_keypoint_annotations
+    with pytest.raises(AnnotationError) as info:
+        animate.driving_track(clip, path, progress=False)
+    assert str(info.value) == message
+
+
+def test_generate_refuses_a_far_keypoint_in_one_line_writing_nothing(far_keypoint_annotations, tmp_path):
+    import subprocess
+    import sys
+
+    path, clip, message = far_keypoint_annotations
+    output = tmp_path / "out" / "o.mp4"
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "experiments.generate", f"--annotations={path}", f"--video={clip.name}",
+                           f"--videos_dir={clip.parent}", f"--output={output}"], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"},
+                          timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == f"error: {message}"
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["annotations.json"]
 
 
 # --- the real development footage ----------------------------------------------------------------------------------

@@ -178,9 +178,11 @@ def test_layout_and_errors(base_cfg, tmp_path):
 
 
 def test_a_second_process_waits_for_the_one_preparing_the_data_set(synthetic_dir, tmp_path):
-    """While one process holds the preparation lock, another asked for the same data set prepares nothing and waits;
-    once the lock is released, it finds the data set (without the lock both would build it and one fail at TFDS's
-    final rename)."""
+    """Two runs started together on a fresh data_dir: while one prepares the data set, the other, asked for it,
+    prepares nothing and waits; once the first is done, it reads the data set the first prepared (without the lock
+    both would build it and one fail at TFDS's final rename; with a builder made before the wait, the second took
+    the data set for absent: a named one's info had no `layout` (KeyError), a folder's no record of its source, so
+    it was built again)."""
     import subprocess
     import sys
     import time
@@ -194,16 +196,20 @@ def test_a_second_process_waits_for_the_one_preparing_the_data_set(synthetic_dir
     script = ("import sys; from bigo_facegen import data; from bigo_facegen.config import DataConfig; "
               "print('asking', flush=True); "
               "cfg = DataConfig(dataset=sys.argv[1], data_dir=sys.argv[2], tier='all', split='all'); "
-              "print(len(data.selected_videos(cfg)))")
+              "print(data.dataset_layout(cfg), len(data.selected_videos(cfg)))")
     with data.preparation_lock(builder):
         waiting = subprocess.Popen([sys.executable, "-c", script, str(synthetic_dir), str(data_dir)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert waiting.stdout.readline() == "asking\n"
-        time.sleep(3)  # ample for TFDS to start writing, were it not waiting
+        time.sleep(3)  # ample for the other to look at the data set or start writing it, were it not waiting
         assert waiting.poll() is None and not data_dir.exists()
+        # This process is the first run: it prepares the data set while the other waits.
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(synthetic_dir)))
+        prepared = {path: path.stat().st_mtime_ns for path in data_dir.rglob("*")}
     stdout, stderr = waiting.communicate(timeout=300)
-    assert waiting.returncode == 0, stderr
-    assert stdout.split()[-1] == "12" and builder.is_prepared()
+    assert waiting.returncode == 0, stderr[-3000:]
+    assert stdout.split()[-2:] == ["bigo106", "12"]
+    assert "rebuilding" not in stderr and {path: path.stat().st_mtime_ns for path in data_dir.rglob("*")} == prepared
 
 
 def test_optical_flow_targets_move_the_reference_onto_the_target(base_cfg):

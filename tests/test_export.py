@@ -348,3 +348,25 @@ def test_compiled_inference_gives_the_faces_of_serving_default(exported, warp_ex
     assert not inference.FaceModel.load(old).spec.compiled
     with pytest.raises(inference.GenerationError, match="predates compiled inference; export its model_dir again"):
         inference.FaceModel.load(old, compiled=True)
+
+
+def test_the_shipped_export_refuses_what_its_signature_would_cast_and_serves_as_before():
+    """The checks are the caller's (`export.check_request`), so an export written before them, the shipped one,
+    refuses a float crop that its signature would wrap round into uint8, and serves a right request as it always
+    did (the signature called directly)."""
+    from bigo_facegen import pretrained
+
+    loaded = export.load(pretrained.path())
+    s, n = loaded.spec.image_size, loaded.spec.num_points
+    crop = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), dtype=np.uint8)
+    rows = np.concatenate([np.random.default_rng(1).uniform(0.3 * s, 0.7 * s, (1, n, 2)), np.full((1, n, 1), 2)],
+                          axis=-1).astype(np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"^bad input reference: must be uint8 of shape "
+                                                             rf"\(batch, {s}, {s}, 3\), got float64"):
+        loaded.serve(reference=crop.astype(np.float64) * 300, reference_keypoints=rows, target_keypoints=rows)
+    served = loaded.serve(reference=crop, reference_keypoints=rows, target_keypoints=rows)
+    direct = loaded.saved_model.signatures[export.SIGNATURE](reference=crop, reference_keypoints=rows,
+                                                             target_keypoints=rows)
+    assert served.keys() == direct.keys()
+    for name in served:
+        np.testing.assert_array_equal(served[name].numpy(), direct[name].numpy(), err_msg=name)

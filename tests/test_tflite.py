@@ -82,6 +82,34 @@ def test_the_runner_checks_inputs_as_the_saved_model_does(tflite_exports, real_b
             serve(reference=tf.constant(crops[:2]), target_keypoints=tf.constant(rows))
 
 
+def test_a_request_of_another_dtype_rank_or_inputs_is_refused_naming_the_input(tflite_exports, real_batch):
+    """A SavedModel signature called from Python converts its inputs to its dtypes before its graph can check them
+    (a float crop of 0..76500 wrapped round into uint8, int32 or float64 keypoints cast), and TFLite's interpreter
+    answers with its own errors: both Python callers refuse such a request first, in one line naming the input."""
+    crops, rows = real_batch
+    version_dir = tflite_exports["none"]
+    crop_shape, rows_shape = rf"\(batch, {SIZE}, {SIZE}, 3\)", r"\(batch, 68, 3\)"
+    refused = [
+        ({"reference": crops.astype(np.float64) * 300, "target_keypoints": rows},
+         rf"bad input reference: must be uint8 of shape {crop_shape}, got float64 of shape \(3, {SIZE}, {SIZE}, 3\)"),
+        ({"reference": crops[0], "target_keypoints": rows},
+         rf"bad input reference: must be uint8 of shape {crop_shape}, got uint8 of shape \({SIZE}, {SIZE}, 3\)"),
+        ({"reference": crops, "target_keypoints": rows.astype(np.int32)},
+         rf"bad input target_keypoints: must be float32 of shape {rows_shape}, got int32 of shape \(3, 68, 3\)"),
+        ({"reference": crops, "target_keypoints": rows.astype(np.float64)},
+         rf"bad input target_keypoints: must be float32 of shape {rows_shape}, got float64 of shape \(3, 68, 3\)"),
+        ({"reference": crops}, "bad input target_keypoints: missing; this model takes reference, target_keypoints"),
+        ({"reference": crops, "target_keypoints": rows, "reference_keypoints": rows},
+         "bad input reference_keypoints: unknown; this model takes reference, target_keypoints"),
+        ({"reference": None, "target_keypoints": rows}, r"bad input reference: not an array \(Attempt to convert"),
+    ]
+    for serve in (tflite.load(version_dir / "float32.tflite").serve, export.load(version_dir).serve):
+        for inputs, message in refused:
+            with pytest.raises(tf.errors.InvalidArgumentError, match=f"^{message}"):
+                serve(**inputs)
+        assert serve(reference=crops, target_keypoints=rows)["generated"].shape == (3, SIZE, SIZE, 3)
+
+
 def test_a_tflite_file_the_sidecar_does_not_name_is_refused(tflite_exports, tmp_path):
     version_dir = tmp_path / "1"
     shutil.copytree(tflite_exports["float16"], version_dir)

@@ -145,6 +145,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all
     for case in cases:
         frames = video_lib.read_all(case.path)
         annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
+        annotations_lib.check_on_frame(case.video, frames[0].shape[1], frames[0].shape[0], source=str(case.path))
         scores = {name: _score_method(case, frames, method, judge, gallery, bar) for name, method in methods.items()}
         results.append(VideoResult(case, scores, _samples(case, frames, {**methods, **(sample_methods or {})},
                                                           samples_per_video)))

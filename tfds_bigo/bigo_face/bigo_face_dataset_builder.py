@@ -249,8 +249,9 @@ class VideoExamples:
         """Crops, encodes and collects the face frames of `video`; any failure names the video file."""
         path = annotations_lib.resolve_video_path(video, self.root)
         try:
-            annotations_lib.check_against_video(video, video_lib.probe(path).frame_count,
-                                                source=str(self.annotation_file))
+            info = video_lib.probe(path)
+            annotations_lib.check_against_video(video, info.frame_count, source=str(self.annotation_file))
+            annotations_lib.check_on_frame(video, info.width, info.height, source=str(self.annotation_file))
             example = self._crop_frames(path, video)
         except (annotations_lib.AnnotationError, video_lib.VideoError):
             raise
