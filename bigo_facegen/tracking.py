@@ -8,8 +8,8 @@ The video is cut into spans, each followed from its first frame, the key:
 1. Flow: OpenCV's DIS flow (`flow_preset`, default fast) from the key to each frame of its span and back, on gray
    frames resized so that the face is about `TrackSettings.flow_face_px` wide (never enlarged). A point moves by the
    flow at it; the round trip's miss (the forward-backward check, Sundaram et al. 2010) and how different its
-   neighbourhood looks from the key's say whether the flow still holds it. Flow from the key, rather than from frame to frame, adds no error
-   over time: a point in frame t is where the key's point went, not the sum of t small moves.
+   neighbourhood looks from the key's say whether the flow still holds it. Flow from the key, rather than from frame
+   to frame, adds no error over time: a point in frame t is where the key's point went, not the sum of t small moves.
 2. The face box moves with the points (the detector box, shifted and scaled as they are). The slow part of detection,
    dlib's HOG face search, runs on a span's first frame, every `search_every` frames, and whenever the flow holds too
    few points (`min_kept`); if it then finds no face, the face is lost. In between, dlib's shape predictor fits the
