@@ -6,9 +6,10 @@ the detector, so that they shake less than points detected anew on every frame a
 The video is cut into spans, each followed from its first frame, the key:
 
 1. Flow: OpenCV's DIS flow (`flow_preset`, default fast) from the key to each frame of its span and back, on gray
-   frames resized so that the face is about `TrackSettings.flow_face_px` wide (never enlarged). A point moves by the
-   flow at it; the round trip's miss (the forward-backward check, Sundaram et al. 2010) and how different its
-   neighbourhood looks from the key's say whether the flow still holds it. Flow from the key, rather than from frame
+   frames cut to `flow_context` face sides around the key's face and resized so that the face is about
+   `TrackSettings.flow_face_px` wide (never enlarged). A point moves by the flow at it; the round trip's miss (the
+   forward-backward check, Sundaram et al. 2010) and how different its neighbourhood looks from the key's say whether
+   the flow still holds it. Flow from the key, rather than from frame
    to frame, adds no error over time: a point in frame t is where the key's point went, not the sum of t small moves.
 2. The face box moves with the points (the detector box, shifted and scaled as they are). The slow part of detection,
    dlib's HOG face search, runs on a span's first frame, every `search_every` frames, and whenever the flow holds too
@@ -72,12 +73,14 @@ class DlibDetector:
 # The defaults, as measured (scratch, 2026-12-07, the warp of each clip's first frame onto every 4th frame by the
 # tracked points, 6 clips of the dev train split, PSNR full frame / face against dlib on every frame's 20.44 / 19.90):
 # flow from the key 20.95 / 20.52, chained frame to frame (pyramidal Lucas-Kanade) 20.60 / 20.12; rekey 0.5 against
-# 0.7 and 0.8: 20.77 / 20.32 and 20.80 / 20.35; flow_face_px 192 against 128: +0.09 / +0.11 dB at 2.2x the flow's cost.
+# 0.7 and 0.8: 20.77 / 20.32 and 20.80 / 20.35; flow_face_px 192 against 128: +0.09 / +0.11 dB at 2.2x the flow's cost;
+# flow_context 3 as good as the whole frame (20.95 / 20.51), 2 a little worse (20.91 / 20.47).
 @dataclasses.dataclass(frozen=True)
 class TrackSettings:
     """How the track is followed and held to the detector (lengths in detector box sides; see the module doc)."""
     flow_preset: str = "fast"
     flow_face_px: int = 192
+    flow_context: float = 3.0
     flow_sigma: float = 0.004
     detector_sigma: float = 0.03
     lost: float = 0.03
@@ -97,9 +100,42 @@ class TrackSettings:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"tracking setting {name} is a share of the points, in [0, 1], got "
                                  f"{getattr(self, name)}")
+        if self.flow_context < 1:
+            raise ValueError(f"flow_context is the flow's view in face box sides, at least 1, got {self.flow_context}")
         for name in ("flow_sigma", "detector_sigma", "lost", "mismatch", "reanchor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"tracking setting {name} must be positive, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _View:
+    """The part of the frames that a span's flow sees: the square of `flow_context` detector box sides around the
+    key's face (within the frame), resized so that the box is `flow_face_px` wide (never enlarged)."""
+    left: int
+    top: int
+    right: int
+    bottom: int
+    scale: float
+
+    @classmethod
+    def around(cls, box: np.ndarray, frame_shape: tuple[int, ...], settings: TrackSettings) -> _View:
+        side = _side(box)
+        centre = box[:2] + box[2:] / 2
+        left, top = np.maximum(np.floor(centre - settings.flow_context * side / 2), 0).astype(int)
+        right = int(min(np.ceil(centre[0] + settings.flow_context * side / 2), frame_shape[1]))
+        bottom = int(min(np.ceil(centre[1] + settings.flow_context * side / 2), frame_shape[0]))
+        return cls(int(left), int(top), max(right, left + 1), max(bottom, top + 1),
+                   min(1.0, settings.flow_face_px / side))
+
+    def gray(self, rgb: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(rgb[self.top:self.bottom, self.left:self.right], cv2.COLOR_RGB2GRAY)
+        if self.scale == 1.0:
+            return gray
+        return cv2.resize(gray, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA)
+
+    def to_flow(self, points: np.ndarray) -> np.ndarray:
+        """Frame pixels to the view's: pixel centres sit at integers at both scales."""
+        return (points - [self.left, self.top] + 0.5) * self.scale - 0.5
 
 
 @dataclasses.dataclass
@@ -115,11 +151,11 @@ class _Frame:
 
 
 class _Span:
-    """Frames followed from one key frame: the key's gray image at the flow's scale, its detector box, and the
-    variance-weighted sums that estimate its points."""
+    """Frames followed from one key frame: the part of the frames its flow sees, the key's gray image there, its
+    detector box, and the variance-weighted sums that estimate its points."""
 
-    def __init__(self, gray: np.ndarray, scale: float, box: np.ndarray, prior: np.ndarray, prior_variance: np.ndarray):
-        self.gray, self.scale, self.box = gray, scale, box
+    def __init__(self, view: _View, gray: np.ndarray, box: np.ndarray, prior: np.ndarray, prior_variance: np.ndarray):
+        self.view, self.gray, self.box = view, gray, box
         held = np.isfinite(prior_variance)
         self.weight = np.where(held, 1.0 / np.where(held, prior_variance, 1.0), 0.0)
         self.sums = np.where(held[:, None], prior, 0.0) * self.weight[:, None]
@@ -193,7 +229,7 @@ class Tracker:
         """Adds the frame to `span`, or to the span it begins; returns that span (None: the face is lost) and whether
         the slow search ran."""
         settings = self.settings
-        step, miss, held = self._flow(span, _gray(rgb, span.scale))
+        step, miss, held = self._flow(span, span.view.gray(rgb))
         key = span.points()
         moved = key + step
         box = _moved_box(span.box, key, moved)
@@ -224,8 +260,8 @@ class Tracker:
         """A span keyed on this frame: its points estimated from `prior` at `prior_variance` (inf: unknown) and the
         frame's detection."""
         self.keys += 1
-        scale = min(1.0, self.settings.flow_face_px / _side(box))
-        span = _Span(_gray(rgb, scale), scale, box, prior, prior_variance)
+        view = _View.around(box, rgb.shape, self.settings)
+        span = _Span(view, view.gray(rgb), box, prior, prior_variance)
         span.add(_Frame(index, np.zeros_like(detected), detected, np.ones(len(detected), bool), flags, box),
                  np.full(len(detected), (self.settings.detector_sigma * _side(box)) ** 2))
         return span
@@ -236,21 +272,21 @@ class Tracker:
         return None if box is None else np.asarray(box, np.float64)
 
     def _flow(self, span: _Span, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The key points' moves into the frame `gray` (at the key's scale) in frame pixels, the round trip's miss
+        """The key points' moves into the frame `gray` (seen as the key is) in frame pixels, the round trip's miss
         (frame pixels) and which points the flow holds: those whose round trip lands near where it started and whose
         neighbourhood looks as in the key."""
         forward = self._dis.calc(span.gray, gray, None)
         backward = self._dis.calc(gray, span.gray, None)
-        start = _to_flow_pixels(span.points(), span.scale)
+        start = span.view.to_flow(span.points())
         step = _sample(forward, start)
-        miss = np.linalg.norm(step + _sample(backward, start + step), axis=1) / span.scale
+        miss = np.linalg.norm(step + _sample(backward, start + step), axis=1) / span.view.scale
         height, width = gray.shape
         grid = np.stack(np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)), -1)
         pulled = cv2.remap(gray, grid + forward, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         difference = cv2.blur(cv2.absdiff(pulled, span.gray).astype(np.float32), (7, 7))
         mismatch = _sample(difference[..., None], start)[:, 0]
         held = (miss <= self.settings.lost * _side(span.box)) & (mismatch <= self.settings.mismatch)
-        return step / span.scale, miss, held
+        return step / span.view.scale, miss, held
 
 
 def track(frames: Iterable[np.ndarray], detector: Detector | None = None, settings: TrackSettings = TrackSettings()
@@ -261,16 +297,6 @@ def track(frames: Iterable[np.ndarray], detector: Detector | None = None, settin
 
 def _side(box: np.ndarray) -> float:
     return float(max(box[2], box[3]))
-
-
-def _gray(rgb: np.ndarray, scale: float) -> np.ndarray:
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-
-
-def _to_flow_pixels(points: np.ndarray, scale: float) -> np.ndarray:
-    # Pixel centres sit at integers at both scales, so x maps to (x + 0.5) * scale - 0.5.
-    return (points + 0.5) * scale - 0.5
 
 
 def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
