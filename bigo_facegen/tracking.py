@@ -204,9 +204,9 @@ class Tracker:
                     annotations.append(FrameAnnotation(index=index))
                 continue
             since_search += 1
-            search = since_search >= self.settings.search_every
-            successor, lost = self._follow(span, rgb, index, search)
-            since_search = 0 if search or lost else since_search
+            successor, searched = self._follow(span, rgb, index, since_search >= self.settings.search_every)
+            if searched:
+                since_search = 0
             if successor is not span:
                 annotations.extend(span.annotations())
                 span = successor
@@ -225,21 +225,19 @@ class Tracker:
         return self._new_span(rgb, index, box, detected, detected, unknown,
                               np.full(len(detected), FLAG_VISIBLE, np.int32))
 
-    def _follow(self, span: _Span, rgb: np.ndarray, index: int, search: bool) -> tuple[_Span | None, bool]:
+    def _follow(self, span: _Span, rgb: np.ndarray, index: int, search_due: bool) -> tuple[_Span | None, bool]:
         """Adds the frame to `span`, or to the span it begins; returns that span (None: the face is lost) and whether
-        the slow search ran."""
+        the slow search ran (when due, or when the flow holds too few points)."""
         settings = self.settings
         step, miss, held = self._flow(span, span.view.gray(rgb))
         key = span.points()
         moved = key + step
         box = _moved_box(span.box, key, moved)
-        found = None
-        if search or held.mean() < settings.min_kept:
-            found = self._search(rgb)
-            if found is None and held.mean() < settings.min_kept:
-                return None, True
-            # A search that misses a face the flow still holds (a turn HOG does not know) leaves the track be.
-            search = True
+        searched = search_due or held.mean() < settings.min_kept
+        found = self._search(rgb) if searched else None
+        if searched and found is None and held.mean() < settings.min_kept:
+            return None, True
+        # A search that misses a face the flow still holds (a turn HOG does not know) leaves the track be.
         box = box if found is None else found
         detected = self.detector.fit(rgb, box).astype(np.float64)
         side = _side(box)
@@ -248,12 +246,12 @@ class Tracker:
         flow_variance = (settings.flow_sigma * side) ** 2 + miss ** 2
         if follows.mean() < settings.rekey:
             prior_variance = np.where(follows, span.variance() + flow_variance, np.inf)
-            return self._new_span(rgb, index, box, detected, moved, prior_variance, flags), search
+            return self._new_span(rgb, index, box, detected, moved, prior_variance, flags), searched
         if found is not None:
             span.box = _moved_box(found, moved, key)
         span.add(_Frame(index, step, detected, follows, flags, box),
                  (settings.detector_sigma * side) ** 2 + flow_variance)
-        return span, search
+        return span, searched
 
     def _new_span(self, rgb: np.ndarray, index: int, box: np.ndarray, detected: np.ndarray, prior: np.ndarray,
                   prior_variance: np.ndarray, flags: np.ndarray) -> _Span:
