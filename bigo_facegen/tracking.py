@@ -195,9 +195,10 @@ class Tracker:
     def track(self, frames: Iterable[np.ndarray]) -> list[FrameAnnotation]:
         """One annotation per frame of `frames` (RGB uint8), numbered from 1."""
         annotations: list[FrameAnnotation] = []
-        span, since_search = None, 0
+        span, since_search, shape = None, 0, None
         for index, rgb in enumerate(frames, start=1):
             rgb = np.ascontiguousarray(rgb)
+            shape = _check_frame(rgb, index, shape)
             if span is None:
                 span, since_search = self._start(rgb, index), 0
                 if span is None:
@@ -291,6 +292,16 @@ def track(frames: Iterable[np.ndarray], detector: Detector | None = None, settin
           ) -> list[FrameAnnotation]:
     """One annotation per frame of `frames` (RGB uint8), numbered from 1: the face tracked through them."""
     return Tracker(detector, settings).track(frames)
+
+
+def _check_frame(rgb: np.ndarray, index: int, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The frame's shape; raises ValueError naming the frame unless it is RGB uint8 of the first frame's size."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"frame {index}: expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    if shape is not None and rgb.shape != shape:
+        raise ValueError(f"frame {index}: {rgb.shape[1]}x{rgb.shape[0]}, but the frames before it are "
+                         f"{shape[1]}x{shape[0]}")
+    return rgb.shape
 
 
 def _side(box: np.ndarray) -> float:

@@ -196,6 +196,17 @@ def test_a_real_clip_with_black_frames_has_no_face_there_as_dlib_would(real_face
         assert metrics.keypoint_nme(track[t].points, clip.frames[t].points, (36, 45)) < 0.03
 
 
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((SIZE, SIZE), np.uint8), r"frame 3: expected an RGB uint8 image \(H, W, 3\), got uint8 \(256, 256\)"),
+    (np.zeros((SIZE, SIZE, 3), np.float32), "frame 3: expected an RGB uint8 image .* got float32"),
+    (np.zeros((SIZE, SIZE + 2, 3), np.uint8), "frame 3: 258x256, but the frames before it are 256x256")])
+def test_a_frame_that_is_not_like_the_others_is_named(texture, bad, message):
+    images, truths = _scene(texture, 4)
+    images[2] = bad
+    with pytest.raises(ValueError, match=message):
+        _track(images, truths, KnownPoints())
+
+
 @pytest.mark.parametrize("field, value", [("search_every", 0), ("rekey", 1.5), ("detector_sigma", 0.0),
                                           ("flow_preset", "slow"), ("flow_face_px", 8)])
 def test_a_bad_setting_is_refused_naming_it(field, value):
