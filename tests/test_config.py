@@ -2,6 +2,7 @@
 the field, the value and the rule, the names it accepts are those of the modules that use them, each generator's
 fields live in its own section, and config files written before generators owned their sections load into the same
 config."""
+import dataclasses
 import json
 import math
 import re
@@ -92,10 +93,11 @@ def test_every_rule_names_a_field():
 
 def test_a_generator_section_holds_the_fields_of_that_generator_alone():
     layout = configs.real().to_dict()
-    assert layout["model"]["generator"] == {
-        "type": "warp_refine", "stargan": {},
-        "warp_refine": {"motion_correction": 1.0, "motion_downscale": 2, "decoder_mouth_mask": True,
-                        "painted_l1": 4.0, "flow": 20.0, "feature_warp": 0.0}}
+    # In config.json: the type, and each section as its generator's package declares it, with what the preset sets.
+    assert layout["model"]["generator"] == {"type": "warp_refine", "stargan": {}, "warp_refine": dataclasses.asdict(
+        WarpRefineConfig(motion_correction=1.0, motion_downscale=2, decoder_mouth_mask=True, flow=20.0))}
+    assert {"motion_correction", "motion_downscale", "decoder_mouth_mask", "painted_l1", "flow",
+            "feature_warp"} <= layout["model"]["generator"]["warp_refine"].keys()
     # The shared sections name no generator's field.
     shared = {field for section in ("model", "loss", "data") for field in layout[section]}
     for name in configs.GeneratorConfig.section_types():
