@@ -370,25 +370,33 @@ def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_
         assert (right < wrong / 3).all(), (right, wrong)
 
 
-@pytest.mark.parametrize("decoder_mouth_mask", [False, True])
-def test_the_decoder_reads_the_target_mouth_only_when_configured(real_batch, decoder_mouth_mask):
-    """Opening the target's mouth (its lower inner lip moved down; the motion's keypoints unchanged) changes the
-    painting, most near the mouth (elsewhere only through the instance norms' statistics), when the decoder reads the
-    mouth; not at all when it does not."""
-    generator = registry.build_generator(tiny(decoder_mouth_mask=decoder_mouth_mask), SIZE, NUM_POINTS)
+# The target regions the decoder may read: its section's switch -> the points that open the region when moved down
+# (the lower inner lip; the lower eyelids), by how many pixels, and the region's mask.
+DECODER_REGIONS = {"decoder_mouth_mask": ([65, 66, 67], 5.0, keypoints.mouth_mask_tf),
+                   "decoder_eyes_mask": ([41, 40, 47, 46], 3.0, keypoints.eyes_mask_tf)}
+
+
+@pytest.mark.parametrize("region", sorted(DECODER_REGIONS))
+@pytest.mark.parametrize("read", [False, True])
+def test_the_decoder_reads_a_target_region_only_when_configured(real_batch, region, read):
+    """Opening the target's mouth or eyes (their lower lip or lids moved down; the motion's keypoints unchanged)
+    changes the painting, most near that region (elsewhere only through the instance norms' statistics), when the
+    decoder reads the region; not at all when it does not."""
+    lower, shift, region_mask = DECODER_REGIONS[region]
+    generator = registry.build_generator(tiny(**{region: read}), SIZE, NUM_POINTS)
     closed = generator_inputs(at_size(real_batch, SIZE))
     generator.motion = lambda inputs, training=False, spline=None, motion=generator.motion: motion(closed, training)
     opened_points = closed["target_points"].copy()
-    opened_points[:, [65, 66, 67]] += np.float32([0.0, 5.0])
+    opened_points[:, lower] += np.float32([0.0, shift])
     opened = {**closed, "target_points": opened_points}
     change = np.abs(generator.compose(opened)["painted"] - generator.compose(closed)["painted"]).max(axis=-1)
-    if not decoder_mouth_mask:
+    if not read:
         assert change.max() == 0
         return
-    mouth = keypoints.polygon_mask_tf(opened_points, closed["target_flags"], keypoints.IBUG68.mouth_inner, SIZE)
-    assert mouth.numpy().sum() > 0
-    far = ndimage.distance_transform_edt(mouth.numpy()[..., 0] == 0, sampling=[SIZE, 1, 1]) > 10
-    assert change[~far].mean() > 3 * change[far].mean() > 0, "the painting does not follow the opened mouth"
+    mask = region_mask(opened_points, closed["target_flags"], SIZE)
+    assert mask.numpy().sum() > 0
+    far = ndimage.distance_transform_edt(mask.numpy()[..., 0] == 0, sampling=[SIZE, 1, 1]) > 10
+    assert change[~far].mean() > 3 * change[far].mean() > 0, f"the painting does not follow the opened {region}"
 
 
 def test_fused_heads_give_what_each_head_gives_alone():

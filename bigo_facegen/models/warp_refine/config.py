@@ -25,6 +25,10 @@ class WarpRefineConfig(GeneratorSection):
     # sees only the reference's features moved by the flow, which stretch a closed mouth's lips over an opened one and
     # say nowhere that an interior the reference does not show belongs there (#14).
     decoder_mouth_mask: bool = False
+    # The same for both of the target's eye outlines: the eyelids and irises that blinks and gaze change, where the
+    # reference's features, moved, only stretch. A scratch version of it gained nothing over the `real` preset on the
+    # dev clips (README, the ablation), which leaves it off.
+    decoder_eyes_mask: bool = False
     # L1 of the painting alone to the target frame. Through the output the painting only gets gradient where the
     # repaint mask is already open, so without this it never learns a face for the mask to choose.
     painted_l1: float = 4.0

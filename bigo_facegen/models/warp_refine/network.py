@@ -123,11 +123,12 @@ class WarpRefineGenerator(keras.Model):
     motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
     whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual blocks and a
     decoder with skip connections from the warped features (and with `decoder_mouth_mask` the target's inner-mouth
-    polygon), which paints a face and a repaint mask; the output is the warped reference crop with the painting laid
+    polygon, with `decoder_eyes_mask` its eye outlines), which paints a face and a repaint mask; the output is the warped reference crop with the painting laid
     over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
-                 motion_downscale: int = 1, decoder_mouth_mask: bool = False, **kwargs):
+                 motion_downscale: int = 1, decoder_mouth_mask: bool = False, decoder_eyes_mask: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_points = num_points
         self.conv_dim = conv_dim
@@ -138,6 +139,8 @@ class WarpRefineGenerator(keras.Model):
         self.motion_downscale = motion_downscale
         # Whether the decoder reads the target's inner-mouth polygon (`WarpRefineConfig`).
         self.decoder_mouth_mask = decoder_mouth_mask
+        # Whether it reads the target's eye outlines (`WarpRefineConfig`).
+        self.decoder_eyes_mask = decoder_eyes_mask
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
         # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
         self.encode0 = conv_block(conv_dim, 7, "encode0")
@@ -257,14 +260,14 @@ class WarpRefineGenerator(keras.Model):
         x = warped[-1]
         for block in self.bottleneck:
             x = block(x, training=training)
-        mouth = (keypoints.mouth_mask_tf(inputs["target_points"], inputs["target_flags"], inputs["reference"].shape[1])
-                 if self.decoder_mouth_mask else None)
+        regions = [region_mask(inputs["target_points"], inputs["target_flags"], inputs["reference"].shape[1])
+                   for read, region_mask in ((self.decoder_mouth_mask, keypoints.mouth_mask_tf),
+                                             (self.decoder_eyes_mask, keypoints.eyes_mask_tf)) if read]
         for level in reversed(range(LEVELS - 1)):
             x = self.up[level](self.upsample(x), training=training)
-            features = [x, warped[level]]
-            if mouth is not None:
-                factor = 2 ** level
-                features.append(tf.cast(tf.nn.avg_pool2d(mouth, factor, factor, "VALID") if level else mouth, x.dtype))
+            factor = 2 ** level
+            features = [x, warped[level], *(tf.cast(tf.nn.avg_pool2d(region, factor, factor, "VALID") if level
+                                                    else region, x.dtype) for region in regions)]
             x = self.merge[level](keras.ops.concatenate(features, axis=-1), training=training)
         painted, repaint = fused_heads(x, [self.head, self.repaint_head])
         painted = self.tanh(painted)
@@ -302,12 +305,14 @@ class WarpRefineGenerator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
                 "res_blocks": self.res_blocks, "motion_correction": self.motion_correction,
-                "motion_downscale": self.motion_downscale, "decoder_mouth_mask": self.decoder_mouth_mask}
+                "motion_downscale": self.motion_downscale, "decoder_mouth_mask": self.decoder_mouth_mask,
+                "decoder_eyes_mask": self.decoder_eyes_mask}
 
 
 def build(model_cfg: ModelConfig, section: WarpRefineConfig, image_size: int, num_points: int) -> keras.Model:
     """The generator of the registry entry (`contract.GeneratorSpec.build`), unbuilt: the model's widths, its own
     section's motion and decoder settings."""
     return WarpRefineGenerator(num_points, model_cfg.conv_dim, model_cfg.res_blocks, section.motion_correction,
-                               section.motion_downscale, section.decoder_mouth_mask, name="generator")
+                               section.motion_downscale, section.decoder_mouth_mask, section.decoder_eyes_mask,
+                               name="generator")
 
