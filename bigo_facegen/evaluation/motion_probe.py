@@ -6,8 +6,9 @@ DIS optical flow of each training pair, which the probe asks the data for) for s
 before and after on crop pairs of the train and the test split (as `data.make_dataset` samples them, augmentation
 off): the mean end-point error against DIS in crop pixels where that flow is trusted, and the PSNR of the reference
 crop moved by the flow against the target crop. At initialisation such a generator's flow is its keypoint prior (a
-spline on the keypoints), so `before` scores the prior; DIS's own flow is the ceiling. It takes minutes where a training run takes
-half an hour: a screen for motion levers (the motion's inputs, its resolution, its prior) before a full run.
+spline on the keypoints), so `before` scores the prior; DIS's own flow is the ceiling. It takes minutes where a
+training run takes half an hour: a screen for motion levers (the motion's inputs, its resolution, its prior) before a
+full run.
 """
 from __future__ import annotations
 

@@ -119,12 +119,12 @@ class WarpRefineGenerator(keras.Model):
     in crop pixels, `reference_flags` (B or 1, N) and `target_flags` (B, N) from its input dict (other keys are
     ignored) and returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
 
-    Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
-    motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
-    whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual blocks and a
-    decoder with skip connections from the warped features (and with `decoder_mouth_mask` the target's inner-mouth
-    polygon, with `decoder_eyes_mask` its eye outlines), which paints a face and a repaint mask; the output is the warped reference crop with the painting laid
-    over it where the mask says (`compose`)."""
+    Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a
+    dense motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the
+    reference whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual
+    blocks and a decoder with skip connections from the warped features (and with `decoder_mouth_mask` the target's
+    inner-mouth polygon, with `decoder_eyes_mask` its eye outlines), which paints a face and a repaint mask; the
+    output is the warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
                  motion_downscale: int = 1, decoder_mouth_mask: bool = False, decoder_eyes_mask: bool = False,
