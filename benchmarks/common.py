@@ -1,5 +1,8 @@
-"""What the benchmarks share: TF's thread pools from their flags, `warp_refine`'s options as the `real` preset sets them,
-and (for the comparisons) running one benchmark in a process of its own and reading its JSON line."""
+"""What the benchmarks share: TF's thread pools from their flags, the config a benchmark measures (every generator's
+section as the `real` preset sets it, then `--config_override`s), and (for the comparisons) running one benchmark in a
+process of its own and reading its JSON line."""
+import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -38,23 +41,23 @@ def set_threads(intra_op: int, inter_op: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
-def define_warp_refine_flags() -> None:
-    """The `warp_refine` options that change its cost, defaulting to the `real` preset's: a benchmark measures the
-    generator as it is trained for real footage unless told otherwise."""
-    real = config.real().model
-    flags.DEFINE_integer("motion_downscale", real.motion_downscale, "warp_refine: the dense-motion network's "
-                         "resolution as a divisor of the crop side (model.motion_downscale; default: the real preset's).")
-    flags.DEFINE_bool("decoder_mouth_mask", real.decoder_mouth_mask, "warp_refine: the decoder also reads the target's "
-                      "inner-mouth polygon (model.decoder_mouth_mask; default: the real preset's).")
+def define_config_override_flag() -> None:
+    flags.DEFINE_multi_string(
+        "config_override", [], "section.field=value for any config field, as experiments.train (e.g. "
+        "model.generator.<name>.<field>=value); applied after the benchmark's own flags. The generators' sections "
+        "default to the real preset's.")
 
 
-def warp_refine_overrides() -> dict:
-    """The config overrides of `define_warp_refine_flags`' flags, for `config.override`."""
-    return {"model.motion_downscale": flags.FLAGS.motion_downscale,
-            "model.decoder_mouth_mask": flags.FLAGS.decoder_mouth_mask}
+def benchmark_config(base: config.ExperimentConfig, values: dict) -> config.ExperimentConfig:
+    """`base` with every generator's section as the `real` preset sets it (a benchmark measures a generator as it is
+    trained for real footage unless told otherwise; `base`'s generator type is kept), then `values` (the benchmark's
+    own flags) and the `--config_override`s."""
+    measured = copy.deepcopy(base)
+    measured.model.generator = dataclasses.replace(config.real().model.generator, type=base.model.generator.type)
+    measured = config.override(measured, values)
+    return config.override(measured, dict(config.parse_override(text) for text in flags.FLAGS.config_override))
 
 
-def warp_refine_args() -> list[str]:
-    """The same flags on a benchmark's command line, for a run in a process of its own."""
-    return [f"--motion_downscale={flags.FLAGS.motion_downscale}",
-            f"--{'' if flags.FLAGS.decoder_mouth_mask else 'no'}decoder_mouth_mask"]
+def config_override_args() -> list[str]:
+    """The `--config_override`s on a benchmark's command line, for a run in a process of its own."""
+    return [f"--config_override={text}" for text in flags.FLAGS.config_override]

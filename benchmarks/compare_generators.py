@@ -11,6 +11,8 @@ both alike. Reports the median over rounds of: training images/s (one full four-
 generator inference images/s at batch 1 and 8 (8 references, and one reference for the 8 targets as `generate` sends a
 video's, which `warp_refine` encodes once), and warp_refine's ratio to stargan. With `--xla`, inference as `generate
 --xla` runs it (under XLA, `warp_refine`'s spline fitted outside) and the first call's seconds, without training.
+Each generator's own section is the `real` preset's unless `--config_override`s (given to every run) say otherwise,
+e.g. `--config_override=model.generator.warp_refine.motion_downscale=1`.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import statistics
 
 from absl import app, flags
 
-from benchmarks.common import define_warp_refine_flags, run_json, warp_refine_args
+from benchmarks.common import config_override_args, define_config_override_flag, run_json
 
 GENERATORS = ("stargan", "warp_refine")
 FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
@@ -29,7 +31,7 @@ XLA_FIGURES = FIGURES[1:] + (("first_call_s_b1", "inference"), ("first_call_s_b8
 flags.DEFINE_integer("size", 64, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 16, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 3, "Residual blocks of the generator and detector trunks.")
-define_warp_refine_flags()
+define_config_override_flag()
 flags.DEFINE_integer("batch", 8, "Frames per training iteration.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds per generator (the median is reported).", lower_bound=1)
 flags.DEFINE_integer("iters", 5, "Timed iterations per run.")
@@ -43,11 +45,10 @@ FLAGS = flags.FLAGS
 def run_benchmark(module: str, generator: str) -> dict:
     """One run of `benchmarks.<module>` in its own process; its JSON line."""
     common = [f"--generator={generator}", f"--size={FLAGS.size}", f"--conv_dim={FLAGS.conv_dim}",
-              f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json"]
+              f"--res_blocks={FLAGS.res_blocks}", f"--iters={FLAGS.iters}", f"--threads={FLAGS.threads}", "--json",
+              *config_override_args()]
     extra = ([f"--batch={FLAGS.batch}"] if module == "train_step"
              else ["--noend_to_end", "--nopeak", f"--{'' if FLAGS.xla else 'no'}xla"])
-    if generator == "warp_refine":
-        extra.extend(warp_refine_args())
     return run_json(["-m", f"benchmarks.{module}", *common, *extra], f"benchmarks.{module} --generator={generator}")
 
 
@@ -55,26 +56,27 @@ def main(argv):
     del argv
     wanted = XLA_FIGURES if FLAGS.xla else FIGURES
     runs: dict[str, dict[str, list[float]]] = {g: {name: [] for name, _ in wanted} for g in GENERATORS}
+    sections = {}  # each generator's config section, as the runs measured it
     for _ in range(FLAGS.rounds):
         for module in sorted({source for _, source in wanted}, reverse=True):  # train_step first
             for generator in GENERATORS:
                 result = run_benchmark(module, generator)
+                sections[generator] = result["generator_section"]
                 for name, source in wanted:
                     if source == module:
                         runs[generator][name].append(result[name])
     medians = {g: {name: statistics.median(values) for name, values in figures.items()}
                for g, figures in runs.items()}
     summary = {"size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": FLAGS.batch,
-               "motion_downscale": FLAGS.motion_downscale, "decoder_mouth_mask": FLAGS.decoder_mouth_mask,
-               "rounds": FLAGS.rounds, **{f"{g}_{name}": value for g, figures in medians.items()
-                                          for name, value in figures.items()},
+               "generator_sections": sections, "rounds": FLAGS.rounds,
+               **{f"{g}_{name}": value for g, figures in medians.items() for name, value in figures.items()},
                "xla": FLAGS.xla,
                **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in wanted}}
     if FLAGS.json:
         print(json.dumps(summary))
         return
     print(f"{FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, training batch {FLAGS.batch}, "
-          f"warp_refine motion_downscale {FLAGS.motion_downscale}, decoder_mouth_mask {FLAGS.decoder_mouth_mask}; "
+          f"warp_refine {sections['warp_refine']}; "
           f"median of {FLAGS.rounds} alternating round(s), each run in its own process")
     print(f"{'images/s':24s} {'stargan':>10s} {'warp_refine':>12s} {'ratio':>7s}")
     for name, _ in wanted:

@@ -36,7 +36,7 @@ REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8", "bfloat16")
 TFLITE_QUANTIZE = {"tflite_float32": "none", "tflite_float16": "float16", "tflite_int8": "int8"}
 
-flags.DEFINE_list("generators", ["stargan", "warp_refine"], "Generators (model.generator).")
+flags.DEFINE_list("generators", ["stargan", "warp_refine"], "Generators (model.generator.type).")
 flags.DEFINE_list("presets", ["cpu", "real"], "Presets whose sizes to run at.")
 flags.DEFINE_string("model_dir", None, "A trained run to measure instead (its generator and sizes only).")
 flags.DEFINE_string("clip", "dpe_d", "Real clip of ../shared/data/real_faces/dev giving the faces.")
@@ -74,7 +74,7 @@ def _models(generator, cfg, export_dir: Path) -> tuple[dict, dict[str, str]]:
     """FaceModel per format, as `inference.FaceModel.load` loads each export, and the reason for each format that
     has none."""
     from bigo_facegen import distribution, export, inference, keypoints, tflite
-    from bigo_facegen.models import build_generator
+    from bigo_facegen.models.registry import build_generator
 
     models = {"saved_model": inference.FaceModel.load(export.export(generator, cfg, export_dir))}
     unavailable = {}
@@ -120,13 +120,13 @@ def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
 
     from bigo_facegen import checkpoints, config as config_lib
     from bigo_facegen.evaluation import metrics
-    from bigo_facegen.models import build_generator
+    from bigo_facegen.models.registry import build_generator
 
     if model_dir:
         generator, cfg = checkpoints.load_generator(model_dir)
     else:
         cfg = config_lib.override(config_lib.preset(preset), {"data.layout": "ibug68",
-                                                               "model.generator": generator_name})
+                                                               "model.generator.type": generator_name})
         generator = build_generator(cfg.model, cfg.data.image_size, 68)
     size = cfg.data.image_size
     crop, ref_points, ref_flags, target_points, target_flags = real_inputs(FLAGS.clip, FLAGS.frames, size, 68)
@@ -154,7 +154,7 @@ def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
         fastest = max(runnable, key=lambda name: statistics.median(rounds[name]))
         end_to_end = end_to_end_frames_per_s(runnable[fastest], FLAGS.clip, FLAGS.e2e_frames) if FLAGS.e2e_frames \
             else None
-    result = {"generator": cfg.model.generator, "preset": "model_dir" if model_dir else preset, "size": size,
+    result = {"generator": cfg.model.generator.type, "preset": "model_dir" if model_dir else preset, "size": size,
               "conv_dim": cfg.model.conv_dim, "res_blocks": cfg.model.res_blocks, "frames": count, "fastest": fastest,
               "fastest_e2e_frames_per_s": end_to_end}
     reference_fps = statistics.median(rounds["saved_model"])

@@ -36,15 +36,16 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import REPO, define_warp_refine_flags, set_threads, warp_refine_overrides
+from benchmarks.common import REPO, benchmark_config, define_config_override_flag, set_threads
 
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
 
-flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
+flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture "
+                  "(model.generator.type).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels (generator benchmark).")
 flags.DEFINE_integer("conv_dim", 64, "Generator base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator trunk.")
-define_warp_refine_flags()
+define_config_override_flag()
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes of the generator measurement.")
 flags.DEFINE_integer("iters", 10, "Timed calls per measurement (the median is reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed calls first (tracing, allocator warm-up), at least.")
@@ -108,16 +109,16 @@ def _median_seconds(fn, iters: int, warmup: int, warmup_s: float = 0.0) -> float
 
 
 def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: int, iters: int, warmup: int,
-                    batches=(1, 8), num_points: int = 106, model_overrides: dict | None = None,
-                    warmup_s: float = 0.0, xla: bool = False) -> dict:
+                    batches=(1, 8), num_points: int = 106, warmup_s: float = 0.0, xla: bool = False) -> dict:
+    import dataclasses
+
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib, export
-    from bigo_facegen.models import build_generator
+    from bigo_facegen.models.registry import build_generator
 
-    cfg = config_lib.override(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks,
-                                                   "model.generator": generator_name, "data.image_size": size,
-                                                   **(model_overrides or {})})
+    cfg = benchmark_config(config_lib.paper(), {"model.conv_dim": conv_dim, "model.res_blocks": res_blocks,
+                                                "model.generator.type": generator_name, "data.image_size": size})
     generator = build_generator(cfg.model, size, num_points)
     if xla:
         module = export.ServingModule(generator, export.ServingSpec.from_config(cfg))
@@ -126,7 +127,7 @@ def generator_speed(generator_name: str, size: int, conv_dim: int, res_blocks: i
     else:
         forward = tf.function(lambda inputs: generator(inputs, training=False))
         wanted, reference_side = None, ("reference", "reference_points", "reference_flags")
-    result = {}
+    result = {"generator_section": dataclasses.asdict(cfg.model.generator.active)}
     for batch in batches:
         inputs = {key: value for key, value in _random_inputs(batch, size, num_points, xla).items()
                   if wanted is None or key in wanted}
@@ -191,14 +192,15 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
     import numpy as np
 
     from bigo_facegen import annotations, config as config_lib, inference, video
-    from bigo_facegen.models import build_generator
+    from bigo_facegen.models.registry import build_generator
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
     frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
     targets = inference.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
-    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator": generator_name})
+    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68",
+                                                         "model.generator.type": generator_name})
     model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg,
                                                compiled=compiled)
     batch = cfg.data.batch_per_replica
@@ -230,12 +232,10 @@ def main(argv):
     result = {"framework": f"tensorflow {tf.__version__}", "device": "GPU" if gpus else "CPU",
               "cpu_cores": os.cpu_count(), "threads": FLAGS.threads,
               "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(), "generator": FLAGS.generator,
-              "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks,
-              "motion_downscale": FLAGS.motion_downscale, "decoder_mouth_mask": FLAGS.decoder_mouth_mask}
+              "size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks}
     batches = [int(batch) for batch in FLAGS.batches]
     result.update(generator_speed(FLAGS.generator, FLAGS.size, FLAGS.conv_dim, FLAGS.res_blocks, FLAGS.iters,
-                                  FLAGS.warmup, batches, model_overrides=warp_refine_overrides(),
-                                  warmup_s=FLAGS.warmup_s, xla=FLAGS.xla))
+                                  FLAGS.warmup, batches, warmup_s=FLAGS.warmup_s, xla=FLAGS.xla))
     if FLAGS.peak:
         result.update(peak_speed(max(3, FLAGS.iters // 2), 2))
         if "infer_gflop_per_s" in result:

@@ -34,9 +34,11 @@ flags.DEFINE_bool("json", False, "print one JSON line instead of the table")
 TARGET_RATIO = 5.0
 
 
-def pipeline_batches_per_s(data_cfg, batches: int, warmup: int) -> float:
+def pipeline_batches_per_s(config, batches: int, warmup: int) -> float:
+    """Batches of `config`'s data as its generator trains on them (with what its registry entry says it needs)."""
     from bigo_facegen import data
-    iterator = iter(data.make_dataset(data_cfg))
+    from bigo_facegen.models.registry import data_needs
+    iterator = iter(data.make_dataset(config.data, extras=data_needs(config.model)))
     for _ in range(warmup):
         next(iterator)
     start = time.perf_counter()
@@ -49,8 +51,9 @@ def training_steps_per_s(config, steps: int, warmup: int) -> float:
     """The training step alone (`train_step.TrainStep`, compiled once), on one real batch held in memory."""
     import tensorflow as tf
     from bigo_facegen import data
+    from bigo_facegen.models.registry import data_needs
     from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
-    batch = next(iter(data.make_dataset(config.data)))
+    batch = next(iter(data.make_dataset(config.data, extras=data_needs(config.model))))
     networks = build_networks(config, batch["reference_points"].shape[1])
     optimizers = build_optimizers(config.optimizer, networks)
     step = tf.function(TrainStep(networks, optimizers, config.loss, config.data.batch_per_replica))
@@ -70,7 +73,7 @@ def main(argv):
     config.data = dataclasses.replace(
         config.data, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.size,
         batch_per_replica=FLAGS.batch, tier=FLAGS.tier, keypoint_style=FLAGS.keypoint_style)
-    batches_per_s = pipeline_batches_per_s(config.data, FLAGS.batches, FLAGS.warmup)
+    batches_per_s = pipeline_batches_per_s(config, FLAGS.batches, FLAGS.warmup)
     result = {
         "dataset": FLAGS.dataset, "size": FLAGS.size, "batch": FLAGS.batch, "keypoint_style": FLAGS.keypoint_style,
         "cpu_cores": os.cpu_count(),

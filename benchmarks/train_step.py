@@ -10,20 +10,22 @@ as the trainer runs it, `--batch` frames per replica; images/s count the frames 
 ResNet50 trunk with random weights stands in for the pretrained one: the cost is the same, and the benchmark measures
 cost, never quality. Reports the median of `--iters` timed iterations after warm-up.
 """
+import dataclasses
 import json
 import statistics
 import time
 
 from absl import app, flags
 
-from benchmarks.common import define_warp_refine_flags, set_threads, warp_refine_overrides
+from benchmarks.common import benchmark_config, define_config_override_flag, set_threads
 
-flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture (model.generator).")
+flags.DEFINE_enum("generator", "stargan", ["stargan", "warp_refine"], "Generator architecture "
+                  "(model.generator.type).")
 flags.DEFINE_integer("size", 128, "Face crop side in pixels.")
 flags.DEFINE_integer("conv_dim", 64, "Generator / keypoint detector base width.")
 flags.DEFINE_integer("res_blocks", 6, "Residual blocks of the generator and detector trunks.")
 flags.DEFINE_integer("batch", 8, "Frames per iteration and replica.")
-define_warp_refine_flags()
+define_config_override_flag()
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                   "Distribution strategy (`distribution.make_strategy`): mirrored runs on every local GPU.")
 flags.DEFINE_integer("num_points", 106, "Keypoints per face (the generator input is their map either way).")
@@ -46,6 +48,7 @@ def main(argv):
     from bigo_facegen import config as config_lib
     from bigo_facegen.models.perceptual import PerceptualNetwork
     from bigo_facegen.distribution import make_strategy, precision_policy
+    from bigo_facegen.models.registry import data_needs
     from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
 
     set_threads(FLAGS.threads, FLAGS.inter_op_threads)
@@ -54,10 +57,9 @@ def main(argv):
     strategy = make_strategy(FLAGS.strategy)
     replicas = strategy.num_replicas_in_sync
 
-    cfg = config_lib.override(config_lib.paper(), {
+    cfg = benchmark_config(config_lib.paper(), {
         "data.image_size": FLAGS.size, "data.batch_per_replica": FLAGS.batch, "model.conv_dim": FLAGS.conv_dim,
-        "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none", "model.generator": FLAGS.generator,
-        **warp_refine_overrides()})
+        "model.res_blocks": FLAGS.res_blocks, "model.perceptual": "none", "model.generator.type": FLAGS.generator})
     with strategy.scope():
         networks = build_networks(cfg, FLAGS.num_points)
         if FLAGS.perceptual:
@@ -72,6 +74,9 @@ def main(argv):
     batch = {"reference": images(), "target": images(), "reference_map": images(), "target_map": images(),
              "reference_points": tf.random.uniform((b, n, 2), 0.0, s), "target_points": tf.random.uniform(
                  (b, n, 2), 0.0, s), "reference_flags": tf.fill((b, n), 2), "target_flags": tf.fill((b, n), 2)}
+    if "optical_flow" in data_needs(cfg.model):  # what `data.make_dataset` then adds
+        batch.update({"target_flow": tf.random.uniform((b, s, s, 2), 0.0, s),
+                      "target_flow_valid": tf.ones((b, s, s, 1))})
     replica_batches = strategy.experimental_distribute_values_from_function(lambda context: batch)
     replica_step = tf.function(train_step, jit_compile=FLAGS.jit_compile)
 
@@ -94,6 +99,7 @@ def main(argv):
     result = {"framework": f"tensorflow {tf.__version__}", "generator": FLAGS.generator, "size": s,
               "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": b, "perceptual": FLAGS.perceptual,
               "jit_compile": FLAGS.jit_compile, "policy": policy, "strategy": FLAGS.strategy, "replicas": replicas,
+              "generator_section": dataclasses.asdict(cfg.model.generator.active),
               "train_iter_s": seconds, "train_img_per_s": b * replicas / seconds}
     if FLAGS.json:
         print(json.dumps(result))

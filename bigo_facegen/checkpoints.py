@@ -19,8 +19,8 @@ import tensorflow as tf
 from absl import logging
 
 from bigo_facegen import keypoints
-from bigo_facegen.config import ExperimentConfig
-from bigo_facegen.models import build_generator
+from bigo_facegen.config import ExperimentConfig, network_fields
+from bigo_facegen.models.registry import build_generator
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_NAME = "ckpt"
@@ -167,8 +167,10 @@ def saved_config(path: Path) -> ExperimentConfig:
 
 
 def check_resumable(saved: ExperimentConfig, config: ExperimentConfig, model_dir: Path) -> None:
-    differences = [f"model.{k}: {v!r} -> {config.to_dict()['model'][k]!r}"
-                   for k, v in saved.to_dict()["model"].items() if config.to_dict()["model"][k] != v]
+    before, now = network_fields(saved.model), network_fields(config.model)
+    # The keys of another generator's section are left out: the difference of the types says it.
+    differences = [f"{key}: {value!r} -> {now[key]!r}" for key, value in before.items()
+                   if key in now and now[key] != value]
     for key in ("image_size", "layout"):
         if getattr(saved.data, key) != getattr(config.data, key):
             differences.append(f"data.{key}: {getattr(saved.data, key)!r} -> {getattr(config.data, key)!r}")

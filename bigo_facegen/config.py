@@ -4,6 +4,12 @@ Configs are plain dataclasses, as in tensorflow/models' `official/`: code reads 
 `experiments/*` map command-line flags onto them with `override`, and every run writes the resolved config to
 `config.json` so that export, generation and evaluation rebuild exactly the trained networks.
 
+`model.generator` is a one-of section (tensorflow/models' `OneOfConfig`): `type` names the generator, and each
+generator has a section of its own there, declared in its package (`models/<generator>/config.py`, a
+`config_rules.GeneratorSection`) with its fields, their rules, the weights of its own loss terms and where its fields
+were before generators owned their sections; this module names no field of theirs. A config.json written before then
+(`model.generator` a name, the generators' fields flat in `model`, `loss` and `data`) still loads (`from_dict`).
+
 `validate` checks every value once, where a config is built (`override`, `from_dict`), so that a bad value stops a run
 before it has done or written anything, with a message naming the field.
 """
@@ -12,9 +18,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import typing
-from typing import Any, Callable
+from typing import Any
+
+from bigo_facegen.config_rules import (BETA, POSITIVE, RATE, TYPES, WEIGHT, GeneratorSection, Rule, at_least, is_int,
+                                       one_of)
+from bigo_facegen.models.stargan.config import StarGANConfig
+from bigo_facegen.models.warp_refine.config import WarpRefineConfig
 
 TIER_SETS = {
     # The challenge's per-tier models: each tier's model also sees the tier below it, as the original did.
@@ -24,8 +34,8 @@ TIER_SETS = {
     "all": ("easy", "medium", "hard"),
 }
 # The names that the networks', keypoints' and data modules accept, repeated here so that a config is checked without
-# importing TensorFlow; tests/test_config.py holds each equal to its source. Generators are the exception: a new one
-# registers in `models.GENERATORS` alone, which `data.resolve_config` asks before any work.
+# importing TensorFlow; tests/test_config.py holds each equal to its source. The generators are those that have a
+# section in `GeneratorConfig`, each with its entry in `models.registry.GENERATORS` (a test holds them equal).
 PERCEPTUAL_BACKBONES = ("efficientnet_lite0", "none", "resnet50")  # models.perceptual.BACKBONES, and `none`
 KEYPOINT_STYLES = ("dots", "heatmap", "lines")              # keypoints.STYLES
 LAYOUTS = ("bigo106", "ibug68")                             # keypoints.LAYOUTS
@@ -48,12 +58,33 @@ class DataConfig:
     data_dir: str | None = None         # TFDS data_dir (None = TFDS default)
     split: str = "train"                # train | test | all: the person-disjoint split of the data set, or both
     layout: str = "bigo106"             # keypoint layout (bigo106 | ibug68); training sets it from the data set
-    optical_flow: bool = False          # adds each pair's DIS optical flow (`optical_flow`), the target of loss.flow
+
+
+@dataclasses.dataclass
+class GeneratorConfig:
+    """Which generator the model uses (`type`: its name in `models.registry.GENERATORS`) and each generator's own
+    section, named as the generator; only the section `type` names is used (`active`)."""
+    type: str = "stargan"
+    stargan: StarGANConfig = dataclasses.field(default_factory=StarGANConfig)
+    warp_refine: WarpRefineConfig = dataclasses.field(default_factory=WarpRefineConfig)
+
+    @classmethod
+    def section_types(cls) -> dict[str, type[GeneratorSection]]:
+        hints = typing.get_type_hints(cls)
+        return {field.name: hints[field.name] for field in dataclasses.fields(cls) if field.name != "type"}
+
+    def sections(self) -> dict[str, GeneratorSection]:
+        return {name: getattr(self, name) for name in self.section_types()}
+
+    @property
+    def active(self) -> GeneratorSection:
+        """The section of the generator `type` names (that of a validated config)."""
+        return self.sections()[self.type]
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    generator: str = "stargan"          # stargan | warp_refine
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     conv_dim: int = 64                  # generator / keypoint detector base width
     res_blocks: int = 6
     detector_noise_std: float = 0.4     # Gaussian input noise of the keypoint detector while training
@@ -61,33 +92,17 @@ class ModelConfig:
     critic_blocks: int = 4              # downsampling residual blocks after the optimised first block
     perceptual: str = "resnet50"        # resnet50 | efficientnet_lite0 | none (models/perceptual.py registry)
     perceptual_weights: str | None = None  # Keras weights file of the backbone; None = its cache, else loss off
-    # Largest correction of the keypoint prior by a warp-style generator's dense-motion network, as a share of half
-    # the crop side. Learned from the images alone, a correction beyond 0.1 tore faces apart for the adversarial
-    # terms; supervised by optical flow (loss.flow), it may be as large as the data says.
-    motion_correction: float = 0.1
-    # The resolution of a warp-style generator's dense-motion network, as a divisor of the crop side (1 or 2; the crop
-    # side must then be a multiple of 4 x this). The motion the keypoints imply is coarse (a true flow blurred to a
-    # 1/16 grid keeps most of its gain, #14), and at 2 the network and its heatmaps cost about a quarter.
-    motion_downscale: int = 1
-    # Whether a warp-style generator's decoder also reads the target's inner-mouth polygon at each of its scales: its
-    # painting otherwise sees only the reference's features moved by the flow, which stretch a closed mouth's lips
-    # over an opened one and say nowhere that an interior the reference does not show belongs there (#14).
-    decoder_mouth_mask: bool = False
 
 
 @dataclasses.dataclass
 class LossConfig:
+    """The weights of the loss terms of every generator; a generator's own terms are weighed in its section
+    (`GeneratorSection.LOSS_WEIGHTS`)."""
     keypoint: float = 50.0
     adversarial: float = 0.1
     identity: float = 0.1
     l1: float = 8.0
     perceptual: float = 2.0
-    # L1 of a warp-style generator's painting alone to the target frame. Through the output the painting only gets
-    # gradient where the repaint mask is already open, so without this it never learns a face for the mask to choose.
-    painted_l1: float = 4.0
-    # L1 of a warp-style generator's flow to the pair's optical flow (data.optical_flow), in units of half the crop
-    # side, over the pixels the forward-backward check trusts: the motion learned directly, not only through pixels.
-    flow: float = 0.0
     # L1 of the generated face to the target inside the target's inner-lip polygon, averaged over those pixels: the
     # mouth interior, which a closed-mouth reference does not show and which is too few pixels for the L1 over the
     # whole crop to teach (#14). Closed mouths cover no pixel and add nothing.
@@ -97,11 +112,6 @@ class LossConfig:
     # clips two seeds at weight 2 gained 0.04-0.06 dB over the `real` preset, about their spread, and not on blinks
     # (README, the ablation), so that preset leaves it off.
     eyes_l1: float = 0.0
-    # Thin-Plate-Spline-Motion-Model's warp loss (a gain in its ablation) for a warp-style generator: the reference's
-    # encoder features moved by the flow against the true target's, both masked alike. Features respond to edges and
-    # texture that the pixel L1 averages away, so the motion is pulled to line up the face's structure. On the dev
-    # clips two seeds put it within noise of the `real` preset (README, the ablation), so that preset leaves it off.
-    feature_warp: float = 0.0
 
 
 @dataclasses.dataclass
@@ -144,8 +154,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
-        """The config that `d` (as `to_dict` gives) describes, validated."""
-        config = _from_dict(cls, d, "config")
+        """The config that `d` (as `to_dict` gives, or as it gave before generators owned their sections)
+        describes, validated."""
+        config = _from_dict(cls, _migrated(d), "config")
         validate(config)
         return config
 
@@ -170,7 +181,7 @@ def _from_dict(cls, d: dict[str, Any], where: str):
     for name, value in d.items():
         if dataclasses.is_dataclass(hints[name]):
             kwargs[name] = _from_dict(hints[name], value, f"{where}.{name}")
-        elif hints[name] is float and _is_int(value):
+        elif hints[name] is float and is_int(value):
             kwargs[name] = float(value)  # a hand-edited `10` for a float field
         else:
             kwargs[name] = value
@@ -204,15 +215,15 @@ def real() -> ExperimentConfig:
     config = cpu()
     config.data.image_size = 96
     config.data.tier = "all"
-    config.data.optical_flow = True
     config.train.steps = 3000
-    config.model.generator = "warp_refine"
+    config.model.generator.type = "warp_refine"
     config.model.perceptual = "efficientnet_lite0"
-    config.model.motion_correction = 1.0
-    config.model.motion_downscale = 2
-    config.model.decoder_mouth_mask = True
+    warp_refine = config.model.generator.warp_refine
+    warp_refine.motion_correction = 1.0
+    warp_refine.motion_downscale = 2
+    warp_refine.decoder_mouth_mask = True
+    warp_refine.flow = 20.0
     config.loss.perceptual = 0.3
-    config.loss.flow = 20.0
     config.loss.mouth_l1 = 2.0
     return config
 
@@ -227,27 +238,41 @@ def preset(name: str) -> ExperimentConfig:
 
 
 def override(config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
-    """Returns a validated copy with dotted keys (`"data.tier"`, `"train.steps"`) replaced; `None` values are
-    skipped, so unset flags keep the preset's value."""
+    """Returns a validated copy with dotted keys (`"data.tier"`, `"model.generator.type"`,
+    `"model.generator.warp_refine.flow"`) replaced; `None` values are skipped, so unset flags keep the preset's
+    value."""
     config = copy.deepcopy(config)
     for key, value in values.items():
         if value is None:
             continue
-        section_name, _, field_name = key.partition(".")
-        section = getattr(config, section_name, None)
-        if section is None or not dataclasses.is_dataclass(section) or field_name not in {
-                f.name for f in dataclasses.fields(section)}:
-            raise ValueError(f"unknown config key {key!r}")
-        if typing.get_type_hints(type(section))[field_name] is float and _is_int(value):
+        section, field_name = _field_of(config, key)
+        if typing.get_type_hints(type(section))[field_name] is float and is_int(value):
             value = float(value)  # `loss.l1=10` means 10.0, and config.json should say so
         setattr(section, field_name, value)
     validate(config)
     return config
 
 
+def _field_of(config: ExperimentConfig, key: str) -> tuple[Any, str]:
+    """The section holding the value that the dotted `key` names, and the field's name there."""
+    *path, field_name = key.split(".")
+    section = config
+    for name in path:
+        section = getattr(section, name) if name in _field_names(section) else None
+    if not path or field_name not in _field_names(section) or dataclasses.is_dataclass(getattr(section, field_name)):
+        moved = moved_keys()
+        where = "" if key not in moved else f" (now {moved[key]!r})" if moved[key] else " (no longer a setting)"
+        raise ValueError(f"unknown config key {key!r}{where}")
+    return section, field_name
+
+
+def _field_names(section: Any) -> set[str]:
+    return {field.name for field in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else set()
+
+
 def parse_override(text: str) -> tuple[str, object]:
-    """`section.field=value` (a `--config_override`) -> (key, value); values are JSON (numbers, true/false), anything
-    else is a string."""
+    """`section.field=value` (a `--config_override`; the section may be nested: `model.generator.type=...`) -> (key,
+    value); values are JSON (numbers, true/false), anything else is a string."""
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
         raise ValueError(f"--config_override wants section.field=value, got {text!r}")
@@ -258,32 +283,53 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def network_fields(model: ModelConfig) -> dict[str, Any]:
+    """The values that make the networks, by dotted key: the model's own fields, the generator's type and its
+    section's fields but the loss weights (which change the training, not the networks)."""
+    generator = model.generator
+    fields = {f"model.{field.name}": getattr(model, field.name) for field in dataclasses.fields(model)
+              if field.name != "generator"}
+    fields["model.generator.type"] = generator.type
+    section = generator.active
+    fields.update({f"model.generator.{generator.type}.{field.name}": getattr(section, field.name)
+                   for field in dataclasses.fields(section) if field.name not in section.LOSS_WEIGHTS})
+    return fields
+
+
+# --- configs written before generators owned their sections ------------------------------------------------------
+
+def moved_keys() -> dict[str, str | None]:
+    """Each key of a config written before generators owned their sections that is not a key today -> its key today
+    (None: gone), as the generators' sections declare them (`GeneratorSection.LEGACY_KEYS`)."""
+    moved: dict[str, str | None] = {"model.generator": "model.generator.type"}
+    for name, section_type in GeneratorConfig.section_types().items():
+        moved.update({old: None if new is None else f"model.generator.{name}.{new}"
+                      for old, new in section_type.LEGACY_KEYS.items()})
+    return moved
+
+
+def _migrated(d: Any) -> Any:
+    """`d` (as `to_dict` gives) in today's layout: one written before generators owned their sections, whose
+    `model.generator` is a name, has its keys moved (`moved_keys`); any other is returned as it is."""
+    if not (isinstance(d, dict) and isinstance(d.get("model"), dict) and isinstance(d["model"].get("generator"), str)):
+        return d
+    d = copy.deepcopy(d)
+    for old, new in moved_keys().items():
+        section_name, _, field_name = old.partition(".")
+        section = d.get(section_name)
+        if not isinstance(section, dict) or field_name not in section:
+            continue
+        value = section.pop(field_name)
+        if new is not None:
+            *path, new_field = new.split(".")
+            target = d
+            for name in path:
+                target = target.setdefault(name, {})
+            target[new_field] = value
+    return d
+
+
 # --- validation -------------------------------------------------------------------------------------------------
-
-Rule = tuple[Callable[[Any], bool], str]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# By a field's type hint: whether a value has that type, and the type in words.
-_TYPES: dict[Any, Rule] = {
-    bool: (lambda value: isinstance(value, bool), "true or false"),
-    int: (_is_int, "an integer"),
-    float: (lambda value: _is_int(value) or isinstance(value, float), "a number"),
-    str: (lambda value: isinstance(value, str), "a string"),
-    str | None: (lambda value: value is None or isinstance(value, str), "a string or null"),
-}
-
-
-def _one_of(names) -> Rule:
-    return (lambda value: value in names), f"must be one of {sorted(names)}"
-
-
-def _at_least(low: int) -> Rule:
-    return (lambda value: value >= low), f"must be >= {low}"
-
 
 IMAGE_SIZE_RULE = "must be a positive multiple of 4 (the generators halve it twice and double it back)"
 
@@ -298,64 +344,65 @@ def check_image_size(image_size: int) -> None:
         raise ValueError(f"image_size={image_size!r}: {IMAGE_SIZE_RULE}")
 
 
-_POSITIVE: Rule = (lambda value: value > 0, "must be > 0")
-_RATE: Rule = (lambda value: 0 < value < math.inf, "must be a finite number > 0")
-_WEIGHT: Rule = (lambda value: 0 <= value < math.inf, "must be a finite number >= 0")
-_BETA: Rule = (lambda value: 0 <= value < 1, "must be in [0, 1)")
-
-# Fields without a rule here take any value of their type.
+# Fields without a rule here take any value of their type. The generators' sections declare their own
+# (`GeneratorSection.rules`), and `model.generator.type` must name one of them.
 RULES: dict[str, Rule] = {
     "data.dataset": (lambda value: value != "", "must name a data set"),
-    "data.tier": _one_of(TIER_SETS),
+    "data.tier": one_of(TIER_SETS),
     "data.image_size": (_is_image_size, IMAGE_SIZE_RULE),
-    "data.keypoint_style": _one_of(KEYPOINT_STYLES),
-    "data.dot_radius": _POSITIVE,
-    "data.batch_per_replica": _at_least(1),
+    "data.keypoint_style": one_of(KEYPOINT_STYLES),
+    "data.dot_radius": POSITIVE,
+    "data.batch_per_replica": at_least(1),
     "data.rotation_degrees": (lambda value: 0 <= value <= 180, "must be in [0, 180]"),
-    "data.scale_range": _BETA,
-    "data.shuffle_videos": _at_least(1),
-    "data.split": _one_of(SPLITS),
-    "data.layout": _one_of(LAYOUTS),
-    "model.generator": (lambda value: value != "", "must name a generator (one of models.GENERATORS)"),
-    "model.conv_dim": _at_least(1),
-    "model.res_blocks": _at_least(0),
-    "model.detector_noise_std": _WEIGHT,
-    "model.critic_dim": _at_least(1),
-    "model.critic_blocks": _at_least(0),
-    "model.perceptual": _one_of(PERCEPTUAL_BACKBONES),
-    "model.motion_correction": (lambda value: 0 <= value <= 2, "must be in [0, 2] (a share of half the crop side)"),
-    "model.motion_downscale": _one_of((1, 2)),
-    **{f"loss.{field.name}": _WEIGHT for field in dataclasses.fields(LossConfig)},
-    **{f"optimizer.{field.name}": _RATE for field in dataclasses.fields(OptimizerConfig)
+    "data.scale_range": BETA,
+    "data.shuffle_videos": at_least(1),
+    "data.split": one_of(SPLITS),
+    "data.layout": one_of(LAYOUTS),
+    "model.conv_dim": at_least(1),
+    "model.res_blocks": at_least(0),
+    "model.detector_noise_std": WEIGHT,
+    "model.critic_dim": at_least(1),
+    "model.critic_blocks": at_least(0),
+    "model.perceptual": one_of(PERCEPTUAL_BACKBONES),
+    **{f"loss.{field.name}": WEIGHT for field in dataclasses.fields(LossConfig)},
+    **{f"optimizer.{field.name}": RATE for field in dataclasses.fields(OptimizerConfig)
        if field.name.endswith("_lr")},
-    "optimizer.beta_1": _BETA,
-    "optimizer.beta_2": _BETA,
-    "train.steps": _at_least(1),
-    "train.log_every": _at_least(1),
-    "train.sample_every": _at_least(1),
-    "train.checkpoint_every": _at_least(1),
-    "train.keep_checkpoints": _at_least(1),
-    "train.strategy": _one_of(STRATEGIES),
-    "train.num_cpu_devices": _at_least(0),
-    "train.max_loss": _POSITIVE,
+    "optimizer.beta_1": BETA,
+    "optimizer.beta_2": BETA,
+    "train.steps": at_least(1),
+    "train.log_every": at_least(1),
+    "train.sample_every": at_least(1),
+    "train.checkpoint_every": at_least(1),
+    "train.keep_checkpoints": at_least(1),
+    "train.strategy": one_of(STRATEGIES),
+    "train.num_cpu_devices": at_least(0),
+    "train.max_loss": POSITIVE,
 }
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Raises ValueError naming the first field (`section.field`) whose value has the wrong type or breaks its rule
-    (`RULES`)."""
-    for section_field in dataclasses.fields(config):
-        section = getattr(config, section_field.name)
-        hints = typing.get_type_hints(type(section))
-        for field in dataclasses.fields(section):
-            key, value = f"{section_field.name}.{field.name}", getattr(section, field.name)
-            has_type, type_name = _TYPES[hints[field.name]]
-            if not has_type(value):
-                raise ValueError(f"{key}={value!r}: must be {type_name}")
-            if key in RULES and not RULES[key][0](value):
-                raise ValueError(f"{key}={value!r}: {RULES[key][1]}")
-    if config.data.image_size % (4 * config.model.motion_downscale):
-        raise ValueError(f"model.motion_downscale={config.model.motion_downscale!r}: data.image_size="
-                         f"{config.data.image_size} must then be a multiple of {4 * config.model.motion_downscale}")
-    if config.loss.flow > 0 and not config.data.optical_flow:
-        raise ValueError(f"loss.flow={config.loss.flow!r} needs data.optical_flow=true (the flow it learns from)")
+    """Raises ValueError naming the first field (`section.field`, `model.generator.<name>.field`) whose value has the
+    wrong type or breaks its rule (`RULES`, the sections' own), then whatever the active generator's section rules out
+    in the rest of the config (`GeneratorSection.check`)."""
+    generator = config.model.generator
+    rules = {**RULES, "model.generator.type": one_of(generator.sections())}
+    for name, section in generator.sections().items():
+        rules.update({f"model.generator.{name}.{field}": rule for field, rule in section.rules().items()})
+    for key, value, hint in _values(config, ""):
+        has_type, type_name = TYPES[hint]
+        if not has_type(value):
+            raise ValueError(f"{key}={value!r}: must be {type_name}")
+        if key in rules and not rules[key][0](value):
+            raise ValueError(f"{key}={value!r}: {rules[key][1]}")
+    generator.active.check(config, f"model.generator.{generator.type}")
+
+
+def _values(section: Any, prefix: str):
+    """(dotted key, value, type hint) of every value in `section` and the sections inside it."""
+    hints = typing.get_type_hints(type(section))
+    for field in dataclasses.fields(section):
+        key, value = f"{prefix}{field.name}", getattr(section, field.name)
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _values(value, f"{key}.")
+        else:
+            yield key, value, hints[field.name]

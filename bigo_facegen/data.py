@@ -2,8 +2,9 @@
 
 Each element of `make_dataset` is one video's batch: `reference` and `target` (B, S, S, 3) float32 in [-1, 1], their
 keypoints (B, N, 2) in pixels of the S-sized crop, flags (B, N) int32 and keypoint maps (B, S, S, 3) drawn in-graph;
-with `optical_flow`, also `target_flow` (B, S, S, 2), the reference pixel each target pixel shows, and
-`target_flow_valid` (B, S, S, 1), where that flow is trusted (`optical_flow.backward_flow`).
+and the `extras` asked for (what a generator's registry entry says its training needs, `models.registry.data_needs`):
+`optical_flow` adds `target_flow` (B, S, S, 2), the reference pixel each target pixel shows, and `target_flow_valid`
+(B, S, S, 1), where that flow is trusted (`optical_flow.backward_flow`).
 A target is another frame of the reference's video (never the reference's own frame, where the video has two).
 
 Where the work goes, so that the pipeline is never the bottleneck: examples are read with their JPEGs undecoded and
@@ -33,12 +34,13 @@ import tfds_bigo  # noqa: F401  (registers the `bigo_face` builder)
 from bigo_facegen import geometry, keypoints, optical_flow
 from bigo_facegen.bigo_folder import SPLITS, in_split
 from bigo_facegen.config import TIER_SETS, DataConfig, ExperimentConfig, validate
-from bigo_facegen.models import generator_spec
 from bigo_facegen.models.contract import KeypointMapSettings, from_unit, generator_inputs, to_unit
 from tfds_bigo.bigo_face import folder_config
 
 BUILDER_NAME = "bigo_face"
 NAMED_DATASETS = ("synthetic", "bigo")
+# What a batch may hold beyond the generator's inputs and the target, when asked for (`make_dataset`'s `extras`).
+EXTRAS = ("optical_flow",)
 
 
 def dataset_builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
@@ -80,20 +82,9 @@ def dataset_layout(cfg: DataConfig) -> str:
     return dataset_info(cfg).metadata["layout"]
 
 
-# The loss terms only a warp-style generator's `compose` outputs give (`models.contract`).
-WARP_STYLE_TERMS = ("flow", "feature_warp")
-
-
 def resolve_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config complete for training on its data set: a validated copy whose `data.layout` is the data set's and
-    whose generator is registered and has what the loss weights ask of it (asked first: preparing a data set is
-    work)."""
-    generator = generator_spec(config.model.generator)
-    for term in WARP_STYLE_TERMS:
-        weight = getattr(config.loss, term)
-        if weight > 0 and not generator.has_repaint:
-            raise ValueError(f"loss.{term}={weight!r}: the {config.model.generator} generator has no flow to learn "
-                             f"(only warp-style generators, whose spec has_repaint, do)")
+    """The config complete for training on its data set: a validated copy whose `data.layout` is the data set's."""
+    validate(config)  # first: preparing a data set is work
     resolved = dataclasses.replace(config, data=dataclasses.replace(config.data, layout=dataset_layout(config.data)))
     validate(resolved)
     return resolved
@@ -111,13 +102,17 @@ def selected_videos(cfg: DataConfig) -> list[str]:
 
 
 def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | None = None, *,
-                 include_ids: bool = False) -> tf.data.Dataset:
-    """Endless batches of `cfg.batch_per_replica` frame pairs, each batch from one video (see the module doc).
+                 extras: frozenset[str] = frozenset(), include_ids: bool = False) -> tf.data.Dataset:
+    """Endless batches of `cfg.batch_per_replica` frame pairs, each batch from one video (see the module doc), holding
+    the `extras` (of `EXTRAS`) too.
 
     With `input_context`, this input pipeline reads its own shard of the videos. `include_ids` adds `video_id` (B,)
     string and `reference_frame_index`, `target_frame_index` (B,) int32 (1-based frame numbers), for inspection.
     The video shuffle buffer holds `cfg.shuffle_videos` whole examples (all of a video's JPEGs, ~20 kB a crop at
     256 px), which bounds this pipeline's memory."""
+    unknown = set(extras) - set(EXTRAS)
+    if unknown:
+        raise ValueError(f"data.make_dataset: no extra {sorted(unknown)}; it gives {list(EXTRAS)}")
     builder = dataset_builder(cfg)
     info = builder.info
     layout = keypoints.get_layout(info.metadata["layout"])
@@ -145,13 +140,14 @@ def make_dataset(cfg: DataConfig, input_context: tf.distribute.InputContext | No
                         len(video_ids), num_pipelines)
     ds = ds.shuffle(cfg.shuffle_videos, seed=cfg.seed, reshuffle_each_iteration=True).repeat().enumerate()
     batch = functools.partial(_video_batch, cfg=cfg, layout=layout, crop_size=info.metadata["crop_size"],
-                              seed=tf.constant([cfg.seed, pipeline_id], tf.int64), include_ids=include_ids)
+                              seed=tf.constant([cfg.seed, pipeline_id], tf.int64),
+                              add_flow="optical_flow" in extras, include_ids=include_ids)
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout, crop_size: int, seed,
-                 include_ids: bool):
+                 add_flow: bool, include_ids: bool):
     """One batch from one video example (JPEGs still encoded): sample frame pairs, decode, resize, augment, draw."""
     size, batch = cfg.image_size, cfg.batch_per_replica
     seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, position), num=3)
@@ -173,7 +169,7 @@ def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout
     if cfg.rotation_degrees > 0 or cfg.scale_range > 0:
         # One draw per crop: a reference and its target are augmented independently, each face with its keypoints.
         images, moved = geometry.random_affine_tf(images, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
-        if cfg.optical_flow:
+        if add_flow:
             ring = tf.pad(content[:, 1:-1, 1:-1], [[0, 0], [1, 1], [1, 1], [0, 0]])
             content, _ = geometry.random_affine_tf(ring, points, cfg.rotation_degrees, cfg.scale_range, seeds[2])
         points = moved
@@ -188,7 +184,7 @@ def _video_batch(position, example, *, cfg: DataConfig, layout: keypoints.Layout
                            reference_points=points[first], reference_flags=flags[first])
     # The ground truth, and the reference's map that the keypoint detector learns to draw.
     out["target"] = images[second]
-    if cfg.optical_flow:
+    if add_flow:
         out["target_flow"], out["target_flow_valid"] = optical_flow.backward_flow_tf(
             from_unit(images[first]), from_unit(images[second]), content[first], content[second])
     out["reference_map"] = settings.draw(points[first], flags[first], size)

@@ -1,8 +1,9 @@
 """Export a trained generator as a SavedModel that TensorFlow Serving loads as is, and load such exports back.
 
 Layout on disk (TF Serving's): `EXPORT_DIR/<version>/saved_model.pb` + `variables/`, one integer-named folder per
-version, and beside `saved_model.pb` the sidecar `bigo_facegen.json` (the training config, keypoint layout, crop size
-and input names) so that generation and evaluation can load an export exactly like a training `model_dir`. A version
+version, and beside `saved_model.pb` the sidecar `bigo_facegen.json` (the training config, the serving spec: keypoint
+layout, crop size, the generator's capabilities; and the input and output names) so that generation and evaluation can
+load an export exactly like a training `model_dir`. A version
 folder is written under a temporary name and renamed when complete, so a server watching `EXPORT_DIR` never picks up
 half an export, and an existing version is never overwritten.
 
@@ -12,31 +13,30 @@ inputs
   `reference`            uint8   (batch, S, S, 3)  RGB face crop of the reference frame, 0..255, cut as
                                  or (1, S, S, 3)    `geometry.crop(frame, bbox, S)` does (square box of side max(w, h)
                                                     centred on the BIGO bbox, scaled to S x S). Where the sidecar's
-                                                    spec says `shared_reference` (registry entry `shares_reference`:
-                                                    both generators of this package), one crop for the whole batch is
-                                                    the reference of every target, and what depends on it alone is
-                                                    computed once (a video from one frame: send it once).
+                                                    capabilities say `shares_reference` (every generator of this
+                                                    package), one crop for the whole batch is the reference of every
+                                                    target, and what depends on it alone is computed once (a video
+                                                    from one frame: send it once).
   `target_keypoints`     float32 (batch, N, 3)     one [x, y, flag] row per point of the target expression: x, y in
                                                     pixels of the S x S crop (pixel centres at integers), flag 0 absent,
                                                     1 occluded, 2 visible. The keypoint map is drawn inside the graph
                                                     (`keypoints.draw_map_tf` with the training config's style and
                                                     radius), so clients send coordinates, not images.
-  `reference_keypoints`  float32 (batch, N, 3)     only for generators that read them (registry entry
-                                 or (1, N, 3)       `reads_reference_keypoints`: `warp_refine`, not `stargan`): the
-                                                    reference crop's keypoints, same layout, one row set per crop of
-                                                    `reference`.
+  `reference_keypoints`  float32 (batch, N, 3)     only for generators that read them (capabilities
+                                 or (1, N, 3)       `reads_reference_keypoints`): the reference crop's keypoints, same
+                                                    layout, one row set per crop of `reference`.
 outputs
   `generated`            uint8   (batch, S, S, 3)  the generated RGB face crop, 0..255, same size as `reference`.
-  `repaint`              float32 (batch, S, S, 1)  only for generators whose entry `has_repaint`: where, from 0 to 1,
-                                                    `generated` is the generator's painting rather than the reference
-                                                    warped by its flow. A client that warps the full-resolution
-                                                    reference frame itself (as `fusion.WarpFusion` does) pastes the
-                                                    crop with this as its alpha and keeps its own sharper pixels
-                                                    everywhere else.
-  `flow`                 float32 (batch, S, S, 2)  only for those generators too: for each pixel of `generated`, the
-                                                    (x, y) pixel of the `reference` crop it shows (the backward flow).
-                                                    A client moves its full-resolution reference frame by it
-                                                    (`fusion.WarpFusion`).
+  `repaint`              float32 (batch, S, S, 1)  only for generators whose capabilities say `repaint`: where, from
+                                                    0 to 1, `generated` is the generator's painting rather than the
+                                                    reference warped by its flow. A client that warps the
+                                                    full-resolution reference frame itself (as `fusion.WarpFusion`
+                                                    does) pastes the crop with this as its alpha and keeps its own
+                                                    sharper pixels everywhere else.
+  `flow`                 float32 (batch, S, S, 2)  only for generators whose capabilities say `flow`: for each pixel of
+                                                    `generated`, the (x, y) pixel of the `reference` crop it shows (the
+                                                    backward flow). A client moves its full-resolution reference frame
+                                                    by it (`fusion.WarpFusion`).
 
 S (crop side) and N (points of the layout: 106 for bigo106, 68 for ibug68) are fixed by the trained model and written
 in the sidecar; the batch dimension (that of `target_keypoints`) is open (-1), and an empty batch gets empty outputs.
@@ -67,8 +67,9 @@ import tensorflow as tf
 from bigo_facegen import files, keypoints
 from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
-from bigo_facegen.models import generator_spec
-from bigo_facegen.models.contract import FLOW_LAYER, KeypointMapSettings, from_unit, generator_inputs, to_unit
+from bigo_facegen.models.contract import (FLOW_LAYER, Capabilities, KeypointMapSettings, from_unit, generator_inputs,
+                                          to_unit)
+from bigo_facegen.models.registry import generator_spec
 
 SIDECAR = "bigo_facegen.json"
 SIGNATURE = "serving_default"
@@ -85,33 +86,41 @@ class ExportError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ServingSpec:
-    """What a served generator expects and gives: crop side, keypoint layout, how the keypoint map is drawn, and what
-    its registry entry (`models.GENERATORS`) declares it reads and returns."""
+    """What a served generator expects and gives: crop side, keypoint layout, how the keypoint map is drawn, what its
+    registry entry declares it reads and produces (`capabilities`), and whether the SavedModel also holds `prepare`
+    and `compiled` (`ServingModule`, compiled inference: exports written before it was recorded do not)."""
     image_size: int
     layout: str
     num_points: int
     keypoint_style: str
     dot_radius: float
-    reads_reference_keypoints: bool
-    has_repaint: bool
-    # Whether one reference crop may serve a whole batch of targets (the `reference` input above): the registry
-    # entry's `shares_reference`; exports written before this was recorded need one crop per target.
-    shared_reference: bool
-    # Whether the SavedModel also holds `prepare` and `compiled` (`ServingModule`, compiled inference); exports
-    # written before this was recorded do not.
+    capabilities: Capabilities
     compiled: bool
-    # Whether `compiled` also takes the spline that `prepare` fits: the registry entry's `fits_spline`.
-    fits_spline: bool
 
     @classmethod
     def from_config(cls, config: ExperimentConfig) -> "ServingSpec":
         layout = keypoints.get_layout(config.data.layout)
-        generator = generator_spec(config.model.generator)
         return cls(image_size=config.data.image_size, layout=layout.name, num_points=layout.num_points,
                    keypoint_style=config.data.keypoint_style, dot_radius=config.data.dot_radius,
-                   reads_reference_keypoints=generator.reads_reference_keypoints, has_repaint=generator.has_repaint,
-                   shared_reference=generator.shares_reference, compiled=True,
-                   fits_spline=generator.fits_spline)
+                   capabilities=generator_spec(config.model.generator.type).capabilities, compiled=True)
+
+    @classmethod
+    def from_sidecar(cls, recorded: dict) -> "ServingSpec":
+        """The spec a sidecar's `spec` records, older sidecars' included: those whose capabilities are flat flags
+        (`has_repaint` standing for the repaint and the flow outputs both, `shared_reference` for
+        `shares_reference`), those written before `has_repaint` was recorded (the repaint output went with the
+        reference keypoints), before `shared_reference` (a crop per target), before `fits_spline` and before
+        `compiled` (no functions for compiled inference)."""
+        recorded = dict(recorded)
+        if "capabilities" in recorded:
+            capabilities = recorded.pop("capabilities")
+        else:
+            reads = recorded.pop("reads_reference_keypoints")
+            outputs = recorded.pop("has_repaint", reads)
+            capabilities = {"reads_reference_keypoints": reads, "repaint": outputs, "flow": outputs,
+                            "shares_reference": recorded.pop("shared_reference", False),
+                            "fits_spline": recorded.pop("fits_spline", False)}
+        return cls(**{"compiled": False, **recorded, "capabilities": Capabilities(**capabilities)})
 
     @property
     def map_settings(self) -> KeypointMapSettings:
@@ -119,11 +128,12 @@ class ServingSpec:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return (OUTPUT, REPAINT_OUTPUT, FLOW_OUTPUT) if self.has_repaint else (OUTPUT,)
+        outputs = ((OUTPUT, True), (REPAINT_OUTPUT, self.capabilities.repaint), (FLOW_OUTPUT, self.capabilities.flow))
+        return tuple(name for name, present in outputs if present)
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        if self.reads_reference_keypoints:
+        if self.capabilities.reads_reference_keypoints:
             return ("reference", "reference_keypoints", "target_keypoints")
         return ("reference", "target_keypoints")
 
@@ -136,13 +146,13 @@ class ServingSpec:
 
 
 class ServingModule(tf.Module):
-    """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop (and, for warp-style
-    generators, the repaint mask) out. `serve` is the
+    """The generator with its serving graph: uint8 crop + keypoint rows in, uint8 crop (and, as its capabilities say,
+    the repaint mask and the flow) out. `serve` is the
     `tf.function` exported as `serving_default`; inference calls the same function on checkpoints, so an export and
     the Keras model it came from compute the same thing.
 
     Compiled inference (`inference.FaceModel(compiled=True)`) calls `prepare` and then `compiled` with the signature's
-    inputs and what `prepare` returned: `prepare` makes the input checks and, for a generator whose registry entry
+    inputs and what `prepare` returned: `prepare` makes the input checks and, for a generator whose capabilities say
     `fits_spline`, fits its `spline` (TF's solve: XLA's took 10x as long); `compiled` is the rest of `serve` for a
     non-empty batch, under XLA (`jit_compile`). Neither is a signature, so TF Serving never compiles them."""
 
@@ -163,12 +173,12 @@ class ServingModule(tf.Module):
         name (a SavedModel signature takes its input names from the Python parameters). `compiled`: under XLA, and
         for a generator that fits a spline also taking `prepare`'s `spline` (body's fourth argument)."""
         signature = list(self.input_signature)
-        if compiled and self.spec.fits_spline:
+        if compiled and self.spec.capabilities.fits_spline:
             signature.append(tf.TensorSpec([None, self.spec.num_points + 3, 2], tf.float32, name=SPLINE))
 
             def function(reference, reference_keypoints, target_keypoints, spline):
                 return body(reference, target_keypoints, reference_keypoints, spline)
-        elif self.spec.reads_reference_keypoints:
+        elif self.spec.capabilities.reads_reference_keypoints:
             def function(reference, reference_keypoints, target_keypoints):
                 return body(reference, target_keypoints, reference_keypoints)
         else:
@@ -186,7 +196,7 @@ class ServingModule(tf.Module):
 
     def _prepare(self, reference, target_keypoints, reference_keypoints):
         with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
-            if not self.spec.fits_spline:
+            if not self.spec.capabilities.fits_spline:
                 return {}
             return {SPLINE: self.generator.spline(self._inputs(reference, target_keypoints, reference_keypoints))}
 
@@ -202,8 +212,9 @@ class ServingModule(tf.Module):
                   else self.generator.compose(inputs, training=False, spline=spline))
         pixels = tf.clip_by_value(tf.round(from_unit(tf.cast(layers["image"], tf.float32))), 0.0, 255.0)
         outputs = {OUTPUT: tf.cast(pixels, tf.uint8)}
-        if self.spec.has_repaint:
+        if self.spec.capabilities.repaint:
             outputs[REPAINT_OUTPUT] = tf.cast(layers["repaint"], tf.float32)
+        if self.spec.capabilities.flow:
             outputs[FLOW_OUTPUT] = tf.cast(layers[FLOW_LAYER], tf.float32)
         return outputs
 
@@ -217,8 +228,9 @@ def empty_outputs(spec: ServingSpec) -> dict[str, tf.Tensor]:
     """The outputs of an empty batch."""
     s = spec.image_size
     outputs = {OUTPUT: tf.zeros([0, s, s, 3], tf.uint8)}
-    if spec.has_repaint:
+    if spec.capabilities.repaint:
         outputs[REPAINT_OUTPUT] = tf.zeros([0, s, s, 1], tf.float32)
+    if spec.capabilities.flow:
         outputs[FLOW_OUTPUT] = tf.zeros([0, s, s, 2], tf.float32)
     return outputs
 
@@ -274,9 +286,9 @@ def _shape_checks(spec: ServingSpec, reference, rows: dict) -> list:
         tf.shape(reference)[1:], tf.constant([s, s, 3]),
         message=f"bad input reference: shape must be (batch, {s}, {s}, 3), RGB uint8 face crops of {s}x{s} pixels"),
         tf.debugging.Assert(
-            (crops == batch) | ((crops == 1) & spec.shared_reference),
+            (crops == batch) | ((crops == 1) & spec.capabilities.shares_reference),
             [f"bad input reference: needs one crop per target_keypoints row set"
-             f"{', or one crop for all of them' if spec.shared_reference else ''}"])]
+             f"{', or one crop for all of them' if spec.capabilities.shares_reference else ''}"])]
     for name, value in rows.items():
         checks.append(tf.debugging.assert_equal(
             tf.shape(value)[1:], tf.constant([n, 3]),
@@ -416,12 +428,8 @@ def read_sidecar(version_dir: Path) -> Sidecar:
                           f"(export it with `python -m experiments.export`)")
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-        # Exports written before `has_repaint` was recorded had the repaint output exactly when they read the
-        # reference keypoints, those written before `shared_reference` needed a crop per target, and those written
-        # before `compiled` hold no functions for compiled inference.
-        spec = ServingSpec(**{"has_repaint": metadata["spec"]["reads_reference_keypoints"], "shared_reference": False,
-                              "compiled": False, "fits_spline": False, **metadata["spec"]})
-        return Sidecar(spec, ExperimentConfig.from_dict(metadata["config"]), metadata.get("tflite"))
+        return Sidecar(ServingSpec.from_sidecar(metadata["spec"]), ExperimentConfig.from_dict(metadata["config"]),
+                       metadata.get("tflite"))
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e
 

@@ -16,8 +16,8 @@ Each output frame, as the original solution made it:
 4. Reinhard colour transfer from the reference crop onto the generated face (`color`);
 5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), only the person moved
    over an inpainted background (`segment`), or the whole frame warped by the keypoints, fixed at the frame border
-   (`warp`); the face pasted with a feathered edge. A warp-style model's face goes into the warped frame only where
-   its repaint mask says it painted: elsewhere the frame already shows the reference moved at full resolution.
+   (`warp`); the face pasted with a feathered edge. The face of a model that repaints goes into the warped frame only
+   where its repaint mask says it painted: elsewhere the frame already shows the reference moved at full resolution.
 Frames without a face repeat the last output (the reference frame itself before the first face).
 With `tune_steps` > 0 (a training model_dir only: an export cannot be trained), the generator is first fine-tuned on
 the reference alone (`tuning`); the loaded model keeps its own weights for other references.
@@ -144,9 +144,9 @@ class FaceModel:
 
     @property
     def default_fusion(self) -> str:
-        """`warp` for warp-style generators (their faces are composited over the full-resolution warped frame, see
-        `fusion.WarpFusion`), `shift` (the original's) for the others."""
-        return "warp" if self.spec.has_repaint else "shift"
+        """`warp` for generators that repaint (their faces are composited, by their repaint masks, over the
+        full-resolution warped frame, see `fusion.WarpFusion`), `shift` (the original's) for the others."""
+        return "warp" if self.spec.capabilities.repaint else "shift"
 
     @property
     def image_size(self) -> int:
@@ -159,16 +159,16 @@ class FaceModel:
     def generate(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
                  reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None) -> np.ndarray:
         """Faces with the target expressions: `reference_crops` (B or 1, S, S, 3) uint8 (one crop: the reference of
-        every target, sent once where the export's spec says `shared_reference`), `target_points` (B, N, 2) in crop
-        pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
-        (B, S, S, 3) uint8."""
+        every target, sent once where the model's capabilities say `shares_reference`), `target_points` (B, N, 2) in
+        crop pixels, `target_flags` (B, N); models that read the reference keypoints also need the reference crops'
+        points and flags. Returns (B, S, S, 3) uint8."""
         return self.run(reference_crops, target_points, target_flags, reference_points, reference_flags)[export.OUTPUT]
 
     def run(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
             reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None
             ) -> dict[str, np.ndarray]:
         """As `generate`, every output of the serving signature by name (`export.ServingSpec.output_names`): the
-        faces and, for warp-style models, the repaint masks (B, S, S, 1) float32."""
+        faces and, as the model's capabilities say, the repaint masks (B, S, S, 1) and flows (B, S, S, 2) float32."""
         s, n = self.image_size, self.num_points
         reference_crops = np.asarray(reference_crops)
         targets = len(np.asarray(target_points))
@@ -179,13 +179,13 @@ class FaceModel:
                                   f"{reference_crops.shape}")
         inputs = {"reference": reference_crops,
                   "target_keypoints": _keypoint_rows("target", target_points, target_flags, targets, n)}
-        if self.spec.reads_reference_keypoints:
+        if self.spec.capabilities.reads_reference_keypoints:
             if reference_points is None or reference_flags is None:
                 raise GenerationError(f"the model at {self.source} warps the reference: it needs the reference "
                                       f"points and flags too")
             inputs["reference_keypoints"] = _keypoint_rows("reference", reference_points, reference_flags,
                                                            len(reference_crops), n)
-        if not self.spec.shared_reference:
+        if not self.spec.capabilities.shares_reference:
             inputs.update({name: np.repeat(inputs[name], targets, axis=0) for name in self.spec.input_names
                            if name != "target_keypoints" and len(inputs[name]) != targets})
         if self._compiled is None or not targets:  # an empty batch never reaches the network (`export.ServingModule`)
@@ -355,8 +355,8 @@ class VideoGenerator:
     def _faces(self, targets: list[FrameAnnotation]
                ) -> list[tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]]:
         """(face crop, kind, repaint mask, flow) per target: the reference face where the keypoints barely moved, else
-        a generated one; the repaint mask (S, S) and the backward flow (S, S, 2), from warp-style models only, say
-        where the crop was painted and which reference crop pixel each crop pixel shows."""
+        a generated one; the repaint mask (S, S) and the backward flow (S, S, 2), from models whose capabilities say
+        so, say where the crop was painted and which reference crop pixel each crop pixel shows."""
         if not targets:
             return []
         size = self.model.image_size
@@ -375,9 +375,9 @@ class VideoGenerator:
                   else contextlib.nullcontext()):
                 outputs = self.model.run(self.reference.crop[None], points[todo], flags[todo],
                                          self.reference.points[None], self.reference.flags[None])
-            has_repaint = self.model.spec.has_repaint
-            repaints = outputs[export.REPAINT_OUTPUT][..., 0] if has_repaint else [None] * batch
-            flows = outputs[export.FLOW_OUTPUT] if has_repaint else [None] * batch
+            capabilities = self.model.spec.capabilities
+            repaints = outputs[export.REPAINT_OUTPUT][..., 0] if capabilities.repaint else [None] * batch
+            flows = outputs[export.FLOW_OUTPUT] if capabilities.flow else [None] * batch
             for i, face, repaint, flow in zip(todo, outputs[export.OUTPUT], repaints, flows):
                 if self.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)

@@ -1,4 +1,5 @@
-"""The loss terms of the training step, each a pure function returning one value per example (shape (B,)).
+"""The loss functions of the training step, each a pure function returning one value per example (shape (B,)); a
+generator's own terms, built from these, are in its package (`models/<generator>/losses.py`).
 
 Per-example values let the step average over the GLOBAL batch (`average`), which is what makes the summed gradients
 of all replicas equal the gradient of the whole batch's mean loss under any distribution strategy.
@@ -8,14 +9,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _per_example_mean(x: tf.Tensor) -> tf.Tensor:
+def per_example_mean(x: tf.Tensor) -> tf.Tensor:
     x = tf.cast(x, tf.float32)
     return tf.reduce_mean(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
 
 
 def l1(predicted: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """Mean absolute difference per example (images, keypoint maps or feature vectors)."""
-    return _per_example_mean(tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)))
+    return per_example_mean(tf.abs(tf.cast(predicted, tf.float32) - tf.cast(target, tf.float32)))
 
 
 def masked_l1(predicted: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
@@ -27,30 +28,21 @@ def masked_l1(predicted: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.
 
 
 def flow_l1(flow: tf.Tensor, target_flow: tf.Tensor, trusted: tf.Tensor) -> tf.Tensor:
-    """`masked_l1` of a backward flow (B, S, S, 2) to the optical flow where `trusted` (B, S, S, 1), in units of half
-    the crop side: the same weight means the same at every crop size."""
+    """`masked_l1` of a generator's backward flow (B, S, S, 2, `contract.FLOW_LAYER`) to the optical flow where
+    `trusted` (B, S, S, 1), in units of half the crop side: the same weight means the same at every crop size."""
     half = flow.shape[1] / 2
     return masked_l1(flow / half, target_flow / half, trusted)
 
 
-def feature_warp(warped_features: list[tf.Tensor], target_features: list[tf.Tensor]) -> tf.Tensor:
-    """Thin-Plate-Spline-Motion-Model's warp loss, per example: the mean absolute difference between the reference's
-    encoder features moved by the flow and the true target's (held fixed: the motion moves towards them, the encoder
-    is not pulled to agree), averaged over the levels."""
-    distances = [_per_example_mean(tf.abs(tf.cast(warped, tf.float32) - tf.stop_gradient(tf.cast(target, tf.float32))))
-                 for warped, target in zip(warped_features, target_features, strict=True)]
-    return tf.add_n(distances) / len(distances)
-
-
 def critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating critic loss: softplus(-D(real)) + softplus(D(fake))."""
-    return _per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + _per_example_mean(
+    return per_example_mean(tf.nn.softplus(-tf.cast(real_logits, tf.float32))) + per_example_mean(
         tf.nn.softplus(tf.cast(fake_logits, tf.float32)))
 
 
 def generator_adversarial(fake_logits: tf.Tensor) -> tf.Tensor:
     """Non-saturating generator loss: softplus(-D(fake))."""
-    return _per_example_mean(tf.nn.softplus(-tf.cast(fake_logits, tf.float32)))
+    return per_example_mean(tf.nn.softplus(-tf.cast(fake_logits, tf.float32)))
 
 
 def average(per_example: tf.Tensor, global_batch_size: int) -> tf.Tensor:

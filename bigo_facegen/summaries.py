@@ -7,7 +7,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from bigo_facegen.models.contract import REPAINT_LAYERS
+from bigo_facegen.models.contract import REPAINT_LAYERS, Capabilities
 
 
 def write_losses(values: dict[str, float], images_per_s: float, step: int) -> None:
@@ -27,14 +27,14 @@ def encode_png(image: np.ndarray) -> bytes:
     return tf.io.encode_png(tf.constant(np.round(image * 255.0).astype(np.uint8))).numpy()
 
 
-def sample_grid(batch: dict, layers: dict, has_repaint: bool) -> tuple[list[str], np.ndarray]:
+def sample_grid(batch: dict, layers: dict, capabilities: Capabilities) -> tuple[list[str], np.ndarray]:
     """The column names and the grid, float32 in [0, 1], with one row per example: reference | target keypoint map |
-    generated | true target, then, for a generator that `has_repaint` (`layers` is its `compose` output), the
-    reference warped by the keypoint prior | by the final flow | the occlusion mask (white: the warped features are
-    kept) | the painting | the repaint mask (white: the painting replaces the warped reference)."""
+    generated | true target, then, for a generator whose `capabilities` say `repaint` (`layers` is its `compose`
+    output), the reference warped by the keypoint prior | by the final flow | the occlusion mask (white: the warped
+    features are kept) | the painting | the repaint mask (white: the painting replaces the warped reference)."""
     columns = {"reference": batch["reference"], "target_keypoints": batch["target_map"],
                "generated": layers["image"], "truth": batch["target"]}
-    if has_repaint:
+    if capabilities.repaint:
         columns.update({name: layers[name] for name in REPAINT_LAYERS})
         for mask in ("mask", "repaint"):
             columns[mask] = np.repeat(np.asarray(columns[mask], dtype=np.float32) * 2.0 - 1.0, 3, axis=-1)

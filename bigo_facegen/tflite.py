@@ -21,11 +21,12 @@ on frames of the training data and refused: it quantizes the keypoint rows too, 
 rounded to 256 levels per tensor draw the in-graph keypoint map wrong (58 pixel levels of mean error against the
 SavedModel on real dev crops, where dynamic-range int8 stays within 2).
 
-Which generators convert: `stargan` with TFLite's builtin operations alone. `warp_refine` does not: its thin-plate
-spline is solved with `tf.linalg.solve` in float64 (`warping.tps_fit`), and TFLite has no builtin linear solve and
-no float64 arithmetic, MatrixSolve is not among the TensorFlow operations that the converter may keep (SELECT_TF_OPS),
-and neither Python interpreter (TF 2.21's deprecated `tf.lite.Interpreter`, `ai-edge-litert`) links the Flex delegate
-that would run them: `convert` raises `TFLiteError` naming the operations.
+Which generators convert: the StarGAN-style one with TFLite's builtin operations alone. One that fits a thin-plate
+spline on the keypoints (the warp-and-refine one) does not: the spline is solved with `tf.linalg.solve` in float64
+(`warping.tps_fit`), and TFLite has no builtin linear solve and no float64 arithmetic, MatrixSolve is not among the
+TensorFlow operations that the converter may keep (SELECT_TF_OPS), and neither Python interpreter (TF 2.21's
+deprecated `tf.lite.Interpreter`, `ai-edge-litert`) links the Flex delegate that would run them: `convert` raises
+`TFLiteError` naming the operations.
 """
 from __future__ import annotations
 

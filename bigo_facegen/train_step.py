@@ -10,16 +10,21 @@ import tensorflow as tf
 
 from bigo_facegen import keypoints, losses
 from bigo_facegen.config import ExperimentConfig, LossConfig, OptimizerConfig
-from bigo_facegen.models import (GeneratorSpec, IdentityCritic, KeypointDetector, PerceptualNetwork, RealFakeCritic,
-                                 build_critics, build_generator, build_keypoint_detector, build_perceptual,
-                                 generator_spec, perceptual)
-from bigo_facegen.models.contract import FLOW_LAYER, WARPED_FEATURES_LAYER
+from bigo_facegen.config_rules import GeneratorSection
+from bigo_facegen.models import perceptual
+from bigo_facegen.models.contract import GeneratorSpec
+from bigo_facegen.models.critics import IdentityCritic, RealFakeCritic
+from bigo_facegen.models.keypoint_detector import KeypointDetector
+from bigo_facegen.models.perceptual import PerceptualNetwork
+from bigo_facegen.models.registry import (build_critics, build_generator, build_keypoint_detector, build_perceptual,
+                                          generator_entry)
 
 
 @dataclasses.dataclass
 class Networks:
     generator: keras.Model
-    generator_spec: GeneratorSpec
+    generator_spec: GeneratorSpec        # its registry entry
+    generator_section: GeneratorSection  # and its section of the config, which weighs its own loss terms
     keypoint_detector: KeypointDetector
     critic: RealFakeCritic
     identity_critic: IdentityCritic
@@ -38,9 +43,9 @@ class Optimizers:
 def build_networks(config: ExperimentConfig, num_points: int) -> Networks:
     size = config.data.image_size
     critic, identity_critic = build_critics(config.model, size)
-    return Networks(generator=build_generator(config.model, size, num_points),
-                    generator_spec=generator_spec(config.model.generator),
-                    keypoint_detector=build_keypoint_detector(config.model, size),
+    spec, section = generator_entry(config.model)
+    return Networks(generator=build_generator(config.model, size, num_points), generator_spec=spec,
+                    generator_section=section, keypoint_detector=build_keypoint_detector(config.model, size),
                     critic=critic, identity_critic=identity_critic,
                     perceptual=build_perceptual(config.model, size))
 
@@ -146,7 +151,8 @@ class TrainStep:
 
     def generator_loss(self, batch: dict, layers: dict) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """The generator's weighted loss averaged over the global batch, and its per-example terms, named as their
-        `LossConfig` weights, from its `compose` output `layers`."""
+        weights (`LossConfig`'s, and its section's for the terms its registry entry adds), from its `compose` output
+        `layers`."""
         n = self.networks
         fake, target = layers["image"], batch["target"]
         if n.perceptual is not None:
@@ -160,20 +166,13 @@ class TrainStep:
             "l1": losses.l1(fake, target),
             "perceptual": perceptual_loss,
         }
-        # A generator that paints over its warped reference also learns the painting alone, and its motion from the
-        # optical flow where the batch has it and from the target's encoder features.
-        if n.generator_spec.has_repaint:
-            terms["painted_l1"] = losses.l1(layers["painted"], target)
-        if self.weights.flow > 0:
-            terms["flow"] = losses.flow_l1(layers[FLOW_LAYER], batch["target_flow"], batch["target_flow_valid"])
-        if self.weights.feature_warp > 0:
-            terms["feature_warp"] = losses.feature_warp(
-                layers[WARPED_FEATURES_LAYER], n.generator.target_features(target, layers["mask"], training=True))
+        terms.update(n.generator_spec.loss_terms(n.generator_section, layers, batch, n.generator))
         for name, region_mask in (("mouth_l1", keypoints.mouth_mask_tf), ("eyes_l1", keypoints.eyes_mask_tf)):
             if getattr(self.weights, name) > 0:
                 mask = region_mask(batch["target_points"], batch["target_flags"], target.shape[1])
                 terms[name] = losses.masked_l1(fake, target, mask)
-        loss = self._average(tf.add_n([getattr(self.weights, name) * value for name, value in terms.items()]))
+        weights = {**dataclasses.asdict(self.weights), **n.generator_section.loss_weights()}
+        loss = self._average(tf.add_n([weights[name] * value for name, value in terms.items()]))
         return loss, terms
 
     @staticmethod

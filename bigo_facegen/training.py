@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from bigo_facegen.checkpoints import (CHECKPOINT_NAME, CONFIG_FILE, ModelDirErro
 from bigo_facegen.config import DataConfig, ExperimentConfig, OptimizerConfig
 from bigo_facegen.distribution import configure_cpu_devices, dtype_policy, is_chief, make_strategy, precision_policy
 from bigo_facegen.models import perceptual
+from bigo_facegen.models.registry import data_needs
 from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers, inputs_of
 
 # Which backbone and weights file the perceptual loss used (`perceptual.describe`); config.json holds only the names
@@ -83,7 +85,8 @@ class Trainer:
     """Trains the networks of `config` into `model_dir`, resuming from its latest checkpoint if it has one.
 
     `dataset_fn(data_config, input_context)` returns one replica's dataset of batches (the dicts of
-    `data.make_dataset`, the default, which needs `config` resolved on its data set: `data.resolve_config`).
+    `data.make_dataset`, the default, with what the generator's registry entry says its training needs; it needs
+    `config` resolved on its data set: `data.resolve_config`).
     It holds `model_dir` until `close` (see the module doc): `with Trainer(...) as trainer: trainer.train()`.
     """
 
@@ -155,7 +158,7 @@ class Trainer:
         if layout != self.config.data.layout:
             raise ValueError(f"data.layout={self.config.data.layout!r}, but data set {self.config.data.dataset!r} has "
                              f"{layout!r} keypoints: resolve the config (data.resolve_config) before training")
-        return data.make_dataset
+        return functools.partial(data.make_dataset, extras=data_needs(self.config.model))
 
     def _open_model_dir(self) -> None:
         """Clears what a killed run left and records this run's config (the chief's part: the others only make their
@@ -316,7 +319,7 @@ class Trainer:
 
     def _write_samples(self, step: int) -> None:
         layers = self._sample_fn(inputs_of(self._samples))
-        names, grid = summaries.sample_grid(self._samples, layers, self.networks.generator_spec.has_repaint)
+        names, grid = summaries.sample_grid(self._samples, layers, self.networks.generator_spec.capabilities)
         with self.writer.as_default():
             summaries.write_samples(names, grid, step)
         directory = self.model_dir / SAMPLES_DIR

@@ -32,7 +32,7 @@ flags.DEFINE_integer("frame_stride", 1, "Score every N-th face frame after the r
                      lower_bound=1)
 flags.DEFINE_bool("truth", False, "Also score the true target frames: the judge's floor.")
 flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate; "
-                  "default: warp for warp-style models, shift for stargan).")
+                  "default: warp for models that repaint, shift for the others).")
 flags.DEFINE_integer("tune_steps", 0, "One-shot tuning of a model on each video's reference before generating its "
                      "frames (0: off; needs a training model_dir).", lower_bound=0)
 flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "

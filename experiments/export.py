@@ -8,8 +8,8 @@ writes `exports/face/<N>/saved_model.pb` (+ `variables/`, + the sidecar `bigo_fa
 free integer, and an existing version is never overwritten. The export also loads in `experiments.generate
 --model=exports/face` and `experiments.evaluate`. With `--format=tflite` the version also holds the TFLite conversion
 of the same serving graph, `float32.tflite`, `float16.tflite` or `int8.tflite` by `--quantize` (`bigo_facegen.tflite`),
-which `--model=exports/face/<N>/int8.tflite` loads. `warp_refine` has no TFLite conversion (its spline solve has no
-TFLite kernel): the export stops with an error and writes nothing.
+which `--model=exports/face/<N>/int8.tflite` loads. A generator that fits a spline on the keypoints has no TFLite
+conversion (its spline solve has no TFLite kernel): the export stops with an error and writes nothing.
 
 ## The serving signature (`serving_default`)
 
@@ -17,7 +17,7 @@ TFLite kernel): the export stops with an error and writes nothing.
 |---|---|---|---|
 | input `reference` | uint8 | (batch, S, S, 3) | RGB face crop of the reference frame, 0..255 (`geometry.crop`) |
 | input `target_keypoints` | float32 | (batch, N, 3) | [x, y, flag] per point in crop pixels; flag 0 absent, 1 occluded, 2 visible |
-| input `reference_keypoints` | float32 | (batch, N, 3) | only for warp-style generators (not `stargan`) |
+| input `reference_keypoints` | float32 | (batch, N, 3) | only for generators that read them (warp-style ones) |
 | output `generated` | uint8 | (batch, S, S, 3) | the generated RGB face crop, 0..255 |
 
 S is the training crop size (`data.image_size`, 224 for the paper preset, 64 for cpu) and N the layout's point count

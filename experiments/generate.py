@@ -33,8 +33,8 @@ flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default
 flags.DEFINE_enum("fusion", None, FUSIONS, "shift: move the whole reference frame; segment: move only the person "
                   "(GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed at the "
                   "frame border (a warp-style model's face then goes in only where it painted); flow: as warp, but "
-                  "a warp-style model's own flow moves the frame inside the face box. Default: warp for warp-style "
-                  "models, shift for stargan.")
+                  "a warp-style model's own flow moves the frame inside the face box. Default: warp for models that "
+                  "repaint, shift for the others.")
 flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
 flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,

@@ -1,15 +1,15 @@
-"""Screen a motion lever in minutes: train a warp-style generator's motion alone on the optical flow, then score it.
+"""Screen a motion lever in minutes: train a generator's motion alone on the optical flow, then score it.
 
     python -m experiments.motion_probe --data=../shared/data/real_faces/dev
     python -m experiments.motion_probe --data=../shared/data/real_faces/dev --steps=4000 \\
-        --config_override=model.motion_downscale=2 --output=runs/probe_half.json
+        --config_override=model.generator.warp_refine.motion_downscale=2 --output=runs/probe_half.json
 
-Starts from a preset (default `real`) with `data.optical_flow=true`, applies `--config_override`s as
-`experiments.train` does, trains the generator's flow alone on the train split (`bigo_facegen.evaluation.
-motion_probe`: no painting, no critics) and prints, for the train and the person-disjoint test split, the end-point
-error against OpenCV's DIS flow and the PSNR of the reference crop moved by the flow: at initialisation (the
-keypoint prior), after training, and for DIS itself. Screen a lever here before paying for a training run: a flow
-that gets closer to DIS without getting sharper on the test split will not lift `experiments.evaluate`'s figures.
+Starts from a preset (default `real`), applies `--config_override`s as `experiments.train` does, trains the
+generator's flow alone on the train split (`bigo_facegen.evaluation.motion_probe`: no painting, no critics) and
+prints, for the train and the person-disjoint test split, the end-point error against OpenCV's DIS flow and the PSNR
+of the reference crop moved by the flow: at initialisation (the keypoint prior), after training, and for DIS itself.
+Screen a lever here before paying for a training run: a flow that gets closer to DIS without getting sharper on the
+test split will not lift `experiments.evaluate`'s figures.
 With --output, also writes the figures and the resolved config as JSON (written whole or not at all).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from bigo_facegen.evaluation import motion_probe
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "A BIGO-layout folder (annotations.json + videos/) or `synthetic`.", required=True)
-flags.DEFINE_enum("preset", "real", sorted(configs.PRESETS), "Configuration to start from (its generator must be "
-                  "warp-style).")
+flags.DEFINE_enum("preset", "real", sorted(configs.PRESETS), "Configuration to start from (its generator must have "
+                  "a flow).")
 flags.DEFINE_integer("steps", 4000, "Flow-only training steps.", lower_bound=0)
 flags.DEFINE_integer("pairs", 320, "Crop pairs of each split to score (whole batches).", lower_bound=1)
 flags.DEFINE_string("output", None, "Also write the figures and the config here as JSON.")
@@ -35,7 +35,7 @@ flags.DEFINE_multi_string("config_override", [], "section.field=value for any co
 
 
 def resolve_config() -> configs.ExperimentConfig:
-    config = configs.override(configs.preset(FLAGS.preset), {"data.dataset": FLAGS.data, "data.optical_flow": True})
+    config = configs.override(configs.preset(FLAGS.preset), {"data.dataset": FLAGS.data})
     config = configs.override(config, dict(configs.parse_override(text) for text in FLAGS.config_override))
     motion_probe.check_probe_config(config)
     return data.resolve_config(config)
@@ -69,7 +69,7 @@ def main(argv):
     # AnnotationError and VideoError (a bad data folder) are ValueErrors.
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
-    print(f"{config.model.generator}, {config.data.image_size} px crops, {FLAGS.steps} flow-only steps, "
+    print(f"{config.model.generator.type}, {config.data.image_size} px crops, {FLAGS.steps} flow-only steps, "
           f"{FLAGS.pairs} pairs per split scored")
     print(table(scores))
     if FLAGS.output:

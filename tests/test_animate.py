@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import animate, annotate, annotations, config, files, inference, models, motion_transfer, video
+from bigo_facegen import animate, annotate, annotations, config, files, inference, motion_transfer, video
+from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation
 from tests import bad_images
 
@@ -41,7 +42,7 @@ def photo(real_faces_dir, tmp_path_factory):
 def model():
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
-    return inference.FaceModel.from_generator(models.build_generator(cfg.model, SIZE, 68), cfg)
+    return inference.FaceModel.from_generator(registry.build_generator(cfg.model, SIZE, 68), cfg)
 
 
 def test_a_photo_driven_by_another_persons_clip(photo, real_faces_dir, tmp_path):

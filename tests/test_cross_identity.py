@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bigo_facegen import annotations, config, export, models
+from bigo_facegen import annotations, config, export
+from bigo_facegen.models import registry
 from bigo_facegen.evaluation import cross_identity, protocol
 from bigo_facegen.files import OutputPathError
 
@@ -36,7 +37,7 @@ def two_persons(tmp_path_factory, real_faces_dir):
 def exported(tmp_path_factory):
     cfg = config.override(config.preset("cpu"), {"data.image_size": 32, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
-    return export.export(models.build_generator(cfg.model, 32, 68), cfg, tmp_path_factory.mktemp("export")).parent
+    return export.export(registry.build_generator(cfg.model, 32, 68), cfg, tmp_path_factory.mktemp("export")).parent
 
 
 @pytest.fixture(scope="module")

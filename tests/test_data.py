@@ -215,8 +215,8 @@ def test_a_second_process_waits_for_the_one_preparing_the_data_set(synthetic_dir
 def test_optical_flow_targets_move_the_reference_onto_the_target(base_cfg):
     import cv2
 
-    cfg = dataclasses.replace(base_cfg, optical_flow=True, rotation_degrees=15.0, scale_range=0.1)
-    for batch in _take(cfg, 2):
+    cfg = dataclasses.replace(base_cfg, rotation_degrees=15.0, scale_range=0.1)
+    for batch in _take(cfg, 2, extras=frozenset({"optical_flow"})):
         flow, trusted = batch["target_flow"], batch["target_flow_valid"][..., 0] > 0
         assert flow.shape == (BATCH, SIZE, SIZE, 2) and flow.dtype == np.float32
         for reference, target, source, ok in zip(batch["reference"], batch["target"], flow, trusted):
@@ -225,3 +225,5 @@ def test_optical_flow_targets_move_the_reference_onto_the_target(base_cfg):
         # Corners a 15-degree turn fills from outside the crop are not trusted as often as the middle.
         assert trusted[:, :4, :4].mean() < trusted[:, 12:-12, 12:-12].mean()
     assert not {"target_flow", "target_flow_valid"} & set(_take(base_cfg, 1)[0])
+    with pytest.raises(ValueError, match=r"^data.make_dataset: no extra \['depth'\]; it gives \['optical_flow'\]$"):
+        data.make_dataset(base_cfg, extras=frozenset({"optical_flow", "depth"}))

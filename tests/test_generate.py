@@ -1,6 +1,5 @@
 """Video generation from a real reference frame and a real keypoint sequence, through the API and the entry point."""
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -13,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, config, export, fusion, geometry, inference, models, video
+from bigo_facegen import annotations, config, export, fusion, geometry, inference, video
+from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.files import OutputPathError
 from tests import bad_images
+from tests.older_exports import older_copy
 
 SIZE = 32
 CLIP = "dpe_d"  # 256 x 256 at 25 fps, background left of and above the face box
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _tiny_model(layout="ibug68", num_points=68):
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": layout,
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
-    generator = models.build_generator(cfg.model, SIZE, num_points)
+    generator = registry.build_generator(cfg.model, SIZE, num_points)
     return generator, cfg
 
 
@@ -108,11 +109,7 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
     """A video's frames are sent as one reference crop with the batch of targets; an export whose sidecar predates
     `shared_reference` gets the crop repeated for each target, and the same frames."""
     entry, _, frames = clip
-    older = tmp_path / "1"
-    shutil.copytree(exported, older)
-    sidecar = json.loads((older / export.SIDECAR).read_text())
-    del sidecar["spec"]["shared_reference"]
-    (older / export.SIDECAR).write_text(json.dumps(sidecar))
+    older = older_copy(exported, tmp_path / "1", without=("shared_reference",))
     results = {}
     for version_dir in (exported, older):
         loaded = export.load(version_dir)
@@ -124,8 +121,9 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
 
         model = inference.FaceModel(serve, loaded.spec, loaded.config, str(version_dir))
         maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
-        results[loaded.spec.shared_reference] = [r.frame for r in maker.generate_frames(entry.frames[:4])]
-        crops = 1 if loaded.spec.shared_reference else 4
+        shares = loaded.spec.capabilities.shares_reference
+        results[shares] = [r.frame for r in maker.generate_frames(entry.frames[:4])]
+        crops = 1 if shares else 4
         assert sent == [{"reference": (crops, SIZE, SIZE, 3), "target_keypoints": (4, 68, 3)}]
     for shared, repeated in zip(results[True], results[False]):
         assert np.abs(shared.astype(int) - repeated.astype(int)).max() <= 1
@@ -156,8 +154,8 @@ def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
 
 def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     entry, _, frames = clip
-    cfg = config.override(_tiny_model()[1], {"model.generator": "warp_refine"})
-    generator = models.build_generator(cfg.model, SIZE, 68)
+    cfg = config.override(_tiny_model()[1], {"model.generator.type": "warp_refine"})
+    generator = registry.build_generator(cfg.model, SIZE, 68)
     model = inference.FaceModel.from_generator(generator, cfg)
     reference, target = entry.frames[0], entry.frames[8]
     warped = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
@@ -429,11 +427,7 @@ def test_generate_entry_point_under_xla(exported, real_faces_dir, tmp_path):
     assert np.abs(faces["--xla"] - faces["--noxla"]).mean() < 1.0
     assert np.abs(faces["--xla"][0] - faces["--xla"][4]).mean() > 1.0  # the faces do move
 
-    older = tmp_path / "older" / "1"
-    shutil.copytree(exported, older)
-    sidecar = json.loads((older / export.SIDECAR).read_text())
-    del sidecar["spec"]["compiled"]
-    (older / export.SIDECAR).write_text(json.dumps(sidecar))
+    older = older_copy(exported, tmp_path / "older" / "1", without=("compiled",))
     done = subprocess.run([sys.executable, "-m", "experiments.generate", f"--model={older.parent}", "--xla",
                            f"--annotations={real_faces_dir / 'annotations.json'}", f"--video={CLIP}",
                            f"--output={tmp_path}/old.mp4"], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -13,7 +13,8 @@ import numpy as np
 import psutil
 import pytest
 
-from bigo_facegen import batch_generation, config, export, fusion, inference, models, video
+from bigo_facegen import batch_generation, config, export, fusion, inference, video
+from bigo_facegen.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -26,7 +27,7 @@ def exports(tmp_path_factory):
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
     root = tmp_path_factory.mktemp("exports")
-    return [export.export(models.build_generator(cfg.model, SIZE, 68), cfg, root / name).parent
+    return [export.export(registry.build_generator(cfg.model, SIZE, 68), cfg, root / name).parent
             for name in ("first", "second")]
 
 

@@ -1,5 +1,7 @@
-"""The generator contract: a generator defined here, known only by its own definition and its registry entry, trains
-through the Trainer, exports, serves through `serving_default` and generates a video."""
+"""The generator contract: a generator defined here, known only by its own definition, its config section and its
+registry entry, trains through the Trainer with a loss term of its own weighed in its section, exports, serves
+through `serving_default` and generates a video."""
+import dataclasses
 import json
 
 import keras
@@ -7,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import checkpoints, config, export, inference, keypoints, models, video
-from bigo_facegen.models.contract import from_unit, generator_inputs, to_unit
+from bigo_facegen import checkpoints, config, export, inference, keypoints, losses, video
+from bigo_facegen.config_rules import GeneratorSection, at_least
+from bigo_facegen.models import registry
+from bigo_facegen.models.contract import Capabilities, GeneratorSpec, from_unit, generator_inputs, to_unit
 from bigo_facegen.training import Trainer
 
 SIZE = 32
@@ -35,14 +39,38 @@ class TinyGenerator(keras.Model):
         return {"image": self.head(self.hidden(x))}
 
 
-SPEC = models.GeneratorSpec(lambda model_cfg, image_size, num_points: TinyGenerator(model_cfg.conv_dim,
-                                                                                     name="generator"),
-                            reads_reference_keypoints=True, has_repaint=False)
+@dataclasses.dataclass
+class TinyConfig(GeneratorSection):
+    width: int = 4
+    # Weighs `smooth`, the tiny generator's own loss term: its face's mean absolute difference between neighbours.
+    smooth: float = 0.0
+
+    RULES = {"width": at_least(1)}
+    LOSS_WEIGHTS = ("smooth",)
+
+
+def smooth_term(section: TinyConfig, layers: dict, batch: dict, generator: keras.Model) -> dict:
+    if not section.smooth:
+        return {}
+    image = layers["image"]
+    return {"smooth": losses.l1(image[:, 1:], image[:, :-1])}
+
+
+SPEC = GeneratorSpec(TinyConfig, lambda model_cfg, section, image_size, num_points: TinyGenerator(
+    section.width, name="generator"), Capabilities(reads_reference_keypoints=True), loss_terms=smooth_term)
+
+
+@dataclasses.dataclass
+class WithTinyConfig(config.GeneratorConfig):
+    """The one-of generator section with the tiny generator's beside the package's."""
+    tiny: TinyConfig = dataclasses.field(default_factory=TinyConfig)
 
 
 @pytest.fixture
 def tiny_registered(monkeypatch):
-    monkeypatch.setitem(models.GENERATORS, "tiny", SPEC)
+    monkeypatch.setitem(registry.GENERATORS, "tiny", SPEC)
+    # What `model.generator`'s sections are, by the name its type hint gives: config.json then reads back.
+    monkeypatch.setattr(config, "GeneratorConfig", WithTinyConfig)
 
 
 def batches(data_cfg, input_context):
@@ -58,14 +86,20 @@ def batches(data_cfg, input_context):
 
 
 def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_registered, real_faces_dir, tmp_path):
-    cfg = config.override(config.preset("cpu"), {
-        "data.image_size": SIZE, "data.layout": "ibug68", "data.batch_per_replica": BATCH, "model.generator": "tiny",
+    base = config.preset("cpu")
+    base.model.generator = WithTinyConfig()
+    cfg = config.override(base, {
+        "data.image_size": SIZE, "data.layout": "ibug68", "data.batch_per_replica": BATCH,
+        "model.generator.type": "tiny", "model.generator.tiny.width": 3, "model.generator.tiny.smooth": 0.5,
         "model.conv_dim": 4, "model.critic_dim": 8, "model.critic_blocks": 2, "model.perceptual": "none",
         "train.steps": 1, "train.log_every": 1, "train.sample_every": 1, "train.checkpoint_every": 1})
+    with pytest.raises(ValueError, match=r"^model.generator.tiny.width=0: must be >= 1$"):
+        config.override(cfg, {"model.generator.tiny.width": 0})
     run = tmp_path / "run"
-    losses = Trainer(cfg, run, batches).train()
-    assert losses and all(np.isfinite(value) for value in losses.values())
-    assert "generator_painted_l1" not in losses  # no repaint: no painting to learn alone
+    trained = Trainer(cfg, run, batches).train()
+    assert trained and all(np.isfinite(value) for value in trained.values())
+    assert trained["generator_smooth"] > 0  # its own term, by its own name
+    assert "generator_painted_l1" not in trained  # another generator's term
     grid = tf.io.decode_png((run / "samples" / "step-1.png").read_bytes())
     assert grid.shape == (BATCH * SIZE, 4 * SIZE, 3)
 
@@ -73,7 +107,9 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
     sidecar = json.loads((version_dir / export.SIDECAR).read_text())
     assert sidecar["inputs"] == ["reference", "reference_keypoints", "target_keypoints"]
     assert sidecar["outputs"] == [export.OUTPUT]
-    assert sidecar["spec"]["shared_reference"] is False  # not declared: generation sends a crop per target
+    assert sidecar["spec"]["capabilities"] == {"reads_reference_keypoints": True, "repaint": False, "flow": False,
+                                               "shares_reference": False, "fits_spline": False}
+    assert sidecar["config"]["model"]["generator"]["tiny"] == {"width": 3, "smooth": 0.5}
     serve = tf.saved_model.load(str(version_dir)).signatures[export.SIGNATURE]
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
@@ -87,6 +123,7 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
               target_keypoints=tf.constant(rows))
 
     generator, trained_cfg = checkpoints.load_generator(run)
+    assert trained_cfg == cfg and generator.hidden.filters == 3
     settings = export.ServingSpec.from_config(trained_cfg).map_settings
     expected = generator(generator_inputs(to_unit(crops), rows[..., :2], rows[..., 2], settings,
                                           reference_points=rows[..., :2], reference_flags=rows[..., 2]))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, geometry, keypoints, models, video
-from bigo_facegen.config import ModelConfig
-from bigo_facegen.models import blocks, perceptual
+from bigo_facegen import annotations, geometry, keypoints, video
+from bigo_facegen.config import GeneratorConfig, ModelConfig
+from bigo_facegen.models import blocks, perceptual, registry
 from bigo_facegen.checkpoints import check_checkpointable, unsaved_weights
 
 TINY = ModelConfig(conv_dim=8, res_blocks=2, critic_dim=8, critic_blocks=2, perceptual="none")
@@ -35,8 +35,8 @@ def resized(images, size):
 @pytest.mark.parametrize("size", [16, 32, 48])
 def test_generator_and_detector_shapes_and_range(real_faces, size):
     faces, maps = (resized(x, size) for x in real_faces)
-    generator = models.build_generator(TINY, size, num_points=68)
-    detector = models.build_keypoint_detector(TINY, size)
+    generator = registry.build_generator(TINY, size, num_points=68)
+    detector = registry.build_keypoint_detector(TINY, size)
     generated = generator({"reference": faces[:3], "target_map": maps[:3]}, training=True)
     detected = detector(faces[:3], training=True)
     for out in (generated, detected):
@@ -47,7 +47,7 @@ def test_generator_and_detector_shapes_and_range(real_faces, size):
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_critic_shapes(size):
     model_cfg = ModelConfig(critic_dim=8, critic_blocks=3)
-    critic, identity_critic = models.build_critics(model_cfg, size)
+    critic, identity_critic = registry.build_critics(model_cfg, size)
     faces = np.random.default_rng(0).uniform(-1, 1, (5, size, size, 3)).astype(np.float32)
     assert critic(faces, training=True).shape == (5, 1)
     assert identity_critic((faces, faces[::-1]), training=True).shape == (5, 1)
@@ -60,7 +60,7 @@ def test_critic_shapes(size):
 def test_instance_norm_uses_each_images_own_statistics(real_faces):
     """No running statistics: the same output in training and inference, whatever else is in the batch."""
     faces, maps = real_faces
-    generator = models.build_generator(TINY, 48, num_points=68)
+    generator = registry.build_generator(TINY, 48, num_points=68)
     full = generator({"reference": faces, "target_map": maps}, training=False).numpy()
     trained = generator({"reference": faces, "target_map": maps}, training=True).numpy()
     alone = generator({"reference": faces[2:3], "target_map": maps[2:3]}, training=False).numpy()
@@ -74,7 +74,7 @@ def test_head_convolution_is_the_direct_convolution(real_faces):
     """`HeadConv2D` (the trunk's output head) computes what a Conv2D with its weights computes, forward and backward,
     on the features of real faces, with a kernel whose every tap matters (no symmetric or zero columns)."""
     faces, maps = real_faces
-    generator = models.build_generator(TINY, 48, num_points=68)
+    generator = registry.build_generator(TINY, 48, num_points=68)
     trunk = generator.trunk
     head = trunk.get_layer("head")
     assert isinstance(head, blocks.HeadConv2D)
@@ -106,7 +106,7 @@ def test_head_convolution_refuses_what_it_does_not_compute(settings):
 
 def test_detector_noise_only_while_training(real_faces):
     faces, _ = real_faces
-    detector = models.build_keypoint_detector(ModelConfig(conv_dim=8, res_blocks=1, detector_noise_std=0.4), 48)
+    detector = registry.build_keypoint_detector(ModelConfig(conv_dim=8, res_blocks=1, detector_noise_std=0.4), 48)
     clean = detector(faces, training=False).numpy()
     np.testing.assert_array_equal(clean, detector(faces, training=False).numpy())
     noisy = detector(faces, training=True).numpy()
@@ -125,7 +125,7 @@ def _largest_singular_values(model):
 
 
 def test_spectral_norm_bounds_every_critic_layer():
-    critic, identity_critic = models.build_critics(TINY, 32)
+    critic, identity_critic = registry.build_critics(TINY, 32)
     faces = np.random.default_rng(1).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
     # Every convolution and the final dense layer: (first block 3 + 3 per later block) + 1.
     assert len(_normalised_layers(critic)) == 3 + 3 * TINY.critic_blocks + 1
@@ -148,8 +148,8 @@ def test_mixed_precision_outputs_float32_and_keeps_spectral_norm_in_float32():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        generator = models.build_generator(TINY, 16, num_points=68)
-        critic, identity_critic = models.build_critics(TINY, 16)
+        generator = registry.build_generator(TINY, 16, num_points=68)
+        critic, identity_critic = registry.build_critics(TINY, 16)
     finally:
         keras.config.set_dtype_policy(previous)
     faces = np.random.default_rng(2).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
@@ -164,20 +164,20 @@ def test_mixed_precision_outputs_float32_and_keeps_spectral_norm_in_float32():
 
 
 def test_build_generator_rejects_unknown_names_and_sizes():
-    with pytest.raises(ValueError, match="model.generator='nope': must be one of .*stargan"):
-        models.build_generator(ModelConfig(generator="nope"), 32, 68)
+    with pytest.raises(ValueError, match=r"^model.generator.type='nope': must be one of .*stargan"):
+        registry.build_generator(ModelConfig(generator=GeneratorConfig(type="nope")), 32, 68)
     # The rule of `data.image_size`, also for networks built without a config.
-    for build in (lambda: models.build_generator(TINY, 30, 68), lambda: models.build_keypoint_detector(TINY, 30)):
+    for build in (lambda: registry.build_generator(TINY, 30, 68), lambda: registry.build_keypoint_detector(TINY, 30)):
         with pytest.raises(ValueError, match=r"^image_size=30: must be a positive multiple of 4"):
             build()
 
 
 def test_every_weight_is_saved_by_tf_checkpoints():
     """tf.train.Checkpoint follows attributes only, so a sublayer kept in a list would silently not be saved."""
-    networks = {name: models.build_generator(ModelConfig(generator=name, conv_dim=4, res_blocks=1), 16, 68)
-                for name in models.GENERATORS}
-    networks["keypoint_detector"] = models.build_keypoint_detector(TINY, 16)
-    networks["critic"], networks["identity_critic"] = models.build_critics(TINY, 16)
+    networks = {name: registry.build_generator(ModelConfig(GeneratorConfig(type=name), conv_dim=4, res_blocks=1), 16,
+                                               68) for name in registry.GENERATORS}
+    networks["keypoint_detector"] = registry.build_keypoint_detector(TINY, 16)
+    networks["critic"], networks["identity_critic"] = registry.build_critics(TINY, 16)
     for name, model in networks.items():
         assert unsaved_weights(model) == [], name
     critic = networks["critic"]
@@ -199,22 +199,22 @@ def test_every_weight_is_saved_by_tf_checkpoints():
 
 
 def test_perceptual_off_without_weights_says_so(tmp_path, monkeypatch, caplog):
-    assert models.build_perceptual(ModelConfig(perceptual="none"), 32) is None
+    assert registry.build_perceptual(ModelConfig(perceptual="none"), 32) is None
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with caplog.at_level(logging.WARNING):
-        assert models.build_perceptual(ModelConfig(perceptual="resnet50"), 32) is None
+        assert registry.build_perceptual(ModelConfig(perceptual="resnet50"), 32) is None
     assert "Perceptual loss OFF" in caplog.text and str(tmp_path) in caplog.text
     with pytest.raises(FileNotFoundError, match="perceptual_weights"):
-        models.build_perceptual(ModelConfig(perceptual_weights=str(tmp_path / "missing.h5")), 32)
+        registry.build_perceptual(ModelConfig(perceptual_weights=str(tmp_path / "missing.h5")), 32)
     with pytest.raises(ValueError, match="unknown perceptual backbone 'vgg'"):
-        models.build_perceptual(ModelConfig(perceptual="vgg"), 32)
+        registry.build_perceptual(ModelConfig(perceptual="vgg"), 32)
 
 
 def test_resnet50_perceptual_loads_weights_and_is_frozen(tmp_path, real_faces):
     source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
     path = tmp_path / "resnet50.weights.h5"
     source.save_weights(str(path))
-    network = models.build_perceptual(ModelConfig(perceptual="resnet50", perceptual_weights=str(path)), 32)
+    network = registry.build_perceptual(ModelConfig(perceptual="resnet50", perceptual_weights=str(path)), 32)
     for loaded, saved in zip(network.backbone.weights, source.weights):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
     assert network.trainable_weights == []
@@ -232,7 +232,7 @@ def test_perceptual_registry_accepts_new_backbones():
         return perceptual.PerceptualNetwork(backbone, lambda x: x / 255.0)
 
     try:
-        network = models.build_perceptual(ModelConfig(perceptual="test_pool"), 16)
+        network = registry.build_perceptual(ModelConfig(perceptual="test_pool"), 16)
         faces = np.full((1, 16, 16, 3), 0.5, np.float32)
         np.testing.assert_allclose(network(faces).numpy(), [[0.75, 0.75, 0.75]], rtol=1e-6)
         with pytest.raises(ValueError, match="already registered"):

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("dpe_d", "dpe_s", "lp_d0")   # lp_d0's person is in the test split, the others in the train split
 SIZE, PAIRS = 32, 8
 OVERRIDES = {"data.image_size": SIZE, "data.batch_per_replica": 4, "model.conv_dim": 4, "model.res_blocks": 1,
-             "model.motion_correction": 1.0, "data.optical_flow": True}
+             "model.generator.warp_refine.motion_correction": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,15 @@ def test_before_training_it_scores_the_spline_and_dis_beats_it(probe_config):
     assert all(np.isfinite(loss) and loss > 0 for _, loss in losses)
 
 
-def test_refuses_a_generator_without_a_flow_and_a_config_without_optical_flow(probe_config):
-    with pytest.raises(ValueError, match=r"^model.generator='stargan' has no flow to probe"):
-        motion_probe.run(configs.override(probe_config, {"model.generator": "stargan"}), 1, PAIRS)
-    # Without the flow loss too, or the config itself is refused before the probe looks at it.
-    with pytest.raises(ValueError, match=r"^data.optical_flow=false"):
-        motion_probe.run(configs.override(probe_config, {"data.optical_flow": False, "loss.flow": 0.0}), 1, PAIRS)
+def test_refuses_a_generator_without_a_flow(probe_config):
+    with pytest.raises(ValueError, match=r"^model.generator.type='stargan' has no flow to probe"):
+        motion_probe.run(configs.override(probe_config, {"model.generator.type": "stargan"}), 1, PAIRS)
+
+
+def test_the_probe_asks_the_data_for_the_flow_whatever_the_flow_weight(probe_config):
+    unweighed = configs.override(probe_config, {"model.generator.warp_refine.flow": 0.0})
+    batch = motion_probe.scoring_batches(unweighed, "test", 1)[0]
+    assert batch["target_flow"].shape == (4, SIZE, SIZE, 2) and batch["target_flow_valid"].shape == (4, SIZE, SIZE, 1)
 
 
 def test_command_line(clips_dir, probe_config, tmp_path):
@@ -80,14 +83,14 @@ def test_command_line(clips_dir, probe_config, tmp_path):
                f"--pairs={PAIRS}", *overrides]
     refused = subprocess.run([*command, "--preset=cpu"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1] == ("error: model.generator='stargan' has no flow to probe (only "
-                                                        "warp-style generators, whose spec has_repaint, do)")
+    assert refused.stderr.strip().splitlines()[-1] == ("error: model.generator.type='stargan' has no flow to probe "
+                                                        "(only generators whose capabilities say flow do)")
     assert not output.exists()
     done = subprocess.run([*command, "--steps=3"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| DIS optical flow (the ceiling) | 0.000 |" in done.stdout
     result = json.loads(output.read_text())
-    assert result["steps"] == 3 and result["config"]["model"]["generator"] == "warp_refine"
+    assert result["steps"] == 3 and result["config"]["model"]["generator"]["type"] == "warp_refine"
     assert set(result["scores"]) == {"train", "test"}
     assert all(set(flows) == set(motion_probe.FLOWS) for flows in result["scores"].values())
     assert list(tmp_path.iterdir()) == [output]

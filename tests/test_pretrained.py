@@ -50,7 +50,7 @@ def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
         reference, target = (rng.uniform(0.3, 0.7, (1, points, 2)).astype(np.float32) * size for _ in range(2))
         flags = np.full((1, points), 2, np.int32)
         faces = model.generate(crops, target, flags, reference, flags)
-        print(model.source, model.config.model.generator, faces.shape, faces.dtype)
+        print(model.source, model.config.model.generator.type, faces.shape, faces.dtype)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import config, export, inference, models, tflite
+from bigo_facegen import config, export, inference, tflite
+from bigo_facegen.models import registry
 from tests.test_export import SIZE, real_batch, trained  # noqa: F401  (fixtures)
 
 # int8 (dynamic range) against the SavedModel: mean absolute difference in pixel levels on the real crops. Weights are
@@ -125,9 +126,9 @@ def test_a_tflite_file_the_sidecar_does_not_name_is_refused(tflite_exports, tmp_
 
 def test_warp_refine_is_refused_naming_what_tflite_lacks(tmp_path):
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
-                                                  "model.generator": "warp_refine", "model.conv_dim": 8,
+                                                  "model.generator.type": "warp_refine", "model.conv_dim": 8,
                                                   "model.res_blocks": 1})
-    generator = models.build_generator(cfg.model, SIZE, 68)
+    generator = registry.build_generator(cfg.model, SIZE, 68)
     with pytest.raises(tflite.TFLiteError, match="MatrixSolve"):
         export.export(generator, cfg, tmp_path, convert_tflite=lambda module: tflite.convert(module, "none"))
     assert list(tmp_path.iterdir()) == []  # nothing half-written

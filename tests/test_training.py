@@ -19,7 +19,7 @@ import tensorflow as tf
 from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen import config as configs
 from bigo_facegen.models import lite0_weights, perceptual
-from bigo_facegen.checkpoints import ModelDirError, load_generator
+from bigo_facegen.checkpoints import ModelDirError, check_resumable, load_generator
 from bigo_facegen.distribution import dtype_policy
 from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers, inputs_of
 from bigo_facegen.training import SAMPLE_COUNT, Trainer, TrainingDiverged
@@ -131,7 +131,9 @@ class RecomputingStep(TrainStep):
 
 
 def test_one_step_updates_every_network(batch, tiny_backbone):
-    config = tiny_config(**{"model.perceptual": tiny_backbone})
+    # The warp_refine section's weights are another generator's: this stargan run has none of its terms.
+    config = tiny_config(**{"model.perceptual": tiny_backbone, "model.generator.warp_refine.flow": 5.0,
+                            "model.generator.warp_refine.feature_warp": 8.0})
     networks, optimizers, step = build_step(config)
     before = {name: [w.numpy() for w in m.trainable_weights] for name, m in models_of(networks).items()}
     result = {name: float(value) for name, value in step(batch).items()}
@@ -139,6 +141,7 @@ def test_one_step_updates_every_network(batch, tiny_backbone):
         unchanged = [w.path for w, b in zip(model.trainable_weights, before[name]) if np.array_equal(w.numpy(), b)]
         assert not unchanged, f"{name}: not updated: {unchanged}"
     assert result["generator_perceptual"] > 0
+    assert not {"generator_painted_l1", "generator_flow", "generator_feature_warp"} & set(result)
     # The generator's loss is the configured weighted sum of its terms.
     w = config.loss
     expected = (w.keypoint * result["generator_keypoint"] + w.adversarial * result["generator_adversarial"]
@@ -149,7 +152,7 @@ def test_one_step_updates_every_network(batch, tiny_backbone):
 
 
 def test_warp_style_generator_also_learns_its_painting_alone(batch):
-    config = tiny_config(**{"model.generator": "warp_refine"})
+    config = tiny_config(**{"model.generator.type": "warp_refine"})
     networks, _, step = build_step(config)
     result = {name: float(value) for name, value in step(batch).items()}
     inputs = {key: value for key, value in batch.items() if key != "target"}
@@ -161,7 +164,8 @@ def test_warp_style_generator_also_learns_its_painting_alone(batch):
     w = config.loss
     expected = (w.keypoint * result["generator_keypoint"] + w.adversarial * result["generator_adversarial"]
                 + w.identity * result["generator_identity"] + w.l1 * result["generator_l1"]
-                + w.perceptual * result["generator_perceptual"] + w.painted_l1 * result["generator_painted_l1"])
+                + w.perceptual * result["generator_perceptual"]
+                + config.model.generator.warp_refine.painted_l1 * result["generator_painted_l1"])
     assert result["generator"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -177,7 +181,7 @@ def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
     n * epsilon of itself: the losses, means of non-negative terms (at most B * S * S * 3 of them, an image loss's),
     agree to that. A fake that differed (the critics fed the updated generator's, tried) moves the losses by 6 to 170
     times that and the weights by whole steps."""
-    config = tiny_config(**{"model.detector_noise_std": 0.4, "model.generator": generator})
+    config = tiny_config(**{"model.detector_noise_std": 0.4, "model.generator.type": generator})
     reused, reused_optimizers, reused_step = build_step(config)
     recomputed, recomputed_optimizers, recomputed_step = build_step(config, RecomputingStep)
     rtol = np.finfo(np.float32).eps * BATCH * SIZE * SIZE * 3
@@ -304,6 +308,16 @@ def test_killed_run_resumes_exactly(batch, tmp_path):
     resumed.close()
     with pytest.raises(ModelDirError, match="model.conv_dim: 8 -> 16"):
         trainer(tmp_path / "b", batch, **{"train.steps": 6, "model.conv_dim": 16})
+
+
+def test_a_run_resumes_with_other_loss_weights_of_its_generator_but_not_with_other_networks(tmp_path):
+    saved = tiny_config(**{"model.generator.type": "warp_refine"})
+    check_resumable(saved, configs.override(saved, {"model.generator.warp_refine.painted_l1": 1.0,
+                                                    "model.generator.warp_refine.flow": 2.0, "loss.l1": 1.0}), tmp_path)
+    with pytest.raises(ModelDirError, match=r"model \(model.generator.warp_refine.motion_downscale: 1 -> 2\)"):
+        check_resumable(saved, configs.override(saved, {"model.generator.warp_refine.motion_downscale": 2}), tmp_path)
+    with pytest.raises(ModelDirError, match=r"model \(model.generator.type: 'warp_refine' -> 'stargan'\)"):
+        check_resumable(saved, configs.override(saved, {"model.generator.type": "stargan"}), tmp_path)
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -518,7 +532,7 @@ def test_run_files_and_load_generator(batch, tmp_path):
 
 
 def test_warp_refine_run_loads_the_trained_generator(batch, tmp_path):
-    t = trainer(tmp_path, batch, **{"train.steps": 3, "model.generator": "warp_refine"})
+    t = trainer(tmp_path, batch, **{"train.steps": 3, "model.generator.type": "warp_refine"})
     t.train()
     generator, _ = load_generator(tmp_path)
     inputs = {key: value for key, value in batch.items() if key != "target"}

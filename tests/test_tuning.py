@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, inference, models, tuning, video
+from bigo_facegen import annotations, config, export, inference, tuning, video
+from bigo_facegen.models import registry
 from bigo_facegen.evaluation import protocol
 
 SIZE = 32
@@ -19,8 +20,8 @@ CLIP = "dpe_d"
 def _tiny(generator="stargan"):
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1,
-                                                 "model.generator": generator, "data.batch_per_replica": 4})
-    return models.build_generator(cfg.model, SIZE, 68), cfg
+                                                 "model.generator.type": generator, "data.batch_per_replica": 4})
+    return registry.build_generator(cfg.model, SIZE, 68), cfg
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,20 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from bigo_facegen import annotations, config, distribution, geometry, keypoints, models, train_step, video, warping
-from bigo_facegen.models import warp_refine
+from bigo_facegen import annotations, config, distribution, geometry, keypoints, train_step, video, warping
+from bigo_facegen.models import registry
+from bigo_facegen.models.warp_refine import network
 
 SIZE = 32
 NUM_POINTS = 68
-TINY = config.ModelConfig(generator="warp_refine", conv_dim=8, res_blocks=1, critic_dim=8, critic_blocks=2,
-                          perceptual="none")
+TINY = config.ModelConfig(config.GeneratorConfig(type="warp_refine"), conv_dim=8, res_blocks=1, critic_dim=8,
+                          critic_blocks=2, perceptual="none")
+
+
+def tiny(**fields) -> config.ModelConfig:
+    """`TINY` with these fields of its warp_refine section replaced."""
+    section = dataclasses.replace(TINY.generator.warp_refine, **fields)
+    return dataclasses.replace(TINY, generator=dataclasses.replace(TINY.generator, warp_refine=section))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ def generator_inputs(batch: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def generator():
-    return models.build_generator(TINY, SIZE, NUM_POINTS)
+    return registry.build_generator(TINY, SIZE, NUM_POINTS)
 
 
 def test_identical_keypoints_give_the_identity_at_initialisation(real_batch, generator):
@@ -75,7 +82,7 @@ def test_identical_keypoints_give_the_identity_at_initialisation(real_batch, gen
 def test_one_reference_for_all_targets_gives_what_the_reference_repeated_gives(real_batch, motion_downscale):
     """The batch's reference side cut to its first face (all four are the same) gives every layer of `compose` as
     the reference repeated for each target does: the encoder and the reference's maps run once, for all."""
-    generator = models.build_generator(dataclasses.replace(TINY, motion_downscale=motion_downscale), SIZE, NUM_POINTS)
+    generator = registry.build_generator(tiny(motion_downscale=motion_downscale), SIZE, NUM_POINTS)
     inputs = generator_inputs(at_size(real_batch, SIZE))
     one = {**inputs, **{key: inputs[key][:1] for key in ("reference", "reference_points", "reference_flags")}}
     repeated, shared = generator.compose(inputs), generator.compose(one)
@@ -111,7 +118,7 @@ def test_output_is_the_warped_reference_with_the_painting_laid_over_where_the_re
 
 def test_the_learned_correction_stays_within_its_bound_of_the_prior(real_batch):
     batch = at_size(real_batch, SIZE)
-    generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+    generator = registry.build_generator(TINY, SIZE, NUM_POINTS)
     generator(generator_inputs(batch))
     head = generator.dense_motion.flow_head
     head.bias.assign([1e3, -1e3])  # a correction network gone wild
@@ -119,14 +126,14 @@ def test_the_learned_correction_stays_within_its_bound_of_the_prior(real_batch):
     valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
     correction = motion["flow"] - warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE,
                                                    SIZE)
-    bound = TINY.motion_correction * SIZE / 2
+    bound = TINY.generator.warp_refine.motion_correction * SIZE / 2
     np.testing.assert_allclose(correction, np.broadcast_to([bound, -bound], correction.shape), atol=1e-3)
 
 
 @pytest.mark.parametrize("size", [16, 36, 48])
 def test_shapes_dtypes_and_range(real_batch, size):
     batch = at_size(real_batch, size)
-    generator = models.build_generator(dataclasses.replace(TINY, res_blocks=2), size, NUM_POINTS)
+    generator = registry.build_generator(dataclasses.replace(TINY, res_blocks=2), size, NUM_POINTS)
     generated = generator(generator_inputs(batch), training=True)
     assert generated.shape == (4, size, size, 3) and generated.dtype == tf.float32
     assert np.all(np.abs(generated.numpy()) <= 1.0)
@@ -142,8 +149,8 @@ def test_shapes_dtypes_and_range(real_batch, size):
 def test_a_coarser_dense_motion_network_starts_as_the_prior_keeps_its_bound_and_reads_half_resolution(real_batch):
     batch = at_size(real_batch, SIZE)
     inputs = generator_inputs(batch)
-    coarse = dataclasses.replace(TINY, motion_downscale=2)
-    generator = models.build_generator(coarse, SIZE, NUM_POINTS)
+    coarse = tiny(motion_downscale=2)
+    generator = registry.build_generator(coarse, SIZE, NUM_POINTS)
     valid = (batch["reference_flags"] > 0) & (batch["target_flags"] > 0)
     prior = warping.tps_grid(batch["reference_points"], batch["target_points"], valid, SIZE, SIZE)
     motion = generator.motion(inputs)
@@ -175,7 +182,7 @@ def test_a_coarser_dense_motion_network_starts_as_the_prior_keeps_its_bound_and_
     np.testing.assert_allclose(lone[:, 2:8, 7:14], np.broadcast_to(expected[2:8, 7:14], (4, 6, 7)), atol=1e-4)
 
     generator.dense_motion.flow_head.bias.assign([1e3, -1e3])  # a correction network gone wild
-    bound = coarse.motion_correction * SIZE / 2
+    bound = coarse.generator.warp_refine.motion_correction * SIZE / 2
     np.testing.assert_allclose(generator.motion(inputs)["flow"] - prior,
                                np.broadcast_to([bound, -bound], prior.shape), atol=1e-3)
     with pytest.raises(ValueError, match="motion_downscale 2\\) needs crop sides that are multiples of 8, got 36"):
@@ -211,7 +218,7 @@ def test_xla_forward_matches_eager(real_batch, generator):
 def test_mixed_bfloat16_under_xla_keeps_float32_outputs_and_motion(real_batch):
     batch = at_size(real_batch, SIZE)
     with distribution.dtype_policy("mixed_bfloat16"):
-        generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+        generator = registry.build_generator(TINY, SIZE, NUM_POINTS)
     assert generator.dense_motion.down[0].compute_dtype == "bfloat16"
     inputs = generator_inputs(batch)
 
@@ -241,7 +248,7 @@ def test_train_step_under_a_distribution_strategy_changes_every_generator_weight
     with strategy.scope():
         networks = train_step.build_networks(experiment, NUM_POINTS)
         optimizers = train_step.build_optimizers(experiment.optimizer, networks)
-    assert isinstance(networks.generator, models.WarpRefineGenerator)
+    assert isinstance(networks.generator, network.WarpRefineGenerator)
     step = train_step.TrainStep(networks, optimizers, experiment.loss, global_batch_size=4)
     before = [v.numpy().copy() for v in networks.generator.trainable_variables]
     result = tf.function(lambda b: strategy.run(step, args=(b,)))(batch)
@@ -253,9 +260,9 @@ def test_train_step_under_a_distribution_strategy_changes_every_generator_weight
 
 def tiny_train_step(overrides: dict) -> train_step.TrainStep:
     """The training step of a `TINY` warp_refine generator at `SIZE` px and batch 4: the cpu preset with `overrides`."""
-    experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4,
-                                                        **overrides})
+    experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4})
     experiment.model = TINY
+    experiment = config.override(experiment, overrides)
     networks = train_step.build_networks(experiment, NUM_POINTS)
     return train_step.TrainStep(networks, train_step.build_optimizers(experiment.optimizer, networks), experiment.loss,
                                 global_batch_size=4)
@@ -263,7 +270,7 @@ def tiny_train_step(overrides: dict) -> train_step.TrainStep:
 
 def test_the_flow_term_is_the_mean_distance_to_the_trusted_optical_flow(real_batch):
     batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
-    step = tiny_train_step({"data.optical_flow": True, "loss.flow": 10.0})
+    step = tiny_train_step({"model.generator.warp_refine.flow": 10.0})
     layers = step.networks.generator.compose(train_step.inputs_of(batch))
     trusted = np.zeros((4, SIZE, SIZE, 1), np.float32)
     trusted[:, :SIZE // 2] = 1.0
@@ -345,7 +352,7 @@ def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_
     inside = np.zeros((len(reference), SIZE, SIZE, 1), np.float32)
     inside[:, 12:-4, 8:-4] = 1.0
     for weight in (0.0, 8.0):
-        step = tiny_train_step({"loss.feature_warp": weight})
+        step = tiny_train_step({"model.generator.warp_refine.feature_warp": weight})
         generator = step.networks.generator
         terms_by_shift = {}
         for name, flow in (("right", identity - np.float32([4.0, 8.0])), ("identity", identity)):
@@ -363,37 +370,44 @@ def test_the_feature_warp_term_is_least_where_the_flow_moves_the_reference_onto_
         assert (right < wrong / 3).all(), (right, wrong)
 
 
-@pytest.mark.parametrize("decoder_mouth_mask", [False, True])
-def test_the_decoder_reads_the_target_mouth_only_when_configured(real_batch, decoder_mouth_mask):
-    """Opening the target's mouth (its lower inner lip moved down; the motion's keypoints unchanged) changes the
-    painting, most near the mouth (elsewhere only through the instance norms' statistics), when the decoder reads the
-    mouth; not at all when it does not."""
-    generator = models.build_generator(dataclasses.replace(TINY, decoder_mouth_mask=decoder_mouth_mask), SIZE,
-                                       NUM_POINTS)
+# The target regions the decoder may read: its section's switch -> the points that open the region when moved down
+# (the lower inner lip; the lower eyelids), by how many pixels, and the region's mask.
+DECODER_REGIONS = {"decoder_mouth_mask": ([65, 66, 67], 5.0, keypoints.mouth_mask_tf),
+                   "decoder_eyes_mask": ([41, 40, 47, 46], 3.0, keypoints.eyes_mask_tf)}
+
+
+@pytest.mark.parametrize("region", sorted(DECODER_REGIONS))
+@pytest.mark.parametrize("read", [False, True])
+def test_the_decoder_reads_a_target_region_only_when_configured(real_batch, region, read):
+    """Opening the target's mouth or eyes (their lower lip or lids moved down; the motion's keypoints unchanged)
+    changes the painting, most near that region (elsewhere only through the instance norms' statistics), when the
+    decoder reads the region; not at all when it does not."""
+    lower, shift, region_mask = DECODER_REGIONS[region]
+    generator = registry.build_generator(tiny(**{region: read}), SIZE, NUM_POINTS)
     closed = generator_inputs(at_size(real_batch, SIZE))
     generator.motion = lambda inputs, training=False, spline=None, motion=generator.motion: motion(closed, training)
     opened_points = closed["target_points"].copy()
-    opened_points[:, [65, 66, 67]] += np.float32([0.0, 5.0])
+    opened_points[:, lower] += np.float32([0.0, shift])
     opened = {**closed, "target_points": opened_points}
     change = np.abs(generator.compose(opened)["painted"] - generator.compose(closed)["painted"]).max(axis=-1)
-    if not decoder_mouth_mask:
+    if not read:
         assert change.max() == 0
         return
-    mouth = keypoints.polygon_mask_tf(opened_points, closed["target_flags"], keypoints.IBUG68.mouth_inner, SIZE)
-    assert mouth.numpy().sum() > 0
-    far = ndimage.distance_transform_edt(mouth.numpy()[..., 0] == 0, sampling=[SIZE, 1, 1]) > 10
-    assert change[~far].mean() > 3 * change[far].mean() > 0, "the painting does not follow the opened mouth"
+    mask = region_mask(opened_points, closed["target_flags"], SIZE)
+    assert mask.numpy().sum() > 0
+    far = ndimage.distance_transform_edt(mask.numpy()[..., 0] == 0, sampling=[SIZE, 1, 1]) > 10
+    assert change[~far].mean() > 3 * change[far].mean() > 0, f"the painting does not follow the opened {region}"
 
 
 def test_fused_heads_give_what_each_head_gives_alone():
     # A new generator's own heads with random non-zero weights (the flow head starts at zero), on random features.
-    generator = models.build_generator(TINY, SIZE, NUM_POINTS)
+    generator = registry.build_generator(TINY, SIZE, NUM_POINTS)
     rng = np.random.default_rng(0)
     heads = [generator.head, generator.repaint_head]
     for head in heads:
         head.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in head.get_weights()])
     x = tf.constant(rng.normal(0, 1, (2, 16, 16, generator.conv_dim)), tf.float32)
-    for fused, head in zip(warp_refine.fused_heads(x, heads), heads, strict=True):
+    for fused, head in zip(network.fused_heads(x, heads), heads, strict=True):
         alone = head(x)
         assert fused.shape == alone.shape and fused.dtype == tf.float32
         np.testing.assert_allclose(fused.numpy(), alone.numpy(), atol=1e-5)

@@ -11,7 +11,7 @@ from scipy import ndimage
 from scipy.interpolate import RBFInterpolator
 
 from bigo_facegen import annotations, config, geometry, video, warping
-from bigo_facegen.models import build_generator
+from bigo_facegen.models.registry import build_generator
 from bigo_facegen.models.contract import from_unit
 
 SIZE = 64
@@ -171,7 +171,7 @@ def test_a_generator_gives_the_same_faces_with_float64_scipy_motion_ops(real_fac
               "reference_flags": np.repeat(reference_flags[None], count, axis=0),
               "target_points": np.stack([points for _, points, _ in targets]),
               "target_flags": np.stack([flags for _, _, flags in targets])}
-    model_cfg = config.override(config.preset("cpu"), {"model.generator": "warp_refine"}).model
+    model_cfg = config.override(config.preset("cpu"), {"model.generator.type": "warp_refine"}).model
     tf.keras.utils.set_random_seed(0)
     generator = build_generator(model_cfg, SIZE, len(reference_points))
     fast = generator.compose(inputs)

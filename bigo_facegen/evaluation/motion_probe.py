@@ -1,12 +1,14 @@
-"""How close a warp-style generator's motion can get to the true motion, apart from its painting (issue #14).
+"""How close a generator's motion can get to the true motion, apart from its painting (issue #14), for a generator
+whose capabilities say it has a `flow`.
 
-A fresh generator of the config is trained on the flow term alone (`loss.flow`: the L1 of its flow to the OpenCV DIS
-optical flow of each training pair, `data.optical_flow`) for some steps, and its flow is scored before and after on
-crop pairs of the train and the test split (as `data.make_dataset` samples them, augmentation off): the mean
-end-point error against DIS in crop pixels where that flow is trusted, and the PSNR of the reference crop moved by the
-flow against the target crop. At initialisation a warp-style generator's flow is its keypoint prior (`warp_refine`:
-the spline), so `before` scores the prior; DIS's own flow is the ceiling. It takes minutes where a training run takes
-half an hour: a screen for motion levers (the motion's inputs, its resolution, its prior) before a full run.
+A fresh generator of the config is trained on a flow term alone (`losses.flow_l1`: the L1 of its flow to the OpenCV
+DIS optical flow of each training pair, which the probe asks the data for) for some steps, and its flow is scored
+before and after on crop pairs of the train and the test split (as `data.make_dataset` samples them, augmentation
+off): the mean end-point error against DIS in crop pixels where that flow is trusted, and the PSNR of the reference
+crop moved by the flow against the target crop. At initialisation such a generator's flow is its keypoint prior (a
+spline on the keypoints), so `before` scores the prior; DIS's own flow is the ceiling. It takes minutes where a
+training run takes half an hour: a screen for motion levers (the motion's inputs, its resolution, its prior) before a
+full run.
 """
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ import tensorflow as tf
 
 from bigo_facegen import data, keypoints, losses, warping
 from bigo_facegen.config import ExperimentConfig
-from bigo_facegen.models import build_generator, generator_spec
 from bigo_facegen.models.contract import FLOW_LAYER
+from bigo_facegen.models.registry import build_generator, generator_spec
 from bigo_facegen.train_step import inputs_of
 
 FLOWS = ("before", "after", "optical_flow")
+# What the probe's batches hold beside the generator's inputs and the target (`data.make_dataset`).
+EXTRAS = frozenset({"optical_flow"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +40,10 @@ class FlowScore:
 
 def check_probe_config(config: ExperimentConfig) -> None:
     """One line naming what the probe cannot work with."""
-    if not generator_spec(config.model.generator).has_repaint:
-        raise ValueError(f"model.generator={config.model.generator!r} has no flow to probe (only warp-style "
-                         f"generators, whose spec has_repaint, do)")
-    if not config.data.optical_flow:
-        raise ValueError("data.optical_flow=false: the probe learns and scores against the optical flow; set it true")
+    name = config.model.generator.type
+    if not generator_spec(name).capabilities.flow:
+        raise ValueError(f"model.generator.type={name!r} has no flow to probe (only generators whose capabilities "
+                         f"say flow do)")
 
 
 def run(config: ExperimentConfig, steps: int, pairs: int,
@@ -70,7 +73,7 @@ def run(config: ExperimentConfig, steps: int, pairs: int,
         optimizer.apply_gradients(moved)
         return loss
 
-    training = data.make_dataset(dataclasses.replace(config.data, split="train")).take(steps)
+    training = data.make_dataset(dataclasses.replace(config.data, split="train"), extras=EXTRAS).take(steps)
     for index, batch in enumerate(training):
         progress(index + 1, float(step(batch)))
     for split, batches in evaluation.items():
@@ -82,7 +85,7 @@ def scoring_batches(config: ExperimentConfig, split: str, pairs: int) -> list[di
     """The first whole batches holding at least `pairs` crop pairs of `split`, augmentation off (the same for every
     run of one config)."""
     cfg = dataclasses.replace(config.data, split=split, rotation_degrees=0.0, scale_range=0.0)
-    return list(data.make_dataset(cfg).take(-(-pairs // cfg.batch_per_replica)))
+    return list(data.make_dataset(cfg, extras=EXTRAS).take(-(-pairs // cfg.batch_per_replica)))
 
 
 def score(generator: keras.Model | None, batches: list[dict]) -> FlowScore:

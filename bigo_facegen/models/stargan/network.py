@@ -4,8 +4,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from bigo_facegen.config import ModelConfig
 from bigo_facegen.models.blocks import stargan_trunk
 from bigo_facegen.models.contract import for_targets
+from bigo_facegen.models.stargan.config import StarGANConfig
 
 
 class ExpressionGenerator(keras.Model):
@@ -30,3 +32,8 @@ class ExpressionGenerator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "conv_dim": self.conv_dim, "res_blocks": self.res_blocks}
+
+
+def build(model_cfg: ModelConfig, section: StarGANConfig, image_size: int, num_points: int) -> keras.Model:
+    """The generator of the registry entry (`contract.GeneratorSpec.build`), unbuilt: the model's widths."""
+    return ExpressionGenerator(model_cfg.conv_dim, model_cfg.res_blocks, name="generator")

@@ -11,8 +11,10 @@ import keras
 import tensorflow as tf
 
 from bigo_facegen import keypoints, warping
+from bigo_facegen.config import ModelConfig
 from bigo_facegen.models.blocks import ResidualBlock, conv, head_conv2d, instance_norm
 from bigo_facegen.models.contract import for_targets
+from bigo_facegen.models.warp_refine.config import WarpRefineConfig
 
 REQUIRED_INPUTS = ("reference", "reference_points", "target_points", "reference_flags", "target_flags")
 LEVELS = 3  # full, 1/2 and 1/4 resolution: crop sides must be multiples of 4
@@ -23,6 +25,11 @@ MASK_KERNEL_SCALE = 0.1
 # The repaint mask starts near 0 (sigmoid(-3) = 0.05): an untrained generator returns the warped reference, and the
 # painting is let in only where it lowers the losses more than the warped texture does.
 REPAINT_BIAS = -3.0
+# The layer of `compose` beside the contract's (`contract.REPAINT_LAYERS`, `contract.FLOW_LAYER`) that the feature warp
+# loss reads (`losses.feature_warp`): the encoder's feature maps of the reference at 1, 1/2, 1/4 resolution, moved by
+# the flow and multiplied by the occlusion mask (a list, in the network's dtype); `target_features(target,
+# layers["mask"], training)` gives the true target's, masked alike.
+WARPED_FEATURES_LAYER = "warped_features"
 
 
 def fused_heads(x, heads: list[keras.layers.Conv2D]) -> list[tf.Tensor]:
@@ -112,25 +119,28 @@ class WarpRefineGenerator(keras.Model):
     in crop pixels, `reference_flags` (B or 1, N) and `target_flags` (B, N) from its input dict (other keys are
     ignored) and returns the generated face (B, S, S, 3) float32 in [-1, 1]. S must be a multiple of 4.
 
-    Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a dense
-    motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the reference
-    whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual blocks and a
-    decoder with skip connections from the warped features (and with `decoder_mouth_mask` the target's inner-mouth
-    polygon), which paints a face and a repaint mask; the output is the warped reference crop with the painting laid
-    over it where the mask says (`compose`)."""
+    Motion: a thin-plate spline fitted on the keypoint pairs present in both faces is the prior backward flow; a
+    dense motion network corrects it and predicts the occlusion mask (`motion`). Appearance: an encoder on the
+    reference whose feature maps at 1, 1/2 and 1/4 resolution are warped by the flow and masked, then residual
+    blocks and a decoder with skip connections from the warped features (and with `decoder_mouth_mask` the target's
+    inner-mouth polygon, with `decoder_eyes_mask` its eye outlines), which paints a face and a repaint mask; the
+    output is the warped reference crop with the painting laid over it where the mask says (`compose`)."""
 
     def __init__(self, num_points: int, conv_dim: int = 64, res_blocks: int = 6, motion_correction: float = 0.1,
-                 motion_downscale: int = 1, decoder_mouth_mask: bool = False, **kwargs):
+                 motion_downscale: int = 1, decoder_mouth_mask: bool = False, decoder_eyes_mask: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_points = num_points
         self.conv_dim = conv_dim
         self.res_blocks = res_blocks
-        # The largest correction of the keypoint prior, as a share of half the crop side (`ModelConfig`).
+        # The largest correction of the keypoint prior, as a share of half the crop side (`WarpRefineConfig`).
         self.motion_correction = motion_correction
-        # The dense-motion network's resolution, as a divisor of the crop side (`ModelConfig`).
+        # The dense-motion network's resolution, as a divisor of the crop side (`WarpRefineConfig`).
         self.motion_downscale = motion_downscale
-        # Whether the decoder reads the target's inner-mouth polygon (`ModelConfig`).
+        # Whether the decoder reads the target's inner-mouth polygon (`WarpRefineConfig`).
         self.decoder_mouth_mask = decoder_mouth_mask
+        # Whether it reads the target's eye outlines (`WarpRefineConfig`).
+        self.decoder_eyes_mask = decoder_eyes_mask
         self.dense_motion = DenseMotion(conv_dim, name="dense_motion")
         # Blocks are attributes, not lists: tf.train.Checkpoint does not follow Keras' tracked lists.
         self.encode0 = conv_block(conv_dim, 7, "encode0")
@@ -172,7 +182,7 @@ class WarpRefineGenerator(keras.Model):
     def spline(self, inputs: dict) -> tf.Tensor:
         """The keypoint prior (`warping.tps_fit`, (B, N + 3, 2) float32), from the keypoints alone: what `motion` and
         `compose` fit themselves unless they are given it. Compiled inference fits it outside XLA
-        (`contract.GeneratorSpec.fits_spline`)."""
+        (`contract.Capabilities.fits_spline`)."""
         self._check_inputs(inputs)
         size = inputs["reference"].shape[1]
         target_points = tf.cast(inputs["target_points"], tf.float32)
@@ -250,19 +260,19 @@ class WarpRefineGenerator(keras.Model):
         x = warped[-1]
         for block in self.bottleneck:
             x = block(x, training=training)
-        mouth = (keypoints.mouth_mask_tf(inputs["target_points"], inputs["target_flags"], inputs["reference"].shape[1])
-                 if self.decoder_mouth_mask else None)
+        regions = [region_mask(inputs["target_points"], inputs["target_flags"], inputs["reference"].shape[1])
+                   for read, region_mask in ((self.decoder_mouth_mask, keypoints.mouth_mask_tf),
+                                             (self.decoder_eyes_mask, keypoints.eyes_mask_tf)) if read]
         for level in reversed(range(LEVELS - 1)):
             x = self.up[level](self.upsample(x), training=training)
-            features = [x, warped[level]]
-            if mouth is not None:
-                factor = 2 ** level
-                features.append(tf.cast(tf.nn.avg_pool2d(mouth, factor, factor, "VALID") if level else mouth, x.dtype))
+            factor = 2 ** level
+            features = [x, warped[level], *(tf.cast(tf.nn.avg_pool2d(region, factor, factor, "VALID") if level
+                                                    else region, x.dtype) for region in regions)]
             x = self.merge[level](keras.ops.concatenate(features, axis=-1), training=training)
         painted, repaint = fused_heads(x, [self.head, self.repaint_head])
         painted = self.tanh(painted)
         image = motion["warped"] * (1.0 - repaint) + painted * repaint
-        return {**motion, "painted": painted, "repaint": repaint, "image": image, "warped_features": warped}
+        return {**motion, "painted": painted, "repaint": repaint, "image": image, WARPED_FEATURES_LAYER: warped}
 
     def encode(self, image, training=False) -> list[tf.Tensor]:
         """The encoder's feature maps of `image` (B, S, S, 3) in [-1, 1], at 1, 1/2 and 1/4 resolution."""
@@ -295,4 +305,14 @@ class WarpRefineGenerator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "num_points": self.num_points, "conv_dim": self.conv_dim,
                 "res_blocks": self.res_blocks, "motion_correction": self.motion_correction,
-                "motion_downscale": self.motion_downscale, "decoder_mouth_mask": self.decoder_mouth_mask}
+                "motion_downscale": self.motion_downscale, "decoder_mouth_mask": self.decoder_mouth_mask,
+                "decoder_eyes_mask": self.decoder_eyes_mask}
+
+
+def build(model_cfg: ModelConfig, section: WarpRefineConfig, image_size: int, num_points: int) -> keras.Model:
+    """The generator of the registry entry (`contract.GeneratorSpec.build`), unbuilt: the model's widths, its own
+    section's motion and decoder settings."""
+    return WarpRefineGenerator(num_points, model_cfg.conv_dim, model_cfg.res_blocks, section.motion_correction,
+                               section.motion_downscale, section.decoder_mouth_mask, section.decoder_eyes_mask,
+                               name="generator")
+
