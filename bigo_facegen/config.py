@@ -110,7 +110,7 @@ class LossConfig:
     # The same inside both eyes' outlines: the eyelids and irises, a few dozen pixels of the crop that blinks and
     # gaze change and the warp only stretches (#14). Eyes shut to a line cover no pixel and add nothing. On the dev
     # clips two seeds at weight 2 gained 0.04-0.06 dB over the `real` preset, about their spread, and not on blinks
-    # (README, the ablation), so that preset leaves it off.
+    # (docs/experiments.md, the ablation), so that preset leaves it off.
     eyes_l1: float = 0.0
 
 
@@ -209,7 +209,7 @@ def cpu() -> ExperimentConfig:
 def real() -> ExperimentConfig:
     """Real footage on a CPU: the warp-and-refine generator at 96 px with the pretrained EfficientNet-Lite0 perceptual
     loss (the `lite0` extra), the `cpu` preset's widths and rates otherwise, all tiers. The winner of issue #14's
-    ablation (README, "Real footage"): the motion supervised by each pair's optical flow and predicted at half
+    ablation (docs/experiments.md): the motion supervised by each pair's optical flow and predicted at half
     resolution, the decoder told where the target's mouth is open and scored there. 3000 steps take 32 minutes on 2
     AVX-512 cores, about 51 on 2 AVX2 cores (0.98 steps/s)."""
     config = cpu()
@@ -228,7 +228,18 @@ def real() -> ExperimentConfig:
     return config
 
 
-PRESETS = {"paper": paper, "cpu": cpu, "real": real}
+def cpu_warp() -> ExperimentConfig:
+    """The quick start's: the generator recommended for faces (`warp_refine`) at the `cpu` preset's sizes and rates,
+    on the synthetic set's exact keypoints (no optical flow, no perceptual loss: neither pays in a few thousand steps
+    on cartoon faces). 2000 steps take about 9 minutes on 2 cores and score above the piecewise-affine warp there
+    (docs/experiments.md, "The quick start")."""
+    config = cpu()
+    config.data.tier = "all"
+    config.model.generator.type = "warp_refine"
+    return config
+
+
+PRESETS = {"paper": paper, "cpu": cpu, "cpu_warp": cpu_warp, "real": real}
 
 
 def preset(name: str) -> ExperimentConfig:

@@ -157,7 +157,8 @@ class WarpFusion(ShiftFusion):
     """The whole reference frame warped piecewise-affinely from its keypoints onto each target's, fixed at the frame
     border; the face pasted on top. Points absent from either face are left out of the warp. With `follow_flow` (the
     `flow` fusion), a warp-style generator's flow moves the frame inside the face box instead (`moved_by_flow`); on the
-    real test split that lost to the keypoints' warp (README, "Real footage"), so `warp` is the default."""
+    real test split that lost to the keypoints' warp (docs/experiments.md, "Warp and refine on real footage"), so
+    `warp` is the default."""
 
     def __init__(self, reference_frame: np.ndarray, reference_bbox, reference_points, reference_flags,
                  border: str = "replicate", feather: float = DEFAULT_FEATHER, follow_flow: bool = False):

@@ -279,3 +279,10 @@ def test_check_image_size_is_the_rule_of_data_image_size(size):
     with pytest.raises(ValueError, match=f"^data.image_size={size}: {re.escape(configs.IMAGE_SIZE_RULE)}$"):
         configs.override(configs.cpu(), {"data.image_size": size})
 
+
+
+def test_the_quick_start_preset_is_the_cpu_preset_with_the_recommended_generator():
+    quick, cpu = configs.cpu_warp(), configs.cpu()
+    assert quick.model.generator.type == "warp_refine" and quick.data.tier == "all"
+    assert (quick.data.image_size, quick.model.conv_dim, quick.train.steps) == (
+        cpu.data.image_size, cpu.model.conv_dim, cpu.train.steps)

@@ -27,7 +27,7 @@ class WarpRefineConfig(GeneratorSection):
     decoder_mouth_mask: bool = False
     # The same for both of the target's eye outlines: the eyelids and irises that blinks and gaze change, where the
     # reference's features, moved, only stretch. A scratch version of it gained nothing over the `real` preset on the
-    # dev clips (README, the ablation), which leaves it off.
+    # dev clips (docs/experiments.md, the ablation), which leaves it off.
     decoder_eyes_mask: bool = False
     # L1 of the painting alone to the target frame. Through the output the painting only gets gradient where the
     # repaint mask is already open, so without this it never learns a face for the mask to choose.
@@ -38,7 +38,7 @@ class WarpRefineConfig(GeneratorSection):
     # Thin-Plate-Spline-Motion-Model's warp loss (a gain in its ablation): the reference's encoder features moved by
     # the flow against the true target's, both masked alike. Features respond to edges and texture that the pixel L1
     # averages away, so the motion is pulled to line up the face's structure. On the dev clips two seeds put it within
-    # noise of the `real` preset (README, the ablation), so that preset leaves it off.
+    # noise of the `real` preset (docs/experiments.md, the ablation), so that preset leaves it off.
     feature_warp: float = 0.0
 
     RULES = {
