@@ -17,7 +17,7 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
   alone, with the reason.
 - A job whose outputs exist whole (`video.is_whole`) is skipped; one that exists but is not whole (empty, cut short)
   is made again. Outputs appear whole or not at all, the output after its face video
-  (`inference.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
+  (`generation.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
   does only what is left: whole files are what this writer renames into place, and checking their boxes reads a few
   headers where decoding every frame of every finished output would cost a re-run minutes.
 - Each model's jobs go through Beam's RunInference with `FaceModelHandler`, one job per batch, so each worker loads
@@ -45,10 +45,10 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
-from bigo_facegen import beam_pipelines, files, inference, pretrained, video
+from bigo_facegen import beam_pipelines, distribution, files, generation, pretrained, video
 from bigo_facegen.annotations import VideoAnnotation
+from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.fusion import BORDERS, FILLS, FUSIONS
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,7 @@ def _one_of(choices: Iterable[str]) -> _Kind:
 
 
 REQUIRED_KEYS = ("model", "annotations", "video", "output")
-# Optional key -> what it takes and the keyword of `inference.generate_from_annotations` it fills.
+# Optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
 OPTIONAL_KEYS = {
     "reference": (_TEXT, "reference_image"),
     "reference_index": (_INTEGER, "reference_index"),
@@ -98,7 +98,7 @@ _READ_PATHS = ("model", "annotations", "reference", "videos_dir")
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One line of a jobs file, checked, its paths absolute (`model` may be `pretrained.NAME`). `options` are
-    keywords of `inference.generate_from_annotations`."""
+    keywords of `generation.generate_from_annotations`."""
     line: int
     model: str
     annotations: str
@@ -116,9 +116,9 @@ class Job:
         """Whether its outputs exist whole (`video.is_whole`), as a finished run leaves them."""
         return all(video.is_whole(path) for path in self.outputs.values())
 
-    def run(self, model: inference.FaceModel) -> None:
-        inference.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
-                                            **self.options)
+    def run(self, model: FaceModel) -> None:
+        generation.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
+                                             **self.options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,7 @@ class Summary:
     failure_list: Path
 
 
-class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel]):
+class FaceModelHandler(ModelHandler[Job, "Failure | None", FaceModel]):
     """RunInference's handle on one model, whose "inference" on a job is the job's video: `FaceModel` loads an export
     with its sidecar and calls its signature by input name. Beam's TensorFlow handlers cannot: they load with
     `tf.keras.models.load_model`, which Keras 3 refuses for a SavedModel folder (and they need tensorflow_hub), and
@@ -154,17 +154,17 @@ class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel])
         super().__init__(max_batch_size=1)  # a batch is a job: a job's frames are batched inside it
         self._model_path = model_path
 
-    def load_model(self) -> inference.FaceModel:
+    def load_model(self) -> FaceModel:
         beam_pipelines.end_with_runner()  # a local worker process does not outlive the run
-        inference.configure_cpu_threads()  # a worker process of its own only generates
-        return inference.FaceModel.load(self._model_path)
+        distribution.configure_cpu_threads()  # a worker process of its own only generates
+        return FaceModel.load(self._model_path)
 
-    def run_inference(self, batch: Sequence[Job], model: inference.FaceModel,
+    def run_inference(self, batch: Sequence[Job], model: FaceModel,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         return [PredictionResult(job, _run(job, model), self._model_path) for job in batch]
 
 
-def _run(job: Job, model: inference.FaceModel) -> Failure | None:
+def _run(job: Job, model: FaceModel) -> Failure | None:
     try:
         job.run(model)
     except Exception as e:  # noqa: BLE001  one bad job must not stop the others: any error is its failure
@@ -185,12 +185,12 @@ def default_failure_list(jobs_path: str | os.PathLike) -> Path:
 
 def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
     """The jobs of a JSONL jobs file that pass every check of the module doc, and a `Failure` for each line that
-    does not. Blank lines are skipped. Raises `inference.GenerationError` when the file cannot be read."""
+    does not. Blank lines are skipped. Raises `GenerationError` when the file cannot be read."""
     jobs_path = Path(jobs_path)
     try:
         lines = jobs_path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise inference.GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
+        raise GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
     root = jobs_root(jobs_path)
     jobs, failures = [], []
     writers: dict[tuple, tuple[int, str]] = {}  # `files.file_key` of an output -> the line and path that write it
@@ -206,10 +206,10 @@ def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
                     raise ValueError(f"{key} {path}: line {line} writes it too" + (f" (as {other})" if other != path
                                                                                    else ""))
             if job.annotations not in annotation_files:
-                annotation_files[job.annotations] = inference.read_annotations(job.annotations)
-            inference.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
-                                job.options.get("face_output"), job.options.get("reference_image"),
-                                job.options.get("videos_dir"))
+                annotation_files[job.annotations] = generation.read_annotations(job.annotations)
+            generation.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
+                                 job.options.get("face_output"), job.options.get("reference_image"),
+                                 job.options.get("videos_dir"))
         except ValueError as e:
             failures.append(Failure(number, _output_of(text, root), str(e)))
             continue
@@ -323,7 +323,7 @@ def _loadable(jobs: list[Job], failures: list[Failure]) -> list[Job]:
     reasons = {}
     for model in sorted({job.model for job in jobs}):
         try:
-            inference.FaceModel.load(model)
+            FaceModel.load(model)
         except (ValueError, OSError) as e:
             reasons[model] = str(e)
     failures.extend(Failure(job.line, job.output, reasons[job.model]) for job in jobs if job.model in reasons)

@@ -65,7 +65,7 @@ class Limits:
 def serve(model: str, examples: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           limits: Limits = Limits()) -> None:
     """Serves the demo at http://host:port until interrupted (Ctrl-C, or SIGTERM with `files.unwind_on_sigterm`),
-    then removes its temporary folder. `model` is as `inference.FaceModel.load` takes it, or `animate.WARP`;
+    then removes its temporary folder. `model` is as `face_model.FaceModel.load` takes it, or `animate.WARP`;
     `examples` a BIGO-layout folder (None: no example rows)."""
     imported = [name for name in _FOLDER_CHOOSING_LIBRARIES if name in sys.modules]
     if imported:
@@ -75,10 +75,11 @@ def serve(model: str, examples: str | os.PathLike | None = None, host: str = DEF
     try:
         with _library_folders(folder):
             # Imported here, once the libraries' folders point into the demo's (see the module doc).
-            from bigo_facegen import animate, inference, web_demo_page
+            from bigo_facegen import animate, distribution, web_demo_page
+            from bigo_facegen.face_model import FaceModel
 
-            inference.configure_cpu_threads()
-            face_model = animate.WARP if model == animate.WARP else inference.FaceModel.load(model)
+            distribution.configure_cpu_threads()
+            face_model = animate.WARP if model == animate.WARP else FaceModel.load(model)
             served = folder / SERVED_FOLDER
             rows = web_demo_page.example_rows(examples, served / "examples") if examples is not None else []
             page = web_demo_page.build_page(face_model, served / "results", rows, limits)

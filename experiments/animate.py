@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, files, inference, pretrained
+from bigo_facegen import animate, distribution, files, pretrained
 from bigo_facegen.fusion import FUSIONS
 from experiments import motion_flags  # --mode, --driving_reference, --smoothing
 
@@ -47,7 +47,7 @@ FLAGS = flags.FLAGS
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
         motion = motion_flags.settings()
         options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, pretrained
+from bigo_facegen import distribution, files, generation, pretrained
 from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
@@ -37,7 +37,7 @@ flags.DEFINE_enum("fusion", None, FUSIONS, "shift: move the whole reference fram
                   "models, shift for stargan.")
 flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
-flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
+flags.DEFINE_float("copy_threshold", generation.DEFAULT_COPY_THRESHOLD,
                    "Copy the reference face where the mean keypoint distance to the reference, as a fraction of the "
                    "face crop side, is below this (0: always generate).")
 flags.DEFINE_bool("color_transfer", True, "Match generated faces to the reference's colours (Reinhard, Lab).")
@@ -58,9 +58,9 @@ FLAGS = flags.FLAGS
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
-        stats = inference.generate_from_annotations(
+        stats = generation.generate_from_annotations(
             FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,
             reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
             fps=FLAGS.fps, max_frames=FLAGS.max_frames, fusion=FLAGS.fusion, border=FLAGS.border, fill=FLAGS.fill,

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import animate, annotate, annotations, config, files, inference, models, motion_transfer, video
+from bigo_facegen import animate, annotate, annotations, config, files, models, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
+from bigo_facegen.face_model import FaceModel, GenerationError
 from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def photo(real_faces_dir, tmp_path_factory):
 def model():
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
-    return inference.FaceModel.from_generator(models.build_generator(cfg.model, SIZE, 68), cfg)
+    return FaceModel.from_generator(models.build_generator(cfg.model, SIZE, 68), cfg)
 
 
 def test_a_photo_driven_by_another_persons_clip(photo, real_faces_dir, tmp_path):
@@ -163,7 +164,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(photo, real_faces
 
 def test_max_frames_below_one_is_refused(photo, real_faces_dir, tmp_path):
     for max_frames in (0, -48):
-        with pytest.raises(inference.GenerationError) as error:
+        with pytest.raises(GenerationError) as error:
             animate.animate(animate.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
                             max_frames=max_frames, progress=False)
         assert str(error.value) == f"max_frames must be at least 1 (or absent: every frame), got {max_frames}"

@@ -128,7 +128,7 @@ def test_frame_limit_and_stride_select_the_targets(tiny_dir):
 
 def test_a_model_is_evaluated_through_inference(tiny_dir):
     from bigo_facegen import config as config_lib
-    from bigo_facegen.inference import FaceModel
+    from bigo_facegen.face_model import FaceModel
     from bigo_facegen.models import build_generator
 
     cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "data.image_size": 64})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, inference, models, tuning, video
+from bigo_facegen import annotations, config, export, generation, models, tuning, video
 from bigo_facegen.evaluation import protocol
+from bigo_facegen.face_model import FaceModel, GenerationError
 
 SIZE = 32
 CLIP = "dpe_d"
@@ -32,7 +33,7 @@ def clip(real_faces_dir):
 
 @pytest.fixture(scope="module")
 def model():
-    return inference.FaceModel.from_generator(*_tiny())
+    return FaceModel.from_generator(*_tiny())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def model_dir(tmp_path_factory):
 
 def _reference(model, clip):
     entry, frames = clip
-    return inference.Reference.from_frame(frames[0], entry.frames[0], model.image_size)
+    return generation.Reference.from_frame(frames[0], entry.frames[0], model.image_size)
 
 
 # An untrained warp_refine is already the warp, which nearly reproduces a moved copy: less is left to gain, at the
@@ -55,7 +56,7 @@ def _reference(model, clip):
 @pytest.mark.parametrize("generator, learning_rate, kept", [("stargan", 2e-3, 0.8), ("warp_refine", 5e-4, 0.95)])
 def test_tuning_lowers_the_l1_on_augmented_copies_of_the_reference(generator, learning_rate, kept, clip):
     keras.utils.set_random_seed(0)
-    face_model = inference.FaceModel.from_generator(*_tiny(generator))
+    face_model = FaceModel.from_generator(*_tiny(generator))
     reference = _reference(face_model, clip)
     settings = tuning.TuneSettings(steps=40, learning_rate=learning_rate, batch_size=4)
     # Held-out copies: other draws than the tuning's own.
@@ -92,12 +93,12 @@ def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
     entry, frames = clip
     own = [w.copy() for w in model.generator.get_weights()]
     targets = entry.frames[1:5]
-    plain = [r.face for r in inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0,
-                                                      batch_size=2).generate_frames(targets)]
-    tuned_maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2,
-                                           tune_steps=5, tune_lr=1e-3)
+    plain = [r.face for r in generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0,
+                                                       batch_size=2).generate_frames(targets)]
+    tuned_maker = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2,
+                                            tune_steps=5, tune_lr=1e-3)
     # An untuned maker interleaved with the tuned one sees the loaded weights.
-    interleaved = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    interleaved = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
     tuned, again = [], []
     for a, b in zip(tuned_maker.generate_frames(targets), interleaved.generate_frames(targets)):
         tuned.append(a.face)
@@ -111,10 +112,10 @@ def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
 def test_exports_cannot_be_tuned(clip, tmp_path):
     entry, frames = clip
     generator, cfg = _tiny()
-    exported = inference.FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
-    with pytest.raises(inference.GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
-        inference.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
-    with pytest.raises(inference.GenerationError, match="is an export"):
+    exported = FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
+    with pytest.raises(GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
+        generation.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
+    with pytest.raises(GenerationError, match="is an export"):
         protocol.model_method(exported, tune_steps=3)
 
 
@@ -149,7 +150,7 @@ def test_the_runs_perceptual_network_joins_the_loss(clip):
     from bigo_facegen.models.perceptual import PerceptualNetwork
 
     generator, cfg = _tiny()
-    reference = _reference(inference.FaceModel.from_generator(generator, cfg), clip)
+    reference = _reference(FaceModel.from_generator(generator, cfg), clip)
     settings = tuning.TuneSettings(steps=2, batch_size=2)
     plain = tuning.ReferenceTuner(generator, cfg).tune(reference.crop, reference.points, reference.flags, settings)
     with_features = tuning.ReferenceTuner(generator, cfg)

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotate, dlib_face, files, inference, motion_transfer, video
+from bigo_facegen import annotate, dlib_face, files, generation, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.evaluation import baselines, metrics, protocol
 from bigo_facegen.keypoints import IBUG68
@@ -121,10 +121,10 @@ def evaluate(data_dir: str | os.PathLike, methods: dict[str, protocol.Method], s
 
 def _evaluate_pair(pair: Pair, methods: dict[str, protocol.Method], max_frames: int, motion: MotionSettings,
                    samples: int, bar) -> PairResult:
-    source_image = _frame(pair.source.path, pair.source.reference.index)
+    source_image = video.read_frame(pair.source.path, pair.source.reference.index)
     source = pair.source.reference
     driver_info = video.probe(pair.driver.path)
-    track = inference.frame_sequence(pair.driver.video)[:max_frames]
+    track = generation.frame_sequence(pair.driver.video)[:max_frames]
     source_size, driver_size = (source_image.shape[1], source_image.shape[0]), (driver_info.width,
                                                                                 driver_info.height)
     targets = motion_transfer.transfer(source, source_size, track, driver_size, driver_info.fps, motion)
@@ -171,10 +171,6 @@ def _driver_jitter(track: list[FrameAnnotation]) -> list[float]:
 
 def _interocular(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[IBUG68.left_eye_outer] - points[IBUG68.right_eye_outer]))
-
-
-def _frame(path: Path, index: int) -> np.ndarray:
-    return next(itertools.islice(video.read_frames(path), index - 1, None))
 
 
 def summarize(results: list[PairResult], method: str) -> dict:

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotations as annotations_lib
-from bigo_facegen import bigo_folder, keypoints, video as video_lib
+from bigo_facegen import annotations as annotations_lib, bigo_folder, keypoints, video as video_lib
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.bigo_folder import ANNOTATIONS_FILE
 from bigo_facegen.evaluation import metrics
@@ -157,19 +156,13 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all
     return Evaluation(Path(data_dir), layout, list(methods), results, settings)
 
 
-def _read_frame(case: Case, index: int) -> np.ndarray:
-    for i, frame in enumerate(video_lib.read_frames(case.path), start=1):
-        if i == index:
-            return frame
-    raise video_lib.VideoError(f"{case.path}: has no frame {index}")
-
-
 def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
                        ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray | None]]:
     """(descriptors (R, 128), their persons, each video's own reference descriptor or None)."""
     own: dict[str, np.ndarray | None] = {}
     for case in tqdm(cases, desc="references", unit="video", disable=not progress):
-        own[case.video.video] = judge.judge(_read_frame(case, case.reference.index), case.reference).descriptor
+        reference_frame = video_lib.read_frame(case.path, case.reference.index)
+        own[case.video.video] = judge.judge(reference_frame, case.reference).descriptor
     judged = [c for c in cases if own[c.video.video] is not None]
     descriptors = np.stack([own[c.video.video] for c in judged]) if judged else np.zeros((0, 128), np.float32)
     return descriptors, [c.identity for c in judged], own
@@ -262,13 +255,14 @@ def summarize(scores: list[FrameScore]) -> dict:
 
 def model_method(model, fusion: str | None = None, batch_size: int = 8, tune_steps: int = 0,
                  tune_lr: float | None = None) -> Method:
-    """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
+    """A trained model (a `bigo_facegen.face_model.FaceModel`, or the path of an export or model_dir) as a method:
     its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults), after
     `tune_steps` of one-shot tuning on each reference (`bigo_facegen.tuning`; model_dirs only)."""
-    from bigo_facegen import inference
+    from bigo_facegen import generation
+    from bigo_facegen.face_model import FaceModel
 
-    if not isinstance(model, inference.FaceModel):
-        model = inference.FaceModel.load(model)
+    if not isinstance(model, FaceModel):
+        model = FaceModel.load(model)
     if tune_steps:
         model.check_tunable()  # fail now, not after the first video
     options = {"fusion": fusion, "batch_size": batch_size, "tune_steps": tune_steps, "tune_lr": tune_lr}
@@ -279,7 +273,7 @@ def model_method(model, fusion: str | None = None, batch_size: int = 8, tune_ste
         if last and last[0] is reference and np.array_equal(last[1], reference_frame):
             maker = last[2]
         else:
-            maker = inference.VideoGenerator(model, reference_frame, reference, **options)
+            maker = generation.VideoGenerator(model, reference_frame, reference, **options)
             last[:] = [reference, reference_frame, maker]
         return (result.frame for result in maker.generate_frames(targets))
 

@@ -58,7 +58,7 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
     """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
     BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
-    fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of
+    fused by `fusion` (default: the model's own, `face_model.FaceModel.default_fusion`), after `tune_steps` of
     one-shot tuning on each reference (`tuning`, model_dirs only). The `warp` baseline fills the contact sheets'
     baseline column; `with_truth` also scores the true frames (the judge's floor). `output_dir` is checked before
     the evaluation starts."""
@@ -68,9 +68,9 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         methods = {model: BASELINES[model]}
         label = model
     else:
-        from bigo_facegen import inference
+        from bigo_facegen.face_model import FaceModel
 
-        face_model = inference.FaceModel.load(model)
+        face_model = FaceModel.load(model)
         fusion = fusion or face_model.default_fusion
         methods = {"model": protocol.model_method(face_model, fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)}
         label = f"model {model}"

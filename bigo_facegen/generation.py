@@ -1,5 +1,5 @@
-"""Generate a face video from one reference frame and a keypoint sequence: the Python API behind
-`experiments.generate`, usable frame by frame from a notebook.
+"""The frame pipeline: a face video from one reference frame and a keypoint sequence, through a `FaceModel`
+(`face_model`), the Python API behind `experiments.generate`, usable frame by frame from a notebook.
 
     model = FaceModel.load("exports/face")                # an export (base or version folder) or a training model_dir
     maker = VideoGenerator(model, reference_frame, reference_annotation)  # fusion: the model's default
@@ -28,188 +28,21 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from bigo_facegen import annotations, color, export, files, geometry, pretrained, tflite, tuning, video
+from bigo_facegen import annotations, color, export, files, geometry, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
-from bigo_facegen.checkpoints import load_generator
-from bigo_facegen.config import ExperimentConfig
+from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
 
 # Mean keypoint distance, as a fraction of the crop side, under which the reference face is copied: about twice the
 # frame-to-frame jitter of dlib's landmarks (median 0.004 between consecutive frames of the shared real clips), so
 # only frames whose face really is the reference's pose and expression are copied.
 DEFAULT_COPY_THRESHOLD = 0.008
-# The BIGO release and the shared footage run at 25 fps; used when neither the video nor the caller says otherwise.
-DEFAULT_FPS = 25.0
-
-
-def configure_cpu_threads() -> None:
-    """One inter-op thread where TensorFlow has no GPU, for processes that only generate (`experiments.generate`,
-    `experiments.evaluate`). A generator is a chain of ops: a second executor thread has nothing of its own to run and
-    only competes with the intra-op threads of each convolution (generator images/s at batch 8, cpu preset, 2 cores:
-    +6%; the paper's sizes: unchanged). Training keeps TF's default: its four updates do run side by side (a third
-    slower with one thread). Call before TensorFlow runs its first op; afterwards the pools are fixed and this only
-    logs."""
-    if tf.config.list_physical_devices("GPU"):
-        return
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        logging.info("TensorFlow already runs: its inter-op threads stay at %d",
-                     tf.config.threading.get_inter_op_parallelism_threads())
-
-
-class GenerationError(ValueError):
-    """The inputs of a generation do not fit: a missing or unreadable file, an unknown video, an empty sequence, a
-    reference of the wrong size, keypoints of another layout than the model's."""
-
-
-class FaceModel:
-    """A generator ready for inference, from an export or a training checkpoint; both run the export's serving graph
-    (`export.ServingModule`), so they give the same faces. `generator` is the Keras generator behind a checkpoint
-    (None for an export), which one-shot tuning trains.
-
-    With `compiled`, the network runs under XLA (`export.ServingModule.compiled`). On CPU it compiles once for each
-    batch size, for seconds (the shipped model: 2.4-2.7 s on 2 cores), and then runs faster (benchmarks/README): it
-    pays off in long videos and in processes that generate many (a server, batch jobs). A batch smaller than one
-    compiled before is padded to that one."""
-
-    def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None,
-                 compiled=None):
-        self._serve = serve
-        # For compiled inference, the `export.ServingModule` or the loaded export's SavedModel (the owner of the
-        # variables) whose `prepare` and `compiled` run the network; None otherwise.
-        self._compiled = compiled
-        self._compiled_batches: set[int] = set()  # the batch sizes `compiled` has been compiled for
-        self.spec = spec
-        self.config = config
-        self.source = source
-        self.generator = generator
-        self._tuner: tuning.ReferenceTuner | None = None
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, compiled: bool = False) -> "FaceModel":
-        """`path` is an export (its base folder, whose highest version is used, or one version folder), the `.tflite`
-        file of an export version (`tflite`), a training `model_dir` (its latest checkpoint), or `pretrained.NAME`:
-        the model shipped in the package. `compiled`: run it under XLA (not a `.tflite` file's)."""
-        path = pretrained.path() if str(path) == pretrained.NAME else Path(path)
-        if not path.exists():
-            raise GenerationError(f"{path}: no such model (expected an export folder, the .tflite file of an export "
-                                  f"or a training model_dir)")
-        if tflite.is_tflite(path):
-            if compiled:
-                raise GenerationError(f"{path}: a .tflite file runs in TFLite's interpreter, not under XLA; "
-                                      f"compile its export folder's SavedModel instead")
-            loaded = tflite.load(path)
-            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
-        if export.is_export(path):
-            loaded = export.load(path)
-            if compiled and not loaded.spec.compiled:
-                raise GenerationError(f"{loaded.path}: this export predates compiled inference; export its model_dir "
-                                      f"again (python -m experiments.export) to run it under XLA")
-            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
-                       compiled=loaded.saved_model if compiled else None)
-        if (path / "config.json").is_file():
-            generator, config = load_generator(path)
-            return cls.from_generator(generator, config, source=str(path), compiled=compiled)
-        raise GenerationError(f"{path}: neither an export (no saved_model.pb, no version folder holding one) nor a "
-                              f"training model_dir (no config.json)")
-
-    @classmethod
-    def from_generator(cls, generator, config: ExperimentConfig, source: str = "<in-memory generator>",
-                       compiled: bool = False) -> "FaceModel":
-        spec = export.ServingSpec.from_config(config)
-        module = export.ServingModule(generator, spec)
-        return cls(module.serve, spec, config, source, generator, module if compiled else None)
-
-    def check_tunable(self) -> None:
-        """Raises `GenerationError` unless one-shot tuning can train this model's Keras generator."""
-        if self.generator is None:
-            raise GenerationError(f"{self.source} is an export: a SavedModel cannot be fine-tuned on the reference; "
-                                  f"use the training model_dir it was exported from, or no reference tuning")
-
-    @property
-    def tuner(self) -> tuning.ReferenceTuner:
-        """The one-shot reference tuner of the Keras generator (built on first use)."""
-        self.check_tunable()
-        if self._tuner is None:
-            self._tuner = tuning.ReferenceTuner(self.generator, self.config)
-        return self._tuner
-
-    @property
-    def default_fusion(self) -> str:
-        """`warp` for warp-style generators (their faces are composited over the full-resolution warped frame, see
-        `fusion.WarpFusion`), `shift` (the original's) for the others."""
-        return "warp" if self.spec.has_repaint else "shift"
-
-    @property
-    def image_size(self) -> int:
-        return self.spec.image_size
-
-    @property
-    def num_points(self) -> int:
-        return self.spec.num_points
-
-    def generate(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
-                 reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None) -> np.ndarray:
-        """Faces with the target expressions: `reference_crops` (B or 1, S, S, 3) uint8 (one crop: the reference of
-        every target, sent once where the export's spec says `shared_reference`), `target_points` (B, N, 2) in crop
-        pixels, `target_flags` (B, N); warp-style models also need the reference crops' points and flags. Returns
-        (B, S, S, 3) uint8."""
-        return self.run(reference_crops, target_points, target_flags, reference_points, reference_flags)[export.OUTPUT]
-
-    def run(self, reference_crops: np.ndarray, target_points: np.ndarray, target_flags: np.ndarray,
-            reference_points: np.ndarray | None = None, reference_flags: np.ndarray | None = None
-            ) -> dict[str, np.ndarray]:
-        """As `generate`, every output of the serving signature by name (`export.ServingSpec.output_names`): the
-        faces and, for warp-style models, the repaint masks (B, S, S, 1) float32."""
-        s, n = self.image_size, self.num_points
-        reference_crops = np.asarray(reference_crops)
-        targets = len(np.asarray(target_points))
-        if reference_crops.dtype != np.uint8 or reference_crops.shape[1:] != (s, s, 3) or len(reference_crops) not in (
-                1, targets):
-            raise GenerationError(f"reference crops must be uint8 ({targets} or 1, {s}, {s}, 3) for {targets} targets "
-                                  f"and the model at {self.source}, got {reference_crops.dtype} "
-                                  f"{reference_crops.shape}")
-        inputs = {"reference": reference_crops,
-                  "target_keypoints": _keypoint_rows("target", target_points, target_flags, targets, n)}
-        if self.spec.reads_reference_keypoints:
-            if reference_points is None or reference_flags is None:
-                raise GenerationError(f"the model at {self.source} warps the reference: it needs the reference "
-                                      f"points and flags too")
-            inputs["reference_keypoints"] = _keypoint_rows("reference", reference_points, reference_flags,
-                                                           len(reference_crops), n)
-        if not self.spec.shared_reference:
-            inputs.update({name: np.repeat(inputs[name], targets, axis=0) for name in self.spec.input_names
-                           if name != "target_keypoints" and len(inputs[name]) != targets})
-        if self._compiled is None or not targets:  # an empty batch never reaches the network (`export.ServingModule`)
-            return {name: np.asarray(value) for name, value in self._serve(**inputs).items()}
-        return self._run_compiled(inputs, targets)
-
-    def _run_compiled(self, inputs: dict[str, np.ndarray], targets: int) -> dict[str, np.ndarray]:
-        # A batch smaller than one already compiled for (a video's last) is padded to it, by repeating its last
-        # face: a few faces too many cost less than compiling again.
-        padded = min((size for size in self._compiled_batches if size >= targets), default=targets)
-        self._compiled_batches.add(padded)
-        if padded > targets:
-            inputs = {name: np.concatenate([value, np.repeat(value[-1:], padded - targets, axis=0)])
-                      if len(value) == targets else value for name, value in inputs.items()}
-        outputs = self._compiled.compiled(**inputs, **self._compiled.prepare(**inputs))
-        return {name: np.asarray(value)[:targets] for name, value in outputs.items()}
-
-
-def _keypoint_rows(name: str, points, flags, batch: int, num_points: int) -> np.ndarray:
-    points, flags = np.asarray(points, np.float32), np.asarray(flags, np.float32)
-    if points.shape != (batch, num_points, 2) or flags.shape != (batch, num_points):
-        raise GenerationError(f"{name} points must be ({batch}, {num_points}, 2) and flags ({batch}, {num_points}) "
-                              f"for this model, got {points.shape} and {flags.shape}")
-    return np.concatenate([points, flags[..., None]], axis=-1)
 
 
 @dataclasses.dataclass
@@ -329,7 +162,7 @@ class VideoGenerator:
                        face_output: str | os.PathLike | None = None, progress: bool = True) -> VideoStats:
         """Writes one frame per target (of the reference frame's size) to `output`, and the face crops to
         `face_output` if given, at `fps`. Files appear only when complete."""
-        check_outputs(output, face_output)
+        files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES)
         targets = list(targets)
         if not targets:
             raise GenerationError(f"{output}: the keypoint sequence is empty: nothing to generate")
@@ -412,15 +245,6 @@ def frame_sequence(entry: VideoAnnotation) -> list[FrameAnnotation]:
     return [by_index.get(i, FrameAnnotation(index=i)) for i in range(1, last + 1)]
 
 
-def find_video(videos: list[VideoAnnotation], name: str, source: str) -> VideoAnnotation:
-    """The video called `name` (with or without its extension)."""
-    for entry in videos:
-        if name in (entry.video, Path(entry.video).stem):
-            return entry
-    known = ", ".join(v.video for v in videos[:10]) + (", ..." if len(videos) > 10 else "")
-    raise GenerationError(f"{source}: no video {name!r}; the file has {len(videos)} videos: {known or 'none'}")
-
-
 def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_path: str | os.PathLike,
                               video_name: str, output: str | os.PathLike, reference_image: str | os.PathLike | None = None,
                               reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
@@ -432,10 +256,11 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
 
     The reference is `reference_image` (a frame of the video's size) or, without it, a frame of the video itself; its
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
-    The video file (`video_file`) gives the frame rate; without it, `fps` or 25. `max_frames` keeps the first frames
-    only. `compiled`: load `model` to run under XLA (`FaceModel`). `options` go to `VideoGenerator` (fusion, border,
-    fill, copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The annotations are read and the
-    output paths checked (`check_outputs`, against the inputs too) before the model is loaded or anything generated."""
+    The video file (`annotations.video_file`) gives the frame rate; without it, `fps` or 25. `max_frames` keeps the
+    first frames only. `compiled`: load `model` to run under XLA (`FaceModel`). `options` go to `VideoGenerator`
+    (fusion, border, fill, copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The annotations
+    are read and the output paths checked (`files.check_output_files`, against the inputs too) before the model is
+    loaded or anything generated."""
     check_max_frames(max_frames)
     annotations_path = Path(annotations_path)
     entry, video_path = job_video(read_annotations(annotations_path), annotations_path, video_name, output,
@@ -467,7 +292,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
     else:
         frame = video.read_frame(video_path, reference.index)
     if fps is None:
-        fps = info.fps if info is not None and info.fps > 0 else DEFAULT_FPS
+        fps = info.fps if info is not None and info.fps > 0 else video.DEFAULT_FPS
         if info is None:
             logging.info("no video at %s: writing at %.1f fps", video_path, fps)
 
@@ -488,39 +313,18 @@ def read_annotations(path: str | os.PathLike) -> list[VideoAnnotation]:
     return annotations.load(path)
 
 
-def video_file(entry: VideoAnnotation, annotations_path: str | os.PathLike,
-               videos_dir: str | os.PathLike | None = None) -> Path:
-    """The video file of an annotated video: its `video_path`'s name under `videos_dir`, default: `video_path` as the
-    annotation file at `annotations_path` gives it."""
-    if videos_dir is not None:
-        return Path(videos_dir) / Path(entry.video_path).name
-    return annotations.resolve_video_path(entry, Path(annotations_path).parent)
-
-
 def job_video(videos: list[VideoAnnotation], annotations_path: str | os.PathLike, video_name: str,
               output: str | os.PathLike, face_output: str | os.PathLike | None = None,
               reference_image: str | os.PathLike | None = None, videos_dir: str | os.PathLike | None = None
               ) -> tuple[VideoAnnotation, Path]:
-    """The annotations (of `videos`, read from `annotations_path`) and the file (`video_file`) of the video that a
-    `generate_from_annotations` job generates from, once its outputs are checked (`check_outputs`) against every file
-    it reads."""
-    entry = find_video(videos, video_name, str(annotations_path))
-    video_path = video_file(entry, annotations_path, videos_dir)
-    check_outputs(output, face_output, {"annotations": annotations_path, "video": video_path,
-                                        "reference": reference_image})
+    """The annotations (of `videos`, read from `annotations_path`) and the file (`annotations.video_file`) of the video
+    that a `generate_from_annotations` job generates from, once its outputs are checked (`files.check_output_files`)
+    against every file it reads."""
+    entry = annotations.find_video(videos, video_name, str(annotations_path))
+    video_path = annotations.video_file(entry, annotations_path, videos_dir)
+    files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES,
+                             {"annotations": annotations_path, "video": video_path, "reference": reference_image})
     return entry, video_path
-
-
-def check_outputs(output: str | os.PathLike, face_output: str | os.PathLike | None = None,
-                  inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
-    """Raises `files.OutputPathError` unless the video(s) of `generate_video` can be written there: each a file path
-    with a video suffix that is not an existing folder and lies in a folder that exists or can be made and written
-    to, two different files and none of `inputs` (name -> path, None: absent) by any path (`files.check_distinct`)."""
-    files.check_output_file(output, "output", video.SUFFIXES)
-    face_output = face_output or None  # as in `generate_video`: no face video
-    if face_output is not None:
-        files.check_output_file(face_output, "face_output", video.SUFFIXES)
-    files.check_distinct({"output": output, "face_output": face_output}, inputs or {})
 
 
 def _reference_annotation(entry: VideoAnnotation, index: int | None, where: str) -> FrameAnnotation:
