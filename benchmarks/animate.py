@@ -39,8 +39,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from bigo_facegen import animate, distribution, video
-    from bigo_facegen.face_model import FaceModel
+    from bigo_facegen import animate, distribution, methods, video
 
     distribution.configure_cpu_threads()
     driving = REAL_FACES / "videos" / f"{FLAGS.driving_clip}.mp4"
@@ -51,11 +50,11 @@ def main(argv):
         first = next(video.read_frames(REAL_FACES / "videos" / f"{FLAGS.source_clip}.mp4"))
         cv2.imwrite(str(photo), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
         for name in FLAGS.models:
-            model = name if name == animate.WARP else FaceModel.load(name)
+            method = methods.load(name)
             for keypoints in FLAGS.keypoints:
                 annotations_path = REAL_FACES / "annotations.json" if keypoints == "file" else None
                 start = time.perf_counter()
-                stats = animate.animate(model, photo, driving, Path(tmp) / "out.mp4",
+                stats = animate.animate(method, photo, driving, Path(tmp) / "out.mp4",
                                         driving_annotations=annotations_path, max_frames=FLAGS.frames,
                                         progress=False)
                 seconds = time.perf_counter() - start

@@ -24,6 +24,7 @@ the reference alone (`tuning`); the loaded model keeps its own weights for other
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
@@ -78,7 +79,8 @@ def _check_box_on_frame(annotation: FrameAnnotation, shape) -> None:
 
 @dataclasses.dataclass
 class FrameResult:
-    """One output frame: the full frame, its face crop, and how the face was made (generated | copied | repeated)."""
+    """One output frame: the full frame, its face crop, and how the face was made (generated | copied | repeated, and
+    warped by `methods.Warp`)."""
     index: int
     frame: np.ndarray
     face: np.ndarray
@@ -166,24 +168,9 @@ class VideoGenerator:
         targets = list(targets)
         if not targets:
             raise GenerationError(f"{output}: the keypoint sequence is empty: nothing to generate")
-        stats = VideoStats(tune_seconds=self.tuned.seconds if self.tuned else 0.0)
-        size = self.model.image_size
-        with contextlib.ExitStack() as stack:
-            # The bar before the writers: a SIGTERM that lands once their temporary files exist (`files`) must not
-            # find it half-built, whose finaliser would then print a traceback on the way out.
-            bar = stack.enter_context(tqdm(total=len(targets), unit="frame", disable=not progress,
-                                           desc=Path(output).name))
-            writer = stack.enter_context(video.VideoWriter(output, fps, self.frame_size))
-            face_writer = stack.enter_context(video.VideoWriter(face_output, fps, (size, size))) if face_output \
-                else None
-            for result in self.generate_frames(targets):
-                writer.write(result.frame)
-                if face_writer is not None:
-                    face_writer.write(result.face)
-                stats.frames += 1
-                setattr(stats, result.kind, getattr(stats, result.kind) + 1)
-                bar.update()
-        return stats
+        kinds = write_video(self.generate_frames(targets), len(targets), output, fps, self.frame_size, face_output,
+                            self.model.image_size, progress)
+        return VideoStats(frames=sum(kinds.values()), tune_seconds=self.tuned.seconds if self.tuned else 0.0, **kinds)
 
     def _faces(self, targets: list[FrameAnnotation]
                ) -> list[tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]]:
@@ -223,6 +210,29 @@ def _check_point_count(annotation: FrameAnnotation, model: FaceModel, what: str)
         raise GenerationError(
             f"{what} frame {annotation.index} has {len(annotation.points)} keypoints, but the model at {model.source} "
             f"was trained on the {model.spec.layout} layout ({model.num_points} points)")
+
+
+def write_video(results: Iterable[FrameResult], count: int, output: str | os.PathLike, fps: float,
+                frame_size: tuple[int, int], face_output: str | os.PathLike | None = None, face_size: int = 0,
+                progress: bool = True) -> collections.Counter[str]:
+    """Writes the frames of `results` ((width, height) `frame_size`) to `output`, and their face crops (`face_size`
+    on a side) to `face_output` if given, at `fps`, with a progress bar of `count` frames; returns how many frames
+    of each kind it wrote. Files appear only when complete."""
+    kinds: collections.Counter[str] = collections.Counter()
+    with contextlib.ExitStack() as stack:
+        # The bar before the writers: a SIGTERM that lands once their temporary files exist (`files`) must not find
+        # it half-built, whose finaliser would then print a traceback on the way out.
+        bar = stack.enter_context(tqdm(total=count, unit="frame", disable=not progress, desc=Path(output).name))
+        writer = stack.enter_context(video.VideoWriter(output, fps, frame_size))
+        face_writer = (stack.enter_context(video.VideoWriter(face_output, fps, (face_size, face_size)))
+                       if face_output else None)
+        for result in results:
+            writer.write(result.frame)
+            if face_writer is not None:
+                face_writer.write(result.face)
+            kinds[result.kind] += 1
+            bar.update()
+    return kinds
 
 
 # itertools.batched would do, but it is Python 3.12+ and setup.py allows 3.10.

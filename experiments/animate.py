@@ -17,13 +17,13 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, distribution, files, pretrained
+from bigo_facegen import animate, distribution, files, methods, pretrained
 from bigo_facegen.fusion import FUSIONS
 from experiments import motion_flags  # --mode, --driving_reference, --smoothing
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
                     f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder, a training model_dir, or "
-                    f"{animate.WARP!r} (the source warped by the keypoints, no network).")
+                    f"{methods.WARP!r} (the source warped by the keypoints, no network).")
 flags.DEFINE_string("source", None, "The face to animate: an image file, or a video with --source_frame.",
                     required=True)
 flags.DEFINE_integer("source_frame", None, "With a video as --source: its frame (1-based) that is the source.",
@@ -50,11 +50,10 @@ def main(argv):
     distribution.configure_cpu_threads()
     try:
         motion = motion_flags.settings()
-        options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
                                 motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
-                                compiled=FLAGS.xla, **options)
+                                compiled=FLAGS.xla, fusion=FLAGS.fusion, batch_size=FLAGS.batch)
     # GenerationError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a missing dlib an
     # ImportError.
     except (ValueError, OSError, ImportError) as e:

@@ -1,12 +1,12 @@
-"""The copy and warp baselines on real frames."""
+"""The copy and warp methods on real frames."""
 import dataclasses
 
 import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
-from bigo_facegen import annotations, video
-from bigo_facegen.evaluation import baselines, metrics
+from bigo_facegen import annotations, methods, video
+from bigo_facegen.evaluation import metrics
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +17,13 @@ def clip(real_faces_dir):
 
 def test_copy_repeats_the_reference(clip):
     entry, frames = clip
-    out = list(baselines.copy_method(frames[0], entry.frames[0], entry.frames[1:4]))
+    out = [r.frame for r in methods.Copy().frames(frames[0], entry.frames[0], entry.frames[1:4])]
     assert len(out) == 3 and all(np.array_equal(frame, frames[0]) for frame in out)
 
 
 def test_warp_onto_the_reference_points_returns_the_reference(clip):
     entry, frames = clip
-    out = list(baselines.warp_method(frames[0], entry.frames[0], [entry.frames[0]]))
+    out = [r.frame for r in methods.Warp().frames(frames[0], entry.frames[0], [entry.frames[0]])]
     assert np.array_equal(out[0], frames[0])
 
 
@@ -32,7 +32,7 @@ def test_warp_translates_the_face_when_all_points_move_alike(clip):
     reference = entry.frames[0]
     shift = np.array([6.0, -4.0], np.float32)
     target = dataclasses.replace(reference, points=reference.points + shift)
-    out = next(baselines.warp_method(frames[0], reference, [target]))
+    out = next(methods.Warp().frames(frames[0], reference, [target])).frame
     # Inside the hull of the face points every triangle is a pure translation.
     inner = Delaunay(reference.points + shift)
     ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]
@@ -52,13 +52,13 @@ def test_warp_ignores_absent_points(clip):
     points, flags = reference.points.copy(), reference.flags.copy()
     points[10], flags[10] = (-500.0, 900.0), annotations.FLAG_ABSENT
     target = dataclasses.replace(reference, points=points, flags=flags)
-    assert np.array_equal(next(baselines.warp_method(frames[0], reference, [target])), frames[0])
+    assert np.array_equal(next(methods.Warp().frames(frames[0], reference, [target])).frame, frames[0])
 
 
 def test_warp_beats_copy_on_real_motion(clip):
     entry, frames = clip
     targets = entry.frames[20::10]
-    warped = list(baselines.warp_method(frames[0], entry.frames[0], targets))
+    warped = [r.frame for r in methods.Warp().frames(frames[0], entry.frames[0], targets)]
     warp_psnr = np.mean([metrics.psnr(frames[t.index - 1], w) for t, w in zip(targets, warped)])
     copy_psnr = np.mean([metrics.psnr(frames[t.index - 1], frames[0]) for t in targets])
     warp_ssim = np.mean([metrics.ssim(metrics.face_crop(frames[t.index - 1], t.bbox), metrics.face_crop(w, t.bbox))

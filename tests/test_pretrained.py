@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import pretrained, video
+from bigo_facegen import methods, pretrained, video
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.face_model import FaceModel
 
@@ -66,7 +66,7 @@ def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
 def test_the_shipped_model_scores_what_its_card_says_on_the_small_fixed_subset(real_faces_dir):
     settings, figures = card_subset()
     assert set(figures) == set(TOLERANCE), figures
-    method = protocol.model_method(FaceModel.load(pretrained.NAME))
+    method = methods.ModelMethod(FaceModel.load(pretrained.NAME))
     evaluation = protocol.evaluate(real_faces_dir, {"model": method}, split=settings["split"],
                                    max_frames_per_video=int(settings["max_frames_per_video"]),
                                    frame_stride=int(settings["frame_stride"]), progress=False)

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, generation, models, tuning, video
-from bigo_facegen.evaluation import protocol
+from bigo_facegen import annotations, config, export, generation, methods, models, tuning, video
 from bigo_facegen.face_model import FaceModel, GenerationError
 
 SIZE = 32
@@ -116,17 +115,17 @@ def test_exports_cannot_be_tuned(clip, tmp_path):
     with pytest.raises(GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
         generation.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
     with pytest.raises(GenerationError, match="is an export"):
-        protocol.model_method(exported, tune_steps=3)
+        methods.ModelMethod(exported, {"tune_steps": 3})
 
 
 def test_evaluation_method_tunes_once_per_reference(model, clip, monkeypatch):
     entry, frames = clip
-    method = protocol.model_method(model, fusion="warp", batch_size=2, tune_steps=3)
-    first = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    method = methods.ModelMethod(model, {"fusion": "warp", "batch_size": 2, "tune_steps": 3})
+    first = [r.frame for r in method.frames(frames[0], entry.frames[0], entry.frames[1:4])]
     tuner_calls = []
     tune = model.tuner.tune
     monkeypatch.setattr(model.tuner, "tune", lambda *args: tuner_calls.append(args) or tune(*args))
-    again = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    again = [r.frame for r in method.frames(frames[0], entry.frames[0], entry.frames[1:4])]
     assert tuner_calls == []  # the contact sheet's second call reuses the tuned maker
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert first[0].shape == frames[0].shape
