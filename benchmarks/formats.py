@@ -98,6 +98,7 @@ def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
     import numpy as np
 
     from bigo_facegen import annotations, generation, video
+    from bigo_facegen.generation_settings import GenerationSettings
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
@@ -109,7 +110,8 @@ def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
     model.generate(np.zeros((8, s, s, 3), np.uint8), points, flags, points, flags)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        maker = generation.VideoGenerator(model, frame, reference, copy_threshold=0.0, batch_size=8)
+        maker = generation.VideoGenerator(model, frame, reference,
+                                          GenerationSettings(copy_threshold=0.0, batch_size=8))
         maker.generate_video(targets, Path(tmp) / "out.mp4", 25.0, progress=False)
         return frames / (time.perf_counter() - start)
 

@@ -192,6 +192,7 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
 
     from bigo_facegen import annotations, config as config_lib, generation, video
     from bigo_facegen.face_model import FaceModel
+    from bigo_facegen.generation_settings import GenerationSettings
     from bigo_facegen.models import build_generator
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
@@ -210,8 +211,8 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
     with tempfile.TemporaryDirectory() as tmp:
         for fusion in ("shift", "segment", "warp"):
             start = time.perf_counter()
-            maker = generation.VideoGenerator(model, frame, reference, fusion=fusion, copy_threshold=0.0,
-                                              batch_size=batch)
+            maker = generation.VideoGenerator(model, frame, reference,
+                                              GenerationSettings(fusion=fusion, copy_threshold=0.0, batch_size=batch))
             maker.generate_video(targets, os.path.join(tmp, f"{fusion}.mp4"), 25.0, progress=False)
             result[f"e2e_{fusion}_frames_per_s"] = frames / (time.perf_counter() - start)
             assert video.probe(os.path.join(tmp, f"{fusion}.mp4")).frame_count == frames

@@ -35,12 +35,13 @@ def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: s
 
     from bigo_facegen import generation
     from bigo_facegen.evaluation import metrics
+    from bigo_facegen.generation_settings import GenerationSettings
 
     scores, tune_seconds, generate_seconds = [], [], []
     for case in cases:
         frames = frames_of[case.video.video]
-        maker = generation.VideoGenerator(model, frames[case.reference.index - 1], case.reference, fusion=fusion,
-                                          copy_threshold=0.0, tune_steps=steps, tune_lr=learning_rate)
+        settings = GenerationSettings(fusion=fusion, copy_threshold=0.0, tune_steps=steps, tune_lr=learning_rate)
+        maker = generation.VideoGenerator(model, frames[case.reference.index - 1], case.reference, settings)
         tune_seconds.append(maker.tuned.seconds if maker.tuned else 0.0)
         start = time.perf_counter()
         generated = [result.frame for result in maker.generate_frames(case.targets)]

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from bigo_facegen import annotate, annotations, files, generation, methods, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.face_model import GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 
@@ -55,19 +56,19 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
             output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
             driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
             max_frames: int | None = None, max_side: int = DEFAULT_MAX_SIDE, progress: bool = True,
-            compiled: bool = False, **options) -> AnimateStats:
+            compiled: bool = False, settings: GenerationSettings = GenerationSettings()) -> AnimateStats:
     """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
     doc). `method` is a `methods.Method` or a name `methods.load` takes (`copy`, `warp`, the path of an export or a
-    training model_dir, `pretrained`), loaded with `options` for `generation.VideoGenerator` (fusion, batch_size,
-    ...) and, with `compiled`, to run under XLA; `max_frames` keeps the first driving frames only; a source larger
-    than `max_side` pixels on a side is scaled down to it."""
+    training model_dir, `pretrained`), loaded to make faces with `settings` and, with `compiled`, to run under XLA;
+    `max_frames` keeps the first driving frames only; a source larger than `max_side` pixels on a side is scaled down
+    to it."""
     generation.check_max_frames(max_frames)
     files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES,
                              {"source": source, "driving": driving, "driving_annotations": driving_annotations})
     if max_side < 1:
         raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
     if not isinstance(method, Method):
-        method = methods.load(method, compiled=compiled, options=options)
+        method = methods.load(method, settings, compiled)
     read = read_source(source, source_frame)
     image = scale_down(read, max_side)
     source_face = annotate.annotate_frame(image, 1)

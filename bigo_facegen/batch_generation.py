@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 from absl import logging
@@ -48,47 +47,23 @@ from apache_beam.runners.runner import PipelineRunner
 from bigo_facegen import beam_pipelines, distribution, files, generation, pretrained, video
 from bigo_facegen.annotations import VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
-from bigo_facegen.fusion import BORDERS, FILLS, FUSIONS
-
-
-@dataclasses.dataclass(frozen=True)
-class _Kind:
-    """What a job key takes: the values `accepts` is true of, described as `need`."""
-    need: str
-    accepts: Callable[[Any], bool]
-
-
-_TEXT = _Kind("a non-empty text", lambda value: isinstance(value, str) and value != "")
-# JSON's true and false are not integers here, although Python's are.
-_INTEGER = _Kind("an integer", lambda value: type(value) is int)
-_COUNT = _Kind("an integer of at least 1", lambda value: type(value) is int and value >= 1)
-_NUMBER = _Kind("a finite number", lambda value: type(value) in (int, float) and math.isfinite(value))
-_BOOLEAN = _Kind("true or false", lambda value: type(value) is bool)
-
-
-def _one_of(choices: Iterable[str]) -> _Kind:
-    choices = tuple(choices)
-    return _Kind(f"one of {', '.join(choices)}", lambda value: value in choices)
-
+from bigo_facegen.generation_settings import COUNT, INTEGER, NUMBER, TEXT, GenerationSettings
 
 REQUIRED_KEYS = ("model", "annotations", "video", "output")
-# Optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
-OPTIONAL_KEYS = {
-    "reference": (_TEXT, "reference_image"),
-    "reference_index": (_INTEGER, "reference_index"),
-    "videos_dir": (_TEXT, "videos_dir"),
-    "face_output": (_TEXT, "face_output"),
-    "fps": (_NUMBER, "fps"),
-    "max_frames": (_COUNT, "max_frames"),
-    "fusion": (_one_of(FUSIONS), "fusion"),
-    "border": (_one_of(sorted(BORDERS)), "border"),
-    "fill": (_one_of(FILLS), "fill"),
-    "copy_threshold": (_NUMBER, "copy_threshold"),
-    "color_transfer": (_BOOLEAN, "color_transfer"),
-    "feather": (_NUMBER, "feather"),
-    "batch": (_COUNT, "batch_size"),
+# A job's own optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
+JOB_KEYS = {
+    "reference": (TEXT, "reference_image"),
+    "reference_index": (INTEGER, "reference_index"),
+    "videos_dir": (TEXT, "videos_dir"),
+    "face_output": (TEXT, "face_output"),
+    "fps": (NUMBER, "fps"),
+    "max_frames": (COUNT, "max_frames"),
 }
-_KINDS = {**{key: _TEXT for key in REQUIRED_KEYS}, **{key: kind for key, (kind, _) in OPTIONAL_KEYS.items()}}
+# The generation settings a job may give, by their flags' names and checked by the settings themselves: those of
+# `experiments.generate` but one-shot tuning, which batch jobs do not offer.
+SETTING_KEYS = tuple(key for key in GenerationSettings.keys() if key not in ("tune_steps", "tune_lr"))
+OPTIONAL_KEYS = (*JOB_KEYS, *SETTING_KEYS)
+_RULES = {**{key: TEXT for key in REQUIRED_KEYS}, **{key: rule for key, (rule, _) in JOB_KEYS.items()}}
 _PATH_KEYS = ("model", "annotations", "output", "reference", "videos_dir", "face_output")
 _OUTPUT_KEYS = ("output", "face_output")
 # The paths a job reads: they must exist before it runs.
@@ -98,13 +73,14 @@ _READ_PATHS = ("model", "annotations", "reference", "videos_dir")
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One line of a jobs file, checked, its paths absolute (`model` may be `pretrained.NAME`). `options` are
-    keywords of `generation.generate_from_annotations`."""
+    keywords of `generation.generate_from_annotations`, `settings` the generation settings."""
     line: int
     model: str
     annotations: str
     video: str
     output: str
     options: dict[str, Any]
+    settings: GenerationSettings
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -118,7 +94,7 @@ class Job:
 
     def run(self, model: FaceModel) -> None:
         generation.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
-                                             **self.options)
+                                             settings=self.settings, **self.options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,10 +211,11 @@ def _parse_job(text: str, number: int, root: Path) -> Job:
         raise ValueError(f"missing {', '.join(missing)}")
     unknown = sorted(set(fields) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise ValueError(f"unknown {', '.join(unknown)}; a job takes {', '.join(REQUIRED_KEYS + tuple(OPTIONAL_KEYS))}")
+        raise ValueError(f"unknown {', '.join(unknown)}; a job takes {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
     for key, value in fields.items():
-        if not _KINDS[key].accepts(value):
-            raise ValueError(f"{key} must be {_KINDS[key].need}, got {json.dumps(value)}")
+        if key in _RULES:
+            _RULES[key].check(key, value)
+    settings = GenerationSettings.from_keys({key: value for key, value in fields.items() if key in SETTING_KEYS})
     for key in _OUTPUT_KEYS:
         if key in fields and _climbs_out(fields[key]):
             raise ValueError(f"{key} {fields[key]}: leads out of the jobs file's folder {root}; relative outputs stay "
@@ -249,8 +226,8 @@ def _parse_job(text: str, number: int, root: Path) -> Job:
         if key in paths and not os.path.exists(paths[key]):
             raise ValueError(f"{key} {paths[key]}: no such file or folder")
     fields.update(paths)
-    options = {OPTIONAL_KEYS[key][1]: value for key, value in fields.items() if key in OPTIONAL_KEYS}
-    return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options)
+    options = {JOB_KEYS[key][1]: value for key, value in fields.items() if key in JOB_KEYS}
+    return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options, settings)
 
 
 def _resolve(path: str, root: Path) -> str:

@@ -3,11 +3,11 @@
 
     model = FaceModel.load("exports/face")                # an export (base or version folder) or a training model_dir
     maker = VideoGenerator(model, reference_frame, reference_annotation)  # fusion: the model's default
-    # or, from a training model_dir, fine-tuned on the reference first: ..., tune_steps=50
+    # or, from a training model_dir, fine-tuned on the reference first: ..., GenerationSettings(tune_steps=50)
     frame, face = maker.generate_frame(target_annotation)  # one output frame and its face crop
     maker.generate_video(target_annotations, "out.mp4", fps=25.0, face_output="face.mp4")
 
-Each output frame, as the original solution made it:
+Each output frame, as the original solution made it (its settings: `generation_settings.GenerationSettings`):
 1. crop the target face box (`geometry.crop_matrix`) and move the target keypoints into that crop;
 2. copy the reference face where the target keypoints lie within `copy_threshold` of the reference's (mean distance
    over the points present in both, as a fraction of the crop side: a face that barely moved is best left untouched,
@@ -38,12 +38,8 @@ from tqdm import tqdm
 from bigo_facegen import annotations, color, export, files, geometry, tuning, video
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
-from bigo_facegen.fusion import DEFAULT_FEATHER, make_fusion
-
-# Mean keypoint distance, as a fraction of the crop side, under which the reference face is copied: about twice the
-# frame-to-frame jitter of dlib's landmarks (median 0.004 between consecutive frames of the shared real clips), so
-# only frames whose face really is the reference's pose and expression are copied.
-DEFAULT_COPY_THRESHOLD = 0.008
+from bigo_facegen.fusion import make_fusion
+from bigo_facegen.generation_settings import GenerationSettings
 
 
 @dataclasses.dataclass
@@ -101,27 +97,20 @@ class VideoGenerator:
     for a sequence, `generate_video` to write the mp4(s)."""
 
     def __init__(self, model: FaceModel, reference_frame: np.ndarray, reference_annotation: FrameAnnotation,
-                 fusion: str | None = None, border: str = "replicate", fill: str = "inpaint",
-                 copy_threshold: float = DEFAULT_COPY_THRESHOLD, color_transfer: bool = True, batch_size: int = 8,
-                 feather: float = DEFAULT_FEATHER, tune_steps: int = 0,
-                 tune_lr: float | None = None):
-        if batch_size < 1:
-            raise GenerationError(f"batch size must be at least 1, got {batch_size}")
-        if tune_steps < 0:
-            raise GenerationError(f"tune steps must be at least 0, got {tune_steps}")
+                 settings: GenerationSettings = GenerationSettings()):
         self.model = model
+        self.settings = settings
         _check_point_count(reference_annotation, model, "reference")
         self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
-        self.fusion = make_fusion(fusion or model.default_fusion, self.reference.frame, reference_annotation.bbox,
-                                  border, feather, fill, reference_annotation.points, reference_annotation.flags)
-        self.copy_threshold = copy_threshold
-        self.color_transfer = color_transfer
-        self.batch_size = batch_size
+        self.fusion = make_fusion(settings.fusion or model.default_fusion, self.reference.frame,
+                                  reference_annotation.bbox, settings.border, settings.feather, settings.fill,
+                                  reference_annotation.points, reference_annotation.flags)
         # Tuned once here, like the segment fusion's matte: every frame of the sequence uses the same weights.
         self.tuned: tuning.TuneResult | None = None
-        if tune_steps:
-            settings = tuning.TuneSettings(tune_steps, tune_lr, batch_size=model.config.data.batch_per_replica)
-            self.tuned = model.tuner.tune(self.reference.crop, self.reference.points, self.reference.flags, settings)
+        if settings.tune_steps:
+            tune = tuning.TuneSettings(settings.tune_steps, settings.tune_lr,
+                                       batch_size=model.config.data.batch_per_replica)
+            self.tuned = model.tuner.tune(self.reference.crop, self.reference.points, self.reference.flags, tune)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -145,9 +134,9 @@ class VideoGenerator:
         return result.frame, result.face
 
     def generate_frames(self, targets: Iterable[FrameAnnotation]) -> Iterator[FrameResult]:
-        """Output frames for a sequence of target annotations, generated `batch_size` faces at a time."""
+        """Output frames for a sequence of target annotations, generated `settings.batch_size` faces at a time."""
         last_frame, last_face = self.reference.frame, self.reference.crop
-        for chunk in _chunks(targets, self.batch_size):
+        for chunk in _chunks(targets, self.settings.batch_size):
             faces = iter(self._faces([t for t in chunk if t.has_face]))
             for target in chunk:
                 if not target.has_face:
@@ -184,7 +173,7 @@ class VideoGenerator:
             _check_point_count(target, self.model, "target")
         points = np.stack([geometry.apply_affine(t.points, geometry.crop_matrix(t.bbox, size)) for t in targets])
         flags = np.stack([t.flags for t in targets])
-        copy = [self.keypoint_distance(p, f) < self.copy_threshold for p, f in zip(points, flags)]
+        copy = [self.keypoint_distance(p, f) < self.settings.copy_threshold for p, f in zip(points, flags)]
         faces: list[tuple[np.ndarray, str, np.ndarray | None, np.ndarray | None]] = [
             (self.reference.crop, "copied", None, None)]
         faces *= len(targets)
@@ -199,7 +188,7 @@ class VideoGenerator:
             repaints = outputs[export.REPAINT_OUTPUT][..., 0] if has_repaint else [None] * batch
             flows = outputs[export.FLOW_OUTPUT] if has_repaint else [None] * batch
             for i, face, repaint, flow in zip(todo, outputs[export.OUTPUT], repaints, flows):
-                if self.color_transfer:
+                if self.settings.color_transfer:
                     face = color.transfer_color(face, self.reference.crop)
                 faces[i] = (face, "generated", repaint, flow)
         return faces
@@ -260,24 +249,23 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
                               reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
                               face_output: str | os.PathLike | None = None, fps: float | None = None,
                               max_frames: int | None = None, progress: bool = True, compiled: bool = False,
-                              **options) -> VideoStats:
+                              settings: GenerationSettings = GenerationSettings()) -> VideoStats:
     """The whole job of `experiments.generate`: the keypoint sequence of `video_name` in a BIGO annotation file,
     applied to a reference frame, written to `output`.
 
     The reference is `reference_image` (a frame of the video's size) or, without it, a frame of the video itself; its
     face box and keypoints are those of annotated frame `reference_index` (default: the first frame with a face).
     The video file (`annotations.video_file`) gives the frame rate; without it, `fps` or 25. `max_frames` keeps the
-    first frames only. `compiled`: load `model` to run under XLA (`FaceModel`). `options` go to `VideoGenerator`
-    (fusion, border, fill, copy_threshold, color_transfer, batch_size, feather, tune_steps, tune_lr). The annotations
-    are read and the output paths checked (`files.check_output_files`, against the inputs too) before the model is
-    loaded or anything generated."""
+    first frames only. `compiled`: load `model` to run under XLA (`FaceModel`). `settings`: how `VideoGenerator`
+    makes and places the faces. The annotations are read and the output paths checked (`files.check_output_files`,
+    against the inputs too) before the model is loaded or anything generated."""
     check_max_frames(max_frames)
     annotations_path = Path(annotations_path)
     entry, video_path = job_video(read_annotations(annotations_path), annotations_path, video_name, output,
                                   face_output, reference_image, videos_dir)
     if not isinstance(model, FaceModel):
         model = FaceModel.load(model, compiled=compiled)
-    if options.get("tune_steps"):
+    if settings.tune_steps:
         model.check_tunable()
     where = f"{annotations_path}: video {entry.video!r}"
     frames = frame_sequence(entry)[:max_frames]
@@ -306,7 +294,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
         if info is None:
             logging.info("no video at %s: writing at %.1f fps", video_path, fps)
 
-    maker = VideoGenerator(model, frame, reference, **options)
+    maker = VideoGenerator(model, frame, reference, settings)
     return maker.generate_video(frames, output, fps, face_output=face_output, progress=progress)
 
 

@@ -25,6 +25,7 @@ from bigo_facegen.annotations import FLAG_ABSENT, FrameAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.fusion import PiecewiseAffineWarper
 from bigo_facegen.generation import FrameResult
+from bigo_facegen.generation_settings import GenerationSettings
 
 COPY = "copy"
 WARP = "warp"
@@ -77,12 +78,12 @@ def _classical(target: FrameAnnotation, frame: np.ndarray, kind: str) -> FrameRe
 
 class ModelMethod(Method):
     """A model's faces fused into the frame as `experiments.generate` makes them (`generation.VideoGenerator` with
-    `options`), after one-shot tuning on each reference where `options` ask for it (model_dirs only)."""
+    `settings`), after one-shot tuning on each reference where the settings ask for it (model_dirs only)."""
 
-    def __init__(self, model: FaceModel, options: dict | None = None):
+    def __init__(self, model: FaceModel, settings: GenerationSettings = GenerationSettings()):
         self.model = model
-        self.options = options or {}
-        if self.options.get("tune_steps"):
+        self.settings = settings
+        if settings.tune_steps:
             model.check_tunable()  # now, not after the first video
         self._last: tuple | None = None  # (reference annotation, reference frame, maker) of the last call
 
@@ -95,7 +96,7 @@ class ModelMethod(Method):
         if self._last and self._last[0] is reference and np.array_equal(self._last[1], reference_frame):
             maker = self._last[2]
         else:
-            maker = generation.VideoGenerator(self.model, reference_frame, reference, **self.options)
+            maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
             self._last = (reference, reference_frame, maker)
         return maker.generate_frames(targets)
 
@@ -103,12 +104,13 @@ class ModelMethod(Method):
 CLASSICAL: dict[str, type[Copy | Warp]] = {COPY: Copy, WARP: Warp}
 
 
-def load(name: str | os.PathLike, compiled: bool = False, options: dict | None = None) -> Method:
+def load(name: str | os.PathLike, settings: GenerationSettings = GenerationSettings(), compiled: bool = False
+         ) -> Method:
     """The method called `name`: `copy`, `warp` (`CLASSICAL`), or the model that `FaceModel.load` finds at `name`
-    (`compiled`: run under XLA) making frames with `options` (`ModelMethod`)."""
+    (`compiled`: run under XLA) making frames with `settings` (`ModelMethod`)."""
     if name in CLASSICAL:
         if compiled:
             raise GenerationError(f"{name!r} is {CLASSICAL[name].description}, not a network: there is nothing to "
                                   f"compile")
         return CLASSICAL[name]()
-    return ModelMethod(FaceModel.load(name, compiled=compiled), options)
+    return ModelMethod(FaceModel.load(name, compiled=compiled), settings)

@@ -16,6 +16,7 @@ import pytest
 from bigo_facegen import animate, annotate, annotations, config, files, methods, models, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_a_video_frame_as_source_and_driving_keypoints_from_a_file(model, dev, r
                                                      for f in dev[DRIVER].frames[:6]])
     annotations.dump([entry], tmp_path / "annotations.json")
     out, face = tmp_path / "out.mp4", tmp_path / "face.mp4"
-    method = methods.ModelMethod(model, {"copy_threshold": 0.0})
+    method = methods.ModelMethod(model, GenerationSettings(copy_threshold=0.0))
     stats = animate.animate(method, real_faces_dir / "videos" / SOURCE_CLIP, real_faces_dir / "videos" / DRIVER,
                             out, face_output=face, source_frame=30, driving_annotations=tmp_path / "annotations.json",
                             max_frames=5, progress=False)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
-from bigo_facegen import annotations, methods, video
+from bigo_facegen import annotations, geometry, methods, video
 from bigo_facegen.evaluation import metrics
+from bigo_facegen.face_model import GenerationError
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,17 @@ def test_warp_beats_copy_on_real_motion(clip):
                                       metrics.face_crop(frames[0], t.bbox)) for t in targets])
     assert warp_psnr > copy_psnr and warp_ssim > copy_ssim
 
+
+
+def test_the_classical_methods_are_loaded_by_name_and_their_faces_are_the_target_box(clip):
+    entry, frames = clip
+    targets = entry.frames[20:22]
+    for name, kind in (("copy", "copied"), ("warp", "warped")):
+        method = methods.load(name)
+        assert method.model is None and method.face_size == methods.CLASSICAL_FACE_SIZE
+        for target, result in zip(targets, method.frames(frames[0], entry.frames[0], targets), strict=True):
+            assert (result.index, result.kind) == (target.index, kind)
+            np.testing.assert_array_equal(result.face, geometry.crop(result.frame, target.bbox, method.face_size)[0])
+    with pytest.raises(GenerationError, match="^'copy' is the reference frame as it is, not a network: there is "
+                                              "nothing to compile$"):
+        methods.load("copy", compiled=True)

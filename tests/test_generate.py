@@ -17,6 +17,7 @@ from bigo_facegen import annotations, config, export, fusion, generation, geomet
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.files import OutputPathError
+from bigo_facegen.generation_settings import GenerationSettings
 from tests import bad_images
 
 SIZE = 32
@@ -54,8 +55,8 @@ def test_video_from_a_real_reference_and_keypoint_sequence(model, clip, real_fac
     info = video.probe(path)
     out, face_out = tmp_path / "out.mp4", tmp_path / "face.mp4"
     stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, out,
-                                                 face_output=face_out, max_frames=10, copy_threshold=0.0,
-                                                 progress=False)
+                                                 face_output=face_out, max_frames=10, progress=False,
+                                                 settings=GenerationSettings(copy_threshold=0.0))
     assert (stats.frames, stats.generated, stats.copied, stats.repeated) == (10, 10, 0, 0)
     written = video.probe(out)
     assert (written.width, written.height, written.frame_count) == (info.width, info.height, 10)
@@ -78,7 +79,7 @@ def test_nearly_unchanged_keypoints_copy_the_reference(model, clip):
     frame, face = maker.generate_frame(entry.frames[0])
     np.testing.assert_array_equal(frame, frames[0])  # the reference's own keypoints: the frame comes back untouched
     np.testing.assert_array_equal(face, maker.reference.crop)
-    always = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0)
+    always = generation.VideoGenerator(model, frames[0], entry.frames[0], GenerationSettings(copy_threshold=0.0))
     kinds = [r.kind for r in always.generate_frames(entry.frames[:3])]
     assert kinds == ["generated"] * 3
     assert maker.keypoint_distance(maker.reference.points, maker.reference.flags) == 0.0
@@ -88,7 +89,8 @@ def test_frames_without_a_face_repeat_the_last_output(model, clip):
     entry, _, frames = clip
     first, third = entry.frames[2], entry.frames[4]
     targets = [FrameAnnotation(index=1), first, FrameAnnotation(index=3), third, FrameAnnotation(index=5)]
-    maker = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                      GenerationSettings(copy_threshold=0.0, batch_size=2))
     results = list(maker.generate_frames(targets))
     assert [r.kind for r in results] == ["repeated", "generated", "repeated", "generated", "repeated"]
     np.testing.assert_array_equal(results[0].frame, frames[0])  # before any face: the reference frame
@@ -99,8 +101,10 @@ def test_frames_without_a_face_repeat_the_last_output(model, clip):
 
 def test_batching_does_not_change_the_frames(model, clip):
     entry, _, frames = clip
-    one = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=1)
-    four = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+    one = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                    GenerationSettings(copy_threshold=0.0, batch_size=1))
+    four = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                     GenerationSettings(copy_threshold=0.0, batch_size=4))
     for a, b in zip(one.generate_frames(entry.frames[:6]), four.generate_frames(entry.frames[:6])):
         assert np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 1
 
@@ -124,7 +128,8 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
             return loaded.serve(**inputs)
 
         model = FaceModel(serve, loaded.spec, loaded.config, str(version_dir))
-        maker = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+        maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                          GenerationSettings(copy_threshold=0.0, batch_size=4))
         results[loaded.spec.shared_reference] = [r.frame for r in maker.generate_frames(entry.frames[:4])]
         crops = 1 if loaded.spec.shared_reference else 4
         assert sent == [{"reference": (crops, SIZE, SIZE, 3), "target_keypoints": (4, 68, 3)}]
@@ -134,15 +139,16 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
 
 def test_segment_fusion_video(model, clip, real_faces_dir, tmp_path):
     stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "s.mp4",
-                                                 max_frames=4, fusion="segment", border="reflect", fill="nearest",
-                                                 progress=False)
+                                                 max_frames=4, progress=False, settings=GenerationSettings(
+                                                     fusion="segment", border="reflect", fill="nearest"))
     assert stats.frames == 4 and video.probe(tmp_path / "s.mp4").frame_count == 4
 
 
 def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
     entry, _, frames = clip
     # On the reference's own keypoints the warp moves nothing: away from the pasted face, the reference frame.
-    maker = generation.VideoGenerator(model, frames[0], entry.frames[0], fusion="warp", copy_threshold=0.0)
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                      GenerationSettings(fusion="warp", copy_threshold=0.0))
     frame, _ = maker.generate_frame(entry.frames[0])
     cx, cy, side = geometry.square_box(entry.frames[0].bbox)  # what the face crop covers
     ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]
@@ -151,7 +157,8 @@ def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
     assert outside.mean() > 0.2
     np.testing.assert_array_equal(frame[outside], frames[0][outside])
     stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "w.mp4",
-                                                 max_frames=4, fusion="warp", progress=False)
+                                                 max_frames=4, progress=False,
+                                                 settings=GenerationSettings(fusion="warp"))
     assert stats.frames == 4 and video.probe(tmp_path / "w.mp4").frame_count == 4
 
 
@@ -161,7 +168,7 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     generator = models.build_generator(cfg.model, SIZE, 68)
     model = FaceModel.from_generator(generator, cfg)
     reference, target = entry.frames[0], entry.frames[8]
-    warped = generation.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
+    warped = generation.VideoGenerator(model, frames[0], reference, GenerationSettings(copy_threshold=0.0))
     assert isinstance(warped.fusion, fusion.WarpFusion)  # a warp-style model's default
     background = warped.fusion.background(target.bbox, target.points, target.flags)
 
@@ -170,7 +177,8 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
     # The flow fusion: the full-resolution reference frame moved by the generator's flow in the face box, by the
     # keypoints around it.
-    flowing = generation.VideoGenerator(model, frames[0], reference, fusion="flow", copy_threshold=0.0)
+    flowing = generation.VideoGenerator(model, frames[0], reference,
+                                        GenerationSettings(fusion="flow", copy_threshold=0.0))
     points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
     flow = model.run(flowing.reference.crop[None], points[None], target.flags[None], flowing.reference.points[None],
                      flowing.reference.flags[None])[export.FLOW_OUTPUT][0]
@@ -181,8 +189,8 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
     np.testing.assert_array_equal(moved[outside], background[outside])
     assert np.abs(moved.astype(int) - background.astype(int))[~outside].mean() > 0.1
-    shifted, _ = generation.VideoGenerator(model, frames[0], reference, fusion="shift",
-                                           copy_threshold=0.0).generate_frame(target)
+    shifted, _ = generation.VideoGenerator(model, frames[0], reference, GenerationSettings(
+        fusion="shift", copy_threshold=0.0)).generate_frame(target)
     assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
 
     generator.repaint_head.bias.assign([30.0])  # one that paints everything: pasted as a whole face
@@ -394,6 +402,17 @@ def test_generate_entry_point_rejects_bad_outputs(exported, real_faces_dir, tmp_
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message.format(d=tmp_path)]
     assert sorted(os.listdir(tmp_path)) == ["notes", "taken"] and os.listdir(tmp_path / "taken") == ["old.mp4"]
     assert (tmp_path / "taken" / "old.mp4").read_bytes() == b"kept" and (tmp_path / "notes").read_text() == "kept"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--batch=0", "error: batch must be an integer of at least 1, got 0"),
+    ("--copy_threshold=nan", "error: copy_threshold must be a finite number, got NaN"),
+], ids=["batch", "copy_threshold"])
+def test_generate_entry_point_rejects_bad_settings_before_any_work(exported, real_faces_dir, tmp_path, flag, message):
+    done = _run_generate(exported, real_faces_dir, f"--output={tmp_path / 'o.mp4'}", flag)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message]
+    assert os.listdir(tmp_path) == []
 
 
 def test_generate_killed_by_sigterm_leaves_no_temporary_video(exported, real_faces_dir, tmp_path):

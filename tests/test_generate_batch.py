@@ -15,6 +15,7 @@ import pytest
 
 from bigo_facegen import batch_generation, config, export, fusion, generation, models, video
 from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -79,8 +80,8 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
     assert video.probe(out / "lp_d0_face.mp4").frame_count == FRAMES
     # The same video as the one-job API gives, from the same export and options.
     single = tmp_path / "single.mp4"
-    generation.generate_from_annotations(FaceModel.load(exports[0]), annotations, "dpe_d", single,
-                                         max_frames=FRAMES, copy_threshold=0, progress=False)
+    generation.generate_from_annotations(FaceModel.load(exports[0]), annotations, "dpe_d", single, max_frames=FRAMES,
+                                         progress=False, settings=GenerationSettings(copy_threshold=0))
     batch_frames, single_frames = video.read_all(out / "dpe_d.mp4"), video.read_all(single)
     assert batch_frames.shape == single_frames.shape == (FRAMES, 256, 256, 3)
     assert np.abs(batch_frames.astype(int) - single_frames.astype(int)).mean() < 0.5

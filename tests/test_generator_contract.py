@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from bigo_facegen import checkpoints, config, export, generation, keypoints, models, video
 from bigo_facegen.face_model import FaceModel
+from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.models.contract import from_unit, generator_inputs, to_unit
 from bigo_facegen.training import Trainer
 
@@ -96,7 +97,8 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
 
     out = tmp_path / "out.mp4"
     stats = generation.generate_from_annotations(version_dir, real_faces_dir / "annotations.json", "dpe_d", out,
-                                                 max_frames=3, copy_threshold=0.0, progress=False)
+                                                 max_frames=3, progress=False,
+                                                 settings=GenerationSettings(copy_threshold=0.0))
     assert (stats.frames, stats.generated) == (3, 3)
     assert video.probe(out).frame_count == 3
     assert FaceModel.load(version_dir).default_fusion == "shift"

@@ -1,5 +1,6 @@
 """One-shot reference tuning on a real reference face: it fits the reference, never changes the loaded model, and
 works from `experiments.generate` and the evaluation protocol."""
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from bigo_facegen import annotations, config, export, generation, methods, models, tuning, video
 from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 
 SIZE = 32
 CLIP = "dpe_d"
@@ -92,12 +94,13 @@ def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
     entry, frames = clip
     own = [w.copy() for w in model.generator.get_weights()]
     targets = entry.frames[1:5]
-    plain = [r.face for r in generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0,
-                                                       batch_size=2).generate_frames(targets)]
-    tuned_maker = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2,
-                                            tune_steps=5, tune_lr=1e-3)
+    untuned = GenerationSettings(copy_threshold=0.0, batch_size=2)
+    plain = [r.face for r in generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                                       untuned).generate_frames(targets)]
+    tuned_maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                            dataclasses.replace(untuned, tune_steps=5, tune_lr=1e-3))
     # An untuned maker interleaved with the tuned one sees the loaded weights.
-    interleaved = generation.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    interleaved = generation.VideoGenerator(model, frames[0], entry.frames[0], untuned)
     tuned, again = [], []
     for a, b in zip(tuned_maker.generate_frames(targets), interleaved.generate_frames(targets)):
         tuned.append(a.face)
@@ -113,14 +116,14 @@ def test_exports_cannot_be_tuned(clip, tmp_path):
     generator, cfg = _tiny()
     exported = FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
     with pytest.raises(GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
-        generation.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
+        generation.VideoGenerator(exported, frames[0], entry.frames[0], GenerationSettings(tune_steps=3))
     with pytest.raises(GenerationError, match="is an export"):
-        methods.ModelMethod(exported, {"tune_steps": 3})
+        methods.ModelMethod(exported, GenerationSettings(tune_steps=3))
 
 
 def test_evaluation_method_tunes_once_per_reference(model, clip, monkeypatch):
     entry, frames = clip
-    method = methods.ModelMethod(model, {"fusion": "warp", "batch_size": 2, "tune_steps": 3})
+    method = methods.ModelMethod(model, GenerationSettings(fusion="warp", batch_size=2, tune_steps=3))
     first = [r.frame for r in method.frames(frames[0], entry.frames[0], entry.frames[1:4])]
     tuner_calls = []
     tune = model.tuner.tune

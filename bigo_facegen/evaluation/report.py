@@ -35,6 +35,7 @@ from bigo_facegen import files, keypoints, methods as methods_lib
 from bigo_facegen.annotations import TIERS
 from bigo_facegen.evaluation import conditions, protocol
 from bigo_facegen.evaluation.protocol import METRICS, Evaluation, Sample, VideoResult
+from bigo_facegen.generation_settings import GenerationSettings
 
 SYNTHETIC = "synthetic"
 RESULTS = "results.json"
@@ -62,9 +63,9 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
     model_dirs only). The `warp` method fills the contact sheets' baseline column; `with_truth` also scores the true
     frames (the judge's floor). `output_dir` is checked before the evaluation starts."""
     check_output_dir(output_dir)
+    settings = GenerationSettings(fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
-    method = None if model == protocol.TRUTH else methods_lib.load(
-        model, options={"fusion": fusion, "tune_steps": tune_steps, "tune_lr": tune_lr})
+    method = None if model == protocol.TRUTH else methods_lib.load(model, settings)
     if method is None or method.model is None:
         methods, label = {model: method}, model
     else:
