@@ -10,7 +10,11 @@ import tensorflow as tf
 
 from bigo_facegen import config, export, models, tflite
 from bigo_facegen.face_model import FaceModel
-from tests.test_export import SIZE, real_batch, trained  # noqa: F401  (fixtures)
+from tests import test_export
+from tests.test_export import SIZE
+
+# test_export's fixtures, shared: pytest finds a fixture by its name in the test's module.
+trained, real_batch = test_export.trained, test_export.real_batch
 
 # int8 (dynamic range) against the SavedModel: mean absolute difference in pixel levels on the real crops. Weights are
 # rounded to 255 levels per output channel and each convolution's input to 255 levels of its own range per call, so
