@@ -6,7 +6,7 @@ dev-set clip of another, against the driving video's real time.
 
 End to end: the source photo read and its face found by dlib, the driving keypoints (dlib on every driving frame,
 `detect`, or read from the folder's annotations.json, `file`), the motion transfer (default settings), every output
-frame made (`warp`: the piecewise-affine warp of the photo; a model: `inference.VideoGenerator` with its defaults) and
+frame made (`warp`: the piecewise-affine warp of the photo; a model: `generation.VideoGenerator` with its defaults) and
 H.264-encoded. A model is loaded before the clock starts (its first batch, traced, is timed). The real-time ratio is
 frames/s over the driving video's frame rate: above 1 keeps up with the video.
 
@@ -39,9 +39,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from bigo_facegen import animate, inference, video
+    from bigo_facegen import animate, distribution, methods, video
 
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     driving = REAL_FACES / "videos" / f"{FLAGS.driving_clip}.mp4"
     info = video.probe(driving)
     rows = []
@@ -50,11 +50,11 @@ def main(argv):
         first = next(video.read_frames(REAL_FACES / "videos" / f"{FLAGS.source_clip}.mp4"))
         cv2.imwrite(str(photo), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
         for name in FLAGS.models:
-            model = name if name == animate.WARP else inference.FaceModel.load(name)
+            method = methods.load(name)
             for keypoints in FLAGS.keypoints:
                 annotations_path = REAL_FACES / "annotations.json" if keypoints == "file" else None
                 start = time.perf_counter()
-                stats = animate.animate(model, photo, driving, Path(tmp) / "out.mp4",
+                stats = animate.animate(method, photo, driving, Path(tmp) / "out.mp4",
                                         driving_annotations=annotations_path, max_frames=FLAGS.frames,
                                         progress=False)
                 seconds = time.perf_counter() - start

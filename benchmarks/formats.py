@@ -5,7 +5,7 @@
     python -m benchmarks.formats --model_dir=runs/real          # a trained run instead of initial weights
 
 For each generator (`--generators`) at each preset's sizes (`--presets`: crop side, widths and blocks), one export is
-written to a temporary folder per format and loaded by `inference.FaceModel.load`, as `generate` loads it:
+written to a temporary folder per format and loaded by `face_model.FaceModel.load`, as `generate` loads it:
 `saved_model` (the export's `serving_default`), `tflite_float32`, `tflite_float16`, `tflite_int8` (`tflite.convert`;
 a generator without a TFLite conversion gets the reason instead of figures), and `bfloat16`, the serving graph of the
 generator rebuilt under Keras' mixed_bfloat16 policy with the same weights (float32 in and out, bfloat16 inside).
@@ -21,7 +21,6 @@ Prints a table, or with --json one JSON line.
 """
 from __future__ import annotations
 
-import functools
 import json
 import statistics
 import tempfile
@@ -71,25 +70,25 @@ def real_inputs(clip: str, frames: int, size: int, num_points: int):
 
 
 def _models(generator, cfg, export_dir: Path) -> tuple[dict, dict[str, str]]:
-    """FaceModel per format, as `inference.FaceModel.load` loads each export, and the reason for each format that
+    """FaceModel per format, as `face_model.FaceModel.load` loads each export, and the reason for each format that
     has none."""
-    from bigo_facegen import distribution, export, inference, keypoints, tflite
+    from bigo_facegen import distribution, export, keypoints, tflite
+    from bigo_facegen.face_model import FaceModel
     from bigo_facegen.models.registry import build_generator
 
-    models = {"saved_model": inference.FaceModel.load(export.export(generator, cfg, export_dir))}
+    models = {"saved_model": FaceModel.load(export.export(generator, cfg, export_dir))}
     unavailable = {}
     for name, quantize in TFLITE_QUANTIZE.items():
         try:
-            version = export.export(generator, cfg, export_dir, convert_tflite=functools.partial(
-                tflite.convert, quantize=quantize))
+            version = tflite.export_generator(generator, cfg, export_dir, quantize=quantize)
         except tflite.TFLiteError as e:
             unavailable[name] = str(e)
             continue
-        models[name] = inference.FaceModel.load(version / tflite.FILE_NAMES[quantize])
+        models[name] = FaceModel.load(version / tflite.FILE_NAMES[quantize])
     with distribution.dtype_policy("mixed_bfloat16"):
         bfloat16 = build_generator(cfg.model, cfg.data.image_size, keypoints.get_layout(cfg.data.layout).num_points)
     bfloat16.set_weights(generator.get_weights())
-    models["bfloat16"] = inference.FaceModel.from_generator(bfloat16, cfg, source="mixed_bfloat16")
+    models["bfloat16"] = FaceModel.from_generator(bfloat16, cfg, source="mixed_bfloat16")
     return models, unavailable
 
 
@@ -98,19 +97,21 @@ def end_to_end_frames_per_s(model, clip: str, frames: int) -> float:
     batches of 8, every frame generated: copy threshold 0, mp4 encoding), after one warm-up batch."""
     import numpy as np
 
-    from bigo_facegen import annotations, inference, video
+    from bigo_facegen import annotations, generation, video
+    from bigo_facegen.generation_settings import GenerationSettings
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
     frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
-    targets = inference.frame_sequence(entry)
+    targets = generation.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
     s, n = model.image_size, model.num_points
     points, flags = np.zeros((8, n, 2)), np.full((8, n), 2)
     model.generate(np.zeros((8, s, s, 3), np.uint8), points, flags, points, flags)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        maker = inference.VideoGenerator(model, frame, reference, copy_threshold=0.0, batch_size=8)
+        maker = generation.VideoGenerator(model, frame, reference,
+                                          GenerationSettings(copy_threshold=0.0, batch_size=8))
         maker.generate_video(targets, Path(tmp) / "out.mp4", 25.0, progress=False)
         return frames / (time.perf_counter() - start)
 
@@ -172,8 +173,8 @@ def measure(generator_name: str, preset: str, model_dir: str | None) -> dict:
 def main(argv):
     del argv
     set_threads(FLAGS.threads, 0)
-    from bigo_facegen import inference
-    inference.configure_cpu_threads()
+    from bigo_facegen import distribution
+    distribution.configure_cpu_threads()
     cases = [(None, None)] if FLAGS.model_dir else [(g, p) for p in FLAGS.presets for g in FLAGS.generators]
     results = [measure(g, p, FLAGS.model_dir) for g, p in cases]
     if FLAGS.json:

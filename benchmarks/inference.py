@@ -12,14 +12,14 @@
    warm-up (`--warmup` calls and `--warmup_s` seconds, at least); the median of `--iters` calls, like
    `../shared/bench/torch_reference.py`. At batches above 1 also with one reference for all the targets, as `generate`
    sends a video's (`warp_refine` encodes it once). Threads as `experiments.generate` sets them
-   (`inference.configure_cpu_threads`) unless `--inter_op_threads` says otherwise. With `--xla`, the serving graph
+   (`distribution.configure_cpu_threads`) unless `--inter_op_threads` says otherwise. With `--xla`, the serving graph
    under XLA as `generate --xla` runs it instead of the generator alone. The first call (tracing; with `--xla`
    compiling too) is reported apart.
 2. For stargan, its analytic forward FLOPs (`generator_forward_flops`, the reference script's formula) and the GFLOP/s
    achieved at the largest batch, next to the practical peak of the same machine measured in the same run (`--peak`):
    the best of a large fp32 matmul and a large 3x3 convolution (TF's defaults: on recent NVIDIA GPUs that includes
    TF32, for the generator as well).
-3. End-to-end frames/s of `inference.VideoGenerator.generate_video` at the `cpu` preset's model (64 px crops, random
+3. End-to-end frames/s of `generation.VideoGenerator.generate_video` at the `cpu` preset's model (64 px crops, random
    weights: speed does not depend on them) on a real clip of `../shared/data/real_faces/dev`: crop, generate (batched,
    every frame generated: copy threshold 0), colour transfer, fusion, mp4 encoding; `shift`, `segment` and `warp`
    fusion.
@@ -54,7 +54,7 @@ flags.DEFINE_float("warmup_s", 1.0, "... and untimed calls for at least this man
                    "3.8-4.0 ms from call 31; torch's original is steady from its second call).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0 = TF's default: all cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = the library's inference setting, "
-                     "`inference.configure_cpu_threads`: one on CPU-only hosts, TF's default with GPUs).")
+                     "`distribution.configure_cpu_threads`: one on CPU-only hosts, TF's default with GPUs).")
 flags.DEFINE_bool("peak", True, "Also measure the machine's peak GFLOP/s (stargan: the fraction of it reached).")
 flags.DEFINE_bool("end_to_end", True, "Also time end-to-end video generation at the cpu preset.")
 flags.DEFINE_string("clip", "dpe_d", "Real clip (of ../shared/data/real_faces/dev) for the end-to-end run.")
@@ -191,18 +191,18 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
     under XLA, compiled for that batch's size in the warm-up)."""
     import numpy as np
 
-    from bigo_facegen import annotations, config as config_lib, inference, video
+    from bigo_facegen import annotations, config as config_lib, generation, video
+    from bigo_facegen.face_model import FaceModel
+    from bigo_facegen.generation_settings import GenerationSettings
     from bigo_facegen.models.registry import build_generator
 
     entry = {v.video: v for v in annotations.load(REAL_FACES / "annotations.json")}[f"{clip}.mp4"]
     reference = entry.face_frames()[0]
     frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
-    targets = inference.frame_sequence(entry)
+    targets = generation.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
-    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68",
-                                                         "model.generator.type": generator_name})
-    model = inference.FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg,
-                                               compiled=compiled)
+    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator.type": generator_name})
+    model = FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg, compiled=compiled)
     batch = cfg.data.batch_per_replica
     points, flags = np.zeros((batch, 68, 2)), np.full((batch, 68), 2)
     # One reference crop for the batch, as a video's batches have it (a compiled model compiles for these shapes).
@@ -212,8 +212,8 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
     with tempfile.TemporaryDirectory() as tmp:
         for fusion in ("shift", "segment", "warp"):
             start = time.perf_counter()
-            maker = inference.VideoGenerator(model, frame, reference, fusion=fusion, copy_threshold=0.0,
-                                             batch_size=batch)
+            maker = generation.VideoGenerator(model, frame, reference,
+                                              GenerationSettings(fusion=fusion, copy_threshold=0.0, batch_size=batch))
             maker.generate_video(targets, os.path.join(tmp, f"{fusion}.mp4"), 25.0, progress=False)
             result[f"e2e_{fusion}_frames_per_s"] = frames / (time.perf_counter() - start)
             assert video.probe(os.path.join(tmp, f"{fusion}.mp4")).frame_count == frames
@@ -226,8 +226,8 @@ def main(argv):
 
     set_threads(FLAGS.threads, FLAGS.inter_op_threads)
     if not FLAGS.inter_op_threads:
-        from bigo_facegen import inference
-        inference.configure_cpu_threads()
+        from bigo_facegen import distribution
+        distribution.configure_cpu_threads()
     gpus = tf.config.list_physical_devices("GPU")
     result = {"framework": f"tensorflow {tf.__version__}", "device": "GPU" if gpus else "CPU",
               "cpu_cores": os.cpu_count(), "threads": FLAGS.threads,

@@ -5,7 +5,7 @@
 
 For the first `--videos` videos of the evaluation protocol's split (`evaluation.protocol.load_cases`: the first face
 frame is the reference, later face frames the targets, at most `--max_frames` of them), each number of tuning steps
-generates every target through `inference.VideoGenerator` (as `experiments.generate`, every face generated: copy
+generates every target through `generation.VideoGenerator` (as `experiments.generate`, every face generated: copy
 threshold 0) and scores it against the true frame: PSNR and SSIM of the full frame and of the target's face crop
 (`evaluation.metrics`; no dlib judge, so any layout works). Reports the means over all frames, the tuning seconds
 per video and the generation seconds per video.
@@ -33,14 +33,15 @@ FLAGS = flags.FLAGS
 def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: str | None) -> dict:
     import numpy as np
 
-    from bigo_facegen import inference
+    from bigo_facegen import generation
     from bigo_facegen.evaluation import metrics
+    from bigo_facegen.generation_settings import GenerationSettings
 
     scores, tune_seconds, generate_seconds = [], [], []
     for case in cases:
         frames = frames_of[case.video.video]
-        maker = inference.VideoGenerator(model, frames[case.reference.index - 1], case.reference, fusion=fusion,
-                                         copy_threshold=0.0, tune_steps=steps, tune_lr=learning_rate)
+        settings = GenerationSettings(fusion=fusion, copy_threshold=0.0, tune_steps=steps, tune_lr=learning_rate)
+        maker = generation.VideoGenerator(model, frames[case.reference.index - 1], case.reference, settings)
         tune_seconds.append(maker.tuned.seconds if maker.tuned else 0.0)
         start = time.perf_counter()
         generated = [result.frame for result in maker.generate_frames(case.targets)]
@@ -58,13 +59,14 @@ def measure(model, cases, frames_of, steps: int, learning_rate: float, fusion: s
 
 def main(argv):
     del argv
-    from bigo_facegen import inference, video
+    from bigo_facegen import video
     from bigo_facegen.evaluation import protocol, report
+    from bigo_facegen.face_model import FaceModel
 
     data_dir = report.synthetic_data(FLAGS.cache_dir) if FLAGS.data == report.SYNTHETIC else FLAGS.data
     cases = protocol.load_cases(data_dir, FLAGS.split, FLAGS.max_frames)[:FLAGS.videos]
     frames_of = {case.video.video: video.read_all(case.path) for case in cases}
-    model = inference.FaceModel.load(FLAGS.model)
+    model = FaceModel.load(FLAGS.model)
     learning_rate = FLAGS.tune_lr or model.config.optimizer.generator_lr
     rows = [measure(model, cases, frames_of, int(steps), learning_rate, FLAGS.fusion) for steps in FLAGS.steps]
     if FLAGS.json:

@@ -1,7 +1,7 @@
 """Animate any face: a photo (or one frame of a video) of one person driven by a video of anyone, the library
 function behind `experiments.animate`.
 
-    animate("exports/face", "photo.jpg", "driver.mp4", "out.mp4")          # or model="warp"
+    animate("exports/face", "photo.jpg", "driver.mp4", "out.mp4")          # or method="warp"
 
 1. The source image (`read_source`): an image file, or frame `source_frame` of a video, scaled down to `max_side`
    pixels on its longer side where it is larger (`AnimateStats.scaled_from` says so); dlib finds its face and 68
@@ -10,37 +10,32 @@ function behind `experiments.animate`.
    annotation file (`driving_annotations`, of dlib's `ibug68` layout like the source's points).
 3. `motion_transfer.transfer` turns the track into target annotations in the source image's pixels (relative or
    absolute motion, the driving reference, smoothing, lost faces keeping the last motion).
-4. The frames: a `FaceModel` (an export or a training model_dir) through `inference.VideoGenerator`, or `WARP`, the
-   source image warped piecewise-affinely onto each target's keypoints (`fusion.PiecewiseAffineWarper`, the `warp`
-   evaluation baseline). One output frame per driving frame, at the source's resolution and the driver's frame rate;
-   `face_output` gets the face crops alone (the model's crops, or the warped frame's target box at `WARP_FACE_SIZE`).
+4. The frames: a `methods.Method` makes them from the source image and its face, a model (an export or a training
+   model_dir) through `generation.VideoGenerator`, or `warp`, the source image warped piecewise-affinely onto each
+   target's keypoints. One output frame per driving frame, at the source's resolution and the driver's frame rate;
+   `face_output` gets the method's face crops alone.
 
-The output paths are checked first (none may be an input, by whatever path), then the model and the source are read,
+The output paths are checked first (none may be an input, by whatever path), then the method and the source are read,
 then the driving video is probed: a bad input fails before the long part; the videos appear only when complete
 (`video.VideoWriter`).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotate, annotations, geometry, inference, motion_transfer, video
+from bigo_facegen import annotate, annotations, files, generation, methods, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
-from bigo_facegen.fusion import PiecewiseAffineWarper
-from bigo_facegen.inference import GenerationError
+from bigo_facegen.face_model import GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
+from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 
-# The keypoint-only method: no network, the source image warped by the retargeted keypoints.
-WARP = "warp"
-# Side of the warp method's face crops in `face_output`: a model's are its own crop size.
-WARP_FACE_SIZE = 256
 # The longest side of a source image used as it is; a larger one is scaled down to it. Full HD's long side: a model
 # paints faces of its crop size (256 px for the shipped one) whatever the photo's, and everything else a frame costs
 # (fusion, dlib, encoding) grows with its pixels (an 8000 x 8000 photo took 94 s).
@@ -57,25 +52,23 @@ class AnimateStats:
     scaled_from: tuple[int, int] | None = None
 
 
-def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
+def animate(method: Method | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
             output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
             driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
             max_frames: int | None = None, max_side: int = DEFAULT_MAX_SIDE, progress: bool = True,
-            compiled: bool = False, **options) -> AnimateStats:
+            compiled: bool = False, settings: GenerationSettings = GenerationSettings()) -> AnimateStats:
     """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
-    doc). `model` is a `FaceModel`, the path of an export or a training model_dir, or `WARP`; `compiled`: load it to
-    run under XLA (`inference.FaceModel`); `max_frames` keeps the first driving frames only; a source larger than
-    `max_side` pixels on a side is scaled down to it; `options` go to `inference.VideoGenerator` (fusion,
-    batch_size, ...)."""
-    inference.check_max_frames(max_frames)
-    inference.check_outputs(output, face_output, {"source": source, "driving": driving,
-                                                  "driving_annotations": driving_annotations})
-    if model == WARP and compiled:
-        raise GenerationError(f"{WARP!r} is the classical warp, not a network: there is nothing to compile")
+    doc). `method` is a `methods.Method` or a name `methods.load` takes (`copy`, `warp`, the path of an export or a
+    training model_dir, `pretrained`), loaded to make faces with `settings` and, with `compiled`, to run under XLA;
+    `max_frames` keeps the first driving frames only; a source larger than `max_side` pixels on a side is scaled down
+    to it."""
+    generation.check_max_frames(max_frames)
+    files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES,
+                             {"source": source, "driving": driving, "driving_annotations": driving_annotations})
     if max_side < 1:
         raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
-    if model != WARP and not isinstance(model, inference.FaceModel):
-        model = inference.FaceModel.load(model, compiled=compiled)
+    if not isinstance(method, Method):
+        method = methods.load(method, settings, compiled)
     read = read_source(source, source_frame)
     image = scale_down(read, max_side)
     source_face = annotate.annotate_frame(image, 1)
@@ -83,42 +76,16 @@ def animate(model: inference.FaceModel | str | os.PathLike, source: str | os.Pat
         raise GenerationError(f"{source}: dlib finds no face in the source image")
     info = video.probe(driving)
     track = driving_track(driving, driving_annotations, max_frames, progress)
-    fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
+    fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
     try:
         targets = motion_transfer.transfer(source_face, (image.shape[1], image.shape[0]), track,
                                            (info.width, info.height), fps, motion)
     except motion_transfer.MotionError as e:
         raise GenerationError(f"{driving}: {e}") from e
-    frames = make_frames(model, image, source_face, targets, **options)
-    face_size = WARP_FACE_SIZE if model == WARP else model.image_size
-    with contextlib.ExitStack() as stack:
-        # The bar before the writers, as in `inference.VideoGenerator.generate_video`.
-        bar = stack.enter_context(tqdm(total=len(targets), unit="frame", disable=not progress, desc=Path(output).name))
-        writer = stack.enter_context(video.VideoWriter(output, fps, (image.shape[1], image.shape[0])))
-        face_writer = (stack.enter_context(video.VideoWriter(face_output, fps, (face_size, face_size)))
-                       if face_output else None)
-        for frame, face in frames:
-            writer.write(frame)
-            if face_writer is not None:
-                face_writer.write(face)
-            bar.update()
+    generation.write_video(method.frames(image, source_face, targets), len(targets), output, fps,
+                           (image.shape[1], image.shape[0]), face_output, method.face_size, progress)
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
                         scaled_from=(read.shape[1], read.shape[0]) if image is not read else None)
-
-
-def make_frames(model: inference.FaceModel | str, image: np.ndarray, source_face: FrameAnnotation,
-                targets: Sequence[FrameAnnotation], **options) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(frame, face crop) per target: `model` a `FaceModel` (`options` go to its `VideoGenerator`) or `WARP`."""
-    if model == WARP:
-        warper = PiecewiseAffineWarper(image.shape[:2])
-        for target in targets:
-            use = (source_face.flags > annotations.FLAG_ABSENT) & (target.flags > annotations.FLAG_ABSENT)
-            frame = warper.warp(image, source_face.points, target.points, use)
-            yield frame, geometry.crop(frame, target.bbox, WARP_FACE_SIZE)[0]
-        return
-    maker = inference.VideoGenerator(model, image, source_face, **options)
-    for result in maker.generate_frames(targets):
-        yield result.frame, result.face
 
 
 def read_source(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
@@ -159,10 +126,7 @@ def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLik
                 if index == count:
                     break
         return track
-    annotations_path = Path(annotations_path)
-    if not annotations_path.is_file():
-        raise GenerationError(f"{annotations_path}: no such annotation file")
-    entry = inference.find_video(annotations.load(annotations_path), driving.name, str(annotations_path))
+    entry = annotations.find_video(generation.read_annotations(annotations_path), driving.name, str(annotations_path))
     annotations.check_against_video(entry, info.frame_count, source=str(annotations_path))
     annotations.check_on_frame(entry, info.width, info.height, source=str(annotations_path))
     by_index = {frame.index: frame for frame in entry.frames}

@@ -103,6 +103,24 @@ def resolve_video_path(video: VideoAnnotation, root: str | os.PathLike) -> Path:
     return path
 
 
+def video_file(video: VideoAnnotation, annotations_path: str | os.PathLike,
+               videos_dir: str | os.PathLike | None = None) -> Path:
+    """The file of an annotated video: its `video_path`'s name under `videos_dir`, default: `video_path` as the
+    annotation file at `annotations_path` gives it (`resolve_video_path`)."""
+    if videos_dir is not None:
+        return Path(videos_dir) / Path(video.video_path).name
+    return resolve_video_path(video, Path(annotations_path).parent)
+
+
+def find_video(videos: list[VideoAnnotation], name: str, source: str) -> VideoAnnotation:
+    """The video called `name` (with or without its extension) among `videos`, read from `source`."""
+    for entry in videos:
+        if name in (entry.video, Path(entry.video).stem):
+            return entry
+    known = ", ".join(v.video for v in videos[:10]) + (", ..." if len(videos) > 10 else "")
+    raise AnnotationError(f"{source}: no video {name!r}; the file has {len(videos)} videos: {known or 'none'}")
+
+
 def check_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
     """Raises AnnotationError if the file `path` of the data directory `root` really lies outside it: a symbolic link
     (the file or a folder on its way) would have a reader take in a file that the folder does not hold."""

@@ -17,7 +17,7 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
   alone, with the reason.
 - A job whose outputs exist whole (`video.is_whole`) is skipped; one that exists but is not whole (empty, cut short)
   is made again. Outputs appear whole or not at all, the output after its face video
-  (`inference.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
+  (`generation.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
   does only what is left: whole files are what this writer renames into place, and checking their boxes reads a few
   headers where decoding every frame of every finished output would cost a re-run minutes.
 - Each model's jobs go through Beam's RunInference with `FaceModelHandler`, one job per batch, so each worker loads
@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 from absl import logging
@@ -45,50 +44,26 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
-from bigo_facegen import beam_pipelines, files, inference, pretrained, video
+from bigo_facegen import beam_pipelines, distribution, files, generation, pretrained, video
 from bigo_facegen.annotations import VideoAnnotation
-from bigo_facegen.fusion import BORDERS, FILLS, FUSIONS
-
-
-
-@dataclasses.dataclass(frozen=True)
-class _Kind:
-    """What a job key takes: the values `accepts` is true of, described as `need`."""
-    need: str
-    accepts: Callable[[Any], bool]
-
-
-_TEXT = _Kind("a non-empty text", lambda value: isinstance(value, str) and value != "")
-# JSON's true and false are not integers here, although Python's are.
-_INTEGER = _Kind("an integer", lambda value: type(value) is int)
-_COUNT = _Kind("an integer of at least 1", lambda value: type(value) is int and value >= 1)
-_NUMBER = _Kind("a finite number", lambda value: type(value) in (int, float) and math.isfinite(value))
-_BOOLEAN = _Kind("true or false", lambda value: type(value) is bool)
-
-
-def _one_of(choices: Iterable[str]) -> _Kind:
-    choices = tuple(choices)
-    return _Kind(f"one of {', '.join(choices)}", lambda value: value in choices)
-
+from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import COUNT, INTEGER, NUMBER, TEXT, GenerationSettings
 
 REQUIRED_KEYS = ("model", "annotations", "video", "output")
-# Optional key -> what it takes and the keyword of `inference.generate_from_annotations` it fills.
-OPTIONAL_KEYS = {
-    "reference": (_TEXT, "reference_image"),
-    "reference_index": (_INTEGER, "reference_index"),
-    "videos_dir": (_TEXT, "videos_dir"),
-    "face_output": (_TEXT, "face_output"),
-    "fps": (_NUMBER, "fps"),
-    "max_frames": (_COUNT, "max_frames"),
-    "fusion": (_one_of(FUSIONS), "fusion"),
-    "border": (_one_of(sorted(BORDERS)), "border"),
-    "fill": (_one_of(FILLS), "fill"),
-    "copy_threshold": (_NUMBER, "copy_threshold"),
-    "color_transfer": (_BOOLEAN, "color_transfer"),
-    "feather": (_NUMBER, "feather"),
-    "batch": (_COUNT, "batch_size"),
+# A job's own optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
+JOB_KEYS = {
+    "reference": (TEXT, "reference_image"),
+    "reference_index": (INTEGER, "reference_index"),
+    "videos_dir": (TEXT, "videos_dir"),
+    "face_output": (TEXT, "face_output"),
+    "fps": (NUMBER, "fps"),
+    "max_frames": (COUNT, "max_frames"),
 }
-_KINDS = {**{key: _TEXT for key in REQUIRED_KEYS}, **{key: kind for key, (kind, _) in OPTIONAL_KEYS.items()}}
+# The generation settings a job may give, by their flags' names and checked by the settings themselves: those of
+# `experiments.generate` but one-shot tuning, which batch jobs do not offer.
+SETTING_KEYS = tuple(key for key in GenerationSettings.keys() if key not in ("tune_steps", "tune_lr"))
+OPTIONAL_KEYS = (*JOB_KEYS, *SETTING_KEYS)
+_RULES = {**{key: TEXT for key in REQUIRED_KEYS}, **{key: rule for key, (rule, _) in JOB_KEYS.items()}}
 _PATH_KEYS = ("model", "annotations", "output", "reference", "videos_dir", "face_output")
 _OUTPUT_KEYS = ("output", "face_output")
 # The paths a job reads: they must exist before it runs.
@@ -98,13 +73,14 @@ _READ_PATHS = ("model", "annotations", "reference", "videos_dir")
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One line of a jobs file, checked, its paths absolute (`model` may be `pretrained.NAME`). `options` are
-    keywords of `inference.generate_from_annotations`."""
+    keywords of `generation.generate_from_annotations`, `settings` the generation settings."""
     line: int
     model: str
     annotations: str
     video: str
     output: str
     options: dict[str, Any]
+    settings: GenerationSettings
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -116,9 +92,9 @@ class Job:
         """Whether its outputs exist whole (`video.is_whole`), as a finished run leaves them."""
         return all(video.is_whole(path) for path in self.outputs.values())
 
-    def run(self, model: inference.FaceModel) -> None:
-        inference.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
-                                            **self.options)
+    def run(self, model: FaceModel) -> None:
+        generation.generate_from_annotations(model, self.annotations, self.video, self.output, progress=False,
+                                             settings=self.settings, **self.options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +120,7 @@ class Summary:
     failure_list: Path
 
 
-class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel]):
+class FaceModelHandler(ModelHandler[Job, "Failure | None", FaceModel]):
     """RunInference's handle on one model, whose "inference" on a job is the job's video: `FaceModel` loads an export
     with its sidecar and calls its signature by input name. Beam's TensorFlow handlers cannot: they load with
     `tf.keras.models.load_model`, which Keras 3 refuses for a SavedModel folder (and they need tensorflow_hub), and
@@ -154,17 +130,17 @@ class FaceModelHandler(ModelHandler[Job, "Failure | None", inference.FaceModel])
         super().__init__(max_batch_size=1)  # a batch is a job: a job's frames are batched inside it
         self._model_path = model_path
 
-    def load_model(self) -> inference.FaceModel:
+    def load_model(self) -> FaceModel:
         beam_pipelines.end_with_runner()  # a local worker process does not outlive the run
-        inference.configure_cpu_threads()  # a worker process of its own only generates
-        return inference.FaceModel.load(self._model_path)
+        distribution.configure_cpu_threads()  # a worker process of its own only generates
+        return FaceModel.load(self._model_path)
 
-    def run_inference(self, batch: Sequence[Job], model: inference.FaceModel,
+    def run_inference(self, batch: Sequence[Job], model: FaceModel,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         return [PredictionResult(job, _run(job, model), self._model_path) for job in batch]
 
 
-def _run(job: Job, model: inference.FaceModel) -> Failure | None:
+def _run(job: Job, model: FaceModel) -> Failure | None:
     try:
         job.run(model)
     except Exception as e:  # noqa: BLE001  one bad job must not stop the others: any error is its failure
@@ -185,12 +161,12 @@ def default_failure_list(jobs_path: str | os.PathLike) -> Path:
 
 def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
     """The jobs of a JSONL jobs file that pass every check of the module doc, and a `Failure` for each line that
-    does not. Blank lines are skipped. Raises `inference.GenerationError` when the file cannot be read."""
+    does not. Blank lines are skipped. Raises `GenerationError` when the file cannot be read."""
     jobs_path = Path(jobs_path)
     try:
         lines = jobs_path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise inference.GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
+        raise GenerationError(f"{jobs_path}: cannot read the jobs file: {e}") from e
     root = jobs_root(jobs_path)
     jobs, failures = [], []
     writers: dict[tuple, tuple[int, str]] = {}  # `files.file_key` of an output -> the line and path that write it
@@ -206,10 +182,10 @@ def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
                     raise ValueError(f"{key} {path}: line {line} writes it too" + (f" (as {other})" if other != path
                                                                                    else ""))
             if job.annotations not in annotation_files:
-                annotation_files[job.annotations] = inference.read_annotations(job.annotations)
-            inference.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
-                                job.options.get("face_output"), job.options.get("reference_image"),
-                                job.options.get("videos_dir"))
+                annotation_files[job.annotations] = generation.read_annotations(job.annotations)
+            generation.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
+                                 job.options.get("face_output"), job.options.get("reference_image"),
+                                 job.options.get("videos_dir"))
         except ValueError as e:
             failures.append(Failure(number, _output_of(text, root), str(e)))
             continue
@@ -235,10 +211,11 @@ def _parse_job(text: str, number: int, root: Path) -> Job:
         raise ValueError(f"missing {', '.join(missing)}")
     unknown = sorted(set(fields) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise ValueError(f"unknown {', '.join(unknown)}; a job takes {', '.join(REQUIRED_KEYS + tuple(OPTIONAL_KEYS))}")
+        raise ValueError(f"unknown {', '.join(unknown)}; a job takes {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
     for key, value in fields.items():
-        if not _KINDS[key].accepts(value):
-            raise ValueError(f"{key} must be {_KINDS[key].need}, got {json.dumps(value)}")
+        if key in _RULES:
+            _RULES[key].check(key, value)
+    settings = GenerationSettings.from_keys({key: value for key, value in fields.items() if key in SETTING_KEYS})
     for key in _OUTPUT_KEYS:
         if key in fields and _climbs_out(fields[key]):
             raise ValueError(f"{key} {fields[key]}: leads out of the jobs file's folder {root}; relative outputs stay "
@@ -249,8 +226,8 @@ def _parse_job(text: str, number: int, root: Path) -> Job:
         if key in paths and not os.path.exists(paths[key]):
             raise ValueError(f"{key} {paths[key]}: no such file or folder")
     fields.update(paths)
-    options = {OPTIONAL_KEYS[key][1]: value for key, value in fields.items() if key in OPTIONAL_KEYS}
-    return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options)
+    options = {JOB_KEYS[key][1]: value for key, value in fields.items() if key in JOB_KEYS}
+    return Job(number, fields["model"], fields["annotations"], fields["video"], fields["output"], options, settings)
 
 
 def _resolve(path: str, root: Path) -> str:
@@ -323,7 +300,7 @@ def _loadable(jobs: list[Job], failures: list[Failure]) -> list[Job]:
     reasons = {}
     for model in sorted({job.model for job in jobs}):
         try:
-            inference.FaceModel.load(model)
+            FaceModel.load(model)
         except (ValueError, OSError) as e:
             reasons[model] = str(e)
     failures.extend(Failure(job.line, job.output, reasons[job.model]) for job in jobs if job.model in reasons)

@@ -1,10 +1,12 @@
-"""Where training runs: the distribution strategy over devices and workers, and the numeric precision of the layers."""
+"""Where TensorFlow runs: the distribution strategy over devices and workers for training, the numeric precision of
+the layers, and the CPU threads of processes that only generate."""
 from __future__ import annotations
 
 import contextlib
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -23,6 +25,22 @@ def configure_cpu_devices(count: int) -> None:
             f"train.num_cpu_devices={count}: TensorFlow's devices are already initialised in this process "
             f"({len(tf.config.list_logical_devices('CPU'))} logical CPU device(s)); create the Trainer before "
             "running any TensorFlow op, e.g. in a fresh process") from error
+
+
+def configure_cpu_threads() -> None:
+    """One inter-op thread where TensorFlow has no GPU, for processes that only generate (`experiments.generate`,
+    `experiments.evaluate`). A generator is a chain of ops: a second executor thread has nothing of its own to run and
+    only competes with the intra-op threads of each convolution (generator images/s at batch 8, cpu preset, 2 cores:
+    +6%; the paper's sizes: unchanged). Training keeps TF's default: its four updates do run side by side (a third
+    slower with one thread). Call before TensorFlow runs its first op; afterwards the pools are fixed and this only
+    logs."""
+    if tf.config.list_physical_devices("GPU"):
+        return
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        logging.info("TensorFlow already runs: its inter-op threads stay at %d",
+                     tf.config.threading.get_inter_op_parallelism_threads())
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -59,7 +59,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import keras
 import tensorflow as tf
@@ -151,7 +151,7 @@ class ServingModule(tf.Module):
     `tf.function` exported as `serving_default`; inference calls the same function on checkpoints, so an export and
     the Keras model it came from compute the same thing.
 
-    Compiled inference (`inference.FaceModel(compiled=True)`) calls `prepare` and then `compiled` with the signature's
+    Compiled inference (`face_model.FaceModel(compiled=True)`) calls `prepare` and then `compiled` with the signature's
     inputs and what `prepare` returned: `prepare` makes the input checks and, for a generator whose capabilities say
     `fits_spline`, fits its `spline` (TF's solve: XLA's took 10x as long); `compiled` is the rest of `serve` for a
     non-empty batch, under XLA (`jit_compile`). Neither is a signature, so TF Serving never compiles them."""
@@ -326,20 +326,13 @@ def next_version(export_dir: str | os.PathLike) -> int:
     return max(taken, default=0) + 1
 
 
-@dataclasses.dataclass(frozen=True)
-class TFLiteFile:
-    """A TFLite conversion of the serving graph (`tflite.convert`), written as `name` beside the SavedModel."""
-    name: str
-    quantize: str
-    content: bytes
-
-
 def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
-           version: int | None = None, convert_tflite: Callable[[ServingModule], TFLiteFile] | None = None) -> Path:
+           version: int | None = None, extra_files: Mapping[str, bytes] | None = None,
+           sidecar_entries: Mapping[str, Any] | None = None) -> Path:
     """Writes `generator` (trained with `config`) to `export_dir/<version>/` and returns that folder. `version`
-    defaults to the next free integer; an existing version is an error, never overwritten. With `convert_tflite`
-    (`tflite.export_model_dir`), the version also holds the TFLite conversion of the same serving graph, named in the
-    sidecar."""
+    defaults to the next free integer; an existing version is an error, never overwritten. `extra_files` (name ->
+    content) go into the version folder beside the SavedModel, and `sidecar_entries` into its sidecar beside the
+    entries written here (which they cannot replace), for what is built on an export (`tflite`)."""
     export_dir = Path(export_dir)
     files.check_output_folder(export_dir, "export_dir")
     version = next_version(export_dir) if version is None else version
@@ -355,12 +348,11 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     staging = files.temporary_folder(target)
     try:
         tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
-        metadata = {"format": "bigo_facegen.export/1", "signature": SIGNATURE, "inputs": list(spec.input_names),
-                    "outputs": list(spec.output_names), "spec": dataclasses.asdict(spec), "config": config.to_dict()}
-        if convert_tflite is not None:
-            converted = convert_tflite(module)
-            (staging / converted.name).write_bytes(converted.content)
-            metadata["tflite"] = {"file": converted.name, "quantize": converted.quantize}
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_bytes(content)
+        metadata = {**(sidecar_entries or {}), "format": "bigo_facegen.export/1", "signature": SIGNATURE,
+                    "inputs": list(spec.input_names), "outputs": list(spec.output_names),
+                    "spec": dataclasses.asdict(spec), "config": config.to_dict()}
         (staging / SIDECAR).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(staging, target)
     except BaseException:
@@ -414,11 +406,11 @@ class LoadedExport:
 
 @dataclasses.dataclass(frozen=True)
 class Sidecar:
-    """What an export version's `bigo_facegen.json` says: the serving spec, the training config, and the TFLite file
-    beside the SavedModel ({"file", "quantize"}, None without one)."""
+    """What an export version's `bigo_facegen.json` says: the serving spec, the training config, and all of it as
+    read (`metadata`), entries that others wrote beside them (`export`'s `sidecar_entries`) included."""
     spec: ServingSpec
     config: ExperimentConfig
-    tflite: dict | None
+    metadata: dict
 
 
 def read_sidecar(version_dir: Path) -> Sidecar:
@@ -429,7 +421,7 @@ def read_sidecar(version_dir: Path) -> Sidecar:
     try:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         return Sidecar(ServingSpec.from_sidecar(metadata["spec"]), ExperimentConfig.from_dict(metadata["config"]),
-                       metadata.get("tflite"))
+                       metadata)
     except (ValueError, KeyError, TypeError) as e:
         raise ExportError(f"{sidecar}: unreadable export metadata: {e}") from e
 

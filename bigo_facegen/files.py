@@ -78,6 +78,18 @@ def check_distinct(outputs: Mapping[str, str | os.PathLike | None],
         taken[key] = f"{name} {path}; one would overwrite the other"
 
 
+def check_output_files(outputs: Mapping[str, str | os.PathLike | None], suffixes: Iterable[str] = (),
+                       inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+    """Raises `OutputPathError` unless every one of `outputs` (name -> path; None or empty: absent) can be written
+    (`check_output_file` with `suffixes`) and they are different files, none of them one of `inputs` by any path
+    (`check_distinct`). Checks only: call it before the work."""
+    outputs = {name: path or None for name, path in outputs.items()}
+    for name, path in outputs.items():
+        if path is not None:
+            check_output_file(path, name, suffixes)
+    check_distinct(outputs, inputs or {})
+
+
 def check_output_folder(path: str | os.PathLike, name: str) -> None:
     """Raises `OutputPathError` unless `path` is a writable folder or one that can be created."""
     path = Path(path)

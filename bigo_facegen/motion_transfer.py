@@ -1,5 +1,5 @@
 """Motion transfer in keypoint space: a driving face's keypoint track turned into target annotations of another face
-(the source), in the source image's pixel coordinates, before any network runs; `inference.VideoGenerator` (any
+(the source), in the source image's pixel coordinates, before any network runs; `generation.VideoGenerator` (any
 `FaceModel`) or the piecewise-affine warp then makes the frames.
 
 Modes (those of first-order-model's `demo.py`):

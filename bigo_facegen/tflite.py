@@ -1,5 +1,6 @@
-"""TFLite: the export's serving graph converted for TFLite's interpreter (XNNPACK on CPU), and the runner that
-generation and evaluation load as they load a SavedModel.
+"""TFLite: the export's serving graph converted for TFLite's interpreter (XNNPACK on CPU), written into an export
+version beside its SavedModel (`export.export`'s extra files and sidecar entries: the export knows nothing of
+TFLite), and the runner that `face_model.FaceModel` loads as it loads a SavedModel.
 
     python -m experiments.export --model_dir=runs/cpu --export_dir=exports/face --format=tflite --quantize=int8
     # -> exports/face/<N>/{saved_model.pb, variables/, bigo_facegen.json, int8.tflite}
@@ -35,6 +36,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
@@ -46,6 +48,8 @@ from bigo_facegen.config import ExperimentConfig
 
 QUANTIZATIONS = ("none", "float16", "int8")
 FILE_NAMES = {"none": "float32.tflite", "float16": "float16.tflite", "int8": "int8.tflite"}
+# The export sidecar's entry naming the version's TFLite file: {"file": its name, "quantize": one of QUANTIZATIONS}.
+SIDECAR_ENTRY = "tflite"
 # Neither a TFLite builtin nor one of the TensorFlow operations the converter may keep for the Flex delegate.
 WITHOUT_TFLITE_KERNEL = frozenset({"MatrixSolve"})
 
@@ -59,8 +63,9 @@ def check_quantize(quantize: str) -> None:
         raise TFLiteError(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
 
 
-def convert(module: export.ServingModule, quantize: str) -> export.TFLiteFile:
-    """The TFLite conversion of `module.network` with the weights stored as `quantize` says."""
+def convert(module: export.ServingModule, quantize: str) -> bytes:
+    """The TFLite conversion of `module.network` (a `.tflite` file's bytes) with the weights stored as `quantize`
+    says."""
     check_quantize(quantize)
     network = module.network.get_concrete_function()
     # The converter keeps Keras 3's variables as TFLite resource variables, read at every call, which XNNPACK cannot
@@ -86,8 +91,16 @@ def convert(module: export.ServingModule, quantize: str) -> export.TFLiteFile:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    content = converter.convert()
-    return export.TFLiteFile(FILE_NAMES[quantize], quantize, content)
+    return converter.convert()
+
+
+def export_generator(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
+                     version: int | None = None, quantize: str = "none") -> Path:
+    """`export.export` with the TFLite conversion of the same serving graph (`quantize`) beside the SavedModel,
+    named in the sidecar (`SIDECAR_ENTRY`). Converted first: a generator that TFLite cannot run writes nothing."""
+    content = convert(export.ServingModule(generator, export.ServingSpec.from_config(config)), quantize)
+    return export.export(generator, config, export_dir, version, extra_files={FILE_NAMES[quantize]: content},
+                         sidecar_entries={SIDECAR_ENTRY: {"file": FILE_NAMES[quantize], "quantize": quantize}})
 
 
 def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None,
@@ -96,7 +109,7 @@ def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike
     check_quantize(quantize)  # before the checkpoint is loaded
     files.check_output_folder(export_dir, "export_dir")
     generator, config = load_generator(model_dir)
-    return export.export(generator, config, export_dir, version, lambda module: convert(module, quantize))
+    return export_generator(generator, config, export_dir, version, quantize)
 
 
 class TFLiteRunner:
@@ -142,9 +155,10 @@ def load(path: str | os.PathLike, threads: int | None = None) -> LoadedTFLite:
     if not path.is_file():
         raise TFLiteError(f"{path}: no such TFLite file")
     sidecar = export.read_sidecar(path.parent)
-    if sidecar.tflite is None or sidecar.tflite["file"] != path.name:
-        named = "no TFLite file" if sidecar.tflite is None else sidecar.tflite["file"]
+    entry = sidecar.metadata.get(SIDECAR_ENTRY)
+    if entry is None or entry["file"] != path.name:
+        named = "no TFLite file" if entry is None else entry["file"]
         raise TFLiteError(f"{path}: not the TFLite file of the export in {path.parent} (its {export.SIDECAR} names "
                           f"{named}); export one with `python -m experiments.export --format=tflite`")
     runner = TFLiteRunner(path, sidecar.spec, threads)
-    return LoadedTFLite(path, sidecar.spec, sidecar.config, sidecar.tflite["quantize"], runner.serve)
+    return LoadedTFLite(path, sidecar.spec, sidecar.config, entry["quantize"], runner.serve)

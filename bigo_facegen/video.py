@@ -80,6 +80,8 @@ CODECS = {
 MP4_OPTIONS = {"movflags": "+faststart"}
 # FFmpeg picks the MP4-family muxer by the suffix (mp4, ipod, mov); each takes both codecs.
 SUFFIXES = (".mp4", ".m4v", ".mov")
+# The BIGO release and the shared footage run at 25 fps; used when neither the video nor the caller says otherwise.
+DEFAULT_FPS = 25.0
 # Colour tags of what FFmpeg's RGB -> YUV conversion writes by default (ITU-R BT.601 matrix, limited range), so that
 # players convert back with the same matrix rather than guess one. The matrix is FFmpeg's AVCOL_SPC_SMPTE170M, which
 # PyAV names nowhere (its reformatter's Colorspace numbers swscale's matrices, another scale).

@@ -65,8 +65,8 @@ class Limits:
 def serve(model: str, examples: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           limits: Limits = Limits()) -> None:
     """Serves the demo at http://host:port until interrupted (Ctrl-C, or SIGTERM with `files.unwind_on_sigterm`),
-    then removes its temporary folder. `model` is as `inference.FaceModel.load` takes it, or `animate.WARP`;
-    `examples` a BIGO-layout folder (None: no example rows)."""
+    then removes its temporary folder. `model` names the method that makes the frames, as `methods.load` takes it
+    (a model, or `warp`); `examples` a BIGO-layout folder (None: no example rows)."""
     imported = [name for name in _FOLDER_CHOOSING_LIBRARIES if name in sys.modules]
     if imported:
         raise RuntimeError(f"web_demo.serve: {', '.join(imported)} already imported, with folders outside the "
@@ -75,13 +75,13 @@ def serve(model: str, examples: str | os.PathLike | None = None, host: str = DEF
     try:
         with _library_folders(folder):
             # Imported here, once the libraries' folders point into the demo's (see the module doc).
-            from bigo_facegen import animate, inference, web_demo_page
+            from bigo_facegen import distribution, methods, web_demo_page
 
-            inference.configure_cpu_threads()
-            face_model = animate.WARP if model == animate.WARP else inference.FaceModel.load(model)
+            distribution.configure_cpu_threads()
+            method = methods.load(model)
             served = folder / SERVED_FOLDER
             rows = web_demo_page.example_rows(examples, served / "examples") if examples is not None else []
-            page = web_demo_page.build_page(face_model, served / "results", rows, limits)
+            page = web_demo_page.build_page(method, served / "results", rows, limits)
             # No share link, server-side rendering (Node) or MCP endpoint, whatever Gradio's environment variables say.
             page.launch(server_name=host, server_port=port, share=False, max_file_size=int(limits.upload_mb * _MB),
                         prevent_thread_lock=True, ssr_mode=False, mcp_server=False, theme=web_demo_page.THEME)

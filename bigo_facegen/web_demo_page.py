@@ -23,7 +23,8 @@ from pathlib import Path
 import gradio as gr
 from absl import logging
 
-from bigo_facegen import animate, annotations, bigo_folder, files, inference, motion_transfer, video
+from bigo_facegen import animate, annotations, bigo_folder, files, motion_transfer, video
+from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 from bigo_facegen.web_demo import NOMINAL_FPS, Limits
 
@@ -59,8 +60,7 @@ class Result:
     stats: animate.AnimateStats
 
 
-def build_page(model: inference.FaceModel | str, results: Path, examples: list[list[str]],
-               limits: Limits) -> gr.Blocks:
+def build_page(method: Method, results: Path, examples: list[list[str]], limits: Limits) -> gr.Blocks:
     """The demo's page; each request's video is written into a new folder under `results`. Gradio deletes the files
     it was given or served (uploads, results; not the examples) `limits.keep_minutes` after they were made."""
     keep_seconds = max(1, round(limits.keep_minutes * 60))
@@ -91,7 +91,7 @@ def build_page(model: inference.FaceModel | str, results: Path, examples: list[l
                 raise _refusal("Give a source photo and a driving video (or pick an example) first.")
             try:
                 motion = MotionSettings(mode=mode_value, reference=reference_value)
-                result = animate_uploads(model, Upload.from_payload(source_payload),
+                result = animate_uploads(method, Upload.from_payload(source_payload),
                                          Upload.from_payload(driving_payload), motion, results, limits)
             # RequestError and MotionError (a mode or reference the page does not offer) are ValueErrors.
             except ValueError as e:
@@ -129,7 +129,7 @@ def _introduction(limits: Limits) -> str:
         f"deleted {limits.keep_minutes:g} minutes after they were made, and all of them when the demo stops.")
 
 
-def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: Upload, motion: MotionSettings,
+def animate_uploads(method: Method, source: Upload, driving: Upload, motion: MotionSettings,
                     results: Path, limits: Limits) -> Result:
     """Animates an uploaded photo with an uploaded video into a new folder under `results`. Raises RequestError,
     naming the uploads by their users' names, and leaves nothing behind."""
@@ -141,9 +141,9 @@ def animate_uploads(model: inference.FaceModel | str, source: Upload, driving: U
         # Scaled down before it is written: animate reads an image file, and the upload's name may not say it is one.
         files.write_png(source_image, animate.scale_down(video.read_image(source.path), limits.source_side))
         info = video.probe(driving.path)
-        fps = info.fps if info.fps > 0 else inference.DEFAULT_FPS
+        fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
         output = folder / "animated.mp4"
-        stats = animate.animate(model, source_image, driving.path, output, motion=motion,
+        stats = animate.animate(method, source_image, driving.path, output, motion=motion,
                                 max_frames=limits.driving_frames(fps), max_side=limits.source_side)
     # GenerationError, MotionError, VideoError, ImageError, OutputPathError are ValueErrors.
     except (ValueError, OSError) as e:

@@ -11,19 +11,20 @@ dlib finds the face and its 68 points on the source and on every driving frame (
 (`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export, a training
 model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's
 resolution (a source larger than `--max_side` pixels on a side is scaled down to it first, and the run says so) and
-the driver's frame rate. The driving file must be a video: an image is refused.
+the driver's frame rate. The driving file must be a video: an image is refused. A model makes and places its faces
+as the flags of `experiments.generate` of the same names say (`--fusion`, `--batch`, `--copy_threshold`, ...,
+`--tune_steps`: `experiments.generation_flags`).
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, files, inference, pretrained
-from bigo_facegen.fusion import FUSIONS
-from experiments import motion_flags  # --mode, --driving_reference, --smoothing
+from bigo_facegen import animate, distribution, files, methods, pretrained
+from experiments import generation_flags, motion_flags  # --fusion, --batch, ...; --mode, --driving_reference, ...
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
                     f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder, a training model_dir, or "
-                    f"{animate.WARP!r} (the source warped by the keypoints, no network).")
+                    f"{methods.WARP!r} (the source warped by the keypoints, no network).")
 flags.DEFINE_string("source", None, "The face to animate: an image file, or a video with --source_frame.",
                     required=True)
 flags.DEFINE_integer("source_frame", None, "With a video as --source: its frame (1-based) that is the source.",
@@ -33,30 +34,28 @@ flags.DEFINE_string("driving_annotations", None, "BIGO-layout annotation file ho
                     "(dlib's 68-point layout); default: dlib on every driving frame.")
 flags.DEFINE_string("output", None, "Output video (.mp4, .m4v or .mov).", required=True)
 flags.DEFINE_string("face_output", None, "Optional video of the face crops alone.")
-flags.DEFINE_enum("fusion", None, FUSIONS, "How a model's faces are put into the frame (as experiments.generate).")
-flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
 flags.DEFINE_integer("max_side", animate.DEFAULT_MAX_SIDE, "A source larger than this many pixels on a side is "
                      "scaled down to it (the output has the source's size); the run says so.", lower_bound=1)
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not --model=warp, not a .tflite file): faster once compiled, "
                   "but it compiles for seconds at the first batch of each size (as experiments.generate).")
-flags.adopt_module_key_flags(motion_flags)  # listed in --help like this module's own
+flags.adopt_module_key_flags(generation_flags)  # listed in --help like this module's own
+flags.adopt_module_key_flags(motion_flags)
 FLAGS = flags.FLAGS
 
 
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
         motion = motion_flags.settings()
-        options = {} if FLAGS.model == animate.WARP else {"fusion": FLAGS.fusion, "batch_size": FLAGS.batch}
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
                                 motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
-                                compiled=FLAGS.xla, **options)
-    # GenerationError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a missing dlib an
-    # ImportError.
+                                compiled=FLAGS.xla, settings=generation_flags.settings())
+    # GenerationError, SettingsError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a
+    # missing dlib an ImportError.
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, pretrained
+from bigo_facegen import distribution, files, pretrained
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.fusion import FUSIONS
 
@@ -44,7 +44,7 @@ flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (def
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
         path = report.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
                           max_frames_per_video=FLAGS.max_frames_per_video,

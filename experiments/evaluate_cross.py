@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, pretrained
+from bigo_facegen import distribution, files, pretrained
 from bigo_facegen.evaluation import cross_identity, protocol
 from experiments import motion_flags  # --mode, --driving_reference, --smoothing
 
@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
         motion = motion_flags.settings()
         path = cross_identity.run(FLAGS.methods, FLAGS.data, FLAGS.output, split=FLAGS.split,

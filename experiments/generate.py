@@ -15,8 +15,8 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import files, inference, pretrained
-from bigo_facegen.fusion import BORDERS, DEFAULT_FEATHER, FILLS, FUSIONS
+from bigo_facegen import distribution, files, generation, pretrained
+from experiments import generation_flags  # --fusion, --border, --fill, --copy_threshold, --batch, --tune_steps, ...
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
                     f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder (base or version), its "
@@ -30,43 +30,25 @@ flags.DEFINE_string("reference", None, "Reference image (a frame of the video's 
 flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose box and keypoints describe the reference; "
                      "default: the first frame with a face.")
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
-flags.DEFINE_enum("fusion", None, FUSIONS, "shift: move the whole reference frame; segment: move only the person "
-                  "(GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed at the "
-                  "frame border (a warp-style model's face then goes in only where it painted); flow: as warp, but "
-                  "a warp-style model's own flow moves the frame inside the face box. Default: warp for models that "
-                  "repaint, shift for the others.")
-flags.DEFINE_enum("border", "replicate", sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
-flags.DEFINE_enum("fill", "inpaint", FILLS, "segment fusion: how to fill the background behind the person.")
-flags.DEFINE_float("copy_threshold", inference.DEFAULT_COPY_THRESHOLD,
-                   "Copy the reference face where the mean keypoint distance to the reference, as a fraction of the "
-                   "face crop side, is below this (0: always generate).")
-flags.DEFINE_bool("color_transfer", True, "Match generated faces to the reference's colours (Reinhard, Lab).")
-flags.DEFINE_float("feather", DEFAULT_FEATHER, "Soft edge of the pasted face, as a fraction of the crop side.")
-flags.DEFINE_integer("batch", 8, "Faces generated per model call.", lower_bound=1)
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not a .tflite file): faster once compiled, but it compiles "
                   "for seconds at the first batch of each size, so it pays off in long videos (see benchmarks/README).")
 flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
 flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.", lower_bound=1)
-flags.DEFINE_integer("tune_steps", 0, "One-shot tuning: fine-tune the generator for this many steps on augmented "
-                     "copies of the reference face before generating (0: off; needs a training model_dir).",
-                     lower_bound=0)
-flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "
-                   "optimizer.generator_lr).")
+flags.adopt_module_key_flags(generation_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS
 
 
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
-        stats = inference.generate_from_annotations(
+        stats = generation.generate_from_annotations(
             FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,
             reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
-            fps=FLAGS.fps, max_frames=FLAGS.max_frames, fusion=FLAGS.fusion, border=FLAGS.border, fill=FLAGS.fill,
-            copy_threshold=FLAGS.copy_threshold, color_transfer=FLAGS.color_transfer, feather=FLAGS.feather,
-            batch_size=FLAGS.batch, tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr, compiled=FLAGS.xla)
-    except (ValueError, OSError) as e:  # GenerationError, AnnotationError, VideoError, ExportError are ValueErrors
+            fps=FLAGS.fps, max_frames=FLAGS.max_frames, compiled=FLAGS.xla, settings=generation_flags.settings())
+    # GenerationError, SettingsError, AnnotationError, VideoError, ExportError are ValueErrors
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.generated} generated, {stats.copied} copied from the "
           f"reference, {stats.repeated} repeated where no face was annotated)"

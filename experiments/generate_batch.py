@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import batch_generation, beam_pipelines, files, inference
+from bigo_facegen import batch_generation, beam_pipelines, distribution, files
 
 flags.DEFINE_string("jobs", None, "JSONL file, one job per line; relative paths in it are its folder's, and relative "
                     "outputs stay inside that folder.", required=True)
@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 @files.entry_point
 def main(argv):
     del argv
-    inference.configure_cpu_threads()
+    distribution.configure_cpu_threads()
     try:
         options = beam_pipelines.parse(FLAGS.beam_pipeline_options)
         summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, FLAGS.runner)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from bigo_facegen import bigo_folder, config as config_lib, data, dlib_face, export, files, inference
+from bigo_facegen import bigo_folder, config as config_lib, data, dlib_face, export, files, generation
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.training import Trainer
 
@@ -63,8 +63,8 @@ def main(argv):
     # The first video of the evaluation's own test split: a person by the same rule the training split used.
     unseen = protocol.load_cases(eval_data, split="test")[0].video
     movie = output / f"{bigo_folder.video_id(unseen)}.mp4"
-    inference.generate_from_annotations(export_dir, eval_data / bigo_folder.ANNOTATIONS_FILE, unseen.video, movie,
-                                        face_output=output / f"{bigo_folder.video_id(unseen)}_face.mp4")
+    generation.generate_from_annotations(export_dir, eval_data / bigo_folder.ANNOTATIONS_FILE, unseen.video, movie,
+                                         face_output=output / f"{bigo_folder.video_id(unseen)}_face.mp4")
 
     logging.info("4/4 evaluating the model and the baselines on the synthetic test split")
     overall = {}

@@ -13,9 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import animate, annotate, annotations, config, files, inference, motion_transfer, video
+from bigo_facegen import animate, annotate, annotations, config, files, methods, motion_transfer, video
 from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation
+from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,18 +44,18 @@ def photo(real_faces_dir, tmp_path_factory):
 def model():
     cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
                                                  "model.conv_dim": 8, "model.res_blocks": 1})
-    return inference.FaceModel.from_generator(registry.build_generator(cfg.model, SIZE, 68), cfg)
+    return FaceModel.from_generator(registry.build_generator(cfg.model, SIZE, 68), cfg)
 
 
 def test_a_photo_driven_by_another_persons_clip(photo, real_faces_dir, tmp_path):
     path, frame = photo
     out, face = tmp_path / "out.mp4", tmp_path / "face.mp4"
-    stats = animate.animate(animate.WARP, path, real_faces_dir / "videos" / DRIVER, out, face_output=face,
+    stats = animate.animate(methods.WARP, path, real_faces_dir / "videos" / DRIVER, out, face_output=face,
                             max_frames=4, progress=False)
     assert (stats.frames, stats.lost) == (4, 0)
     written = video.probe(out)
     assert (written.width, written.height, written.frame_count, written.fps) == (224, 200, 4, 25.0)
-    assert video.probe(face).width == animate.WARP_FACE_SIZE
+    assert video.probe(face).width == methods.CLASSICAL_FACE_SIZE
     frames = video.read_all(out)
     # Relative motion from the driver's first frame: the first output frame is the photo itself (up to mp4 coding).
     assert np.abs(frames[0].astype(int) - frame.astype(int)).mean() < 3.0
@@ -66,9 +68,10 @@ def test_a_video_frame_as_source_and_driving_keypoints_from_a_file(model, dev, r
                                                      for f in dev[DRIVER].frames[:6]])
     annotations.dump([entry], tmp_path / "annotations.json")
     out, face = tmp_path / "out.mp4", tmp_path / "face.mp4"
-    stats = animate.animate(model, real_faces_dir / "videos" / SOURCE_CLIP, real_faces_dir / "videos" / DRIVER,
+    method = methods.ModelMethod(model, GenerationSettings(copy_threshold=0.0))
+    stats = animate.animate(method, real_faces_dir / "videos" / SOURCE_CLIP, real_faces_dir / "videos" / DRIVER,
                             out, face_output=face, source_frame=30, driving_annotations=tmp_path / "annotations.json",
-                            max_frames=5, copy_threshold=0.0, progress=False)
+                            max_frames=5, progress=False)
     assert (stats.frames, stats.lost) == (5, 2)
     assert video.probe(out).frame_count == 5 and video.probe(face).width == SIZE
     frames = video.read_all(out)
@@ -81,7 +84,7 @@ def test_lost_driving_frames_make_frames_like_the_last_found_one(photo, dev):
     source = annotate.annotate_frame(frame, 1)
     track = [dev[DRIVER].frames[0], dev[DRIVER].frames[5], FrameAnnotation(index=3)]
     targets = motion_transfer.transfer(source, (224, 200), track, (256, 256), 25.0)
-    made = [f for f, _ in animate.make_frames(animate.WARP, frame, source, targets)]
+    made = [r.frame for r in methods.Warp().frames(frame, source, targets)]
     np.testing.assert_array_equal(made[2], made[1])
     assert not np.array_equal(made[1], made[0])
 
@@ -116,7 +119,7 @@ def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_p
         (dict(compiled=True), "'warp' is the classical warp, not a network: there is nothing to compile"),
     ]
     for changes, message in cases:
-        args = dict(model=animate.WARP, source=photo[0], driving=driver, output=out, max_frames=2, progress=False)
+        args = dict(method=methods.WARP, source=photo[0], driving=driver, output=out, max_frames=2, progress=False)
         with pytest.raises(ValueError, match=message):
             animate.animate(**{**args, **changes})
     assert os.listdir(tmp_path) == ["inputs"]
@@ -146,7 +149,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(photo, real_faces
          f"face_output {track}: is the same file as the input driving_annotations {track}"),
     ]
     for changes, message in cases:
-        args = dict(model=tmp_path / "no_model", source=photo[0], driving=driver, output=tmp_path / "out.mp4",
+        args = dict(method=tmp_path / "no_model", source=photo[0], driving=driver, output=tmp_path / "out.mp4",
                     progress=False)
         with pytest.raises(files.OutputPathError) as error:
             animate.animate(**{**args, **changes})
@@ -164,8 +167,8 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(photo, real_faces
 
 def test_max_frames_below_one_is_refused(photo, real_faces_dir, tmp_path):
     for max_frames in (0, -48):
-        with pytest.raises(inference.GenerationError) as error:
-            animate.animate(animate.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
+        with pytest.raises(GenerationError) as error:
+            animate.animate(methods.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
                             max_frames=max_frames, progress=False)
         assert str(error.value) == f"max_frames must be at least 1 (or absent: every frame), got {max_frames}"
     assert os.listdir(tmp_path) == []

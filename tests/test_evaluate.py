@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations
-from bigo_facegen.evaluation import baselines, conditions, protocol, report
+from bigo_facegen import annotations, methods
+from bigo_facegen.evaluation import conditions, protocol, report
 from bigo_facegen.files import OutputPathError
 
 CLIPS = ("dpe_s.mp4", "mead_W011_neutral.mp4")
@@ -47,7 +47,7 @@ def copy_run(tiny_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def small_evaluation(tiny_dir):
     """The copy baseline on one target per video: an `Evaluation` to write reports of."""
-    return protocol.evaluate(tiny_dir, {"copy": baselines.copy_method}, split="all", max_frames_per_video=1,
+    return protocol.evaluate(tiny_dir, {"copy": methods.Copy()}, split="all", max_frames_per_video=1,
                              samples_per_video=1, progress=False)
 
 
@@ -128,12 +128,12 @@ def test_frame_limit_and_stride_select_the_targets(tiny_dir):
 
 def test_a_model_is_evaluated_through_inference(tiny_dir):
     from bigo_facegen import config as config_lib
-    from bigo_facegen.inference import FaceModel
+    from bigo_facegen.face_model import FaceModel
     from bigo_facegen.models.registry import build_generator
 
     cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "data.image_size": 64})
     generator = build_generator(cfg.model, cfg.data.image_size, 68)
-    method = protocol.model_method(FaceModel.from_generator(generator, cfg))
+    method = methods.ModelMethod(FaceModel.from_generator(generator, cfg))
     evaluation = protocol.evaluate(tiny_dir, {"model": method}, split="all", max_frames_per_video=1,
                                    samples_per_video=1, progress=False)
     scores = [s for v in evaluation.videos for s in v.scores["model"]]

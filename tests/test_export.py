@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import (annotations, checkpoints, config, export, files, geometry, inference, keypoints, pretrained,
-                          training, video)
+from bigo_facegen import annotations, checkpoints, config, export, files, geometry, keypoints, pretrained, training, video
+from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.models import registry
 from bigo_facegen.models.contract import Capabilities
 from tests.older_exports import older_copy
@@ -249,8 +249,8 @@ def test_warp_style_generators_also_take_the_reference_keypoints(warp_export, re
     generated = served["generated"].numpy().astype(np.float32)
     assert np.abs(generated - (expected["image"].numpy() + 1.0) * 127.5).max() <= 0.5 + 1e-3
     np.testing.assert_allclose(served["repaint"], expected["repaint"], atol=1e-5)
-    model = inference.FaceModel.load(export_dir)
-    with pytest.raises(inference.GenerationError, match="needs the reference points"):
+    model = FaceModel.load(export_dir)
+    with pytest.raises(GenerationError, match="needs the reference points"):
         model.generate(crops, rows[..., :2], rows[..., 2])
 
 
@@ -303,22 +303,22 @@ def test_face_model_loads_export_and_model_dir_alike(exported, trained, real_bat
     export_dir, _ = exported
     model_dir, _, _ = trained
     crops, rows = real_batch
-    from_export = inference.FaceModel.load(export_dir)
-    from_checkpoint = inference.FaceModel.load(model_dir)
+    from_export = FaceModel.load(export_dir)
+    from_checkpoint = FaceModel.load(model_dir)
     assert from_export.image_size == from_checkpoint.image_size == SIZE
     assert from_export.num_points == from_checkpoint.num_points == 68
     a = from_export.generate(crops, rows[..., :2], rows[..., 2])
     b = from_checkpoint.generate(crops, rows[..., :2], rows[..., 2])
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-    with pytest.raises(inference.GenerationError, match=r"target points must be \(3, 68, 2\)"):
+    with pytest.raises(GenerationError, match=r"target points must be \(3, 68, 2\)"):
         from_export.generate(crops, rows[:, :60, :2], rows[:, :60, 2])
 
 
 def test_loading_something_else_fails_clearly(tmp_path):
-    with pytest.raises(inference.GenerationError, match="no such model"):
-        inference.FaceModel.load(tmp_path / "missing")
-    with pytest.raises(inference.GenerationError, match="neither an export"):
-        inference.FaceModel.load(tmp_path)
+    with pytest.raises(GenerationError, match="no such model"):
+        FaceModel.load(tmp_path / "missing")
+    with pytest.raises(GenerationError, match="neither an export"):
+        FaceModel.load(tmp_path)
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
     with pytest.raises(export.ExportError, match="no bigo_facegen.json"):
@@ -354,8 +354,8 @@ def test_compiled_inference_gives_the_faces_of_serving_default(exported, warp_ex
     the spline it is given; an export written before compiled inference is refused."""
     crops, rows = real_batch
     for version_dir in (exported[1], warp_export[1]):
-        plain = inference.FaceModel.load(version_dir)
-        compiled = inference.FaceModel.load(version_dir, compiled=True)
+        plain = FaceModel.load(version_dir)
+        compiled = FaceModel.load(version_dir, compiled=True)
         for reference in (crops[:1], crops):
             args = (reference, rows[..., :2], rows[..., 2], rows[:len(reference), :, :2], rows[:len(reference), :, 2])
             expected, got = plain.run(*args), compiled.run(*args)
@@ -383,9 +383,9 @@ def test_compiled_inference_gives_the_faces_of_serving_default(exported, warp_ex
     assert np.abs(fitted - unmoved).max() > 1.0  # the faces moved: the spline given is the one used
 
     old = older_copy(warp_export[1], tmp_path / "old", without=("compiled", "fits_spline"))
-    assert not inference.FaceModel.load(old).spec.compiled
-    with pytest.raises(inference.GenerationError, match="predates compiled inference; export its model_dir again"):
-        inference.FaceModel.load(old, compiled=True)
+    assert not FaceModel.load(old).spec.compiled
+    with pytest.raises(GenerationError, match="predates compiled inference; export its model_dir again"):
+        FaceModel.load(old, compiled=True)
 
 
 def test_the_shipped_export_refuses_what_its_signature_would_cast_and_serves_as_before():

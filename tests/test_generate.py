@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, config, export, fusion, geometry, inference, video
+from bigo_facegen import annotations, config, export, fusion, generation, geometry, video
 from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
+from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.files import OutputPathError
+from bigo_facegen.generation_settings import GenerationSettings
 from tests import bad_images
 from tests.older_exports import older_copy
 
@@ -33,7 +35,7 @@ def _tiny_model(layout="ibug68", num_points=68):
 
 @pytest.fixture(scope="module")
 def model():
-    return inference.FaceModel.from_generator(*_tiny_model())
+    return FaceModel.from_generator(*_tiny_model())
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +55,9 @@ def test_video_from_a_real_reference_and_keypoint_sequence(model, clip, real_fac
     entry, path, frames = clip
     info = video.probe(path)
     out, face_out = tmp_path / "out.mp4", tmp_path / "face.mp4"
-    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, out,
-                                                face_output=face_out, max_frames=10, copy_threshold=0.0,
-                                                progress=False)
+    stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, out,
+                                                 face_output=face_out, max_frames=10, progress=False,
+                                                 settings=GenerationSettings(copy_threshold=0.0))
     assert (stats.frames, stats.generated, stats.copied, stats.repeated) == (10, 10, 0, 0)
     written = video.probe(out)
     assert (written.width, written.height, written.frame_count) == (info.width, info.height, 10)
@@ -73,12 +75,12 @@ def test_video_from_a_real_reference_and_keypoint_sequence(model, clip, real_fac
 
 def test_nearly_unchanged_keypoints_copy_the_reference(model, clip):
     entry, _, frames = clip
-    maker = inference.VideoGenerator(model, frames[0], entry.frames[0])
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0])
     assert type(maker.fusion) is fusion.ShiftFusion  # the default for stargan models
     frame, face = maker.generate_frame(entry.frames[0])
     np.testing.assert_array_equal(frame, frames[0])  # the reference's own keypoints: the frame comes back untouched
     np.testing.assert_array_equal(face, maker.reference.crop)
-    always = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0)
+    always = generation.VideoGenerator(model, frames[0], entry.frames[0], GenerationSettings(copy_threshold=0.0))
     kinds = [r.kind for r in always.generate_frames(entry.frames[:3])]
     assert kinds == ["generated"] * 3
     assert maker.keypoint_distance(maker.reference.points, maker.reference.flags) == 0.0
@@ -88,7 +90,8 @@ def test_frames_without_a_face_repeat_the_last_output(model, clip):
     entry, _, frames = clip
     first, third = entry.frames[2], entry.frames[4]
     targets = [FrameAnnotation(index=1), first, FrameAnnotation(index=3), third, FrameAnnotation(index=5)]
-    maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                      GenerationSettings(copy_threshold=0.0, batch_size=2))
     results = list(maker.generate_frames(targets))
     assert [r.kind for r in results] == ["repeated", "generated", "repeated", "generated", "repeated"]
     np.testing.assert_array_equal(results[0].frame, frames[0])  # before any face: the reference frame
@@ -99,8 +102,10 @@ def test_frames_without_a_face_repeat_the_last_output(model, clip):
 
 def test_batching_does_not_change_the_frames(model, clip):
     entry, _, frames = clip
-    one = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=1)
-    four = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+    one = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                    GenerationSettings(copy_threshold=0.0, batch_size=1))
+    four = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                     GenerationSettings(copy_threshold=0.0, batch_size=4))
     for a, b in zip(one.generate_frames(entry.frames[:6]), four.generate_frames(entry.frames[:6])):
         assert np.abs(a.frame.astype(int) - b.frame.astype(int)).max() <= 1
 
@@ -119,8 +124,9 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
             sent.append({name: np.shape(value) for name, value in inputs.items()})
             return loaded.serve(**inputs)
 
-        model = inference.FaceModel(serve, loaded.spec, loaded.config, str(version_dir))
-        maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=4)
+        model = FaceModel(serve, loaded.spec, loaded.config, str(version_dir))
+        maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                          GenerationSettings(copy_threshold=0.0, batch_size=4))
         shares = loaded.spec.capabilities.shares_reference
         results[shares] = [r.frame for r in maker.generate_frames(entry.frames[:4])]
         crops = 1 if shares else 4
@@ -130,16 +136,17 @@ def test_one_reference_crop_goes_with_each_batch_and_a_crop_per_target_to_older_
 
 
 def test_segment_fusion_video(model, clip, real_faces_dir, tmp_path):
-    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "s.mp4",
-                                                max_frames=4, fusion="segment", border="reflect", fill="nearest",
-                                                progress=False)
+    stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "s.mp4",
+                                                 max_frames=4, progress=False, settings=GenerationSettings(
+                                                     fusion="segment", border="reflect", fill="nearest"))
     assert stats.frames == 4 and video.probe(tmp_path / "s.mp4").frame_count == 4
 
 
 def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
     entry, _, frames = clip
     # On the reference's own keypoints the warp moves nothing: away from the pasted face, the reference frame.
-    maker = inference.VideoGenerator(model, frames[0], entry.frames[0], fusion="warp", copy_threshold=0.0)
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                      GenerationSettings(fusion="warp", copy_threshold=0.0))
     frame, _ = maker.generate_frame(entry.frames[0])
     cx, cy, side = geometry.square_box(entry.frames[0].bbox)  # what the face crop covers
     ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]
@@ -147,8 +154,9 @@ def test_warp_fusion_video(model, clip, real_faces_dir, tmp_path):
     outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
     assert outside.mean() > 0.2
     np.testing.assert_array_equal(frame[outside], frames[0][outside])
-    stats = inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "w.mp4",
-                                                max_frames=4, fusion="warp", progress=False)
+    stats = generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP, tmp_path / "w.mp4",
+                                                 max_frames=4, progress=False,
+                                                 settings=GenerationSettings(fusion="warp"))
     assert stats.frames == 4 and video.probe(tmp_path / "w.mp4").frame_count == 4
 
 
@@ -156,9 +164,9 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     entry, _, frames = clip
     cfg = config.override(_tiny_model()[1], {"model.generator.type": "warp_refine"})
     generator = registry.build_generator(cfg.model, SIZE, 68)
-    model = inference.FaceModel.from_generator(generator, cfg)
+    model = FaceModel.from_generator(generator, cfg)
     reference, target = entry.frames[0], entry.frames[8]
-    warped = inference.VideoGenerator(model, frames[0], reference, copy_threshold=0.0)
+    warped = generation.VideoGenerator(model, frames[0], reference, GenerationSettings(copy_threshold=0.0))
     assert isinstance(warped.fusion, fusion.WarpFusion)  # a warp-style model's default
     background = warped.fusion.background(target.bbox, target.points, target.flags)
 
@@ -167,7 +175,8 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     np.testing.assert_array_equal(frame, background)  # the full-resolution warp, not the 32-px crop
     # The flow fusion: the full-resolution reference frame moved by the generator's flow in the face box, by the
     # keypoints around it.
-    flowing = inference.VideoGenerator(model, frames[0], reference, fusion="flow", copy_threshold=0.0)
+    flowing = generation.VideoGenerator(model, frames[0], reference,
+                                        GenerationSettings(fusion="flow", copy_threshold=0.0))
     points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, SIZE))
     flow = model.run(flowing.reference.crop[None], points[None], target.flags[None], flowing.reference.points[None],
                      flowing.reference.flags[None])[export.FLOW_OUTPUT][0]
@@ -178,8 +187,8 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
     outside = np.maximum(np.abs(xs - cx), np.abs(ys - cy)) > side / 2 + side / SIZE
     np.testing.assert_array_equal(moved[outside], background[outside])
     assert np.abs(moved.astype(int) - background.astype(int))[~outside].mean() > 0.1
-    shifted, _ = inference.VideoGenerator(model, frames[0], reference, fusion="shift",
-                                          copy_threshold=0.0).generate_frame(target)
+    shifted, _ = generation.VideoGenerator(model, frames[0], reference, GenerationSettings(
+        fusion="shift", copy_threshold=0.0)).generate_frame(target)
     assert np.abs(shifted.astype(int) - background.astype(int)).mean() > 1.0  # other fusions paste the whole crop
 
     generator.repaint_head.bias.assign([30.0])  # one that paints everything: pasted as a whole face
@@ -189,8 +198,8 @@ def test_warp_style_faces_go_into_the_warped_frame_only_where_painted(clip):
 
 def test_generation_processes_use_one_executor_thread_on_cpu():
     # A fresh process: TensorFlow's thread pools are fixed once it runs.
-    code = ("import tensorflow as tf; from bigo_facegen import inference; inference.configure_cpu_threads(); "
-            "tf.constant(1.0) + 1.0; inference.configure_cpu_threads(); "
+    code = ("import tensorflow as tf; from bigo_facegen import distribution; distribution.configure_cpu_threads(); "
+            "tf.constant(1.0) + 1.0; distribution.configure_cpu_threads(); "
             "print(tf.config.threading.get_inter_op_parallelism_threads(), len(tf.config.list_logical_devices('GPU')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     inter_op, gpus = map(int, out.stdout.split())
@@ -199,7 +208,7 @@ def test_generation_processes_use_one_executor_thread_on_cpu():
 
 def test_gaps_in_the_annotations_become_faceless_frames():
     entry = VideoAnnotation("v.mp4", "videos/v.mp4", [FrameAnnotation(index=2), FrameAnnotation(index=4)])
-    assert [(f.index, f.has_face) for f in inference.frame_sequence(entry)] == [(1, False), (2, False), (3, False),
+    assert [(f.index, f.has_face) for f in generation.frame_sequence(entry)] == [(1, False), (2, False), (3, False),
                                                                                  (4, False)]
 
 
@@ -211,15 +220,15 @@ def test_bad_inputs_are_reported_clearly(model, clip, real_faces_dir, tmp_path):
     def generate(**kwargs):
         args = dict(model=model, annotations_path=annotations_path, video_name=CLIP, output=tmp_path / "o.mp4",
                     max_frames=3, progress=False)
-        return inference.generate_from_annotations(**{**args, **kwargs})
+        return generation.generate_from_annotations(**{**args, **kwargs})
 
-    with pytest.raises(inference.GenerationError, match="no such annotation file"):
+    with pytest.raises(GenerationError, match="no such annotation file"):
         generate(annotations_path=tmp_path / "missing.json")
-    with pytest.raises(inference.GenerationError, match=r"no video 'nope'; the file has 39 videos"):
+    with pytest.raises(annotations.AnnotationError, match=r"no video 'nope'; the file has 39 videos"):
         generate(video_name="nope")
-    with pytest.raises(inference.GenerationError, match=r"68 keypoints per face, but .* bigo106 layout \(106 points\)"):
-        generate(model=inference.FaceModel.from_generator(*_tiny_model("bigo106", 106)))
-    with pytest.raises(inference.GenerationError, match="no such video; give --reference"):
+    with pytest.raises(GenerationError, match=r"68 keypoints per face, but .* bigo106 layout \(106 points\)"):
+        generate(model=FaceModel.from_generator(*_tiny_model("bigo106", 106)))
+    with pytest.raises(GenerationError, match="no such video; give --reference"):
         generate(videos_dir=tmp_path)
     with pytest.raises(video.ImageError, match="no such image file"):
         generate(reference_image=tmp_path / "missing.png")
@@ -232,9 +241,9 @@ def test_bad_inputs_are_reported_clearly(model, clip, real_faces_dir, tmp_path):
         generate(reference_image=huge)
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), np.zeros((100, 120, 3), np.uint8))
-    with pytest.raises(inference.GenerationError, match="reference image is 120x100, but .* 256x256"):
+    with pytest.raises(GenerationError, match="reference image is 120x100, but .* 256x256"):
         generate(reference_image=small)
-    with pytest.raises(inference.GenerationError, match="frame 500 has no face annotation"):
+    with pytest.raises(GenerationError, match="frame 500 has no face annotation"):
         generate(reference_index=500)
     assert not (tmp_path / "o.mp4").exists()
 
@@ -243,16 +252,16 @@ def test_empty_keypoint_sequence_is_rejected(model, tmp_path):
     faceless = tmp_path / "annotations.json"
     annotations.dump([VideoAnnotation("12001.mp4", "videos/12001.mp4",
                                       [FrameAnnotation(index=1), FrameAnnotation(index=2)])], faceless)
-    with pytest.raises(inference.GenerationError, match="no frame with a face: the keypoint sequence is empty"):
-        inference.generate_from_annotations(model, faceless, "12001", tmp_path / "o.mp4", progress=False)
+    with pytest.raises(GenerationError, match="no frame with a face: the keypoint sequence is empty"):
+        generation.generate_from_annotations(model, faceless, "12001", tmp_path / "o.mp4", progress=False)
 
 
 def test_reference_box_outside_the_image_is_rejected(model, clip):
     entry, _, frames = clip
     far = FrameAnnotation(1, entry.frames[0].bbox + np.array([1000, 0, 0, 0], np.float32), entry.frames[0].points,
                           entry.frames[0].flags)
-    with pytest.raises(inference.GenerationError, match="lies outside the 256x256 image"):
-        inference.VideoGenerator(model, frames[0], far)
+    with pytest.raises(GenerationError, match="lies outside the 256x256 image"):
+        generation.VideoGenerator(model, frames[0], far)
 
 
 # --- the entry point -----------------------------------------------------------------------------------------------
@@ -285,8 +294,8 @@ def test_outputs_are_checked_before_anything_is_loaded(real_faces_dir, tmp_path)
 
     def generate(output, face_output=None):
         # A model that does not exist: the output check must fail first.
-        inference.generate_from_annotations(tmp_path / "no_model", real_faces_dir / "annotations.json", CLIP, output,
-                                            face_output=face_output, progress=False)
+        generation.generate_from_annotations(tmp_path / "no_model", real_faces_dir / "annotations.json", CLIP, output,
+                                             face_output=face_output, progress=False)
 
     with pytest.raises(OutputPathError, match=f"^output {tmp_path / 'taken.mp4'}: is an existing folder"):
         generate(tmp_path / "taken.mp4")
@@ -304,7 +313,7 @@ def test_outputs_are_checked_before_anything_is_loaded(real_faces_dir, tmp_path)
 
 def test_face_output_equal_to_output_is_rejected_by_the_generator(model, clip, tmp_path):
     entry, _, frames = clip
-    maker = inference.VideoGenerator(model, frames[0], entry.frames[0])
+    maker = generation.VideoGenerator(model, frames[0], entry.frames[0])
     with pytest.raises(OutputPathError, match="is the same file as output"):
         maker.generate_video(entry.frames[:2], tmp_path / "o.mp4", 25.0, face_output=tmp_path / "o.mp4",
                              progress=False)
@@ -340,7 +349,7 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(clip, real_faces_
         args = dict(model=tmp_path / "no_model", annotations_path=real_faces_dir / "annotations.json",
                     video_name=CLIP, output=tmp_path / "out.mp4", videos_dir=videos, progress=False)
         with pytest.raises(OutputPathError) as error:
-            inference.generate_from_annotations(**{**args, **changes})
+            generation.generate_from_annotations(**{**args, **changes})
         assert str(error.value) == f"{message}; writing it would destroy that input"
     assert sorted(os.listdir(tmp_path)) == ["hard.mp4", "linked", "reference.mp4", "soft.mp4", "videos"]
     assert os.listdir(videos) == [f"{CLIP}.mp4"]
@@ -360,9 +369,9 @@ def test_generate_entry_point_refuses_to_overwrite_its_video(exported, real_face
 
 def test_max_frames_below_one_is_refused(model, real_faces_dir, exported, tmp_path):
     for max_frames in (0, -48):
-        with pytest.raises(inference.GenerationError) as error:
-            inference.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP,
-                                                tmp_path / "o.mp4", max_frames=max_frames, progress=False)
+        with pytest.raises(GenerationError) as error:
+            generation.generate_from_annotations(model, real_faces_dir / "annotations.json", CLIP,
+                                                 tmp_path / "o.mp4", max_frames=max_frames, progress=False)
         assert str(error.value) == f"max_frames must be at least 1 (or absent: every frame), got {max_frames}"
     done = _run_generate(exported, real_faces_dir, f"--output={tmp_path / 'o.mp4'}", "--max_frames=-48")
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -391,6 +400,17 @@ def test_generate_entry_point_rejects_bad_outputs(exported, real_faces_dir, tmp_
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message.format(d=tmp_path)]
     assert sorted(os.listdir(tmp_path)) == ["notes", "taken"] and os.listdir(tmp_path / "taken") == ["old.mp4"]
     assert (tmp_path / "taken" / "old.mp4").read_bytes() == b"kept" and (tmp_path / "notes").read_text() == "kept"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--batch=0", "error: batch must be an integer of at least 1, got 0"),
+    ("--copy_threshold=nan", "error: copy_threshold must be a finite number, got NaN"),
+], ids=["batch", "copy_threshold"])
+def test_generate_entry_point_rejects_bad_settings_before_any_work(exported, real_faces_dir, tmp_path, flag, message):
+    done = _run_generate(exported, real_faces_dir, f"--output={tmp_path / 'o.mp4'}", flag)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message]
+    assert os.listdir(tmp_path) == []
 
 
 def test_generate_killed_by_sigterm_leaves_no_temporary_video(exported, real_faces_dir, tmp_path):

@@ -13,7 +13,9 @@ import numpy as np
 import psutil
 import pytest
 
-from bigo_facegen import batch_generation, config, export, fusion, inference, video
+from bigo_facegen import batch_generation, config, export, fusion, generation, video
+from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +67,8 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
     reason = (f"{annotations}: no video 'no_such_clip'; the file has 39 videos: dpe_d.mp4, dpe_s.mp4, "
               f"eamm_disgusted.mp4, eamm_fear.mp4, eamm_surprised.mp4, lp_d0.mp4, lp_d10.mp4, lp_d12.mp4, "
               f"lp_d13.mp4, lp_d19.mp4, ...")
-    with pytest.raises(inference.GenerationError) as not_loaded:
-        inference.FaceModel.load(tmp_path)
+    with pytest.raises(GenerationError) as not_loaded:
+        FaceModel.load(tmp_path)
     not_a_model = str(not_loaded.value)
     assert f"error: {jobs_file}: line 3: {reason}\nerror: {jobs_file}: line 4: {not_a_model}\n" in done.stderr
     assert done.stdout.endswith(f"{jobs_file}: 4 jobs (relative paths from {tmp_path}): 2 generated, 0 skipped "
@@ -79,8 +81,8 @@ def test_bad_jobs_fail_alone_and_a_rerun_does_what_is_left(exports, real_faces_d
     assert video.probe(out / "lp_d0_face.mp4").frame_count == FRAMES
     # The same video as the one-job API gives, from the same export and options.
     single = tmp_path / "single.mp4"
-    inference.generate_from_annotations(inference.FaceModel.load(exports[0]), annotations, "dpe_d", single,
-                                        max_frames=FRAMES, copy_threshold=0, progress=False)
+    generation.generate_from_annotations(FaceModel.load(exports[0]), annotations, "dpe_d", single, max_frames=FRAMES,
+                                         progress=False, settings=GenerationSettings(copy_threshold=0))
     batch_frames, single_frames = video.read_all(out / "dpe_d.mp4"), video.read_all(single)
     assert batch_frames.shape == single_frames.shape == (FRAMES, 256, 256, 3)
     assert np.abs(batch_frames.astype(int) - single_frames.astype(int)).mean() < 0.5

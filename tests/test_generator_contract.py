@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import checkpoints, config, export, inference, keypoints, losses, video
+from bigo_facegen import checkpoints, config, export, generation, keypoints, losses, video
 from bigo_facegen.config_rules import GeneratorSection, at_least
+from bigo_facegen.face_model import FaceModel
+from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.models import registry
 from bigo_facegen.models.contract import Capabilities, GeneratorSpec, from_unit, generator_inputs, to_unit
 from bigo_facegen.training import Trainer
@@ -131,8 +133,9 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
     assert np.abs(difference).max() <= 0.5 + 1e-3
 
     out = tmp_path / "out.mp4"
-    stats = inference.generate_from_annotations(version_dir, real_faces_dir / "annotations.json", "dpe_d", out,
-                                                max_frames=3, copy_threshold=0.0, progress=False)
+    stats = generation.generate_from_annotations(version_dir, real_faces_dir / "annotations.json", "dpe_d", out,
+                                                 max_frames=3, progress=False,
+                                                 settings=GenerationSettings(copy_threshold=0.0))
     assert (stats.frames, stats.generated) == (3, 3)
     assert video.probe(out).frame_count == 3
-    assert inference.FaceModel.load(version_dir).default_fusion == "shift"
+    assert FaceModel.load(version_dir).default_fusion == "shift"

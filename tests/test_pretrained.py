@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import inference, pretrained, video
+from bigo_facegen import methods, pretrained, video
 from bigo_facegen.evaluation import protocol, report
+from bigo_facegen.face_model import FaceModel
 
 REPO = Path(__file__).resolve().parents[1]
 # The card's table of the small fixed subset: `| metric | value |` rows under this heading.
@@ -42,8 +43,9 @@ def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
         socket.socket.connect = socket.socket.connect_ex = refuse
         socket.create_connection = socket.getaddrinfo = refuse
         import numpy as np
-        from bigo_facegen import inference, pretrained
-        model = inference.FaceModel.load(pretrained.NAME)
+        from bigo_facegen import pretrained
+        from bigo_facegen.face_model import FaceModel
+        model = FaceModel.load(pretrained.NAME)
         size, points = model.image_size, model.num_points
         crops = np.full((1, size, size, 3), 128, np.uint8)
         rng = np.random.default_rng(0)
@@ -57,14 +59,14 @@ def test_the_shipped_model_loads_from_the_package_with_the_network_cut_off():
     source, generator, *shape = done.stdout.split()
     assert Path(source).resolve().is_relative_to(Path(pretrained.__file__).resolve().parent)
     assert generator == "warp_refine"
-    model = inference.FaceModel.load(pretrained.NAME)
+    model = FaceModel.load(pretrained.NAME)
     assert " ".join(shape) == f"(1, {model.image_size}, {model.image_size}, 3) uint8"
 
 
 def test_the_shipped_model_scores_what_its_card_says_on_the_small_fixed_subset(real_faces_dir):
     settings, figures = card_subset()
     assert set(figures) == set(TOLERANCE), figures
-    method = protocol.model_method(inference.FaceModel.load(pretrained.NAME))
+    method = methods.ModelMethod(FaceModel.load(pretrained.NAME))
     evaluation = protocol.evaluate(real_faces_dir, {"model": method}, split=settings["split"],
                                    max_frames_per_video=int(settings["max_frames_per_video"]),
                                    frame_stride=int(settings["frame_stride"]), progress=False)

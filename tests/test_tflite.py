@@ -1,5 +1,4 @@
 """TFLite export: the converted serving graph beside the SavedModel, loaded like it, its faces on real dev crops."""
-import functools
 import json
 import shutil
 import subprocess
@@ -9,9 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import config, export, inference, tflite
+from bigo_facegen import config, export, tflite
+from bigo_facegen.face_model import FaceModel
 from bigo_facegen.models import registry
-from tests.test_export import SIZE, real_batch, trained  # noqa: F401  (fixtures)
+from tests import test_export
+from tests.test_export import SIZE
+
+# test_export's fixtures, shared: pytest finds a fixture by its name in the test's module.
+trained, real_batch = test_export.trained, test_export.real_batch
 
 # int8 (dynamic range) against the SavedModel: mean absolute difference in pixel levels on the real crops. Weights are
 # rounded to 255 levels per output channel and each convolution's input to 255 levels of its own range per call, so
@@ -26,8 +30,8 @@ def tflite_exports(trained, tmp_path_factory):
     """One export version per quantization of the tiny stargan."""
     _, cfg, generator = trained
     export_dir = tmp_path_factory.mktemp("tflite_exports")
-    return {quantize: export.export(generator, cfg, export_dir, convert_tflite=functools.partial(
-        tflite.convert, quantize=quantize)) for quantize in tflite.QUANTIZATIONS}
+    return {quantize: tflite.export_generator(generator, cfg, export_dir, quantize=quantize)
+            for quantize in tflite.QUANTIZATIONS}
 
 
 def _faces(model, crops, rows):
@@ -46,10 +50,10 @@ def test_each_version_holds_the_saved_model_and_its_tflite_file(tflite_exports):
 
 def test_tflite_faces_match_the_saved_model_on_real_crops(tflite_exports, real_batch):
     crops, rows = real_batch
-    expected = _faces(inference.FaceModel.load(tflite_exports["none"]), crops, rows)
+    expected = _faces(FaceModel.load(tflite_exports["none"]), crops, rows)
     errors = {}
     for quantize, version_dir in tflite_exports.items():
-        model = inference.FaceModel.load(version_dir / tflite.FILE_NAMES[quantize])
+        model = FaceModel.load(version_dir / tflite.FILE_NAMES[quantize])
         assert (model.image_size, model.num_points, model.source) == (SIZE, 68, str(version_dir / tflite.FILE_NAMES[
             quantize]))
         errors[quantize] = np.abs(_faces(model, crops, rows) - expected).mean()
@@ -121,7 +125,7 @@ def test_a_tflite_file_the_sidecar_does_not_name_is_refused(tflite_exports, tmp_
         tflite.load(version_dir / "int8.tflite")
     (version_dir / "float16.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(tflite.TFLiteError, match="float16.tflite: not a readable TFLite model"):
-        inference.FaceModel.load(version_dir / "float16.tflite")
+        FaceModel.load(version_dir / "float16.tflite")
 
 
 def test_warp_refine_is_refused_naming_what_tflite_lacks(tmp_path):
@@ -130,7 +134,7 @@ def test_warp_refine_is_refused_naming_what_tflite_lacks(tmp_path):
                                                   "model.res_blocks": 1})
     generator = registry.build_generator(cfg.model, SIZE, 68)
     with pytest.raises(tflite.TFLiteError, match="MatrixSolve"):
-        export.export(generator, cfg, tmp_path, convert_tflite=lambda module: tflite.convert(module, "none"))
+        tflite.export_generator(generator, cfg, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 

@@ -1,5 +1,6 @@
 """One-shot reference tuning on a real reference face: it fits the reference, never changes the loaded model, and
 works from `experiments.generate` and the evaluation protocol."""
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, config, export, inference, tuning, video
+from bigo_facegen import annotations, config, export, generation, methods, tuning, video
+from bigo_facegen.face_model import FaceModel, GenerationError
+from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.models import registry
-from bigo_facegen.evaluation import protocol
 
 SIZE = 32
 CLIP = "dpe_d"
@@ -33,7 +35,7 @@ def clip(real_faces_dir):
 
 @pytest.fixture(scope="module")
 def model():
-    return inference.FaceModel.from_generator(*_tiny())
+    return FaceModel.from_generator(*_tiny())
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def model_dir(tmp_path_factory):
 
 def _reference(model, clip):
     entry, frames = clip
-    return inference.Reference.from_frame(frames[0], entry.frames[0], model.image_size)
+    return generation.Reference.from_frame(frames[0], entry.frames[0], model.image_size)
 
 
 # An untrained warp_refine is already the warp, which nearly reproduces a moved copy: less is left to gain, at the
@@ -56,7 +58,7 @@ def _reference(model, clip):
 @pytest.mark.parametrize("generator, learning_rate, kept", [("stargan", 2e-3, 0.8), ("warp_refine", 5e-4, 0.95)])
 def test_tuning_lowers_the_l1_on_augmented_copies_of_the_reference(generator, learning_rate, kept, clip):
     keras.utils.set_random_seed(0)
-    face_model = inference.FaceModel.from_generator(*_tiny(generator))
+    face_model = FaceModel.from_generator(*_tiny(generator))
     reference = _reference(face_model, clip)
     settings = tuning.TuneSettings(steps=40, learning_rate=learning_rate, batch_size=4)
     # Held-out copies: other draws than the tuning's own.
@@ -93,12 +95,13 @@ def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
     entry, frames = clip
     own = [w.copy() for w in model.generator.get_weights()]
     targets = entry.frames[1:5]
-    plain = [r.face for r in inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0,
-                                                      batch_size=2).generate_frames(targets)]
-    tuned_maker = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2,
-                                           tune_steps=5, tune_lr=1e-3)
+    untuned = GenerationSettings(copy_threshold=0.0, batch_size=2)
+    plain = [r.face for r in generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                                       untuned).generate_frames(targets)]
+    tuned_maker = generation.VideoGenerator(model, frames[0], entry.frames[0],
+                                            dataclasses.replace(untuned, tune_steps=5, tune_lr=1e-3))
     # An untuned maker interleaved with the tuned one sees the loaded weights.
-    interleaved = inference.VideoGenerator(model, frames[0], entry.frames[0], copy_threshold=0.0, batch_size=2)
+    interleaved = generation.VideoGenerator(model, frames[0], entry.frames[0], untuned)
     tuned, again = [], []
     for a, b in zip(tuned_maker.generate_frames(targets), interleaved.generate_frames(targets)):
         tuned.append(a.face)
@@ -112,21 +115,21 @@ def test_a_tuned_sequence_leaves_the_loaded_model_as_it_was(model, clip):
 def test_exports_cannot_be_tuned(clip, tmp_path):
     entry, frames = clip
     generator, cfg = _tiny()
-    exported = inference.FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
-    with pytest.raises(inference.GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
-        inference.VideoGenerator(exported, frames[0], entry.frames[0], tune_steps=3)
-    with pytest.raises(inference.GenerationError, match="is an export"):
-        protocol.model_method(exported, tune_steps=3)
+    exported = FaceModel.load(export.export(generator, cfg, tmp_path / "export"))
+    with pytest.raises(GenerationError, match="is an export: a SavedModel cannot be fine-tuned"):
+        generation.VideoGenerator(exported, frames[0], entry.frames[0], GenerationSettings(tune_steps=3))
+    with pytest.raises(GenerationError, match="is an export"):
+        methods.ModelMethod(exported, GenerationSettings(tune_steps=3))
 
 
 def test_evaluation_method_tunes_once_per_reference(model, clip, monkeypatch):
     entry, frames = clip
-    method = protocol.model_method(model, fusion="warp", batch_size=2, tune_steps=3)
-    first = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    method = methods.ModelMethod(model, GenerationSettings(fusion="warp", batch_size=2, tune_steps=3))
+    first = [r.frame for r in method.frames(frames[0], entry.frames[0], entry.frames[1:4])]
     tuner_calls = []
     tune = model.tuner.tune
     monkeypatch.setattr(model.tuner, "tune", lambda *args: tuner_calls.append(args) or tune(*args))
-    again = list(method(frames[0], entry.frames[0], entry.frames[1:4]))
+    again = [r.frame for r in method.frames(frames[0], entry.frames[0], entry.frames[1:4])]
     assert tuner_calls == []  # the contact sheet's second call reuses the tuned maker
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert first[0].shape == frames[0].shape
@@ -150,7 +153,7 @@ def test_the_runs_perceptual_network_joins_the_loss(clip):
     from bigo_facegen.models.perceptual import PerceptualNetwork
 
     generator, cfg = _tiny()
-    reference = _reference(inference.FaceModel.from_generator(generator, cfg), clip)
+    reference = _reference(FaceModel.from_generator(generator, cfg), clip)
     settings = tuning.TuneSettings(steps=2, batch_size=2)
     plain = tuning.ReferenceTuner(generator, cfg).tune(reference.crop, reference.points, reference.flags, settings)
     with_features = tuning.ReferenceTuner(generator, cfg)

@@ -1,7 +1,8 @@
 """Evaluation: the challenge protocol (first frame = reference) x a method (a model, `copy` or `warp`) x the dlib
 judge, written as results.json / results.md / plots / contact sheets.
 
-    from bigo_facegen.evaluation import baselines, protocol, report
-    evaluation = protocol.evaluate("../shared/data/real_faces/dev", {"warp": baselines.warp_method})
+    from bigo_facegen import methods
+    from bigo_facegen.evaluation import protocol, report
+    evaluation = protocol.evaluate("../shared/data/real_faces/dev", {"warp": methods.load("warp")})
     report.write_report(evaluation, "runs/eval_warp")
 """

@@ -7,7 +7,7 @@ first face frame of a clip of person A) driven by a clip of another person B, ov
 Pairs (`make_pairs`): each clip of the split drives `sources_per_driver` sources, the first face frames of clips of
 other persons (taken in turn from the clip after the driver's, by name, so that drivers get different sources). The
 driving track is the clip's first `max_frames` frames, consecutive, as `animate` would read them; `motion_transfer`
-turns it into the source's targets, the same for every method (`protocol.Method`: `copy` the source as it is, `warp`
+turns it into the source's targets, the same for every method (`methods.Method`: `copy` the source as it is, `warp`
 the piecewise-affine warp of the source by the targets, and any model: an export or a training model_dir).
 
 There is no true frame, so the scores are the judge's alone. dlib finds the face and its 68 points on each output
@@ -40,15 +40,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotate, dlib_face, files, inference, motion_transfer, video
+from bigo_facegen import annotate, dlib_face, files, generation, methods as methods_lib, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
-from bigo_facegen.evaluation import baselines, metrics, protocol
+from bigo_facegen.evaluation import metrics, protocol
 from bigo_facegen.keypoints import IBUG68
+from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 
 # dlib's face descriptors of one person lie closer than this (dlib's own threshold, 99.38% on LFW).
 SAME_PERSON_DISTANCE = 0.6
-BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method}
 SUMMARY = ("identity_distance", "identity_kept", "motion_error", "jitter_ratio", "frames", "judged")
 _TITLES = {"identity_distance": "identity dist", "identity_kept": f"identity < {SAME_PERSON_DISTANCE}",
            "motion_error": "motion error", "jitter_ratio": "jitter / driver's", "frames": "frames",
@@ -99,7 +99,7 @@ def make_pairs(cases: Sequence[protocol.Case], sources_per_driver: int | None = 
     return pairs
 
 
-def evaluate(data_dir: str | os.PathLike, methods: dict[str, protocol.Method], split: str = "test",
+def evaluate(data_dir: str | os.PathLike, methods: dict[str, Method], split: str = "test",
              sources_per_driver: int | None = 1, max_frames: int = 50, motion: MotionSettings = MotionSettings(),
              sheet_pairs: int = 3, samples: int = 4, progress: bool = True) -> list[PairResult]:
     """Every method on every pair (see the module doc)."""
@@ -119,12 +119,12 @@ def evaluate(data_dir: str | os.PathLike, methods: dict[str, protocol.Method], s
     return results
 
 
-def _evaluate_pair(pair: Pair, methods: dict[str, protocol.Method], max_frames: int, motion: MotionSettings,
+def _evaluate_pair(pair: Pair, methods: dict[str, Method], max_frames: int, motion: MotionSettings,
                    samples: int, bar) -> PairResult:
-    source_image = _frame(pair.source.path, pair.source.reference.index)
+    source_image = video.read_frame(pair.source.path, pair.source.reference.index)
     source = pair.source.reference
     driver_info = video.probe(pair.driver.path)
-    track = inference.frame_sequence(pair.driver.video)[:max_frames]
+    track = generation.frame_sequence(pair.driver.video)[:max_frames]
     source_size, driver_size = (source_image.shape[1], source_image.shape[0]), (driver_info.width,
                                                                                 driver_info.height)
     targets = motion_transfer.transfer(source, source_size, track, driver_size, driver_info.fps, motion)
@@ -137,7 +137,7 @@ def _evaluate_pair(pair: Pair, methods: dict[str, protocol.Method], max_frames: 
     scores = {}
     for name, method in methods.items():
         judged = []
-        for position, frame in enumerate(method(source_image, source, targets)):
+        for position, frame in enumerate(result.frame for result in method.frames(source_image, source, targets)):
             face = annotate.annotate_frame(frame, targets[position].index)
             judged.append((face.points, dlib_face.descriptor(frame, face.points) if face.has_face else None))
             if position in rows:
@@ -173,10 +173,6 @@ def _interocular(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[IBUG68.left_eye_outer] - points[IBUG68.right_eye_outer]))
 
 
-def _frame(path: Path, index: int) -> np.ndarray:
-    return next(itertools.islice(video.read_frames(path), index - 1, None))
-
-
 def summarize(results: list[PairResult], method: str) -> dict:
     """A method's means over the frames of `results` (see the module doc; jitter_ratio is the output's mean jitter
     over the drivers' mean jitter); a metric no frame could be judged on is None."""
@@ -202,14 +198,13 @@ def summarize(results: list[PairResult], method: str) -> dict:
 def run(method_names: Sequence[str], data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "test",
         sources_per_driver: int | None = 1, max_frames: int = 50, motion: MotionSettings = MotionSettings(),
         sheet_pairs: int = 3, samples: int = 4, progress: bool = True) -> Path:
-    """The library function behind `experiments.evaluate_cross`: `method_names` are `copy`, `warp` or model paths
-    (an export or a training model_dir, named by their path); writes the report to `output_dir` (checked first) and
-    returns the path of its results.json."""
+    """The library function behind `experiments.evaluate_cross`: `method_names` are those `methods.load` takes
+    (`copy`, `warp`, or a model: an export or a training model_dir, named by its path); writes the report to
+    `output_dir` (checked first) and returns the path of its results.json."""
     _check_output_dir(output_dir)
     if not method_names:
         raise ValueError("no method to evaluate: give copy, warp or a model path")
-    methods = {name: BASELINES[name] if name in BASELINES else protocol.model_method(name)
-               for name in dict.fromkeys(method_names)}
+    methods = {name: methods_lib.load(name) for name in dict.fromkeys(method_names)}
     results = evaluate(data, methods, split, sources_per_driver, max_frames, motion, sheet_pairs, samples, progress)
     settings = {"data": str(data), "split": split, "sources_per_driver": sources_per_driver,
                 "max_frames": max_frames, "motion": dataclasses.asdict(motion),

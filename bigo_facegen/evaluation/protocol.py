@@ -1,7 +1,8 @@
 """The challenge's evaluation protocol: one reference frame per video, every later annotated frame a target.
 
 For each video the first annotated frame with a face is the reference; every later face frame is a target. A
-*method* turns (reference frame, reference annotation, target annotations) into one full generated frame per target;
+method (`methods.Method`: copy, warp or a model) makes one full frame per target from the reference frame and its
+annotation;
 each generated frame is scored against the true one (`metrics`: PSNR and SSIM on the full frame and on the target's
 face crop) and by the dlib judge (`judges`: identity and keypoint error). Identity
 accuracy: each generated frame is assigned to the person of the nearest reference descriptor among all evaluated
@@ -15,21 +16,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotations as annotations_lib
-from bigo_facegen import bigo_folder, keypoints, video as video_lib
+from bigo_facegen import annotations as annotations_lib, bigo_folder, keypoints, video as video_lib
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.bigo_folder import ANNOTATIONS_FILE
 from bigo_facegen.evaluation import metrics
 from bigo_facegen.evaluation.judges import DlibJudge
+from bigo_facegen.methods import Method
 
-# A method: (reference frame, reference annotation, target annotations) -> one generated RGB frame per target.
-Method = Callable[[np.ndarray, FrameAnnotation, Sequence[FrameAnnotation]], Iterable[np.ndarray]]
 # The name under which the true target frames are scored as if generated: the judge's floor.
 TRUTH = "truth"
 SPLITS = bigo_folder.SPLITS
@@ -128,7 +127,7 @@ def strided(items: list, limit: int | None) -> list:
     return items[::math.ceil(len(items) / limit)][:limit]
 
 
-def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all",
+def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str = "all",
              max_frames_per_video: int | None = None, frame_stride: int = 1, samples_per_video: int = 4,
              sample_methods: dict[str, Method] | None = None, progress: bool = True) -> Evaluation:
     """Runs every method (and `TRUTH`, if named with a None method) over the videos of `data_dir`.
@@ -158,19 +157,13 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method], split: str = "all
     return Evaluation(Path(data_dir), layout, list(methods), results, settings)
 
 
-def _read_frame(case: Case, index: int) -> np.ndarray:
-    for i, frame in enumerate(video_lib.read_frames(case.path), start=1):
-        if i == index:
-            return frame
-    raise video_lib.VideoError(f"{case.path}: has no frame {index}")
-
-
 def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
                        ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray | None]]:
     """(descriptors (R, 128), their persons, each video's own reference descriptor or None)."""
     own: dict[str, np.ndarray | None] = {}
     for case in tqdm(cases, desc="references", unit="video", disable=not progress):
-        own[case.video.video] = judge.judge(_read_frame(case, case.reference.index), case.reference).descriptor
+        reference_frame = video_lib.read_frame(case.path, case.reference.index)
+        own[case.video.video] = judge.judge(reference_frame, case.reference).descriptor
     judged = [c for c in cases if own[c.video.video] is not None]
     descriptors = np.stack([own[c.video.video] for c in judged]) if judged else np.zeros((0, 128), np.float32)
     return descriptors, [c.identity for c in judged], own
@@ -195,7 +188,7 @@ def _score_method(case: Case, frames: np.ndarray, method: Method | None, judge: 
 def _generated(case: Case, frames: np.ndarray, method: Method | None) -> Iterable[np.ndarray]:
     if method is None:
         return (frames[t.index - 1] for t in case.targets)
-    return method(frames[case.reference.index - 1], case.reference, case.targets)
+    return (result.frame for result in method.frames(frames[case.reference.index - 1], case.reference, case.targets))
 
 
 def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
@@ -259,29 +252,3 @@ def summarize(scores: list[FrameScore]) -> dict:
         "frames": len(scores),
         "identity_frames": len(judged),
     }
-
-
-def model_method(model, fusion: str | None = None, batch_size: int = 8, tune_steps: int = 0,
-                 tune_lr: float | None = None) -> Method:
-    """A trained model (a `bigo_facegen.inference.FaceModel`, or the path of an export or model_dir) as a method:
-    its faces fused into the frame the way `experiments.generate` does (same `VideoGenerator` defaults), after
-    `tune_steps` of one-shot tuning on each reference (`bigo_facegen.tuning`; model_dirs only)."""
-    from bigo_facegen import inference
-
-    if not isinstance(model, inference.FaceModel):
-        model = inference.FaceModel.load(model)
-    if tune_steps:
-        model.check_tunable()  # fail now, not after the first video
-    options = {"fusion": fusion, "batch_size": batch_size, "tune_steps": tune_steps, "tune_lr": tune_lr}
-    last: list = []  # (reference annotation, reference frame, maker) of the last call
-
-    def generate(reference_frame, reference, targets):
-        # The contact-sheet samples come back for the same reference: reuse its maker (its tuning, its matte).
-        if last and last[0] is reference and np.array_equal(last[1], reference_frame):
-            maker = last[2]
-        else:
-            maker = inference.VideoGenerator(model, reference_frame, reference, **options)
-            last[:] = [reference, reference_frame, maker]
-        return (result.frame for result in maker.generate_frames(targets))
-
-    return generate

@@ -31,12 +31,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bigo_facegen import files, keypoints
+from bigo_facegen import files, keypoints, methods as methods_lib
 from bigo_facegen.annotations import TIERS
-from bigo_facegen.evaluation import baselines, conditions, protocol
+from bigo_facegen.evaluation import conditions, protocol
 from bigo_facegen.evaluation.protocol import METRICS, Evaluation, Sample, VideoResult
+from bigo_facegen.generation_settings import GenerationSettings
 
-BASELINES = {"copy": baselines.copy_method, "warp": baselines.warp_method, protocol.TRUTH: None}
 SYNTHETIC = "synthetic"
 RESULTS = "results.json"
 # The entries of a report folder, and whether each is a folder.
@@ -56,27 +56,24 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
         max_frames_per_video: int | None = None, frame_stride: int = 1, with_truth: bool = False,
         fusion: str | None = None, samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
         progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
-    """Evaluates `model` (`copy`, `warp`, `truth`, or an export / training model_dir) on `data` (`synthetic` or a
-    BIGO-layout folder) and writes the report to `output_dir`; returns the path of results.json. A model's faces are
-    fused by `fusion` (default: the model's own, `inference.FaceModel.default_fusion`), after `tune_steps` of
-    one-shot tuning on each reference (`tuning`, model_dirs only). The `warp` baseline fills the contact sheets'
-    baseline column; `with_truth` also scores the true frames (the judge's floor). `output_dir` is checked before
-    the evaluation starts."""
+    """Evaluates `model` (`truth`, or a method `methods.load` takes: `copy`, `warp`, an export or a training
+    model_dir) on `data` (`synthetic` or a BIGO-layout folder) and writes the report to `output_dir`; returns the
+    path of results.json. A model's faces are fused by `fusion` (default: the model's own,
+    `face_model.FaceModel.default_fusion`), after `tune_steps` of one-shot tuning on each reference (`tuning`,
+    model_dirs only). The `warp` method fills the contact sheets' baseline column; `with_truth` also scores the true
+    frames (the judge's floor). `output_dir` is checked before the evaluation starts."""
     check_output_dir(output_dir)
+    settings = GenerationSettings(fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
-    if model in BASELINES:
-        methods = {model: BASELINES[model]}
-        label = model
+    method = None if model == protocol.TRUTH else methods_lib.load(model, settings)
+    if method is None or method.model is None:
+        methods, label = {model: method}, model
     else:
-        from bigo_facegen import inference
-
-        face_model = inference.FaceModel.load(model)
-        fusion = fusion or face_model.default_fusion
-        methods = {"model": protocol.model_method(face_model, fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)}
-        label = f"model {model}"
+        fusion = fusion or method.model.default_fusion
+        methods, label = {"model": method}, f"model {model}"
     if with_truth and protocol.TRUTH not in methods:
         methods[protocol.TRUTH] = None
-    samples = {} if "warp" in methods else {"warp": baselines.warp_method}
+    samples = {} if methods_lib.WARP in methods else {methods_lib.WARP: methods_lib.Warp()}
     evaluation = protocol.evaluate(data_dir, methods, split=split, max_frames_per_video=max_frames_per_video,
                                    frame_stride=frame_stride, samples_per_video=samples_per_video,
                                    sample_methods=samples, progress=progress)

@@ -5,7 +5,7 @@ downloaded."""
 from importlib import resources
 from pathlib import Path
 
-# The model name that means this model wherever a model is asked for (`inference.FaceModel.load`, the --model flags).
+# The model name that means this model wherever a model is asked for (`face_model.FaceModel.load`, the --model flags).
 NAME = "pretrained"
 # The export version folder (saved_model.pb, variables/, bigo_facegen.json) inside this package.
 MODEL_FOLDER = "real_faces"
@@ -13,7 +13,7 @@ CARD_FILE = "MODEL_CARD.md"
 
 
 def path() -> Path:
-    """The shipped model's export folder, as `inference.FaceModel.load` takes it."""
+    """The shipped model's export folder, as `face_model.FaceModel.load` takes it."""
     return Path(str(resources.files(__package__) / MODEL_FOLDER))
 
 
