@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import tensorflow as tf
 from absl import app, flags, logging
 
 from bigo_facegen import config as configs, data, files
@@ -32,6 +33,8 @@ from bigo_facegen.checkpoints import ModelDirError
 from bigo_facegen.training import Trainer, TrainingDiverged
 
 FLAGS = flags.FLAGS
+# Crops from this side up (the `paper` preset's 224 px) take seconds a step on a CPU: said before a run starts there.
+GPU_SIZED_CROP = 160
 flags.DEFINE_enum("tier", None, sorted(configs.TIER_SETS),
                   "Tier set to train on (each tier's model also sees the tier below it; `all` = every tier). "
                   "Default: the preset's (hard).")
@@ -65,6 +68,9 @@ def resolve_config() -> configs.ExperimentConfig:
     }
     config = configs.override(configs.preset(FLAGS.preset), flag_values)
     config = configs.override(config, dict(configs.parse_override(text) for text in FLAGS.config_override))
+    if config.data.image_size >= GPU_SIZED_CROP and not tf.config.list_physical_devices("GPU"):
+        print(f"note: {config.data.image_size}-px crops (the {FLAGS.preset} preset's sizes) are sized for GPUs; on this "
+              f"machine's CPU a step takes seconds: --preset=cpu_warp or --preset=real suit a CPU", file=sys.stderr)
     check_dataset(config.data.dataset)
     return data.resolve_config(config)
 

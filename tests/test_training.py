@@ -688,6 +688,15 @@ def test_entry_point_refuses_bad_input_before_any_work(tmp_path, data_arg, overr
     assert not model_dir.exists()
 
 
+def test_entry_point_says_when_a_gpu_sized_preset_runs_on_a_cpu(tmp_path):
+    """`--preset=paper` alone (224-px crops) on this CPU: a note says what suits a CPU, before the first refusal."""
+    done = run_entry_point("--data=/nonexistent", f"--model_dir={tmp_path / 'run'}")
+    assert_refused(done, "--data (data.dataset) /nonexistent: no such folder")
+    assert ("note: 224-px crops (the paper preset's sizes) are sized for GPUs; on this machine's CPU a step takes "
+            "seconds: --preset=cpu_warp or --preset=real suit a CPU") in done.stderr
+    assert "sized for GPUs" not in run_entry_point("--preset=cpu", "--data=/nonexistent").stderr
+
+
 def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     folder, tfds_dir = bigo_folder
     model_dir = tmp_path / "run"
