@@ -697,6 +697,18 @@ def test_entry_point_says_when_a_gpu_sized_preset_runs_on_a_cpu(tmp_path):
     assert "sized for GPUs" not in run_entry_point("--preset=cpu", "--data=/nonexistent").stderr
 
 
+@pytest.mark.skipif(Path("/proc/driver/nvidia/version").exists(), reason="a machine with an NVIDIA driver")
+def test_a_machine_without_a_gpu_is_not_greeted_by_tensorflows_cuda_error(tmp_path):
+    """TensorFlow's wheel logs "failed call to cuInit: ... CUDA error" as it lists the devices of a machine with no
+    NVIDIA driver; an entry point that lists them (the GPU-sized preset's note) says nothing of CUDA's failure."""
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "experiments.train", "--data=/nonexistent",
+                           f"--model_dir={tmp_path / 'run'}"], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert "sized for GPUs" in done.stderr  # the devices were listed
+    assert "cuInit" not in done.stderr and "CUDA error" not in done.stderr, done.stderr
+
+
 def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     folder, tfds_dir = bigo_folder
     model_dir = tmp_path / "run"
