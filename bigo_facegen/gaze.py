@@ -283,11 +283,13 @@ class GazePainter:
         origin = np.array([left, top], np.float64)
         soft = _soft_inside(ring - origin, shape, max(self.settings.feather * frame.unit, 0.5))
         inside = (soft > 0).astype(np.uint8)
-        # Where the output shows the photo's iris: moved as the eye's points moved (the warp moves it so, nearly).
-        to_output = _fit_affine(iris.points, eye_points)
-        old = to_output[:, :2] @ iris.centre + to_output[:, 2] - origin
-        old_radius = iris.radius * iris.scale * np.sqrt(abs(np.linalg.det(to_output[:, :2])))
-        erase = (_disk(shape, old, old_radius * self.settings.erase) > 0) & (inside > 0)
+        # Where the output shows the photo's iris: its disk moved as the eye's points moved (the warp moves it so,
+        # nearly; an eye opened wider stretches it).
+        to_photo = _fit_affine(eye_points - origin, iris.points)
+        ys, xs = np.mgrid[:shape[0], :shape[1]]
+        from_centre = xs[..., None] * to_photo[:, 0] + ys[..., None] * to_photo[:, 1] + to_photo[:, 2] - iris.centre
+        erase = (np.hypot(from_centre[..., 0], from_centre[..., 1]) < self.settings.erase * iris.radius * iris.scale
+                 ) & (inside > 0)
         region = out[top:bottom, left:right]
         eye = _refill(region, inside, erase).astype(np.float32)
         # The wanted centre kept within the eye: its disk between the corners, up or down by at most a radius.
