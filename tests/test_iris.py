@@ -1,5 +1,5 @@
-"""Gaze from MediaPipe's iris model: a drawn eye's pupil is found where it is drawn and its offset follows it; a
-mirrored real face gives the mirrored irises; a missing model is named in one line."""
+"""Gaze from MediaPipe's iris model: a drawn eye's pupil is found where it is drawn, at its size, and its offset follows
+it; a mirrored real face gives the mirrored irises; a missing model is named in one line."""
 import cv2
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ import pytest
 from bigo_facegen import annotations, iris, video
 
 CORNER_DISTANCE = 72
+IRIS_RADIUS = 13
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def _drawn_face(shift):
         opening = np.zeros(image.shape[:2], np.uint8)
         cv2.ellipse(opening, (middle, 128), (CORNER_DISTANCE // 2, 15), 0, 0, 360, 255, -1)
         eye = np.full_like(image, 245)
-        cv2.circle(eye, (middle + shift, 128), 13, (90, 60, 35), -1, cv2.LINE_AA)
+        cv2.circle(eye, (middle + shift, 128), IRIS_RADIUS, (90, 60, 35), -1, cv2.LINE_AA)
         cv2.circle(eye, (middle + shift, 128), 6, (15, 10, 10), -1, cv2.LINE_AA)
         image = np.where(opening[..., None] > 0, eye, image)
         cv2.ellipse(image, (middle, 128), (CORNER_DISTANCE // 2, 15), 0, 180, 360, (60, 40, 30), 2, cv2.LINE_AA)
@@ -44,6 +45,7 @@ def test_a_drawn_pupil_is_found_where_it_is_and_its_offset_follows_it(finder):
         image, points, truth = _drawn_face(shift)
         gaze = finder(image, points)
         assert np.linalg.norm(gaze.iris - truth, axis=1).max() < 5
+        np.testing.assert_allclose(gaze.radius, IRIS_RADIUS, rtol=0.1)
         np.testing.assert_allclose(gaze.offset[:, 0], shift / (CORNER_DISTANCE / 2), atol=0.1)
         assert np.abs(gaze.offset[:, 1]).max() < 0.1   # level with the corners
         offsets.append(gaze.offset[:, 0])
@@ -65,6 +67,7 @@ def test_a_mirrored_real_face_has_its_irises_mirrored(finder, real_faces_dir):
     assert np.linalg.norm(mirrored_gaze.iris - expected, axis=1).max() < 0.5
     np.testing.assert_allclose(mirrored_gaze.offset[:, 0], -gaze.offset[::-1, 0], atol=0.02)
     np.testing.assert_allclose(mirrored_gaze.offset[:, 1], gaze.offset[::-1, 1], atol=0.02)
+    np.testing.assert_allclose(mirrored_gaze.radius, gaze.radius[::-1], rtol=0.02)
     assert np.abs(gaze.offset).max() < 0.6   # the pupils lie well inside the eyes of this face looking ahead
 
 
