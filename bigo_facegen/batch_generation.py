@@ -24,7 +24,8 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
   a model once for all its jobs. A job that fails (a corrupt file, keypoints of another layout) is listed with its
   reason and the others go on.
 - The failure list (JSONL, one `{"line", "output", "reason"}` per failed job) is written whole at the end of every
-  run, empty when nothing failed, in place of the last run's.
+  run, empty when nothing failed, in place of the last run's; a failure list that is the jobs file or a file of a
+  job, by whatever path, is refused before anything runs.
 - The runner is Beam's in-process one unless another is named, the options are checked first, and local worker
   processes end with the process that runs the pipeline (`beam_pipelines`).
 
@@ -317,6 +318,11 @@ def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike
     pipeline_options = pipeline_options or PipelineOptions()
     runner = beam_pipelines.choose_runner(runner, pipeline_options)
     jobs, failures = read_jobs(jobs_path)
+    # The failure list is written last, over whatever is there: never over the jobs file or a file of a job.
+    files.check_distinct({**{f"{key} of line {job.line}": path for job in jobs for key, path in job.outputs.items()},
+                          "failure list": failure_list},
+                         {"jobs file": jobs_path, **{f"{name} of line {job.line}": path for job in jobs
+                                                     for name, path in job.reads.items()}})
     jobs = _loadable(jobs, failures)
     pending = [job for job in jobs if not job.done()]
     for job in pending:

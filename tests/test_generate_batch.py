@@ -262,3 +262,23 @@ def test_an_output_that_another_job_reads_is_refused(exports, real_faces_dir, tm
     assert os.listdir(tmp_path / "out") == ["happy.mp4"]
     assert len(video.read_all(tmp_path / "out" / "happy.mp4")) == FRAMES
 
+
+def test_a_failure_list_that_is_the_jobs_file_or_a_file_of_a_job_is_refused(exports, real_faces_dir, tmp_path):
+    clip = tmp_path / "mead_W011_happy.mp4"
+    clip.write_bytes((real_faces_dir / "videos" / clip.name).read_bytes())
+    jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "mead_W011_happy",
+         "videos_dir": str(tmp_path), "output": "out.mp4", "max_frames": FRAMES}])
+    os.symlink(clip, tmp_path / "link.mp4")
+    before = {path: path.read_bytes() for path in (clip, jobs_file)}
+    for failure_list, message in [
+        (jobs_file, f"the input jobs file {jobs_file}; writing it would destroy that input"),
+        (tmp_path / "link.mp4", f"the input video of line 1 {clip}; writing it would destroy that input"),
+        (tmp_path / "out.mp4", f"output of line 1 {tmp_path / 'out.mp4'}; one would overwrite the other"),
+    ]:
+        done = _generate_batch(jobs_file, f"--failures={failure_list}")
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+            f"error: failure list {failure_list}: is the same file as {message}"]
+        assert {path: path.read_bytes() for path in (clip, jobs_file)} == before
+        assert sorted(os.listdir(tmp_path)) == ["jobs.jsonl", "link.mp4", "mead_W011_happy.mp4"]
