@@ -13,8 +13,8 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
   an absolute path goes where it says. The summary names the folder.
 - Every line is checked before the pipeline starts (`read_jobs`): valid JSON, the keys known and of the right type,
   the files it reads present and its video in its annotations, its output paths writable, none of them one of its
-  inputs or another job's output by whatever path (`files.check_distinct`), and each model loads. A bad line fails
-  alone, with the reason.
+  inputs, another job's input or another job's output by whatever path (`files.check_distinct`), and each model
+  loads. A bad line fails alone, with the reason.
 - A job whose outputs exist whole (`video.is_whole`) is skipped; one that exists but is not whole (empty, cut short)
   is made again. Outputs appear whole or not at all, the output after its face video
   (`generation.VideoGenerator.generate_video`), so a pipeline that failed or was stopped is run again as it is and
@@ -24,7 +24,8 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
   a model once for all its jobs. A job that fails (a corrupt file, keypoints of another layout) is listed with its
   reason and the others go on.
 - The failure list (JSONL, one `{"line", "output", "reason"}` per failed job) is written whole at the end of every
-  run, empty when nothing failed, in place of the last run's.
+  run, empty when nothing failed, in place of the last run's; a failure list that is the jobs file or a file of a
+  job, by whatever path, is refused before anything runs.
 - The runner is Beam's in-process one unless another is named, the options are checked first, and local worker
   processes end with the process that runs the pipeline (`beam_pipelines`).
 
@@ -73,7 +74,8 @@ _READ_PATHS = ("model", "annotations", "reference", "videos_dir")
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One line of a jobs file, checked, its paths absolute (`model` may be `pretrained.NAME`). `options` are
-    keywords of `generation.generate_from_annotations`, `settings` the generation settings."""
+    keywords of `generation.generate_from_annotations`, `settings` the generation settings; `reads` the files it reads
+    by what they are (annotations, video, reference), once its video is found in its annotations."""
     line: int
     model: str
     annotations: str
@@ -81,6 +83,7 @@ class Job:
     output: str
     options: dict[str, Any]
     settings: GenerationSettings
+    reads: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -183,15 +186,38 @@ def read_jobs(jobs_path: str | os.PathLike) -> tuple[list[Job], list[Failure]]:
                                                                                    else ""))
             if job.annotations not in annotation_files:
                 annotation_files[job.annotations] = generation.read_annotations(job.annotations)
-            generation.job_video(annotation_files[job.annotations], job.annotations, job.video, job.output,
-                                 job.options.get("face_output"), job.options.get("reference_image"),
-                                 job.options.get("videos_dir"))
+            _, video_path = generation.job_video(annotation_files[job.annotations], job.annotations, job.video,
+                                                 job.output, job.options.get("face_output"),
+                                                 job.options.get("reference_image"), job.options.get("videos_dir"))
         except ValueError as e:
             failures.append(Failure(number, _output_of(text, root), str(e)))
             continue
         writers.update({files.file_key(path): (number, path) for path in job.outputs.values()})
-        jobs.append(job)
-    return jobs, failures
+        reads = {"annotations": job.annotations, "video": str(video_path),
+                 "reference": job.options.get("reference_image")}
+        jobs.append(dataclasses.replace(job, reads={name: path for name, path in reads.items() if path is not None}))
+    return _not_writing_what_others_read(jobs, failures), failures
+
+
+def _not_writing_what_others_read(jobs: list[Job], failures: list[Failure]) -> list[Job]:
+    """The jobs none of whose outputs is a file that another job reads, by whatever path; the others join `failures`.
+    Beam runs jobs in any order, so the reader could get either file, and the writer would destroy the input."""
+    readers = {}
+    for job in jobs:
+        for name, path in job.reads.items():
+            readers.setdefault(files.file_key(path), f"the input {name} of line {job.line} {path}")
+    kept = []
+    for job in jobs:
+        # A job's own inputs are refused as its outputs already (`generation.job_video`): any reader is another job.
+        read = [(key, path) for key, path in job.outputs.items() if files.file_key(path) in readers]
+        if read:
+            key, path = read[0]
+            failures.append(Failure(job.line, job.output, f"{key} {path}: is the same file as "
+                                                          f"{readers[files.file_key(path)]}; writing it would "
+                                                          f"destroy that input"))
+        else:
+            kept.append(job)
+    return kept
 
 
 def jobs_root(jobs_path: str | os.PathLike) -> Path:
@@ -269,6 +295,11 @@ def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike
     pipeline_options = pipeline_options or PipelineOptions()
     runner = beam_pipelines.choose_runner(runner, pipeline_options)
     jobs, failures = read_jobs(jobs_path)
+    # The failure list is written last, over whatever is there: never over the jobs file or a file of a job.
+    files.check_distinct({**{f"{key} of line {job.line}": path for job in jobs for key, path in job.outputs.items()},
+                          "failure list": failure_list},
+                         {"jobs file": jobs_path, **{f"{name} of line {job.line}": path for job in jobs
+                                                     for name, path in job.reads.items()}})
     jobs = _loadable(jobs, failures)
     pending = [job for job in jobs if not job.done()]
     for job in pending:

@@ -16,7 +16,8 @@ Examples:
   TF_CONFIG='{"cluster": {...}, "task": {...}}' python -m experiments.train --strategy=multi_worker ...
 
 Exit status 1, with one line saying why, for a bad flag or config value, a --data that is no data set, a
---model_dir that cannot be resumed (checkpoints of another model, none that reads back) or that another run is training
+--model_dir that is no folder it may write (a file, a path under one, no permission: said before the data set is
+prepared), that cannot be resumed (checkpoints of another model, none that reads back) or that another run is training
 into (one run at a time: the line names it), and when training diverges (NaN or a loss above train.max_loss; the last
 good checkpoint is kept). A run stopped before training writes nothing.
 """
@@ -59,7 +60,8 @@ flags.DEFINE_multi_string("config_override", [], "section.field=value for any co
                           "true/false; anything else is a string). Repeatable; applied after the other flags.")
 
 
-def resolve_config() -> configs.ExperimentConfig:
+def flags_config() -> configs.ExperimentConfig:
+    """The preset with the flags and overrides applied, its data set checked to exist (not yet resolved on it)."""
     flag_values = {
         "data.tier": FLAGS.tier, "data.dataset": FLAGS.data, "data.batch_per_replica": FLAGS.batch_per_replica,
         "data.image_size": FLAGS.image_size, "train.steps": FLAGS.steps, "train.strategy": FLAGS.strategy,
@@ -72,7 +74,7 @@ def resolve_config() -> configs.ExperimentConfig:
         print(f"note: {config.data.image_size}-px crops (the {FLAGS.preset} preset's sizes) are sized for GPUs; on this "
               f"machine's CPU a step takes seconds: --preset=cpu_warp or --preset=real suit a CPU", file=sys.stderr)
     check_dataset(config.data.dataset)
-    return data.resolve_config(config)
+    return config
 
 
 def check_dataset(dataset: str) -> None:
@@ -92,8 +94,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        config = resolve_config()
-        trainer = Trainer(config, FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}")
+        config = flags_config()
+        model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}"
+        # Before the data set is resolved (which may prepare it, for minutes): a file there, or no write permission.
+        files.check_output_folder(model_dir, "--model_dir")
+        trainer = Trainer(data.resolve_config(config), model_dir)
     # Before the first step: a config value, the data set (a missing or malformed folder, an unreadable video) or a
     # model_dir that cannot be resumed or is in use. ModelDirError, AnnotationError and VideoError are ValueErrors.
     except (ValueError, OSError) as error:

@@ -235,3 +235,53 @@ def test_workers_end_with_a_killed_run_and_the_next_run_cleans_up(exports, real_
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(os.listdir(out)) == sorted(f"{clip}.mp4" for clip in clips)
     assert all(video.probe(out / f"{clip}.mp4").frame_count == 60 for clip in clips)
+
+
+def test_an_output_that_another_job_reads_is_refused(exports, real_faces_dir, tmp_path):
+    """A job's output that is another job's input (its video here, one a cut that leaves trailing bytes makes no
+    whole MP4, so a run would not skip it as done) is refused, in either order of the lines: Beam runs jobs in any
+    order, so the reader could get either file, and the input would be lost."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for clip in ("mead_W011_happy", "mead_W011_neutral"):
+        (clips / f"{clip}.mp4").write_bytes((real_faces_dir / "videos" / f"{clip}.mp4").read_bytes() + b"\0" * 100)
+    inputs = {path: path.read_bytes() for path in clips.iterdir()}
+    good = {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "videos_dir": "clips",
+            "max_frames": FRAMES}
+    jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
+        {**good, "video": "mead_W011_neutral", "output": "clips/mead_W011_happy.mp4"},
+        {**good, "video": "mead_W011_happy", "output": "out/happy.mp4"},
+        {**good, "video": "mead_W011_happy", "output": "out/happy_face_first.mp4",
+         "face_output": "clips/mead_W011_neutral.mp4"}])
+    done = _generate_batch(jobs_file)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    happy, neutral = clips / "mead_W011_happy.mp4", clips / "mead_W011_neutral.mp4"
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {jobs_file}: line 1: output {happy}: is the same file as the input video of line 2 {happy}; "
+        f"writing it would destroy that input",
+        f"error: {jobs_file}: line 3: face_output {neutral}: is the same file as the input video of line 1 "
+        f"{neutral}; writing it would destroy that input"]
+    assert {path: path.read_bytes() for path in clips.iterdir()} == inputs
+    assert os.listdir(tmp_path / "out") == ["happy.mp4"]
+    assert len(video.read_all(tmp_path / "out" / "happy.mp4")) == FRAMES
+
+
+def test_a_failure_list_that_is_the_jobs_file_or_a_file_of_a_job_is_refused(exports, real_faces_dir, tmp_path):
+    clip = tmp_path / "mead_W011_happy.mp4"
+    clip.write_bytes((real_faces_dir / "videos" / clip.name).read_bytes())
+    jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "mead_W011_happy",
+         "videos_dir": str(tmp_path), "output": "out.mp4", "max_frames": FRAMES}])
+    os.symlink(clip, tmp_path / "link.mp4")
+    before = {path: path.read_bytes() for path in (clip, jobs_file)}
+    for failure_list, message in [
+        (jobs_file, f"the input jobs file {jobs_file}; writing it would destroy that input"),
+        (tmp_path / "link.mp4", f"the input video of line 1 {clip}; writing it would destroy that input"),
+        (tmp_path / "out.mp4", f"output of line 1 {tmp_path / 'out.mp4'}; one would overwrite the other"),
+    ]:
+        done = _generate_batch(jobs_file, f"--failures={failure_list}")
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+            f"error: failure list {failure_list}: is the same file as {message}"]
+        assert {path: path.read_bytes() for path in (clip, jobs_file)} == before
+        assert sorted(os.listdir(tmp_path)) == ["jobs.jsonl", "link.mp4", "mead_W011_happy.mp4"]

@@ -709,6 +709,18 @@ def test_a_machine_without_a_gpu_is_not_greeted_by_tensorflows_cuda_error(tmp_pa
     assert "cuInit" not in done.stderr and "CUDA error" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("model_dir_of, problem", [
+    (lambda file: file, "exists and is not a folder"),
+    (lambda file: file / "run", "{file} is a file, not a folder"),
+], ids=["a_file", "under_a_file"])
+def test_entry_point_refuses_a_model_dir_that_cannot_be_a_folder_before_any_work(tmp_path, model_dir_of, problem):
+    file = tmp_path / "notes.txt"
+    file.write_text("the user's file\n")
+    model_dir = model_dir_of(file)
+    done = run_entry_point("--preset=cpu", "--data=synthetic", f"--model_dir={model_dir}", "--steps=2")
+    assert_refused(done, f"error: --model_dir {model_dir}: {problem.format(file=file)}")
+    assert os.listdir(tmp_path) == ["notes.txt"] and file.read_text() == "the user's file\n"
+
 def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     folder, tfds_dir = bigo_folder
     model_dir = tmp_path / "run"
