@@ -49,7 +49,7 @@ from apache_beam.runners.runner import PipelineRunner
 from bigo_facegen import beam_pipelines, distribution, files, generation, pretrained, video
 from bigo_facegen.annotations import VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
-from bigo_facegen.generation_settings import COUNT, INTEGER, NUMBER, TEXT, GenerationSettings
+from bigo_facegen.generation_settings import COUNT, INTEGER, TEXT, GenerationSettings
 
 REQUIRED_KEYS = ("model", "annotations", "video", "output")
 # A job's own optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
@@ -58,7 +58,7 @@ JOB_KEYS = {
     "reference_index": (INTEGER, "reference_index"),
     "videos_dir": (TEXT, "videos_dir"),
     "face_output": (TEXT, "face_output"),
-    "fps": (NUMBER, "fps"),
+    "fps": (generation.FRAME_RATE, "fps"),
     "max_frames": (COUNT, "max_frames"),
 }
 # The generation settings a job may give, by their flags' names and checked by the settings themselves: those of

@@ -88,6 +88,9 @@ DEFAULT_FPS = 25.0
 _COLORSPACE_SMPTE170M = 6
 # Largest denominator of a frame rate: NTSC's 30000/1001 fits, and MP4's 32-bit time scale holds any such rate.
 _MAX_RATE_DENOMINATOR = 1001
+# The highest frame rate a video is written at: past the 960 fps of phones' slow motion. PyAV 18.1 writes higher ones,
+# but at 10^9 fps its MP4 has no duration and from 2^32 it fails with an OverflowError (2026-12-07).
+MAX_FPS = 1000
 # The most pixels an image may have: 10000 x 10000, past the photos of any phone's default setting (12-50 million)
 # and 300 MB as RGB; what lies beyond is a scan or a decompression bomb.
 MAX_IMAGE_PIXELS = 100_000_000
@@ -233,6 +236,13 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             writer.write(frame)
 
 
+def is_frame_rate(fps: float) -> bool:
+    """Whether `fps` is a frame rate videos are written at: a number above 0 (and so as a container stores it,
+    `frame_rate`) and at most `MAX_FPS`."""
+    return (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
+            and 0 < fps <= MAX_FPS and frame_rate(fps) > 0)
+
+
 def frame_rate(fps: float) -> Fraction:
     """`fps` as the exact fraction a container stores (12.5 -> 25/2, 29.97003 -> 30000/1001)."""
     return Fraction(float(fps)).limit_denominator(_MAX_RATE_DENOMINATOR)
@@ -252,8 +262,9 @@ class VideoWriter:
             files.check_output_file(self.path, "video", SUFFIXES)
         except files.OutputPathError as e:
             raise VideoError(str(e)) from e
-        if not (math.isfinite(fps) and fps > 0 and frame_rate(fps) > 0) or self.size[0] <= 0 or self.size[1] <= 0:
-            raise VideoError(f"{self.path}: need a finite fps > 0 and a positive size, got fps={fps}, size={size}")
+        if not is_frame_rate(fps) or self.size[0] <= 0 or self.size[1] <= 0:
+            raise VideoError(f"{self.path}: need a frame rate above 0 and at most {MAX_FPS} fps and a positive size, "
+                             f"got fps={fps}, size={size}")
         if codec not in CODECS:
             raise VideoError(f"{self.path}: unknown codec {codec!r}; use one of {', '.join(CODECS)}")
         width, height = self.size

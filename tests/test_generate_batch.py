@@ -137,6 +137,7 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
         json.dumps({**good, "output": "lnkout/x.mp4"}),
         json.dumps({**good, "output": "l.mp4", "face_output": "lnkout/sub/../l_face.mp4"}),
         json.dumps({**good, "output": "clips/m.mp4"}),
+        json.dumps({**good, "output": "n.mp4", "fps": 1e9}),
     ]
     os.symlink(real_faces_dir / "videos", tmp_path / "clips")
     os.symlink(tmp_path, tmp_path / "linked")
@@ -186,6 +187,7 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
         (22, str(tmp_path / "l.mp4"),
          leads_out("face_output lnkout/sub/../l_face.mp4", tmp_path.parent / "l_face.mp4")),
         (23, str(tmp_path / "clips" / "m.mp4"), leads_out("output clips/m.mp4", real_faces_dir / "videos" / "m.mp4")),
+        (24, str(tmp_path / "n.mp4"), "fps must be a frame rate above 0 and at most 1000, got 1000000000.0"),
     ]
     assert sorted(os.listdir(tmp_path)) == ["clips", "elsewhere", "folder.mp4", "jobs.jsonl", "linked", "lnkout"]
     assert os.listdir(tmp_path / "elsewhere") == [] and not (tmp_path.parent / "elsewhere.mp4").exists()

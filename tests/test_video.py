@@ -249,8 +249,8 @@ def test_writer_rejects_bad_arguments(tmp_path):
         video.VideoWriter(tmp_path / "clip.gif", 25, (64, 48))
     with pytest.raises(VideoError, match="cannot write .avi"):  # no browser plays AVI
         video.VideoWriter(tmp_path / "clip.avi", 25, (64, 48))
-    for fps in (0, float("nan"), float("inf"), 1e-6):
-        with pytest.raises(VideoError, match="need a finite fps > 0"):
+    for fps in (0, float("nan"), float("inf"), 1e-6, 1000.5, 1e9, 2.0 ** 32):  # 1e9: no duration; 2^32: overflow
+        with pytest.raises(VideoError, match="need a frame rate above 0 and at most 1000 fps and a positive size"):
             video.VideoWriter(tmp_path / "clip.mp4", fps, (64, 48))
     with pytest.raises(VideoError, match="no frames to write"):
         video.write_video(tmp_path / "clip.mp4", [], fps=25)
