@@ -296,7 +296,7 @@ def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike
     `failure_list` (default: `default_failure_list`)."""
     failure_list = Path(failure_list or default_failure_list(jobs_path)).absolute()
     files.check_output_file(failure_list, "failure list")
-    pipeline_options = pipeline_options or PipelineOptions()
+    pipeline_options = pipeline_options or PipelineOptions([])  # not from sys.argv: `beam_pipelines`
     runner = beam_pipelines.choose_runner(runner, pipeline_options)
     jobs, failures = read_jobs(jobs_path)
     # The failure list is written last, over whatever is there: never over the jobs file or a file of a job.

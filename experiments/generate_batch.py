@@ -35,8 +35,9 @@ def main(argv):
     distribution.configure_cpu_threads()
     try:
         options = beam_pipelines.parse(FLAGS.beam_pipeline_options)
-        summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, FLAGS.runner)
-    except (ValueError, OSError) as e:  # bad Beam options, a jobs file or failure list path that cannot be used
+        runner = beam_pipelines.choose_runner(FLAGS.runner, options, name="--runner")
+        summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, runner)
+    except (ValueError, OSError) as e:  # bad Beam options or runner, a jobs file or failure list that cannot be used
         sys.exit(f"error: {e}")
     for failure in summary.failures:
         print(f"error: {FLAGS.jobs}: line {failure.line}: {failure.reason}", file=sys.stderr)

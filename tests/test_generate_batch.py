@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from apache_beam.options.pipeline_options import StandardOptions
 
 from bigo_facegen import batch_generation, config, export, fusion, generation, video
 from bigo_facegen.face_model import FaceModel, GenerationError
@@ -195,6 +196,8 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
 
 
 def test_bad_beam_options_are_refused_in_one_line(exports, real_faces_dir, tmp_path):
+    no_runner = (f"Unexpected pipeline runner: Bad. Valid values are {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)} "
+                 f"or the fully qualified name of a PipelineRunner subclass.")
     jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
         {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "dpe_d",
          "output": str(tmp_path / "out.mp4"), "max_frames": FRAMES}])
@@ -203,11 +206,34 @@ def test_bad_beam_options_are_refused_in_one_line(exports, real_faces_dir, tmp_p
          "error: --beam_pipeline_options: argument --direct_num_workers: invalid int value: 'abc'"),
         (["--beam_pipeline_options=direct_num_worker=2,no_such_option"],
          "error: --beam_pipeline_options: Beam has no option direct_num_worker, no_such_option"),
+        (["--runner=Bad"], f"error: --runner: {no_runner}"),
+        (["--beam_pipeline_options=runner=Bad"], f"error: --beam_pipeline_options: runner: {no_runner}"),
+        (["--runner=no_such_module.Runner"], "error: --runner: No module named 'no_such_module'"),
     ]:
         done = _generate_batch(jobs_file, *flags)
         assert done.returncode == 1 and "Traceback" not in done.stderr and "usage:" not in done.stderr
         assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message]
     assert os.listdir(tmp_path) == ["jobs.jsonl"]
+
+
+def test_a_relative_output_through_a_link_out_of_the_jobs_folder_is_refused(exports, real_faces_dir, tmp_path):
+    """`lnkout/x.mp4` where `lnkout` links out of the jobs file's folder: refused in one line naming the line, the
+    path it leads to and the folder; the run (its pipeline without jobs) logs no Beam warning of arguments it was
+    given from this program's command line."""
+    jobs_dir, outside = Path(os.path.realpath(tmp_path / "jobs")), Path(os.path.realpath(tmp_path / "outside"))
+    jobs_dir.mkdir()
+    outside.mkdir()
+    os.symlink(outside, jobs_dir / "lnkout")
+    jobs_file = _write_jobs(jobs_dir / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "dpe_d",
+         "output": "lnkout/x.mp4", "max_frames": FRAMES}])
+    done = _generate_batch(jobs_file)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {jobs_file}: line 1: output lnkout/x.mp4: leads to {outside / 'x.mp4'}, outside the jobs file's "
+        f"folder {jobs_dir} (links followed); a relative output stays in it (an absolute path writes where it says)"]
+    assert "Discarding unparseable args" not in done.stderr, done.stderr[-3000:]
+    assert os.listdir(outside) == [] and sorted(os.listdir(jobs_dir)) == ["jobs.failures.jsonl", "jobs.jsonl", "lnkout"]
 
 
 def _temporary_videos(folder: Path) -> list[str]:
