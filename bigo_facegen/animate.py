@@ -25,7 +25,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -69,8 +68,7 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
         raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
     if not isinstance(method, Method):
         method = methods.load(method, settings, compiled)
-    read = read_source(source, source_frame)
-    image = scale_down(read, max_side)
+    image, size = read_source(source, source_frame, max_side)
     source_face = annotate.annotate_frame(image, 1)
     if not source_face.has_face:
         raise GenerationError(f"{source}: dlib finds no face in the source image")
@@ -85,28 +83,23 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
     generation.write_video(method.frames(image, source_face, targets), len(targets), output, fps,
                            (image.shape[1], image.shape[0]), face_output, method.face_size, progress)
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
-                        scaled_from=(read.shape[1], read.shape[0]) if image is not read else None)
+                        scaled_from=size if size != (image.shape[1], image.shape[0]) else None)
 
 
-def read_source(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
-    """The source image, RGB uint8: an image file, or frame `frame` (1-based) of a video."""
+def read_source(path: str | os.PathLike, frame: int | None = None,
+                max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
+    """The source image, RGB uint8, scaled down to `max_side` pixels on its longer side where it is longer (a JPEG
+    decoded at a reduced size: `video.read_image`), and its (width, height) before: an image file, or frame `frame`
+    (1-based) of a video."""
     path = Path(path)
     if frame is not None:
         if frame < 1:
             raise GenerationError(f"{path}: source frame {frame}: frames are numbered from 1")
-        return video.read_frame(path, frame)
+        read = video.read_frame(path, frame)
+        return video.scale_down(read, max_side), (read.shape[1], read.shape[0])
     if path.suffix.lower() in annotate.VIDEO_SUFFIXES:
         raise GenerationError(f"{path}: is a video; say which of its frames is the source (--source_frame=N)")
-    return video.read_image(path)
-
-
-def scale_down(image: np.ndarray, max_side: int) -> np.ndarray:
-    """`image` scaled (area interpolation) so that its longer side is `max_side`, where it is longer; else itself."""
-    scale = max_side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                      interpolation=cv2.INTER_AREA)
+    return video.read_image(path, max_side), video.image_size(path)
 
 
 def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLike | None = None,

@@ -9,8 +9,9 @@ whose keypoints drive the face) and `output` (the mp4), and optionally `referenc
     {"model": "exports/face", "annotations": "data/annotations.json", "video": "12008", "output": "out/12008.mp4"}
 
 - Where paths lead: relative paths in a line are the jobs file's folder's, so a jobs file means the same from any
-  current folder, and a relative `output` or `face_output` must stay inside that folder (`a/../../b.mp4` is refused);
-  an absolute path goes where it says. The summary names the folder.
+  current folder, and a relative `output` or `face_output` must stay inside that folder, compared by real paths
+  (links followed): `a/../../b.mp4`, or `linked/b.mp4` where `linked` links out of it, is refused; an absolute path
+  goes where it says. The summary names the folder.
 - Every line is checked before the pipeline starts (`read_jobs`): valid JSON, the keys known and of the right type,
   the files it reads present and its video in its annotations, its output paths writable, none of them one of its
   inputs, another job's input or another job's output by whatever path (`files.check_distinct`), and each model
@@ -48,7 +49,7 @@ from apache_beam.runners.runner import PipelineRunner
 from bigo_facegen import beam_pipelines, distribution, files, generation, pretrained, video
 from bigo_facegen.annotations import VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
-from bigo_facegen.generation_settings import COUNT, INTEGER, NUMBER, TEXT, GenerationSettings
+from bigo_facegen.generation_settings import COUNT, INTEGER, TEXT, GenerationSettings
 
 REQUIRED_KEYS = ("model", "annotations", "video", "output")
 # A job's own optional key -> what it takes and the keyword of `generation.generate_from_annotations` it fills.
@@ -57,7 +58,7 @@ JOB_KEYS = {
     "reference_index": (INTEGER, "reference_index"),
     "videos_dir": (TEXT, "videos_dir"),
     "face_output": (TEXT, "face_output"),
-    "fps": (NUMBER, "fps"),
+    "fps": (generation.FRAME_RATE, "fps"),
     "max_frames": (COUNT, "max_frames"),
 }
 # The generation settings a job may give, by their flags' names and checked by the settings themselves: those of
@@ -221,7 +222,8 @@ def _not_writing_what_others_read(jobs: list[Job], failures: list[Failure]) -> l
 
 
 def jobs_root(jobs_path: str | os.PathLike) -> Path:
-    """The folder that the relative paths of a jobs file are relative to, and relative outputs stay in: its own."""
+    """The folder that the relative paths of a jobs file are relative to, and relative outputs stay in (by its real
+    path: `_check_inside`): its own."""
     return Path(os.path.abspath(jobs_path)).parent
 
 
@@ -242,12 +244,11 @@ def _parse_job(text: str, number: int, root: Path) -> Job:
         if key in _RULES:
             _RULES[key].check(key, value)
     settings = GenerationSettings.from_keys({key: value for key, value in fields.items() if key in SETTING_KEYS})
-    for key in _OUTPUT_KEYS:
-        if key in fields and _climbs_out(fields[key]):
-            raise ValueError(f"{key} {fields[key]}: leads out of the jobs file's folder {root}; relative outputs stay "
-                             f"in it (an absolute path writes elsewhere)")
     paths = {key: _resolve(value, root) for key, value in fields.items()
              if key in _PATH_KEYS and (key, value) != ("model", pretrained.NAME)}  # the shipped model's name stays
+    for key in _OUTPUT_KEYS:
+        if key in fields and not os.path.isabs(fields[key]):
+            _check_inside(key, fields[key], paths[key], root)
     for key in _READ_PATHS:
         if key in paths and not os.path.exists(paths[key]):
             raise ValueError(f"{key} {paths[key]}: no such file or folder")
@@ -260,10 +261,13 @@ def _resolve(path: str, root: Path) -> str:
     return os.path.normpath(os.path.join(root, path))  # an absolute `path` stays itself, normalised
 
 
-def _climbs_out(path: str) -> bool:
-    """Whether a relative `path` leads out of its folder by its text (`..` past the top); absolute paths do not."""
-    relative = os.path.normpath(path)
-    return not os.path.isabs(relative) and (relative == os.pardir or relative.startswith(os.pardir + os.sep))
+def _check_inside(key: str, given: str, path: str, root: Path) -> None:
+    """Raises ValueError unless `path`, the relative output `given` made absolute, is in the folder `root` once every
+    link on the way is followed (`os.path.realpath`), as the writer's file will be."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise ValueError(f"{key} {given}: leads to {real}, outside the jobs file's folder {real_root} (links "
+                         f"followed); a relative output stays in it (an absolute path writes where it says)")
 
 
 def _output_of(text: str, root: Path) -> str | None:
@@ -292,7 +296,7 @@ def generate_batch(jobs_path: str | os.PathLike, failure_list: str | os.PathLike
     `failure_list` (default: `default_failure_list`)."""
     failure_list = Path(failure_list or default_failure_list(jobs_path)).absolute()
     files.check_output_file(failure_list, "failure list")
-    pipeline_options = pipeline_options or PipelineOptions()
+    pipeline_options = pipeline_options or PipelineOptions([])  # not from sys.argv: `beam_pipelines`
     runner = beam_pipelines.choose_runner(runner, pipeline_options)
     jobs, failures = read_jobs(jobs_path)
     # The failure list is written last, over whatever is there: never over the jobs file or a file of a job.

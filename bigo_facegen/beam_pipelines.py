@@ -8,8 +8,10 @@ processes that end with the process that runs the pipeline.
   `FnApiRunner` directly (`choose_runner`): the runner DirectRunner falls back to, with the same options
   (`direct_num_workers`, `direct_running_mode`), without the download. Any other runner (Prism itself, Dataflow,
   Flink, Spark) runs as named.
-- `parse` turns NAME=VALUE options into `PipelineOptions`, refusing an unknown option or a bad value in one line
-  (Beam would drop the one with a warning and, for the other, print its whole option list and exit).
+- `parse` turns NAME=VALUE options into `PipelineOptions`, refusing an unknown option, a bad value or a runner Beam
+  does not know in one line (Beam would drop the one with a warning and, for the other, print its whole option list
+  and exit). Options are always built from the flags given, never from this program's own (sys.argv, Beam's default,
+  which it warns of as "unparseable args").
 - The workers of `direct_running_mode=multi_processing` are processes of their own, started through a shell, so
   nothing ends them with the runner: killed, the runner would leave them running their bundles, and writing files,
   for tens of seconds. `workers_end_with_this_process` names the runner's process to the workers started inside it
@@ -52,22 +54,25 @@ def parse(options: Sequence[str], name: str = "--beam_pipeline_options") -> Pipe
         # argparse printed its usage (every Beam option: 130 lines) and then, last, "prog: error: what".
         raise PipelineOptionsError(f"{name}: {printed.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}"
                                    ) from None
-    unknown = sorted(set(given) - set(PipelineOptions().get_all_options()))
+    # Given no flags, `PipelineOptions` parses this program's own (sys.argv), and warns of each it does not know.
+    unknown = sorted(set(given) - set(PipelineOptions([]).get_all_options()))
     if unknown:
         raise PipelineOptionsError(f"{name}: Beam has no option {', '.join(unknown)}")
+    runner = parsed.view_as(StandardOptions).runner
+    if runner is not None:
+        _created(runner, f"{name}: runner")
     return parsed
 
 
-def choose_runner(runner: str | PipelineRunner | None, options: PipelineOptions) -> PipelineRunner:
+def choose_runner(runner: str | PipelineRunner | None, options: PipelineOptions,
+                  name: str = "runner") -> PipelineRunner:
     """The runner of a pipeline with `options`: `runner` (which Beam's `Pipeline` puts before the options' own), else
     the options' runner, except that none or the DirectRunner gives the in-process `FnApiRunner` (see the module
-    doc). Raises `PipelineOptionsError` for a runner Beam does not know."""
+    doc). Raises `PipelineOptionsError` for a runner Beam does not know, naming `name` (what the caller calls
+    `runner`: a flag) or the pipeline option."""
     named = runner if runner is not None else options.view_as(StandardOptions).runner
     if named is None or isinstance(named, str):
-        try:
-            named = create_runner(named or "DirectRunner")
-        except ValueError as e:
-            raise PipelineOptionsError(str(e)) from None
+        named = _created(named or "DirectRunner", name if runner is not None else "pipeline option runner")
     if not isinstance(named, DirectRunner):
         return named
     logging.info("Beam: the in-process FnApiRunner, not the DirectRunner, which would first download Prism")
@@ -79,6 +84,15 @@ def choose_runner(runner: str | PipelineRunner | None, options: PipelineOptions)
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+def _created(runner: str, name: str) -> PipelineRunner:
+    """The runner Beam knows by the name `runner` (or a PipelineRunner class's full name); `PipelineOptionsError`
+    naming `name` where there is none."""
+    try:
+        return create_runner(runner)
+    except (ValueError, ImportError, AttributeError) as e:  # no such name; no such module or class
+        raise PipelineOptionsError(f"{name}: {e}") from None
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ and never a live writer's, in this process or another.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import os
@@ -95,7 +96,7 @@ def check_output_folder(path: str | os.PathLike, name: str) -> None:
     path = Path(path)
     if os.path.lexists(path):
         if not path.is_dir():
-            raise OutputPathError(f"{name} {path}: exists and is not a folder")
+            raise OutputPathError(f"{name} {path}: {_unresolvable(path) or 'exists and is not a folder'}")
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputPathError(f"{name} {path}: no permission to write in this folder")
         return
@@ -109,9 +110,23 @@ def _check_creatable(path: Path, name: str) -> None:
     while not os.path.lexists(folder):
         folder = folder.parent
     if not folder.is_dir():
-        raise OutputPathError(f"{name} {path}: {folder} is a file, not a folder")
+        raise OutputPathError(f"{name} {path}: {folder} {_unresolvable(folder) or 'is a file, not a folder'}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(f"{name} {path}: no permission to create files in {folder}")
+
+
+def _unresolvable(path: Path) -> str | None:
+    """Why `path`, a name that exists, leads nowhere (a symbolic link loop, a link to nothing), or None where it leads
+    to a file or folder."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop: it cannot be resolved"
+        if error.errno == errno.ENOENT:
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        return f"cannot be resolved ({error.strerror})"
+    return None
 
 
 @contextlib.contextmanager

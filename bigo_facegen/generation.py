@@ -39,7 +39,10 @@ from bigo_facegen import annotations, color, export, files, geometry, tuning, vi
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.fusion import make_fusion
-from bigo_facegen.generation_settings import GenerationSettings
+from bigo_facegen.generation_settings import GenerationSettings, Rule
+
+# What an output's frame rate may be (`--fps`, a job line's `fps`): what the video writer writes.
+FRAME_RATE = Rule(f"a frame rate above 0 and at most {video.MAX_FPS}", video.is_frame_rate)
 
 
 @dataclasses.dataclass
@@ -260,6 +263,8 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
     makes and places the faces. The annotations are read and the output paths checked (`files.check_output_files`,
     against the inputs too) before the model is loaded or anything generated."""
     check_max_frames(max_frames)
+    if fps is not None:
+        FRAME_RATE.check("fps", fps)
     annotations_path = Path(annotations_path)
     entry, video_path = job_video(read_annotations(annotations_path), annotations_path, video_name, output,
                                   face_output, reference_image, videos_dir)
@@ -307,6 +312,8 @@ def check_max_frames(max_frames: int | None) -> None:
 
 def read_annotations(path: str | os.PathLike) -> list[VideoAnnotation]:
     """The videos of a BIGO annotation file (`annotations.load`); `GenerationError` where there is no such file."""
+    if Path(path).is_dir():
+        raise GenerationError(f"{path}: is a folder, not an annotation file (the BIGO layout's annotations.json)")
     if not Path(path).is_file():
         raise GenerationError(f"{path}: no such annotation file")
     return annotations.load(path)

@@ -8,7 +8,8 @@ examples after a resume differ from those the killed run would have seen, while 
 optimizers hold is exact. The optimizers' settings are the resumed run's config's, not the checkpoint's (see
 `Trainer._apply_optimizer_config`). What a killed run leaves is dealt with at the next start: a checkpoint cut short
 is skipped for the one before it, an unfinished save's folder and state file removed, a torn last line of the metrics
-log dropped.
+log dropped. A model_dir whose `config.json` or metrics log is not a run's (someone else's files under those names) is
+refused before anything is built or written (`check_model_dir`): a run would write over them.
 
 One run at a time: a `Trainer` holds its `model_dir` from its start until `close` (it is a context manager) or its
 process ends (`checkpoints.ModelDirLock`), and a second one into the same model_dir is refused, naming the first.
@@ -44,6 +45,8 @@ from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers,
 # asked for, so that a resumed run on another machine, whose weights live elsewhere, still matches it.
 PERCEPTUAL_FILE = "perceptual.json"
 METRICS_FILE = "metrics.jsonl"
+# How every line of the metrics log begins (`Trainer._log`).
+_RECORD_START = '{"step": '
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"  # model_dir/samples/step-<step>.png: the TensorBoard sample grids, viewable without it
 SAMPLE_COUNT = 4
@@ -56,29 +59,78 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN/infinite or exceeded `train.max_loss`; the diverged state was not saved."""
 
 
+def check_model_dir(model_dir: str | os.PathLike) -> None:
+    """Raises ModelDirError where `model_dir` holds a `config.json` that does not read as a run's config (an older
+    layout's does: `ExperimentConfig.from_json_file`) or a metrics log that is not one run's. Reads only, for before
+    any work: a run writes over both (its config, and its log past its last checkpoint), and someone else's files
+    under those names must not be lost."""
+    config_path = Path(model_dir) / CONFIG_FILE
+    if os.path.lexists(config_path):
+        try:
+            ExperimentConfig.from_json_file(str(config_path))
+        except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError included
+            raise ModelDirError(f"{error}; it is not a training run's config, which this run would write over: "
+                                "use another --model_dir") from None
+        except OSError as error:
+            raise ModelDirError(f"{config_path}: cannot be read as a training run's config ({error.strerror}): use "
+                                "another --model_dir") from None
+    _metrics_records(Path(model_dir) / METRICS_FILE)
+
+
+def _metrics_records(path: Path) -> tuple[list[tuple[int, str]], str | None]:
+    """The records of a run's metrics log as (step, line), and its last line where a kill tore it mid-write (else
+    None); none for a log not there. Raises ModelDirError where the file is no metrics log of one run."""
+    if not os.path.lexists(path):
+        return [], None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ModelDirError(f"{path}: cannot be read as a training run's metrics log ({reason}): use another "
+                            "--model_dir") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    records, previous = [], 0
+    for number, line in enumerate(lines, 1):
+        step = _step_of(line)
+        if step is None:
+            if number == len(lines) and _torn(line, text):
+                return records, line
+            raise ModelDirError(f"{path}:{number}: not a metrics record (a JSON object with its step number): "
+                                f"{line[:60]!r}; not the log of a training run, or damaged: repair or remove that "
+                                "line, or use another --model_dir")
+        if step <= previous:  # one run's log only counts up, resumed or not (its lines past a resume are dropped)
+            raise ModelDirError(f"{path}:{number}: step {step} after step {previous}: two runs logged into this "
+                                "model_dir at once, and its checkpoints may be either's; train into a new model_dir")
+        previous = step
+        records.append((step, line))
+    return records, None
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics record; None where `line` is none."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _torn(line: str, text: str) -> bool:
+    """Whether `line`, the last of the log `text`, is a record cut short by a kill: the newline that ends each record
+    is missing, and what is there begins as every record does."""
+    return not text.endswith("\n") and (line.startswith(_RECORD_START) or _RECORD_START.startswith(line))
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drops the lines a killed run logged after its last checkpoint, so that a resumed run's log reads on, and its
     last line if the kill cut it mid-write."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept, previous = [], 0
-    for number, line in enumerate(lines, 1):
-        try:
-            step = json.loads(line)["step"]
-        except (json.JSONDecodeError, TypeError, KeyError) as error:
-            if number < len(lines):  # a kill tears only the line being written, the last
-                raise ModelDirError(f"{path}:{number}: not a metrics record ({type(error).__name__}: {error}); "
-                                    "repair or remove that line to resume") from error
-            logging.warning("%s: dropping its last line, torn by a killed run: %r", path, line)
-            continue
-        if step <= previous:  # one run's log only counts up, resumed or not (its lines past a resume are dropped)
-            raise ModelDirError(f"{path}:{number}: step {step} after step {previous}: two runs logged into this "
-                                "model_dir at once, and its checkpoints may be either's; train into a new model_dir")
-        previous = step
-        if step <= last_step:
-            kept.append(line)
-    files.write_atomic(path, "".join(line + "\n" for line in kept))
+    records, torn = _metrics_records(path)
+    if torn is not None:
+        logging.warning("%s: dropping its last line, torn by a killed run: %r", path, torn)
+    files.write_atomic(path, "".join(line + "\n" for step, line in records if step <= last_step))
 
 
 class Trainer:
@@ -93,6 +145,7 @@ class Trainer:
     def __init__(self, config: ExperimentConfig, model_dir: str | os.PathLike, dataset_fn: DatasetFn | None = None):
         self.config = copy.deepcopy(config)
         self.model_dir = Path(model_dir)
+        check_model_dir(self.model_dir)
         train = self.config.train
         configure_cpu_devices(train.num_cpu_devices)
         self.strategy = make_strategy(train.strategy)

@@ -5,6 +5,7 @@ Frames and images cross this boundary as RGB uint8 (H, W, 3); OpenCV's BGR stays
 
 A file's size is checked from its header before anything is decoded: an image over `MAX_IMAGE_PIXELS` or a video
 whose frames are over `MAX_FRAME_PIXELS` is refused (a 2.7 MB PNG that claims 30000 x 30000 pixels decodes to 2.7 GB).
+A JPEG that its reader scales down is decoded at a reduced size (`read_image`'s `max_side`).
 An image is not a video: a file Pillow reads as an image (an animated GIF too) is refused where a video is read,
 though OpenCV would open it as a one-frame video. A damaged image is refused as damaged: a truncated file, or a JPEG
 whose bytes libjpeg-turbo finds corrupt. A JPEG has no checksum: a few garbled bytes that still decode go unnoticed
@@ -39,7 +40,7 @@ import av
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from bigo_facegen import files
 
@@ -88,6 +89,9 @@ DEFAULT_FPS = 25.0
 _COLORSPACE_SMPTE170M = 6
 # Largest denominator of a frame rate: NTSC's 30000/1001 fits, and MP4's 32-bit time scale holds any such rate.
 _MAX_RATE_DENOMINATOR = 1001
+# The highest frame rate a video is written at: past the 960 fps of phones' slow motion. PyAV 18.1 writes higher ones,
+# but at 10^9 fps its MP4 has no duration and from 2^32 it fails with an OverflowError (2026-12-07).
+MAX_FPS = 1000
 # The most pixels an image may have: 10000 x 10000, past the photos of any phone's default setting (12-50 million)
 # and 300 MB as RGB; what lies beyond is a scan or a decompression bomb.
 MAX_IMAGE_PIXELS = 100_000_000
@@ -172,9 +176,14 @@ def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
     raise VideoError(f"{path}: has no frame {index}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as RGB uint8, turned upright as its EXIF orientation says. Its size is read from its header and
-    checked against `MAX_IMAGE_PIXELS` before it is decoded; a truncated or corrupt one raises `ImageError`."""
+def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """An image file as RGB uint8, turned upright as its EXIF orientation says, and with `max_side` scaled down to it
+    on its longer side where that is longer (`scale_down`). Its size is read from its header and checked against
+    `MAX_IMAGE_PIXELS` before it is decoded; a truncated or corrupt one raises `ImageError`.
+
+    A JPEG to be scaled down is decoded at the smallest of libjpeg's reduced scales (1/2, 1/4 or 1/8 of a side) that
+    still has `max_side` pixels, so its full size is never held: reading a 2 MB 8000x8000 JPEG scaled to 1024 grew a
+    process by 1100 MB decoded whole, by 70 MB so (2026-12-07)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
@@ -186,14 +195,37 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         try:
             if isinstance(image, JpegImagePlugin.JpegImageFile):  # MPO, a phone's JPEG with its previews, too
                 # Pillow decodes through libjpeg's warnings (a run of zeroed bytes passes in silence); libjpeg-turbo's
-                # strict mode raises on them. At 1/8 scale: every byte is still read, less is computed.
-                simplejpeg.decode_jpeg(path.read_bytes(), min_factor=8, strict=True)
+                # strict mode raises on them. At 1/8 scale: every byte is still read, less is computed and held
+                # (simplejpeg takes its scale from the least size asked for: without one, it decodes the full size).
+                simplejpeg.decode_jpeg(path.read_bytes(), min_factor=8, min_height=1, min_width=1, strict=True)
+                scale = 1.0 if max_side is None else max_side / max(width, height)
+                if scale < 1:  # the decoder's scale keeps at least the size asked for
+                    image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
             upright = ImageOps.exif_transpose(image)
         except (OSError, ValueError) as e:
             raise ImageError(f"{path}: the image is damaged (truncated or corrupt): {e}") from e
     if upright.mode.startswith("I;16"):  # Pillow would clip 16-bit greys to 8 bits, not scale them
         upright = Image.fromarray((np.asarray(upright) >> 8).astype(np.uint8))
-    return np.asarray(upright.convert("RGB"))
+    rgb = np.asarray(upright.convert("RGB"))
+    return rgb if max_side is None else scale_down(rgb, max_side)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The (width, height) of an image file as `read_image` gives it whole (turned upright), from its header."""
+    with _open_image(Path(path)) as image:
+        width, height = image.size
+        # EXIF orientations 5-8 turn the image a quarter (`ImageOps.exif_transpose`).
+        turned = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
+def scale_down(image: np.ndarray, max_side: int) -> np.ndarray:
+    """`image` scaled (area interpolation) so that its longer side is `max_side`, where it is longer; else itself."""
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                      interpolation=cv2.INTER_AREA)
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -233,6 +265,13 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             writer.write(frame)
 
 
+def is_frame_rate(fps: float) -> bool:
+    """Whether `fps` is a frame rate videos are written at: a number above 0 (and so as a container stores it,
+    `frame_rate`) and at most `MAX_FPS`."""
+    return (isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
+            and 0 < fps <= MAX_FPS and frame_rate(fps) > 0)
+
+
 def frame_rate(fps: float) -> Fraction:
     """`fps` as the exact fraction a container stores (12.5 -> 25/2, 29.97003 -> 30000/1001)."""
     return Fraction(float(fps)).limit_denominator(_MAX_RATE_DENOMINATOR)
@@ -252,8 +291,9 @@ class VideoWriter:
             files.check_output_file(self.path, "video", SUFFIXES)
         except files.OutputPathError as e:
             raise VideoError(str(e)) from e
-        if not (math.isfinite(fps) and fps > 0 and frame_rate(fps) > 0) or self.size[0] <= 0 or self.size[1] <= 0:
-            raise VideoError(f"{self.path}: need a finite fps > 0 and a positive size, got fps={fps}, size={size}")
+        if not is_frame_rate(fps) or self.size[0] <= 0 or self.size[1] <= 0:
+            raise VideoError(f"{self.path}: need a frame rate above 0 and at most {MAX_FPS} fps and a positive size, "
+                             f"got fps={fps}, size={size}")
         if codec not in CODECS:
             raise VideoError(f"{self.path}: unknown codec {codec!r}; use one of {', '.join(CODECS)}")
         width, height = self.size

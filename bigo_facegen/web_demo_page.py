@@ -139,7 +139,7 @@ def animate_uploads(method: Method, source: Upload, driving: Upload, motion: Mot
     names = {source.path: source.name, source_image: source.name, driving.path: driving.name}
     try:
         # Scaled down before it is written: animate reads an image file, and the upload's name may not say it is one.
-        files.write_png(source_image, animate.scale_down(video.read_image(source.path), limits.source_side))
+        files.write_png(source_image, video.read_image(source.path, limits.source_side))
         info = video.probe(driving.path)
         fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
         output = folder / "animated.mp4"

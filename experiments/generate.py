@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import distribution, files, generation, pretrained
+from bigo_facegen import distribution, files, generation, pretrained, video
 from experiments import generation_flags  # --fusion, --border, --fill, --copy_threshold, --batch, --tune_steps, ...
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
@@ -32,7 +32,8 @@ flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose b
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not a .tflite file): faster once compiled, but it compiles "
                   "for seconds at the first batch of each size, so it pays off in long videos (see benchmarks/README).")
-flags.DEFINE_float("fps", None, "Output frame rate; default: the video's, or 25 without the video.")
+flags.DEFINE_float("fps", None, f"Output frame rate, above 0 and at most {video.MAX_FPS}; default: the video's, or 25 "
+                   "without the video.")
 flags.DEFINE_integer("max_frames", None, "Keep only the first frames of the sequence.", lower_bound=1)
 flags.adopt_module_key_flags(generation_flags)  # listed in --help like this module's own
 FLAGS = flags.FLAGS

@@ -5,7 +5,8 @@
 
 A line is a JSON object, e.g. {"model": "exports/face", "annotations": "data/annotations.json", "video": "12008",
 "output": "out/12008.mp4"}, with the optional keys of `bigo_facegen.batch_generation`. Relative paths in a line are
-the jobs file's folder's, and a relative output must stay inside that folder (an absolute one goes where it says).
+the jobs file's folder's, and a relative output must stay inside that folder with every link followed (a `..` or a
+linked folder leading out of it is refused; an absolute one goes where it says).
 Jobs whose outputs exist whole are skipped, so a failed run is re-run as it is. Jobs that fail are listed with their
 reason in the failure list; the others go on. The exit status is 1 when some job failed.
 
@@ -19,7 +20,7 @@ from absl import app, flags
 from bigo_facegen import batch_generation, beam_pipelines, distribution, files
 
 flags.DEFINE_string("jobs", None, "JSONL file, one job per line; relative paths in it are its folder's, and relative "
-                    "outputs stay inside that folder.", required=True)
+                    "outputs stay inside that folder, links followed.", required=True)
 flags.DEFINE_string("failures", None, "Where the failure list goes; default: JOBS.failures.jsonl beside the jobs.")
 flags.DEFINE_string("runner", None, "Beam runner (FnApiRunner, DataflowRunner, FlinkRunner, SparkRunner, ...); "
                     "default, and for DirectRunner: FnApiRunner, Beam's in-process runner, which downloads nothing.")
@@ -34,8 +35,9 @@ def main(argv):
     distribution.configure_cpu_threads()
     try:
         options = beam_pipelines.parse(FLAGS.beam_pipeline_options)
-        summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, FLAGS.runner)
-    except (ValueError, OSError) as e:  # bad Beam options, a jobs file or failure list path that cannot be used
+        runner = beam_pipelines.choose_runner(FLAGS.runner, options, name="--runner")
+        summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, runner)
+    except (ValueError, OSError) as e:  # bad Beam options or runner, a jobs file or failure list that cannot be used
         sys.exit(f"error: {e}")
     for failure in summary.failures:
         print(f"error: {FLAGS.jobs}: line {failure.line}: {failure.reason}", file=sys.stderr)

@@ -17,9 +17,10 @@ Examples:
 
 Exit status 1, with one line saying why, for a bad flag or config value, a --data that is no data set, a
 --model_dir that is no folder it may write (a file, a path under one, no permission: said before the data set is
-prepared), that cannot be resumed (checkpoints of another model, none that reads back) or that another run is training
-into (one run at a time: the line names it), and when training diverges (NaN or a loss above train.max_loss; the last
-good checkpoint is kept). A run stopped before training writes nothing.
+prepared), that holds a config.json or metrics.jsonl that is not a training run's (said before any work), that cannot
+be resumed (checkpoints of another model, none that reads back) or that another run is training into (one run at a
+time: the line names it), and when training diverges (NaN or a loss above train.max_loss; the last good checkpoint is
+kept). A run stopped before training writes nothing.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from absl import app, flags, logging
 
 from bigo_facegen import config as configs, data, files
 from bigo_facegen.checkpoints import ModelDirError
-from bigo_facegen.training import Trainer, TrainingDiverged
+from bigo_facegen.training import Trainer, TrainingDiverged, check_model_dir
 
 FLAGS = flags.FLAGS
 # Crops from this side up (the `paper` preset's 224 px) take seconds a step on a CPU: said before a run starts there.
@@ -98,6 +99,7 @@ def main(argv):
         model_dir = FLAGS.model_dir or f"runs/{FLAGS.preset}_{config.data.tier}"
         # Before the data set is resolved (which may prepare it, for minutes): a file there, or no write permission.
         files.check_output_folder(model_dir, "--model_dir")
+        check_model_dir(model_dir)  # someone else's config.json or metrics.jsonl there, which the run would replace
         trainer = Trainer(data.resolve_config(config), model_dir)
     # Before the first step: a config value, the data set (a missing or malformed folder, an unreadable video) or a
     # model_dir that cannot be resumed or is in use. ModelDirError, AnnotationError and VideoError are ValueErrors.

@@ -204,6 +204,16 @@ def test_a_photo_larger_than_max_side_is_scaled_down_and_the_run_says_so(photo, 
     assert f"{photo[0]}: 224x200 pixels, scaled down to --max_side=168 pixels on its longer side" in done.stdout
     written = video.probe(out)
     assert (written.width, written.height, written.frame_count) == (168, 150, 2)
+    # A JPEG four times as large is decoded at a quarter of its size; the run still says the size it has.
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), cv2.cvtColor(cv2.resize(photo[1], (896, 800), interpolation=cv2.INTER_CUBIC),
+                                       cv2.COLOR_RGB2BGR))
+    stats = animate.animate("warp", big, real_faces_dir / "videos" / DRIVER, tmp_path / "big.mp4", max_frames=2,
+                            max_side=168, progress=False)
+    assert stats.scaled_from == (896, 800)
+    written = video.probe(tmp_path / "big.mp4")
+    assert (written.width, written.height, written.frame_count) == (168, 150, 2)
+    assert sorted(os.listdir(tmp_path)) == ["big.jpg", "big.mp4", "small.mp4"]
 
 
 def test_ctrl_c_ends_animate_with_one_line_and_leaves_nothing(photo, real_faces_dir, tmp_path):

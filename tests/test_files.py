@@ -129,15 +129,22 @@ def test_check_output_file_accepts_new_and_existing_files(tmp_path):
     ("notes/a/b/out.mp4", "output {path}: {d}/notes is a file, not a folder"),
     ("out.gif", "output {path}: cannot write .gif files; use one of .avi, .mp4"),
     ("out", "output {path}: cannot write suffix-less files; use one of .avi, .mp4"),
-], ids=["existing_folder", "parent_is_a_file", "ancestor_is_a_file", "unknown_suffix", "no_suffix"])
+    ("loop/out.mp4", "output {path}: {d}/loop is a symbolic link loop: it cannot be resolved"),
+    ("loop/a/b/out.mp4", "output {path}: {d}/loop is a symbolic link loop: it cannot be resolved"),
+    ("gone/out.mp4", "output {path}: {d}/gone is a symbolic link to {d}/nothing, which does not exist"),
+], ids=["existing_folder", "parent_is_a_file", "ancestor_is_a_file", "unknown_suffix", "no_suffix", "link_loop",
+        "under_a_link_loop", "link_to_nothing"])
 def test_check_output_file_rejects(tmp_path, target, message):
     (tmp_path / "out.mp4").mkdir()
     (tmp_path / "notes").write_text("x")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    os.symlink(tmp_path / "nothing", tmp_path / "gone")
     path = tmp_path / target
     with pytest.raises(OutputPathError) as error:
         files.check_output_file(path, "output", (".mp4", ".avi"))
     assert str(error.value) == message.format(path=path, d=tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["notes", "out.mp4"] and os.listdir(tmp_path / "out.mp4") == []
+    assert sorted(os.listdir(tmp_path)) == ["gone", "loop", "notes", "out.mp4"]
+    assert os.listdir(tmp_path / "out.mp4") == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: permissions cannot be tested")
@@ -158,7 +165,11 @@ def test_check_output_folder(tmp_path):
         files.check_output_folder(tmp_path / "report", "output")
     with pytest.raises(OutputPathError, match=f"^output {tmp_path}/report/sub: {tmp_path}/report is a file"):
         files.check_output_folder(tmp_path / "report" / "sub", "output")
-    assert os.listdir(tmp_path) == ["report"]
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    with pytest.raises(OutputPathError, match=f"^output {tmp_path / 'loop'}: is a symbolic link loop: it cannot be "
+                                              f"resolved$"):
+        files.check_output_folder(tmp_path / "loop", "output")
+    assert sorted(os.listdir(tmp_path)) == ["loop", "report"]
 
 
 def test_sigterm_unwinds_so_temporary_files_are_removed(tmp_path):

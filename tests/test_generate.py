@@ -413,6 +413,23 @@ def test_generate_entry_point_rejects_bad_settings_before_any_work(exported, rea
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--annotations={d}/clips"], "error: {d}/clips: is a folder, not an annotation file (the BIGO layout's "
+                                  "annotations.json)"),
+    (["--output={d}/loop/o.mp4"], "error: output {d}/loop/o.mp4: {d}/loop is a symbolic link loop: it cannot be "
+                                  "resolved"),
+    (["--fps=1e9"], "error: fps must be a frame rate above 0 and at most 1000, got 1000000000.0"),
+], ids=["annotations_folder", "output_in_a_link_loop", "fps_too_high"])
+def test_generate_entry_point_says_what_is_wrong_before_any_work(exported, real_faces_dir, tmp_path, flags, message):
+    (tmp_path / "clips").mkdir()
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    done = _run_generate(exported, real_faces_dir, f"--output={tmp_path / 'o.mp4'}",
+                         *(flag.format(d=tmp_path) for flag in flags))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message.format(d=tmp_path)]
+    assert sorted(os.listdir(tmp_path)) == ["clips", "loop"] and os.listdir(tmp_path / "clips") == []
+
+
 def test_generate_killed_by_sigterm_leaves_no_temporary_video(exported, real_faces_dir, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "experiments.generate", f"--model={exported.parent}",

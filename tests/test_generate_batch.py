@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from apache_beam.options.pipeline_options import StandardOptions
 
 from bigo_facegen import batch_generation, config, export, fusion, generation, video
 from bigo_facegen.face_model import FaceModel, GenerationError
@@ -129,18 +130,29 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
         json.dumps({**good, "output": "sub/../../g.mp4"}),
         json.dumps({**good, "output": "h.mp4", "max_frames": -48}),
         json.dumps({**good, "output": "i.mp4", "batch": 0}),
-        json.dumps({**good, "output": "clips/dpe_d.mp4"}),
+        json.dumps({**good, "output": str(tmp_path / "clips" / "dpe_d.mp4")}),
         json.dumps({**good, "output": "j.mp4", "face_output": str(real_faces_dir / "videos" / "dpe_d.mp4")}),
         json.dumps({**good, "output": "linked/a.mp4"}),
         json.dumps({**good, "model": "pretrained", "output": "sub/../k.mp4", "max_frames": 1}),
         json.dumps({**good, "output": str(tmp_path.parent / "elsewhere.mp4")}),
+        json.dumps({**good, "output": "lnkout/x.mp4"}),
+        json.dumps({**good, "output": "l.mp4", "face_output": "lnkout/sub/../l_face.mp4"}),
+        json.dumps({**good, "output": "clips/m.mp4"}),
+        json.dumps({**good, "output": "n.mp4", "fps": 1e9}),
     ]
     os.symlink(real_faces_dir / "videos", tmp_path / "clips")
     os.symlink(tmp_path, tmp_path / "linked")
+    os.symlink(tmp_path.parent, tmp_path / "lnkout")  # a folder outside the jobs file's
     jobs_file = tmp_path / "jobs.jsonl"
     jobs_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # relative paths are the jobs file's folder's, not the current one's
+
+    def leads_out(output: str, path: Path) -> str:
+        return (f"{output}: leads to {os.path.realpath(path)}, outside the jobs file's folder "
+                f"{os.path.realpath(tmp_path)} (links followed); a relative output stays in it (an absolute path "
+                f"writes where it says)")
+
     jobs, failures = batch_generation.read_jobs(jobs_file)
     assert [(job.line, job.model, job.output) for job in jobs] == [
         (1, str(exports[0]), str(tmp_path / "a.mp4")), (19, "pretrained", str(tmp_path / "k.mp4")),
@@ -161,24 +173,31 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
                                            f"path of a file to write"),
         (12, str(tmp_path / "f.avi"), f"output {tmp_path / 'f.avi'}: cannot write .avi files; use one of .m4v, "
                                       f".mov, .mp4"),
-        (13, str(tmp_path.parent / "g.mp4"), f"output sub/../../g.mp4: leads out of the jobs file's folder "
-                                             f"{tmp_path}; relative outputs stay in it (an absolute path writes "
-                                             f"elsewhere)"),
+        (13, str(tmp_path.parent / "g.mp4"), leads_out("output sub/../../g.mp4", tmp_path.parent / "g.mp4")),
         (14, str(tmp_path / "h.mp4"), "max_frames must be an integer of at least 1, got -48"),
         (15, str(tmp_path / "i.mp4"), "batch must be an integer of at least 1, got 0"),
-        (16, str(tmp_path / "clips" / "dpe_d.mp4"),
+        (16, str(tmp_path / "clips" / "dpe_d.mp4"),  # absolute: where it says, and an input there
          f"output {tmp_path / 'clips' / 'dpe_d.mp4'}: is the same file as the input video {own_video}; writing it "
          f"would destroy that input"),
         (17, str(tmp_path / "j.mp4"), f"face_output {own_video}: is the same file as the input video {own_video}; "
                                       f"writing it would destroy that input"),
         (18, str(tmp_path / "linked" / "a.mp4"),
          f"output {tmp_path / 'linked' / 'a.mp4'}: line 1 writes it too (as {tmp_path / 'a.mp4'})"),
+        # Relative outputs through a linked folder that leads out (`linked` above leads back in), by real paths.
+        (21, str(tmp_path / "lnkout" / "x.mp4"), leads_out("output lnkout/x.mp4", tmp_path.parent / "x.mp4")),
+        (22, str(tmp_path / "l.mp4"),
+         leads_out("face_output lnkout/sub/../l_face.mp4", tmp_path.parent / "l_face.mp4")),
+        (23, str(tmp_path / "clips" / "m.mp4"), leads_out("output clips/m.mp4", real_faces_dir / "videos" / "m.mp4")),
+        (24, str(tmp_path / "n.mp4"), "fps must be a frame rate above 0 and at most 1000, got 1000000000.0"),
     ]
-    assert sorted(os.listdir(tmp_path)) == ["clips", "elsewhere", "folder.mp4", "jobs.jsonl", "linked"]
+    assert sorted(os.listdir(tmp_path)) == ["clips", "elsewhere", "folder.mp4", "jobs.jsonl", "linked", "lnkout"]
     assert os.listdir(tmp_path / "elsewhere") == [] and not (tmp_path.parent / "elsewhere.mp4").exists()
+    assert not {"x.mp4", "l_face.mp4", "g.mp4"} & set(os.listdir(tmp_path.parent))
 
 
 def test_bad_beam_options_are_refused_in_one_line(exports, real_faces_dir, tmp_path):
+    no_runner = (f"Unexpected pipeline runner: Bad. Valid values are {', '.join(StandardOptions.KNOWN_RUNNER_NAMES)} "
+                 f"or the fully qualified name of a PipelineRunner subclass.")
     jobs_file = _write_jobs(tmp_path / "jobs.jsonl", [
         {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "dpe_d",
          "output": str(tmp_path / "out.mp4"), "max_frames": FRAMES}])
@@ -187,11 +206,34 @@ def test_bad_beam_options_are_refused_in_one_line(exports, real_faces_dir, tmp_p
          "error: --beam_pipeline_options: argument --direct_num_workers: invalid int value: 'abc'"),
         (["--beam_pipeline_options=direct_num_worker=2,no_such_option"],
          "error: --beam_pipeline_options: Beam has no option direct_num_worker, no_such_option"),
+        (["--runner=Bad"], f"error: --runner: {no_runner}"),
+        (["--beam_pipeline_options=runner=Bad"], f"error: --beam_pipeline_options: runner: {no_runner}"),
+        (["--runner=no_such_module.Runner"], "error: --runner: No module named 'no_such_module'"),
     ]:
         done = _generate_batch(jobs_file, *flags)
         assert done.returncode == 1 and "Traceback" not in done.stderr and "usage:" not in done.stderr
         assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [message]
     assert os.listdir(tmp_path) == ["jobs.jsonl"]
+
+
+def test_a_relative_output_through_a_link_out_of_the_jobs_folder_is_refused(exports, real_faces_dir, tmp_path):
+    """`lnkout/x.mp4` where `lnkout` links out of the jobs file's folder: refused in one line naming the line, the
+    path it leads to and the folder; the run (its pipeline without jobs) logs no Beam warning of arguments it was
+    given from this program's command line."""
+    jobs_dir, outside = Path(os.path.realpath(tmp_path / "jobs")), Path(os.path.realpath(tmp_path / "outside"))
+    jobs_dir.mkdir()
+    outside.mkdir()
+    os.symlink(outside, jobs_dir / "lnkout")
+    jobs_file = _write_jobs(jobs_dir / "jobs.jsonl", [
+        {"model": str(exports[0]), "annotations": str(real_faces_dir / "annotations.json"), "video": "dpe_d",
+         "output": "lnkout/x.mp4", "max_frames": FRAMES}])
+    done = _generate_batch(jobs_file)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {jobs_file}: line 1: output lnkout/x.mp4: leads to {outside / 'x.mp4'}, outside the jobs file's "
+        f"folder {jobs_dir} (links followed); a relative output stays in it (an absolute path writes where it says)"]
+    assert "Discarding unparseable args" not in done.stderr, done.stderr[-3000:]
+    assert os.listdir(outside) == [] and sorted(os.listdir(jobs_dir)) == ["jobs.failures.jsonl", "jobs.jsonl", "lnkout"]
 
 
 def _temporary_videos(folder: Path) -> list[str]:

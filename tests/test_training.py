@@ -721,6 +721,62 @@ def test_entry_point_refuses_a_model_dir_that_cannot_be_a_folder_before_any_work
     assert_refused(done, f"error: --model_dir {model_dir}: {problem.format(file=file)}")
     assert os.listdir(tmp_path) == ["notes.txt"] and file.read_text() == "the user's file\n"
 
+FOREIGN_FILES = {
+    "foreign_config": {"config.json": '{"name": "my app", "version": 2}\n', "metrics.jsonl": '{"epoch": 1}\n'},
+    "garbled_config": {"config.json": "model: big\n\x00\x01 not JSON\n"},
+    "foreign_metrics": {"metrics.jsonl": '{"epoch": 1, "loss": 0.5}\n'},
+    "text_metrics": {"metrics.jsonl": "step one went well\n"},
+}
+
+
+@pytest.mark.parametrize("held, problem", [
+    ("foreign_config", "{d}/config.json: config: unknown field(s) ['name', 'version']; known: ['data', 'loss', "
+                       "'model', 'optimizer', 'train']; it is not a training run's config, which this run would write "
+                       "over: use another --model_dir"),
+    ("garbled_config", "{d}/config.json: Expecting value: line 1 column 1 (char 0); it is not a training run's "
+                       "config, which this run would write over: use another --model_dir"),
+    ("foreign_metrics", "{d}/metrics.jsonl:1: not a metrics record (a JSON object with its step number): "
+                        "'{{\"epoch\": 1, \"loss\": 0.5}}'; not the log of a training run, or damaged: repair or "
+                        "remove that line, or use another --model_dir"),
+    ("text_metrics", "{d}/metrics.jsonl:1: not a metrics record (a JSON object with its step number): 'step one "
+                     "went well'; not the log of a training run, or damaged: repair or remove that line, or use "
+                     "another --model_dir"),
+])
+def test_entry_point_refuses_a_model_dir_holding_someone_elses_config_or_log(tmp_path, held, problem):
+    """A folder without checkpoints whose config.json or metrics.jsonl is not a run's: a run would have written its
+    config over the one and emptied the other (no checkpoint: no step of the log to keep). Refused before any work
+    (the data set is not resolved), nothing written: no lock file, the files as they were."""
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    for name, text in FOREIGN_FILES[held].items():
+        (model_dir / name).write_text(text)
+    before = contents(model_dir)
+    done = run_entry_point("--preset=cpu", "--data=synthetic", f"--model_dir={model_dir}", "--steps=2")
+    assert_refused(done, f"error: {problem.format(d=model_dir)}")
+    assert contents(model_dir) == before and os.listdir(tmp_path) == ["run"]
+
+
+def test_a_model_dir_without_checkpoints_keeps_a_runs_config_and_log_readable(batch, tmp_path):
+    """What a run leaves before its first checkpoint is still its own: a config.json of an older layout (it migrates)
+    and a log whose last line a kill tore are accepted, and the new run writes its config over the old; the Trainer
+    refuses someone else's files too, before it builds anything."""
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    shutil.copy(REPO / "tests" / "fixtures" / "config_de4b2bb" / "cpu.json", model_dir / "config.json")
+    (model_dir / "metrics.jsonl").write_text('{"step": 1, "generator_l1": 0.5}\n{"step": 2, "gene')
+    with trainer(model_dir, batch, **{"train.steps": 1}) as new_run:
+        pass
+    assert (model_dir / "config.json").read_text() == new_run.config.to_json() + "\n"
+    assert (model_dir / "metrics.jsonl").read_text() == ""  # no checkpoint: the run starts again from step 0
+
+    for name, text in FOREIGN_FILES["foreign_config"].items():
+        (model_dir / name).write_text(text)
+    before = contents(model_dir)
+    with pytest.raises(ModelDirError, match=re.escape(f"{model_dir}/config.json: config: unknown field(s)")):
+        trainer(model_dir, batch, **{"train.steps": 1})
+    assert contents(model_dir) == before
+
+
 def test_entry_point_refuses_to_resume_another_model(bigo_folder, tmp_path):
     folder, tfds_dir = bigo_folder
     model_dir = tmp_path / "run"

@@ -249,8 +249,8 @@ def test_writer_rejects_bad_arguments(tmp_path):
         video.VideoWriter(tmp_path / "clip.gif", 25, (64, 48))
     with pytest.raises(VideoError, match="cannot write .avi"):  # no browser plays AVI
         video.VideoWriter(tmp_path / "clip.avi", 25, (64, 48))
-    for fps in (0, float("nan"), float("inf"), 1e-6):
-        with pytest.raises(VideoError, match="need a finite fps > 0"):
+    for fps in (0, float("nan"), float("inf"), 1e-6, 1000.5, 1e9, 2.0 ** 32):  # 1e9: no duration; 2^32: overflow
+        with pytest.raises(VideoError, match="need a frame rate above 0 and at most 1000 fps and a positive size"):
             video.VideoWriter(tmp_path / "clip.mp4", fps, (64, 48))
     with pytest.raises(VideoError, match="no frames to write"):
         video.write_video(tmp_path / "clip.mp4", [], fps=25)
@@ -319,11 +319,18 @@ def test_images_are_read_upright_as_rgb_and_damaged_ones_are_refused(real_faces_
     exif[ExifTags.Base.Orientation] = 6
     Image.fromarray(frame[:, :200]).save(turned, exif=exif, quality=95)
     assert np.abs(video.read_image(turned).astype(int) - np.rot90(frame[:, :200], k=-1)).mean() < 3
+    # Scaled down as it is decoded, upright too; its size as `read_image` gives it whole.
+    height = frame.shape[0]
+    assert video.image_size(turned) == (height, 200) and video.image_size(jpegs["good"]) == frame.shape[1::-1]
+    small = video.read_image(turned, max_side=height // 4)
+    assert small.shape == (50, height // 4, 3)
+    assert np.abs(small.astype(int) - video.scale_down(np.rot90(frame[:, :200], k=-1), height // 4)).mean() < 3
     for name in ("truncated", "zeroed", "garbled"):
         # libjpeg-turbo's words: "Premature end of JPEG file", "Corrupt JPEG data: ...", "Unsupported marker type ...".
-        with pytest.raises(video.ImageError, match=rf"^{jpegs[name]}: the image is damaged \(truncated or corrupt\): "
-                                                   r"\w.+$"):
-            video.read_image(jpegs[name])
+        for max_side in (None, 32):  # decoded whole, or at 1/8 of its size: the damage is found all the same
+            with pytest.raises(video.ImageError, match=rf"^{jpegs[name]}: the image is damaged \(truncated or "
+                                                       r"corrupt\): \w.+$"):
+                video.read_image(jpegs[name], max_side)
     png = tmp_path / "cut.png"
     cv2.imwrite(str(png), frame)
     png.write_bytes(png.read_bytes()[:-5000])
@@ -363,6 +370,35 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
     assert int(grown_mb) < 100, f"reading grew the process by {grown_mb} MB"
     assert "Warning" not in done.stderr
     assert sorted(os.listdir(tmp_path)) == ["bomb.png", "over.png"]
+
+
+def test_a_jpeg_to_be_scaled_down_is_never_decoded_whole(real_faces_dir, tmp_path):
+    """The demo's probe: a 2 MB JPEG of 8000 x 8000 pixels (within the pixel limit) to be scaled down to 1024 took a
+    request from 0.9 to 2.0 GB. Decoded at libjpeg's reduced scale, the process never holds the full size's pixels."""
+    frame = _real_frames(real_faces_dir, count=1)[0]
+    path = tmp_path / "big.jpg"
+    big = cv2.resize(frame, (8000, 8000), interpolation=cv2.INTER_CUBIC)
+    assert cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    whole = video.scale_down(big, 1024)
+    del big
+    script = f"""
+import resource
+import numpy as np
+from bigo_facegen import video
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = video.read_image({str(path)!r}, max_side=1024)
+grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+np.save({str(tmp_path / "read.npy")!r}, image)
+print(grown_mb)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    full_size_mb = 8000 * 8000 * 3 // 2**20  # one copy of the pixels decoded whole: 183 MB
+    assert int(done.stdout) < full_size_mb, f"reading grew the process by {done.stdout.strip()} MB"
+    read = np.load(tmp_path / "read.npy")
+    assert read.shape == (1024, 1024, 3) and np.abs(read.astype(int) - whole).mean() < 1
+    assert sorted(os.listdir(tmp_path)) == ["big.jpg", "read.npy"]
 
 
 def test_an_image_is_not_a_video(real_faces_dir, tmp_path):

@@ -148,7 +148,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         from apache_beam.options.pipeline_options import PipelineOptions  # only a Beam build pays for importing Beam
 
         from bigo_facegen import beam_pipelines
-        options = config.beam_options or PipelineOptions()
+        options = config.beam_options or PipelineOptions([])  # not from sys.argv: `beam_pipelines`
         config = config.replace(beam_runner=beam_pipelines.choose_runner(config.beam_runner, options),
                                 beam_options=options)
         with beam_pipelines.workers_end_with_this_process():
