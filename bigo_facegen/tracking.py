@@ -30,8 +30,8 @@ The video is cut into spans, each followed from its first frame, the key:
 A span's frames are given out when it ends (the whole track is returned at once). A frame counts as faceless
 (`FrameAnnotation(index=i)`, as `annotate.annotate_frame` gives where dlib finds nothing) when no face is tracked into
 it and the search finds none; the track starts afresh at the next face found. The bbox follows `annotate`'s convention
-(`annotate.BBOX_SCALE` x the detector box side, centred on the points' mean). Lengths in the settings are fractions of
-the detector box side, so that they hold at any image size.
+(`dlib_face.face_box`: `BBOX_SCALE` x the detector box side, centred on the points' mean). Lengths in the settings are
+fractions of the detector box side, so that they hold at any image size.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from typing import Iterable, Protocol
 import cv2
 import numpy as np
 
-from bigo_facegen import annotate, dlib_face
+from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FLAG_OCCLUDED, FLAG_VISIBLE, FrameAnnotation
 
 
@@ -325,8 +325,5 @@ def _moved_box(box: np.ndarray, points: np.ndarray, moved: np.ndarray) -> np.nda
 
 
 def _annotation(index: int, points: np.ndarray, flags: np.ndarray, box: np.ndarray) -> FrameAnnotation:
-    # annotate's bbox convention: the detector box side times BBOX_SCALE, centred on the points' mean.
-    side = annotate.BBOX_SCALE * _side(box)
-    cx, cy = points.mean(axis=0)
-    bbox = np.round([cx - side / 2, cy - side / 2, side, side], 2).astype(np.float32)
-    return FrameAnnotation(index=index, bbox=bbox, points=points.astype(np.float32), flags=flags)
+    return FrameAnnotation(index=index, bbox=dlib_face.face_box(box, points), points=points.astype(np.float32),
+                           flags=flags)
