@@ -1,14 +1,15 @@
 """Animate speed: frames/s of `bigo_facegen.animate.animate` end to end, a dev-set photo of one person driven by a
 dev-set clip of another, against the driving video's real time.
 
-    python -m benchmarks.animate                                   # warp, 10 s of 25 fps driving video
-    python -m benchmarks.animate --models=warp,runs/real --keypoints=detect,file --json
+    python -m benchmarks.animate                                   # warp and the shipped model, detect and track
+    python -m benchmarks.animate --models=warp,runs/real --keypoints=detect,track,file --json
 
 End to end: the source photo read and its face found by dlib, the driving keypoints (dlib on every driving frame,
-`detect`, or read from the folder's annotations.json, `file`), the motion transfer (default settings), every output
+`detect`; dlib's points followed by optical flow and held to dlib, `track`, which runs dlib's face search on few
+frames; or read from the folder's annotations.json, `file`), the motion transfer (default settings), every output
 frame made (`warp`: the piecewise-affine warp of the photo; a model: `generation.VideoGenerator` with its defaults) and
-H.264-encoded. A model is loaded before the clock starts (its first batch, traced, is timed). The real-time ratio is
-frames/s over the driving video's frame rate: above 1 keeps up with the video.
+H.264-encoded. A model and dlib's models are loaded before the clock starts (a model's first batch, traced, is
+timed). The real-time ratio is frames/s over the driving video's frame rate: above 1 keeps up with the video.
 
 Prints a table, or with --json one JSON line.
 """
@@ -25,11 +26,13 @@ from absl import app, flags
 from benchmarks.common import REPO
 
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces" / "dev"
+# The keypoints read from the folder's annotation file; the others are `annotate.TRACKINGS`, found in the frames.
+FILE = "file"
 
 flags.DEFINE_list("models", ["warp", "pretrained"], "warp, pretrained (the model shipped in the package) and/or export "
                   "folders or training model_dirs.")
-flags.DEFINE_list("keypoints", ["detect"], "Where the driving keypoints come from: detect (dlib on every frame) "
-                  "and/or file (the folder's annotations.json).")
+flags.DEFINE_list("keypoints", ["detect", "track"], "Where the driving keypoints come from: detect (dlib on every "
+                  "frame), track (dlib's points tracked) and/or file (the folder's annotations.json).")
 flags.DEFINE_string("source_clip", "sadtalker_BobMenendez", "Dev clip whose first frame is the source photo.")
 flags.DEFINE_string("driving_clip", "dpe_d", "Dev clip of another person that drives it.")
 flags.DEFINE_integer("frames", 250, "Driving frames (250: 10 s at 25 fps).", lower_bound=3)
@@ -39,9 +42,14 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from bigo_facegen import animate, distribution, methods, video
+    from bigo_facegen import animate, annotate, distribution, dlib_face, methods, video
 
+    unknown = sorted(set(FLAGS.keypoints) - {*annotate.TRACKINGS, FILE})
+    if unknown:
+        raise app.UsageError(f"--keypoints: unknown {', '.join(unknown)}; choose among "
+                             f"{', '.join([*annotate.TRACKINGS, FILE])}")
     distribution.configure_cpu_threads()
+    dlib_face.require()
     driving = REAL_FACES / "videos" / f"{FLAGS.driving_clip}.mp4"
     info = video.probe(driving)
     rows = []
@@ -52,11 +60,11 @@ def main(argv):
         for name in FLAGS.models:
             method = methods.load(name)
             for keypoints in FLAGS.keypoints:
-                annotations_path = REAL_FACES / "annotations.json" if keypoints == "file" else None
+                found = keypoints != FILE
                 start = time.perf_counter()
                 stats = animate.animate(method, photo, driving, Path(tmp) / "out.mp4",
-                                        driving_annotations=annotations_path, max_frames=FLAGS.frames,
-                                        progress=False)
+                                        driving_annotations=None if found else REAL_FACES / "annotations.json",
+                                        max_frames=FLAGS.frames, progress=False, tracking=keypoints if found else None)
                 seconds = time.perf_counter() - start
                 rows.append({"model": name, "keypoints": keypoints, "frames": stats.frames,
                              "seconds": round(seconds, 2), "frames_per_s": round(stats.frames / seconds, 2),

@@ -6,10 +6,16 @@ function behind `experiments.animate`.
 1. The source image (`read_source`): an image file, or frame `source_frame` of a video, scaled down to `max_side`
    pixels on its longer side where it is larger (`AnimateStats.scaled_from` says so); dlib finds its face and 68
    points (`annotate.annotate_frame`, the convention of the shared footage).
-2. The driving track (`driving_track`): dlib on every driving frame, or the driving video's entry in a BIGO-layout
-   annotation file (`driving_annotations`, of dlib's `ibug68` layout like the source's points).
-3. `motion_transfer.transfer` turns the track into target annotations in the source image's pixels (relative or
-   absolute motion, the driving reference, smoothing, lost faces keeping the last motion).
+2. The driving track (`driving_track`): the driver's points found in its frames as `tracking` says (`annotate.
+   TRACKINGS`: `track`, dlib's points followed by optical flow and held to dlib, the default; `detect`, dlib on every
+   frame), or the driving video's entry in a BIGO-layout annotation file (`driving_annotations`, of dlib's `ibug68`
+   layout like the source's points), read as it is: a file and a tracking together are refused, for the file's points
+   may already be tracked (`annotate --tracking=track` writes such files) and a tracker needs a detector that searches
+   any frame, which a file is not. A source that is a frame of the driving video itself (the same file, `source_frame`
+   among the driving frames, not scaled down) takes its face from the track's frame (`own_face`): the no-motion face
+   is then the track's own estimate, not a second detection whose noise would return in every target.
+3. `motion_transfer.transfer` turns the track into target annotations in the source image's pixels (`targets`:
+   relative or absolute motion, the driving reference, smoothing, lost faces keeping the last motion).
 4. The frames: a `methods.Method` makes them from the source image and its face, a model (an export or a training
    model_dir) through `generation.VideoGenerator`, or `warp`, the source image warped piecewise-affinely onto each
    target's keypoints. One output frame per driving frame, at the source's resolution and the driver's frame rate;
@@ -26,7 +32,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bigo_facegen import annotate, annotations, files, generation, methods, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
@@ -35,6 +40,8 @@ from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 
+# How the driving points are found by default (`annotate.TRACKINGS`).
+DEFAULT_TRACKING = annotate.TRACK
 # The longest side of a source image used as it is; a larger one is scaled down to it. Full HD's long side: a model
 # paints faces of its crop size (256 px for the shipped one) whatever the photo's, and everything else a frame costs
 # (fusion, dlib, encoding) grows with its pixels (an 8000 x 8000 photo took 94 s).
@@ -55,35 +62,82 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
             output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
             driving_annotations: str | os.PathLike | None = None, motion: MotionSettings = MotionSettings(),
             max_frames: int | None = None, max_side: int = DEFAULT_MAX_SIDE, progress: bool = True,
-            compiled: bool = False, settings: GenerationSettings = GenerationSettings()) -> AnimateStats:
+            compiled: bool = False, settings: GenerationSettings = GenerationSettings(),
+            tracking: str | None = None) -> AnimateStats:
     """Writes `output` (and `face_output`): the face of `source` driven by the video `driving` (see the module
     doc). `method` is a `methods.Method` or a name `methods.load` takes (`copy`, `warp`, the path of an export or a
     training model_dir, `pretrained`), loaded to make faces with `settings` and, with `compiled`, to run under XLA;
     `max_frames` keeps the first driving frames only; a source larger than `max_side` pixels on a side is scaled down
-    to it."""
+    to it; `tracking` (`annotate.TRACKINGS`; None: `DEFAULT_TRACKING`) says how the driving points are found, and
+    may not be given with `driving_annotations`."""
     generation.check_max_frames(max_frames)
     files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES,
                              {"source": source, "driving": driving, "driving_annotations": driving_annotations})
     if max_side < 1:
         raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
+    check_keypoint_source(driving_annotations, tracking)
     if not isinstance(method, Method):
         method = methods.load(method, settings, compiled)
     image, size = read_source(source, source_frame, max_side)
-    source_face = annotate.annotate_frame(image, 1)
-    if not source_face.has_face:
-        raise GenerationError(f"{source}: dlib finds no face in the source image")
     info = video.probe(driving)
-    track = driving_track(driving, driving_annotations, max_frames, progress)
-    fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
-    try:
-        targets = motion_transfer.transfer(source_face, (image.shape[1], image.shape[0]), track,
-                                           (info.width, info.height), fps, motion)
-    except motion_transfer.MotionError as e:
-        raise GenerationError(f"{driving}: {e}") from e
-    generation.write_video(method.frames(image, source_face, targets), len(targets), output, fps,
+    scaled = size != (image.shape[1], image.shape[0])
+    own = not scaled and source_frame is not None and source_frame <= _driving_frames(info, max_frames) \
+        and files.file_key(source) == files.file_key(driving)
+    # The source's own face before the long part, unless the track has it.
+    source_face = None if own else find_face(image, source)
+    track = driving_track(driving, driving_annotations, max_frames, progress, tracking)
+    if own:
+        source_face = own_face(track, source_frame, image, source)
+    targets = transfer(source_face, image, track, info, motion, driving)
+    generation.write_video(method.frames(image, source_face, targets), len(targets), output, _fps(info),
                            (image.shape[1], image.shape[0]), face_output, method.face_size, progress)
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
-                        scaled_from=size if size != (image.shape[1], image.shape[0]) else None)
+                        scaled_from=size if scaled else None)
+
+
+def check_keypoint_source(driving_annotations: str | os.PathLike | None, tracking: str | None) -> None:
+    """Raises ValueError (GenerationError) unless the driving points come from one place: a known tracking (None: the
+    default), or a file as it is."""
+    if tracking is not None:
+        annotate.check_tracking(tracking)
+        if driving_annotations is not None:
+            raise GenerationError(f"{driving_annotations}: the driving keypoints are read from this file as they are, "
+                                  f"and tracking {tracking!r} would find them in the frames: give one or the other")
+
+
+def find_face(image: np.ndarray, source: str | os.PathLike) -> FrameAnnotation:
+    """dlib's face on the source image; GenerationError naming `source` where it finds none."""
+    face = annotate.annotate_frame(image, 1)
+    if not face.has_face:
+        raise GenerationError(f"{source}: dlib finds no face in the source image")
+    return face
+
+
+def own_face(track: list[FrameAnnotation], index: int, image: np.ndarray, source: str | os.PathLike
+             ) -> FrameAnnotation:
+    """The face of a source that is frame `index` (1-based) of the driving video (`image`, read from `source`): the
+    track's, or dlib's on the image where the track has none there."""
+    face = track[index - 1]
+    return face if face.has_face else find_face(image, source)
+
+
+def transfer(source_face: FrameAnnotation, image: np.ndarray, track: list[FrameAnnotation], info: video.VideoInfo,
+             motion: MotionSettings, driving: str | os.PathLike) -> list[FrameAnnotation]:
+    """The targets of the source `image` (its face `source_face`) driven by `track` (of the video `driving`, `info`),
+    one per driving frame; GenerationError naming the video where they do not fit together."""
+    try:
+        return motion_transfer.transfer(source_face, (image.shape[1], image.shape[0]), track,
+                                        (info.width, info.height), _fps(info), motion)
+    except motion_transfer.MotionError as e:
+        raise GenerationError(f"{driving}: {e}") from e
+
+
+def _fps(info: video.VideoInfo) -> float:
+    return info.fps if info.fps > 0 else video.DEFAULT_FPS
+
+
+def _driving_frames(info: video.VideoInfo, max_frames: int | None) -> int:
+    return info.frame_count if max_frames is None else min(max_frames, info.frame_count)
 
 
 def read_source(path: str | os.PathLike, frame: int | None = None,
@@ -103,24 +157,20 @@ def read_source(path: str | os.PathLike, frame: int | None = None,
 
 
 def driving_track(driving: str | os.PathLike, annotations_path: str | os.PathLike | None = None,
-                  max_frames: int | None = None, progress: bool = True) -> list[FrameAnnotation]:
+                  max_frames: int | None = None, progress: bool = True, tracking: str | None = None
+                  ) -> list[FrameAnnotation]:
     """One annotation per frame of the video `driving` (or of its first `max_frames`), a frame without a face where
-    none was found: dlib on every frame, or the video's entry (by file name) in the annotation file
-    `annotations_path`."""
+    none was found: found in its frames as `tracking` says (`annotate.TRACKINGS`; None: `DEFAULT_TRACKING`), or the
+    video's entry (by file name) in the annotation file `annotations_path`, as it is (no tracking may be given)."""
+    check_keypoint_source(annotations_path, tracking)
     driving = Path(driving)
-    info = video.probe(driving)
-    count = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
     if annotations_path is None:
-        with tqdm(total=count, unit="frame", desc=f"{driving.name}: faces", disable=not progress) as bar:
-            track = []
-            for index, rgb in enumerate(video.read_frames(driving), start=1):
-                track.append(annotate.annotate_frame(rgb, index))
-                bar.update(1)
-                if index == count:
-                    break
-        return track
+        return annotate.read_track(driving, tracking or DEFAULT_TRACKING, max_frames, progress,
+                                   desc=f"{driving.name}: faces")
+    info = video.probe(driving)
     entry = annotations.find_video(generation.read_annotations(annotations_path), driving.name, str(annotations_path))
     annotations.check_against_video(entry, info.frame_count, source=str(annotations_path))
     annotations.check_on_frame(entry, info.width, info.height, source=str(annotations_path))
     by_index = {frame.index: frame for frame in entry.frames}
-    return [by_index.get(index, FrameAnnotation(index=index)) for index in range(1, count + 1)]
+    return [by_index.get(index, FrameAnnotation(index=index))
+            for index in range(1, _driving_frames(info, max_frames) + 1)]

@@ -17,6 +17,9 @@ import numpy as np
 
 NUM_POINTS = 68
 DESCRIPTOR_SIZE = 128
+# The face box of the shared footage's annotations, in detector box sides: dlib's detector box runs from the brows to
+# the chin, and this takes in the forehead and the chin.
+BBOX_SCALE = 1.6
 _INSTALL_HINT = ("bigo-facegen depends on dlib-bin and face-recognition-models: reinstall it (pip install -e .) or "
                  "pip install dlib-bin face-recognition-models")
 
@@ -112,6 +115,14 @@ def landmarks(rgb: np.ndarray, box) -> np.ndarray:
     """The 68 iBUG points (68, 2) float32 predicted inside `box`, which should be shaped like a detector box."""
     s = shape(rgb, box)
     return np.array([(p.x, p.y) for p in s.parts()], dtype=np.float32)
+
+
+def face_box(box, points: np.ndarray) -> np.ndarray:
+    """The face box of the shared footage's convention for a face found in the detector box `box` with `points`: the
+    square of side `BBOX_SCALE` x the box side, centred on the points' mean, rounded to 0.01 px (float32)."""
+    side = BBOX_SCALE * float(max(box[2], box[3]))
+    cx, cy = np.asarray(points, np.float64).mean(axis=0)
+    return np.round([cx - side / 2, cy - side / 2, side, side], 2).astype(np.float32)
 
 
 def descriptor(rgb: np.ndarray, points_or_shape) -> np.ndarray:

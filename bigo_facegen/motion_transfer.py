@@ -45,7 +45,14 @@ SMOOTHINGS = ("none", "one_euro")
 # of the inter-ocular distance, PSNR 22.89 -> 23.21 dB (5 clips gain up to 1.2 dB, 2 lose 0.04 and 0.15 dB). Of the
 # settings tried, (min_cutoff, beta) (1, 1): 0.0303, 23.19 dB; (0.5, 1): 0.0355, 23.24 dB but one clip -0.50 dB.
 DEFAULT_SMOOTHING = "one_euro"
-# One-Euro settings: the cutoff (Hz) at rest and how fast it opens with speed (per face side per second).
+# One-Euro settings: the cutoff (Hz) at rest and how fast it opens with speed (per face side per second). Kept for
+# tracked driving points (`animate.DEFAULT_TRACKING`), as measured 2026-12-07 at c376f8b (`evaluation.reconstruction`,
+# the warp, the dev train split, every 2nd of 2802 targets; PSNR / face PSNR / the output's jitter): tracked, none
+# 23.73 / 23.81 / 0.0335, (8, 5) 23.68 / 23.75 / 0.0295, (4, 5) 23.61 / 23.65 / 0.0271, (2, 5) 23.48 / 23.50 / 0.0250,
+# (1, 5) 23.33 / 23.32 / 0.0233, (1, 20) 23.49 / 23.52 / 0.0267, (2, 20) 23.57 / 23.61 / 0.0275; detected, (1, 5)
+# 22.69 / 22.60 / 0.0244, none 22.76 / 22.71 / 0.0378; the true frames shake 0.0370. Less smoothing buys dB (the
+# filter lags) and costs steadiness along one line; (1, 5) is the one setting tried whose output shakes less than
+# detected points smoothed by it, so it stays.
 DEFAULT_MIN_CUTOFF = 1.0
 DEFAULT_BETA = 5.0
 

@@ -30,8 +30,8 @@ The video is cut into spans, each followed from its first frame, the key:
 A span's frames are given out when it ends (the whole track is returned at once). A frame counts as faceless
 (`FrameAnnotation(index=i)`, as `annotate.annotate_frame` gives where dlib finds nothing) when no face is tracked into
 it and the search finds none; the track starts afresh at the next face found. The bbox follows `annotate`'s convention
-(`annotate.BBOX_SCALE` x the detector box side, centred on the points' mean). Lengths in the settings are fractions of
-the detector box side, so that they hold at any image size.
+(`dlib_face.face_box`: `BBOX_SCALE` x the detector box side, centred on the points' mean). Lengths in the settings are
+fractions of the detector box side, so that they hold at any image size.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from typing import Iterable, Protocol
 import cv2
 import numpy as np
 
-from bigo_facegen import annotate, dlib_face
+from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FLAG_OCCLUDED, FLAG_VISIBLE, FrameAnnotation
 
 
@@ -228,21 +228,29 @@ class Tracker:
 
     def _follow(self, span: _Span, rgb: np.ndarray, index: int, search_due: bool) -> tuple[_Span | None, bool]:
         """Adds the frame to `span`, or to the span it begins; returns that span (None: the face is lost) and whether
-        the slow search ran (when due, or when the flow holds too few points)."""
+        the slow search ran (when due, when the flow holds too few points, or before a span is keyed on a box that only
+        the flow moved)."""
         settings = self.settings
         step, miss, held = self._flow(span, span.view.gray(rgb))
         key = span.points()
         moved = key + step
-        box = _moved_box(span.box, key, moved)
         searched = search_due or held.mean() < settings.min_kept
         found = self._search(rgb) if searched else None
         if searched and found is None and held.mean() < settings.min_kept:
             return None, True
         # A search that misses a face the flow still holds (a turn HOG does not know) leaves the track be.
-        box = box if found is None else found
-        detected = self.detector.fit(rgb, box).astype(np.float64)
+        box = _moved_box(span.box, key, moved) if found is None else found
+        detected, follows = self._fit(rgb, box, moved, held)
+        if follows.mean() < settings.rekey and not searched:
+            # The flow and the fit in the box it moved part, and either may be wrong: a fast turn can carry the flow
+            # off the face, the box and the fit with it, and a span keyed there followed the background for the 36
+            # frames to the next search (vasahack_M2Ohb0FAaJU_1, from frame 14). The new span's key is the face the
+            # search finds, where it finds one.
+            searched, found = True, self._search(rgb)
+            if found is not None:
+                box = found
+                detected, follows = self._fit(rgb, box, moved, held)
         side = _side(box)
-        follows = held & (np.linalg.norm(detected - moved, axis=1) <= settings.reanchor * side)
         flags = np.where(held, FLAG_VISIBLE, FLAG_OCCLUDED).astype(np.int32)
         flow_variance = (settings.flow_sigma * side) ** 2 + miss ** 2
         if follows.mean() < settings.rekey:
@@ -253,6 +261,13 @@ class Tracker:
         span.add(_Frame(index, step, detected, follows, flags, box),
                  (settings.detector_sigma * side) ** 2 + flow_variance)
         return span, searched
+
+    def _fit(self, rgb: np.ndarray, box: np.ndarray, moved: np.ndarray, held: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's points in `box`, and which points follow the key: held by the flow and fitted within
+        `reanchor` of where it moved them (`moved`)."""
+        detected = self.detector.fit(rgb, box).astype(np.float64)
+        return detected, held & (np.linalg.norm(detected - moved, axis=1) <= self.settings.reanchor * _side(box))
 
     def _new_span(self, rgb: np.ndarray, index: int, box: np.ndarray, detected: np.ndarray, prior: np.ndarray,
                   prior_variance: np.ndarray, flags: np.ndarray) -> _Span:
@@ -325,8 +340,5 @@ def _moved_box(box: np.ndarray, points: np.ndarray, moved: np.ndarray) -> np.nda
 
 
 def _annotation(index: int, points: np.ndarray, flags: np.ndarray, box: np.ndarray) -> FrameAnnotation:
-    # annotate's bbox convention: the detector box side times BBOX_SCALE, centred on the points' mean.
-    side = annotate.BBOX_SCALE * _side(box)
-    cx, cy = points.mean(axis=0)
-    bbox = np.round([cx - side / 2, cy - side / 2, side, side], 2).astype(np.float32)
-    return FrameAnnotation(index=index, bbox=bbox, points=points.astype(np.float32), flags=flags)
+    return FrameAnnotation(index=index, bbox=dlib_face.face_box(box, points), points=points.astype(np.float32),
+                           flags=flags)

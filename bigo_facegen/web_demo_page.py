@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 from absl import logging
 
-from bigo_facegen import animate, annotations, bigo_folder, files, motion_transfer, video
+from bigo_facegen import animate, annotate, annotations, bigo_folder, files, motion_transfer, video
 from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
 from bigo_facegen.web_demo import NOMINAL_FPS, Limits
@@ -78,6 +78,9 @@ def build_page(method: Method, results: Path, examples: list[list[str]], limits:
             reference = gr.Radio(list(motion_transfer.REFERENCES), value="first", label="Driving reference",
                                  elem_id="reference", info="the driving frame that counts as no motion: the first "
                                                            "with a face, or the one nearest the photo's expression")
+            tracking = gr.Radio(list(annotate.TRACKINGS), value=animate.DEFAULT_TRACKING, label="Driving keypoints",
+                                elem_id="tracking", info="track: dlib's points followed by optical flow and held to "
+                                                         "dlib (steadier); detect: dlib on every frame")
         run = gr.Button("Animate", variant="primary", elem_id="run")
         summary = gr.Markdown(elem_id="summary")
         if examples:
@@ -85,26 +88,27 @@ def build_page(method: Method, results: Path, examples: list[list[str]], limits:
                         cache_examples=False)
 
         # `progress`, though unused, asks Gradio for a progress bar that follows animate's tqdm bars.
-        def on_run(source_payload, driving_payload, mode_value, reference_value,
+        def on_run(source_payload, driving_payload, mode_value, reference_value, tracking_value,
                    progress=gr.Progress(track_tqdm=True)):
             if source_payload is None or driving_payload is None:
                 raise _refusal("Give a source photo and a driving video (or pick an example) first.")
             try:
                 motion = MotionSettings(mode=mode_value, reference=reference_value)
                 result = animate_uploads(method, Upload.from_payload(source_payload),
-                                         Upload.from_payload(driving_payload), motion, results, limits)
+                                         Upload.from_payload(driving_payload), motion, results, limits,
+                                         tracking_value)
             # RequestError and MotionError (a mode or reference the page does not offer) are ValueErrors.
             except ValueError as e:
                 raise _refusal(str(e)) from e
             lost = f"; {result.stats.lost} driving frames without a face kept the last motion" if result.stats.lost \
                 else ""
             return str(result.video), (f"{result.stats.frames} frames, {motion.mode} motion, driving reference "
-                                       f"{motion.reference}{lost}.")
+                                       f"{motion.reference}, driving keypoints by {tracking_value}{lost}.")
 
         # Unprocessed payloads: Gradio's image preprocessing would fail on a non-image with a message of its own, and
         # the payload keeps the user's file name for ours. The uploads are still checked to lie in Gradio's folder.
         # One request at a time: each uses every core.
-        run.click(on_run, [source, driving, mode, reference], [output, summary], preprocess=False,
+        run.click(on_run, [source, driving, mode, reference, tracking], [output, summary], preprocess=False,
                   concurrency_limit=1)
     return page
 
@@ -119,9 +123,10 @@ def _refusal(message: str) -> gr.Error:
 def _introduction(limits: Limits) -> str:
     return (
         "# Animate a face\n"
-        "Upload a photo of a face and a video of someone moving: dlib finds the face's 68 points on the photo and on "
-        "every driving frame, the driver's motion is moved onto the photo's face, and the model makes one frame per "
-        "driving frame, at the photo's size and the driver's frame rate.\n\n"
+        "Upload a photo of a face and a video of someone moving: dlib finds the face's 68 points on the photo and the "
+        "driver's are followed through its frames (or found by dlib on every frame), the driver's motion is moved "
+        "onto the photo's face, and the model makes one frame per driving frame, at the photo's size and the driver's "
+        "frame rate.\n\n"
         f"Limits: files up to {limits.upload_mb:g} MB; the first {limits.driving_seconds:g} s of the driving video "
         f"are used, and at most {limits.driving_frame_cap} frames of it ({limits.driving_seconds:g} s at "
         f"{NOMINAL_FPS:g} fps); photos larger than {limits.source_side} pixels on a side are scaled down; one video "
@@ -130,9 +135,10 @@ def _introduction(limits: Limits) -> str:
 
 
 def animate_uploads(method: Method, source: Upload, driving: Upload, motion: MotionSettings,
-                    results: Path, limits: Limits) -> Result:
-    """Animates an uploaded photo with an uploaded video into a new folder under `results`. Raises RequestError,
-    naming the uploads by their users' names, and leaves nothing behind."""
+                    results: Path, limits: Limits, tracking: str = animate.DEFAULT_TRACKING) -> Result:
+    """Animates an uploaded photo with an uploaded video, its keypoints found as `tracking` says
+    (`annotate.TRACKINGS`), into a new folder under `results`. Raises RequestError, naming the uploads by their users'
+    names, and leaves nothing behind."""
     results.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=results))
     source_image = folder / "source.png"
@@ -144,7 +150,7 @@ def animate_uploads(method: Method, source: Upload, driving: Upload, motion: Mot
         fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
         output = folder / "animated.mp4"
         stats = animate.animate(method, source_image, driving.path, output, motion=motion,
-                                max_frames=limits.driving_frames(fps), max_side=limits.source_side)
+                                max_frames=limits.driving_frames(fps), max_side=limits.source_side, tracking=tracking)
     # GenerationError, MotionError, VideoError, ImageError, OutputPathError are ValueErrors.
     except (ValueError, OSError) as e:
         shutil.rmtree(folder, ignore_errors=True)

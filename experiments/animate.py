@@ -4,14 +4,16 @@
     python -m experiments.animate --model=warp --source=photo.jpg --driving=driver.mp4 --output=out.mp4
     python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
         --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
-        [--smoothing=none|one_euro] [--driving_annotations=annotations.json] [--max_side=1920]
+        [--smoothing=none|one_euro] [--tracking=track|detect | --driving_annotations=annotations.json] \\
+        [--max_side=1920]
 
-dlib finds the face and its 68 points on the source and on every driving frame (or the driving keypoints come from
-`--driving_annotations`, a BIGO-layout file of dlib's layout); the driver's motion is moved onto the source's face
-(`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export, a training
-model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the source's
-resolution (a source larger than `--max_side` pixels on a side is scaled down to it first, and the run says so) and
-the driver's frame rate. The driving file must be a video: an image is refused. A model makes and places its faces
+dlib finds the face and its 68 points on the source; the driver's are dlib's followed through its frames by optical
+flow and held to dlib (`--tracking=track`, the default) or dlib's on every frame (`--tracking=detect`), or they come
+from `--driving_annotations`, a BIGO-layout file of dlib's layout, as they are. The driver's motion is moved onto the
+source's face (`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export,
+a training model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the
+source's resolution (a source larger than `--max_side` pixels on a side is scaled down to it first, and the run says so)
+and the driver's frame rate. The driving file must be a video: an image is refused. A model makes and places its faces
 as the flags of `experiments.generate` of the same names say (`--fusion`, `--batch`, `--copy_threshold`, ...,
 `--tune_steps`: `experiments.generation_flags`).
 """
@@ -20,7 +22,7 @@ import sys
 from absl import app, flags
 
 from bigo_facegen import animate, distribution, files, methods, pretrained
-from experiments import generation_flags, motion_flags  # --fusion, --batch, ...; --mode, --driving_reference, ...
+from experiments import generation_flags, motion_flags  # --fusion, --batch, ...; --mode, --tracking, ...
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
                     f"bigo_facegen/pretrained/{pretrained.CARD_FILE}), an export folder, a training model_dir, or "
@@ -31,7 +33,7 @@ flags.DEFINE_integer("source_frame", None, "With a video as --source: its frame 
                      lower_bound=1)
 flags.DEFINE_string("driving", None, "The driving video: its face's motion is transferred.", required=True)
 flags.DEFINE_string("driving_annotations", None, "BIGO-layout annotation file holding the driving video's keypoints "
-                    "(dlib's 68-point layout); default: dlib on every driving frame.")
+                    "(dlib's 68-point layout), used as they are; default: found in the driving frames (--tracking).")
 flags.DEFINE_string("output", None, "Output video (.mp4, .m4v or .mov).", required=True)
 flags.DEFINE_string("face_output", None, "Optional video of the face crops alone.")
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
@@ -53,7 +55,7 @@ def main(argv):
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
                                 motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
-                                compiled=FLAGS.xla, settings=generation_flags.settings())
+                                compiled=FLAGS.xla, settings=generation_flags.settings(), tracking=FLAGS.tracking)
     # GenerationError, SettingsError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a
     # missing dlib an ImportError.
     except (ValueError, OSError, ImportError) as e:

@@ -1,7 +1,8 @@
 """Cross-identity evaluation: one person's face driven by another person's clip, over the person-disjoint test split.
 
     python -m experiments.evaluate_cross --data=../shared/data/real_faces/dev --output=runs/cross \\
-        [--methods=copy,warp,pretrained,exports/face] [--sources_per_driver=1] [--max_frames=50]
+        [--methods=copy,warp,pretrained,exports/face] [--sources_per_driver=1] [--max_frames=50] \\
+        [--tracking=track|detect]
 
 A command of its own rather than a flag of `experiments.evaluate`: it scores pairs of clips, not videos against their
 true frames, with other metrics (identity kept, motion followed, jitter), and several methods in one run. Writes
@@ -12,9 +13,9 @@ import sys
 
 from absl import app, flags
 
-from bigo_facegen import distribution, files, pretrained
+from bigo_facegen import animate, distribution, files, pretrained
 from bigo_facegen.evaluation import cross_identity, protocol
-from experiments import motion_flags  # --mode, --driving_reference, --smoothing
+from experiments import motion_flags  # --mode, --driving_reference, --smoothing, --tracking
 
 flags.DEFINE_string("data", None, "A BIGO-layout folder with dlib's 68 points (annotations.json + videos/, optional "
                     "MANIFEST.tsv for the persons).", required=True)
@@ -39,7 +40,8 @@ def main(argv):
         motion = motion_flags.settings()
         path = cross_identity.run(FLAGS.methods, FLAGS.data, FLAGS.output, split=FLAGS.split,
                                   sources_per_driver=FLAGS.sources_per_driver or None, max_frames=FLAGS.max_frames,
-                                  motion=motion, sheet_pairs=FLAGS.sheet_pairs, samples=FLAGS.samples)
+                                  motion=motion, sheet_pairs=FLAGS.sheet_pairs, samples=FLAGS.samples,
+                                  tracking=FLAGS.tracking or animate.DEFAULT_TRACKING)
     # AnnotationError, VideoError, GenerationError, MotionError are ValueErrors; DlibUnavailableError an ImportError.
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")

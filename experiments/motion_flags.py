@@ -1,7 +1,8 @@
-"""The motion-transfer flags that `animate` and `evaluate_cross` share, defined once, and the settings they give."""
+"""The motion-transfer flags that `animate`, `evaluate_cross` and `evaluate_reconstruction` share, defined once, and
+the settings they give."""
 from absl import flags
 
-from bigo_facegen import motion_transfer
+from bigo_facegen import animate, annotate, motion_transfer
 
 flags.DEFINE_enum("mode", "relative", motion_transfer.MODES, "relative: the driver's motion since its reference "
                   "frame, scaled to the source's face, added to the source's keypoints; absolute: the driver's "
@@ -10,6 +11,10 @@ flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "The
                   "motion: the first with a face, or the one whose expression is nearest the source's.")
 flags.DEFINE_enum("smoothing", motion_transfer.DEFAULT_SMOOTHING, motion_transfer.SMOOTHINGS,
                   "Smooth the driving keypoint track (One-Euro filter) before the transfer.")
+flags.DEFINE_enum("tracking", None, annotate.TRACKINGS, "How the driver's keypoints are found in its frames: track "
+                  "(dlib's points followed by optical flow and held to dlib: they shake less) or detect (dlib on every "
+                  f"frame). Default: {animate.DEFAULT_TRACKING}; animate refuses it with --driving_annotations, whose "
+                  "points are used as they are.")
 FLAGS = flags.FLAGS
 
 

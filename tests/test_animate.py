@@ -1,5 +1,6 @@
 """Animating a dev-set photo of one person with a dev-set clip of another: the library function and the entry point,
-with dlib on the driving frames or the driving keypoints from a BIGO-layout file, the warp and a small model."""
+with the driving keypoints tracked or detected on the driving frames or read from a BIGO-layout file, the warp and a
+small model."""
 import dataclasses
 import os
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from bigo_facegen import animate, annotate, annotations, config, files, methods, motion_transfer, video
+from bigo_facegen import tracking as tracking_lib
 from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
@@ -87,6 +89,68 @@ def test_lost_driving_frames_make_frames_like_the_last_found_one(photo, dev):
     made = [r.frame for r in methods.Warp().frames(frame, source, targets)]
     np.testing.assert_array_equal(made[2], made[1])
     assert not np.array_equal(made[1], made[0])
+
+
+class Recording(methods.Warp):
+    """The warp, keeping what animate gave it: the source's face and the targets."""
+
+    def frames(self, reference_frame, reference, targets):
+        self.given = (reference, list(targets))
+        return super().frames(reference_frame, reference, targets)
+
+
+@pytest.mark.parametrize("tracking", annotate.TRACKINGS)
+def test_a_clip_driving_its_own_frame_is_given_its_track_itself(real_faces_dir, tmp_path, tracking):
+    """The source face of a frame of the driving clip is the track's there, not a second detection: with relative
+    motion from that frame and no smoothing, the targets are the track itself."""
+    clip = real_faces_dir / "videos" / DRIVER
+    method = Recording()
+    stats = animate.animate(method, clip, clip, tmp_path / "out.mp4", source_frame=1, max_frames=8, progress=False,
+                            motion=motion_transfer.MotionSettings(smoothing="none"), tracking=tracking)
+    track = annotate.read_track(clip, tracking, max_frames=8, progress=False)
+    source, targets = method.given
+    assert stats.frames == len(targets) == 8 and all(frame.has_face for frame in track)
+    np.testing.assert_array_equal(source.points, track[0].points)
+    np.testing.assert_allclose(np.stack([t.points for t in targets]), np.stack([f.points for f in track]), atol=1e-4)
+    # The two ways of finding the points are the ones asked for: dlib on every frame, or the tracker's.
+    expected = [annotate.annotate_frame(rgb, i) for i, rgb in enumerate(video.read_all(clip)[:8], start=1)] \
+        if tracking == annotate.DETECT else tracking_lib.track(video.read_all(clip)[:8])
+    np.testing.assert_array_equal(np.stack([f.points for f in track]), np.stack([f.points for f in expected]))
+
+
+def test_tracked_and_detected_driving_points_drive_the_photo_alike_but_not_the_same(photo, real_faces_dir, tmp_path):
+    given = {}
+    for tracking in annotate.TRACKINGS:
+        method = Recording()
+        animate.animate(method, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / f"{tracking}.mp4",
+                        max_frames=12, progress=False, tracking=tracking)
+        given[tracking] = np.stack([t.points for t in method.given[1]])
+    difference = np.linalg.norm(given["track"] - given["detect"], axis=-1)
+    assert 0 < difference.mean() < 2.0   # px, on a face about 100 px wide
+
+
+def test_a_tracking_with_driving_annotations_is_refused_and_writes_nothing(photo, dev, real_faces_dir, tmp_path):
+    annotations.dump([dev[DRIVER]], tmp_path / "annotations.json")
+    for tracking in annotate.TRACKINGS:
+        with pytest.raises(GenerationError) as error:
+            animate.animate(methods.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
+                            driving_annotations=tmp_path / "annotations.json", tracking=tracking, progress=False)
+        assert str(error.value) == (f"{tmp_path / 'annotations.json'}: the driving keypoints are read from this file "
+                                    f"as they are, and tracking {tracking!r} would find them in the frames: give one "
+                                    f"or the other")
+    with pytest.raises(ValueError, match="unknown tracking 'optical'; choose one of detect, track"):
+        animate.animate(methods.WARP, photo[0], real_faces_dir / "videos" / DRIVER, tmp_path / "out.mp4",
+                        tracking="optical", progress=False)
+    assert os.listdir(tmp_path) == ["annotations.json"]
+
+    done = _animate("--model=warp", f"--source={photo[0]}", f"--driving={real_faces_dir / 'videos' / DRIVER}",
+                    f"--output={tmp_path / 'out.mp4'}", "--tracking=detect",
+                    f"--driving_annotations={tmp_path / 'annotations.json'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {tmp_path / 'annotations.json'}: the driving keypoints are read from this file as they are, and "
+        f"tracking 'detect' would find them in the frames: give one or the other"]
+    assert os.listdir(tmp_path) == ["annotations.json"]
 
 
 def test_bad_inputs_name_the_file_and_write_nothing(photo, real_faces_dir, tmp_path):
@@ -182,7 +246,8 @@ def _animate(*flags):
 def test_entry_point(photo, real_faces_dir, tmp_path):
     out = tmp_path / "cli.mp4"
     done = _animate("--model=warp", f"--source={photo[0]}", f"--driving={real_faces_dir / 'videos' / DRIVER}",
-                    f"--output={out}", "--max_frames=3", "--driving_reference=best", "--smoothing=one_euro")
+                    f"--output={out}", "--max_frames=3", "--driving_reference=best", "--smoothing=one_euro",
+                    "--tracking=detect")
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{out}: 3 frames (0 driving frames without a face" in done.stdout
     assert video.probe(out).frame_count == 3

@@ -1,4 +1,5 @@
-"""Annotating footage with dlib reproduces the shipped real_faces annotations; the output is a BIGO folder."""
+"""Annotating footage with dlib reproduces the shipped real_faces annotations; the output is a BIGO folder; tracked
+annotations are the tracker's, cached apart from detected ones."""
 import json
 import os
 import shutil
@@ -8,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bigo_facegen import annotate, annotations, video
+from bigo_facegen import annotate, annotations, tracking, video
 
 CLIPS = ("mead_W011_neutral.mp4", "lp_d0.mp4")
 FRAMES = 3
@@ -44,6 +45,41 @@ def test_annotating_real_clips_reproduces_the_shipped_annotations(video_dir, tmp
             assert np.abs(got.points - want.points).max() <= 1.0, (entry.video, got.index)
             assert np.abs(got.bbox - want.bbox).max() <= 1.0, (entry.video, got.index)
             assert (got.flags == annotations.FLAG_VISIBLE).all()
+
+
+def test_tracked_annotations_are_the_trackers_and_cached_apart_from_detected_ones(video_dir, tmp_path, shipped,
+                                                                                  monkeypatch):
+    clip, frames = CLIPS[0], 12
+    for name in CLIPS[1:]:
+        (video_dir / name).unlink()
+    out = tmp_path / "out"
+    tracked = annotations.load(annotate.annotate_folder(video_dir, out, progress=False, max_frames=frames,
+                                                        tracking=annotate.TRACK))[0].frames
+    # As the tracker gives them (flags included: a point the flow loses would be 1, occluded), to the file's 0.01 px.
+    expected = tracking.track(video.read_all(video_dir / clip)[:frames])
+    assert [f.index for f in tracked] == list(range(1, frames + 1))
+    for got, want in zip(tracked, expected):
+        np.testing.assert_allclose(got.points, want.points, atol=0.01)
+        np.testing.assert_allclose(got.bbox, want.bbox, atol=0.01)
+        np.testing.assert_array_equal(got.flags, want.flags)
+    # Near dlib's own, but not dlib's.
+    error = np.stack([np.linalg.norm(got.points - want.points, axis=1)
+                      for got, want in zip(tracked, shipped[clip].frames)])
+    assert 0 < error.mean() < 2.0
+
+    # The detected annotation of the same video is not the tracked one from the cache, and is cached beside it.
+    detected = annotations.load(annotate.annotate_folder(video_dir, out, progress=False, max_frames=frames))[0].frames
+    for got, want in zip(detected, shipped[clip].frames):
+        assert np.abs(got.points - want.points).max() <= 1.0
+    assert sorted(p.name.split(".")[-2] for p in (out / annotate.CACHE_DIR).iterdir()) == ["detect", "track"]
+
+    def annotate_again(*args, **kwargs):
+        raise AssertionError("a cached video was annotated again")
+
+    monkeypatch.setattr(annotate, "annotate_video", annotate_again)
+    again = annotations.load(annotate.annotate_folder(video_dir, out, progress=False, max_frames=frames,
+                                                      tracking=annotate.TRACK))[0].frames
+    assert all(np.array_equal(a.points, b.points) for a, b in zip(again, tracked))
 
 
 def test_frames_without_a_face_have_empty_boxes_and_keypoints(tmp_path):
@@ -92,6 +128,18 @@ def test_command_line(video_dir, tmp_path):
                            "--noprogress"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(annotations.load(out / "annotations.json")[0].frames) == 1
+    tracked = subprocess.run([sys.executable, "-m", "experiments.annotate", str(video_dir), str(out),
+                              "--max_frames=3", "--tracking=track", "--noprogress"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert tracked.returncode == 0, tracked.stderr
+    assert len(annotations.load(out / "annotations.json")[0].frames) == 3
+    before = (out / "annotations.json").read_bytes()
+    unknown = subprocess.run([sys.executable, "-m", "experiments.annotate", str(video_dir), str(tmp_path / "other"),
+                              "--tracking=optical"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert [line for line in unknown.stderr.splitlines() if "--tracking" in line] == [
+        "FATAL Flags parsing error: flag --tracking=optical: value should be one of <detect|track>"]
+    assert not (tmp_path / "other").exists() and (out / "annotations.json").read_bytes() == before
     missing = subprocess.run([sys.executable, "-m", "experiments.annotate", str(tmp_path / "nowhere"), str(out)],
                              cwd=REPO, capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "nowhere" in missing.stderr

@@ -1,5 +1,5 @@
 """Cross-identity evaluation on two real clips of two persons: pairs, the judge's three scores per method (copy,
-warp, an exported model), the report and the command line."""
+warp, an exported model), the driver tracked or detected, the report and the command line."""
 import json
 import os
 import shutil
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bigo_facegen import annotations, config, export
+from bigo_facegen import annotate, annotations, config, export
 from bigo_facegen.models import registry
 from bigo_facegen.evaluation import cross_identity, protocol
 from bigo_facegen.files import OutputPathError
@@ -76,6 +76,18 @@ def test_the_judge_tells_copy_warp_and_a_model_apart(report, exported):
     assert overall[str(exported)]["frames"] == 2 * FRAMES  # any model path runs as a method
 
 
+def test_the_driver_is_tracked_or_detected_and_judged_by_its_annotations(two_persons, tmp_path):
+    runs = {how: json.loads(cross_identity.run(["warp"], two_persons, tmp_path / how, split="all", max_frames=FRAMES,
+                                               sheet_pairs=0, progress=False, tracking=how).read_text())
+            for how in annotate.TRACKINGS}
+    assert [run["settings"]["tracking"] for run in runs.values()] == list(annotate.TRACKINGS)
+    detected, tracked = (runs[how]["overall"]["warp"] for how in annotate.TRACKINGS)
+    # One yardstick, the driver's annotated points, whatever drives the warp; the outputs are not the same.
+    assert detected["driver_jitter"] == tracked["driver_jitter"]
+    assert detected["jitter"] != tracked["jitter"] and detected["motion_error"] != tracked["motion_error"]
+    assert "its keypoints found by `detect`" in (tmp_path / "detect" / "results.md").read_text()
+
+
 def test_report_files(report):
     out, results = report
     assert sorted(os.listdir(out)) == ["results.json", "results.md", "sheets"]
@@ -97,4 +109,11 @@ def test_entry_point_names_a_bad_method(two_persons, tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"error: {tmp_path / 'nope'}: no such model" in done.stderr
+    assert os.listdir(tmp_path) == []
+    done = subprocess.run([sys.executable, "-m", "experiments.evaluate_cross", f"--data={two_persons}",
+                           f"--output={tmp_path / 'out'}", "--split=all", "--tracking=optical"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if "--tracking" in line] == [
+        "FATAL Flags parsing error: flag --tracking=optical: value should be one of <detect|track>"]
     assert os.listdir(tmp_path) == []

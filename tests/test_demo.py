@@ -255,6 +255,7 @@ def test_a_photo_driven_by_another_persons_clip_gives_a_video_that_plays(browser
     _upload(browser, "driving", inputs.driving)
     _find(browser, "#mode [data-testid=absolute-radio-label]").click()
     _find(browser, "#reference [data-testid=best-radio-label]").click()
+    _find(browser, "#tracking [data-testid=detect-radio-label]").click()
     _find(browser, "#run").click()
 
     progress, state = set(), {}
@@ -268,7 +269,8 @@ def test_a_photo_driven_by_another_persons_clip_gives_a_video_that_plays(browser
     assert progress, "no progress bar was shown while the video was made"
     # The demo's own file, not a copy Gradio converted: Gradio re-encodes videos it deems unplayable.
     assert "/gradio/results/" in src and src.endswith("/animated.mp4"), src
-    assert state["summary"] == f"{USED_FRAMES} frames, absolute motion, driving reference best."
+    assert state["summary"] == (f"{USED_FRAMES} frames, absolute motion, driving reference best, driving keypoints by "
+                                f"detect.")
 
     played = browser.execute_async_script(_PLAY_TO_END)
     assert played["error"] is None
@@ -302,8 +304,9 @@ def test_a_driver_that_claims_1000_fps_is_cut_to_the_frame_cap(browser, demo, in
     while not state.get("src") and not _toasts(browser) and time.monotonic() < deadline:
         state = browser.execute_script(_RUN_STATE)
         time.sleep(0.1)
-    assert state.get("summary") == f"{CAPPED_FRAMES} frames, relative motion, driving reference first.", \
-        _toasts(browser)
+    # The page's defaults: relative motion from the first driving frame, the driving keypoints tracked.
+    assert state.get("summary") == (f"{CAPPED_FRAMES} frames, relative motion, driving reference first, driving "
+                                    f"keypoints by track."), _toasts(browser)
 
 
 def _requested_urls(browser) -> set[str]:

@@ -6,8 +6,9 @@ first face frame of a clip of person A) driven by a clip of another person B, ov
 
 Pairs (`make_pairs`): each clip of the split drives `sources_per_driver` sources, the first face frames of clips of
 other persons (taken in turn from the clip after the driver's, by name, so that drivers get different sources). The
-driving track is the clip's first `max_frames` frames, consecutive, as `animate` would read them; `motion_transfer`
-turns it into the source's targets, the same for every method (`methods.Method`: `copy` the source as it is, `warp`
+driving track is the clip's first `max_frames` frames, consecutive, their points found as `animate` finds them
+(`animate.driving_track`: tracked or detected on every frame, `tracking`); `motion_transfer` turns it into the
+source's targets, the same for every method (`methods.Method`: `copy` the source as it is, `warp`
 the piecewise-affine warp of the source by the targets, and any model: an export or a training model_dir).
 
 There is no true frame, so the scores are the judge's alone. dlib finds the face and its 68 points on each output
@@ -17,8 +18,8 @@ target box would flatter it), and its descriptor (`dlib_face.descriptor`):
 - identity kept: the descriptor distance of each output frame to the source's, and the share of output frames whose
   face dlib finds within `SAME_PERSON_DISTANCE` (dlib's threshold) of the source's;
 - motion followed: the output's points moved since the output's first frame, against the driver's motion since its
-  first frame retargeted to the source (relative mode, first reference, no smoothing), the mean point distance over
-  the source's outer-eye-corner distance;
+  first frame retargeted to the source (its annotated points, whatever the tracking: relative mode, first reference,
+  no smoothing), the mean point distance over the source's outer-eye-corner distance;
 - jitter: the output's points' mean acceleration over three consecutive frames (`metrics.keypoint_jitter`, over the
   source's eye-corner distance) divided by the driver's own (its annotated points, over its eye-corner distance):
   1 shakes as much as the driver, more than 1 shakes more.
@@ -40,7 +41,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import annotate, dlib_face, files, generation, methods as methods_lib, motion_transfer, video
+from bigo_facegen import animate, annotate, dlib_face, files, generation, methods as methods_lib, motion_transfer, video
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.evaluation import metrics, protocol
 from bigo_facegen.keypoints import IBUG68
@@ -101,8 +102,10 @@ def make_pairs(cases: Sequence[protocol.Case], sources_per_driver: int | None = 
 
 def evaluate(data_dir: str | os.PathLike, methods: dict[str, Method], split: str = "test",
              sources_per_driver: int | None = 1, max_frames: int = 50, motion: MotionSettings = MotionSettings(),
-             sheet_pairs: int = 3, samples: int = 4, progress: bool = True) -> list[PairResult]:
+             sheet_pairs: int = 3, samples: int = 4, progress: bool = True,
+             tracking: str = animate.DEFAULT_TRACKING) -> list[PairResult]:
     """Every method on every pair (see the module doc)."""
+    annotate.check_tracking(tracking)
     if max_frames < 3:
         raise ValueError(f"max frames must be at least 3 (jitter needs three consecutive frames), got {max_frames}")
     cases = protocol.load_cases(data_dir, split)
@@ -113,22 +116,24 @@ def evaluate(data_dir: str | os.PathLike, methods: dict[str, Method], split: str
     results = []
     bar = tqdm(total=len(pairs) * len(methods), unit="run", desc="cross-identity", disable=not progress)
     for position, pair in enumerate(pairs):
-        results.append(_evaluate_pair(pair, methods, max_frames, motion, samples if position < sheet_pairs else 0,
-                                      bar))
+        results.append(_evaluate_pair(pair, methods, max_frames, motion, tracking,
+                                      samples if position < sheet_pairs else 0, bar))
     bar.close()
     return results
 
 
-def _evaluate_pair(pair: Pair, methods: dict[str, Method], max_frames: int, motion: MotionSettings,
+def _evaluate_pair(pair: Pair, methods: dict[str, Method], max_frames: int, motion: MotionSettings, tracking: str,
                    samples: int, bar) -> PairResult:
     source_image = video.read_frame(pair.source.path, pair.source.reference.index)
     source = pair.source.reference
     driver_info = video.probe(pair.driver.path)
-    track = generation.frame_sequence(pair.driver.video)[:max_frames]
+    # The driver's annotated points are the yardstick of motion and jitter; the methods are driven as animate drives.
+    annotated = generation.frame_sequence(pair.driver.video)[:max_frames]
+    track = animate.driving_track(pair.driver.path, max_frames=len(annotated), progress=False, tracking=tracking)
     source_size, driver_size = (source_image.shape[1], source_image.shape[0]), (driver_info.width,
                                                                                 driver_info.height)
     targets = motion_transfer.transfer(source, source_size, track, driver_size, driver_info.fps, motion)
-    expected = motion_transfer.transfer(source, source_size, track, driver_size, driver_info.fps, YARDSTICK)
+    expected = motion_transfer.transfer(source, source_size, annotated, driver_size, driver_info.fps, YARDSTICK)
     source_descriptor = dlib_face.descriptor(source_image, source.points)
     unit = _interocular(source.points)
     rows = protocol.strided(list(range(len(targets))), samples) if samples else []
@@ -145,7 +150,7 @@ def _evaluate_pair(pair: Pair, methods: dict[str, Method], max_frames: int, moti
         scores[name] = _score(judged, expected, source_descriptor, unit)
         bar.update(1)
     sheet = _sheet(tiles, ["source", "driving", *methods], rows, targets) if rows else None
-    return PairResult(pair, _driver_jitter(track), scores, sheet)
+    return PairResult(pair, _driver_jitter(annotated), scores, sheet)
 
 
 def _score(judged: list[tuple[np.ndarray | None, np.ndarray | None]], expected: list[FrameAnnotation],
@@ -197,17 +202,20 @@ def summarize(results: list[PairResult], method: str) -> dict:
 
 def run(method_names: Sequence[str], data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "test",
         sources_per_driver: int | None = 1, max_frames: int = 50, motion: MotionSettings = MotionSettings(),
-        sheet_pairs: int = 3, samples: int = 4, progress: bool = True) -> Path:
+        sheet_pairs: int = 3, samples: int = 4, progress: bool = True, tracking: str = animate.DEFAULT_TRACKING
+        ) -> Path:
     """The library function behind `experiments.evaluate_cross`: `method_names` are those `methods.load` takes
     (`copy`, `warp`, or a model: an export or a training model_dir, named by its path); writes the report to
     `output_dir` (checked first) and returns the path of its results.json."""
     _check_output_dir(output_dir)
+    annotate.check_tracking(tracking)
     if not method_names:
         raise ValueError("no method to evaluate: give copy, warp or a model path")
     methods = {name: methods_lib.load(name) for name in dict.fromkeys(method_names)}
-    results = evaluate(data, methods, split, sources_per_driver, max_frames, motion, sheet_pairs, samples, progress)
+    results = evaluate(data, methods, split, sources_per_driver, max_frames, motion, sheet_pairs, samples, progress,
+                       tracking)
     settings = {"data": str(data), "split": split, "sources_per_driver": sources_per_driver,
-                "max_frames": max_frames, "motion": dataclasses.asdict(motion),
+                "max_frames": max_frames, "tracking": tracking, "motion": dataclasses.asdict(motion),
                 "same_person_distance": SAME_PERSON_DISTANCE, "pairs": len(results)}
     report = {"settings": settings,
               "overall": {name: summarize(results, name) for name in methods},
@@ -219,9 +227,9 @@ def _markdown(report: dict) -> str:
     s = report["settings"]
     lines = ["# Cross-identity evaluation", "",
              f"Data: `{s['data']}`, split `{s['split']}`, {s['pairs']} pairs (source: the first face frame of a clip "
-             f"of one person; driver: the first {s['max_frames']} frames of a clip of another), motion "
-             f"`{s['motion']['mode']}`, driving reference `{s['motion']['reference']}`, smoothing "
-             f"`{s['motion']['smoothing']}`.", "",
+             f"of one person; driver: the first {s['max_frames']} frames of a clip of another, its keypoints found by "
+             f"`{s['tracking']}`), motion `{s['motion']['mode']}`, driving reference `{s['motion']['reference']}`, "
+             f"smoothing `{s['motion']['smoothing']}`.", "",
              f"- identity dist: dlib descriptor distance of each output frame to the source; identity < "
              f"{SAME_PERSON_DISTANCE}: the share of output frames whose face dlib finds that close (dlib's "
              f"same-person threshold).",

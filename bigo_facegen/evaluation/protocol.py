@@ -10,13 +10,17 @@ videos' references, and counts as right when that is its own person.
 
 Persons (for identity and for the person-disjoint `test` split) and tiers are those the training data set gives
 the same folder: `bigo_folder`'s.
+
+What the methods are given is the annotation file's reference and targets, unless `evaluate` is told otherwise
+(`drive`: `reconstruction` gives them the targets animate makes from the clip's own frames); the scores are always
+against the true frames and the file's annotations of them.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -35,6 +39,9 @@ SPLITS = bigo_folder.SPLITS
 METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
            "keypoint_accuracy", "keypoint_jitter")
 THUMBNAIL_HEIGHT = 192
+# How the challenge's protocol is described in a report (`Evaluation.protocol`).
+CHALLENGE = ("the first annotated frame of each video is the reference, every later annotated frame a target; each "
+             "method is given the reference's and the targets' annotations.")
 
 
 @dataclasses.dataclass
@@ -46,6 +53,10 @@ class Case:
     tier: str
     reference: FrameAnnotation
     targets: list[FrameAnnotation]
+
+
+# What the methods are given for a case: a reference annotation and one annotation per target, in the targets' order.
+Given = tuple[FrameAnnotation, list[FrameAnnotation]]
 
 
 @dataclasses.dataclass
@@ -84,6 +95,7 @@ class Evaluation:
     methods: list[str]
     videos: list[VideoResult]
     settings: dict
+    protocol: str = CHALLENGE   # what the methods were given, in a sentence for the report
 
 
 def load_cases(data_dir: str | Path, split: str = "all", max_frames_per_video: int | None = None,
@@ -129,10 +141,13 @@ def strided(items: list, limit: int | None) -> list:
 
 def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str = "all",
              max_frames_per_video: int | None = None, frame_stride: int = 1, samples_per_video: int = 4,
-             sample_methods: dict[str, Method] | None = None, progress: bool = True) -> Evaluation:
+             sample_methods: dict[str, Method] | None = None, progress: bool = True,
+             drive: Callable[[Case, np.ndarray], Given] | None = None, protocol: str = CHALLENGE) -> Evaluation:
     """Runs every method (and `TRUTH`, if named with a None method) over the videos of `data_dir`.
 
-    `sample_methods` are only run on the contact-sheet samples (e.g. a baseline next to a model), not scored.
+    `sample_methods` are only run on the contact-sheet samples (e.g. a baseline next to a model), not scored. `drive`
+    gives what the methods are given for a case, from the case and its frames (default: its reference and targets as
+    annotated), once per case for all of them; `protocol` says so in the report.
     """
     cases = load_cases(data_dir, split, max_frames_per_video, frame_stride)
     layout = keypoints.layout_for_count(cases[0].video.num_keypoints).name
@@ -145,16 +160,18 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str
         frames = video_lib.read_all(case.path)
         annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
         annotations_lib.check_on_frame(case.video, frames[0].shape[1], frames[0].shape[0], source=str(case.path))
-        scores = {name: _score_method(case, frames, method, judge, gallery, bar) for name, method in methods.items()}
-        results.append(VideoResult(case, scores, _samples(case, frames, {**methods, **(sample_methods or {})},
-                                                          samples_per_video)))
+        given = drive(case, frames) if drive is not None else (case.reference, case.targets)
+        scores = {name: _score_method(case, frames, given, method, judge, gallery, bar)
+                  for name, method in methods.items()}
+        results.append(VideoResult(case, scores, _samples(case, frames, given,
+                                                          {**methods, **(sample_methods or {})}, samples_per_video)))
     bar.close()
     settings = {"split": split, "max_frames_per_video": max_frames_per_video, "frame_stride": frame_stride,
                 "face_crop_size": metrics.FACE_SIZE,
                 "ssim": f"per RGB channel, {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} uniform window (scikit-image "
                         f"defaults)", "nme_threshold": metrics.NME_THRESHOLD,
                 "identity_gallery": len(gallery[0])}
-    return Evaluation(Path(data_dir), layout, list(methods), results, settings)
+    return Evaluation(Path(data_dir), layout, list(methods), results, settings, protocol)
 
 
 def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
@@ -169,9 +186,9 @@ def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
     return descriptors, [c.identity for c in judged], own
 
 
-def _score_method(case: Case, frames: np.ndarray, method: Method | None, judge: DlibJudge, gallery, bar
-                  ) -> list[FrameScore]:
-    generated = _generated(case, frames, method)
+def _score_method(case: Case, frames: np.ndarray, given: Given, method: Method | None, judge: DlibJudge, gallery,
+                  bar) -> list[FrameScore]:
+    generated = _generated(case, frames, given, method)
     scores, judged_points = [], []
     for target, frame in zip(case.targets, generated):
         score, points = score_frame(frame, frames[target.index - 1], target, case, judge, gallery)
@@ -185,10 +202,11 @@ def _score_method(case: Case, frames: np.ndarray, method: Method | None, judge: 
     return scores
 
 
-def _generated(case: Case, frames: np.ndarray, method: Method | None) -> Iterable[np.ndarray]:
+def _generated(case: Case, frames: np.ndarray, given: Given, method: Method | None) -> Iterable[np.ndarray]:
     if method is None:
         return (frames[t.index - 1] for t in case.targets)
-    return (result.frame for result in method.frames(frames[case.reference.index - 1], case.reference, case.targets))
+    reference, targets = given
+    return (result.frame for result in method.frames(frames[case.reference.index - 1], reference, targets))
 
 
 def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
@@ -212,14 +230,18 @@ def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotatio
     return score, judgement.points
 
 
-def _samples(case: Case, frames: np.ndarray, methods: dict[str, Method | None], count: int) -> list[Sample]:
-    targets = strided(case.targets, count)
+def _samples(case: Case, frames: np.ndarray, given: Given, methods: dict[str, Method | None], count: int
+             ) -> list[Sample]:
+    kept = strided(list(range(len(case.targets))), count)
+    targets = [case.targets[k] for k in kept]
+    sampled = (given[0], [given[1][k] for k in kept])
     reference = _thumbnail(frames[case.reference.index - 1])
     samples = [Sample(t.index, {"reference": reference, "truth": _thumbnail(frames[t.index - 1])}) for t in targets]
     for name, method in methods.items():
         if method is None:
             continue
-        for sample, frame in zip(samples, _generated(dataclasses.replace(case, targets=targets), frames, method)):
+        for sample, frame in zip(samples, _generated(dataclasses.replace(case, targets=targets), frames, sampled,
+                                                     method)):
             sample.frames[name] = _thumbnail(frame)
     return samples
 

@@ -247,8 +247,7 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
              f"{len(evaluation.videos)} videos, {tables[main]['overall']['frames']} target frames"
              + (f", every {s['frame_stride']}th face frame" if s["frame_stride"] > 1 else "")
              + (f", at most {s['max_frames_per_video']} per video" if s["max_frames_per_video"] else "") + ".",
-             "", "Protocol: the first annotated frame of each video is the reference, every later annotated frame a "
-             "target. Metrics are means over target frames.", "",
+             "", f"Protocol: {evaluation.protocol} Metrics are means over target frames.", "",
              f"- PSNR / SSIM: full frame and the target's face box (square, resampled to {s['face_crop_size']} px); "
              f"SSIM {s['ssim']}.",
              f"- Identity: dlib descriptor of each generated frame assigned to the nearest of "
