@@ -1,5 +1,6 @@
 """TFLite export: the converted serving graph beside the SavedModel, loaded like it, its faces on real dev crops; the
 shipped model's TFLite forms against it, made by the export command, and animating with one."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, export, geometry, pretrained, tflite, video
+from bigo_facegen import annotations, config, export, geometry, pretrained, tflite, video
 from bigo_facegen.face_model import FaceModel
+from bigo_facegen.models import registry
 from tests import test_export
 from tests.test_export import SIZE
 
@@ -41,6 +43,15 @@ def tflite_exports(trained, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("tflite_exports")
     return {quantize: tflite.export_generator(generator, cfg, export_dir, quantize=quantize)
             for quantize in tflite.QUANTIZATIONS}
+
+
+@pytest.fixture(scope="module")
+def warp_generator():
+    """A tiny untrained warp_refine generator and its config."""
+    cfg = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.layout": "ibug68",
+                                                  "model.generator.type": "warp_refine", "model.conv_dim": 8,
+                                                  "model.res_blocks": 1})
+    return registry.build_generator(cfg.model, SIZE, 68), cfg
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +194,18 @@ def test_a_file_of_an_open_batch_written_before_loads_and_serves_a_batch_in_one_
     with pytest.raises(tflite.TFLiteError, match="float32.tflite: converted at batch 8; this version of bigo-facegen "
                                                  "runs TFLite files of batch 1 or of an open batch"):
         FaceModel.load(version_dir / "float32.tflite")
+
+
+def test_a_network_that_fits_its_spline_itself_is_refused_naming_what_tflite_lacks(warp_generator):
+    """A spec that does not say `fits_spline` (as sidecars written before it) leaves the float64 solve inside the
+    network: refused in one line naming it, before the converter's pages of diagnostics."""
+    generator, cfg = warp_generator
+    spec = export.ServingSpec.from_config(cfg)
+    solving = dataclasses.replace(spec, capabilities=dataclasses.replace(spec.capabilities, fits_spline=False))
+    with pytest.raises(tflite.TFLiteError, match=r"computes in float64 or with operations that TFLite has no kernel "
+                                                 r"for \(.*MatrixSolve.*\); export it as a SavedModel"):
+        tflite.convert(export.ServingModule(generator, solving), "none")
+    assert tflite.convert(export.ServingModule(generator, spec), "none")  # the spline fed in: it converts
 
 
 def test_the_shipped_models_tflite_forms_match_its_saved_model_on_real_crops(shipped_tflite, shipped_inputs):
