@@ -6,10 +6,12 @@
 
 Each measurement runs `benchmarks.train_step` or `benchmarks.inference` (generator alone, no end-to-end video) in a
 fresh subprocess, so that neither generator inherits the other's threads, allocator or traced graphs; the two
-generators alternate for `--rounds` rounds, so that a machine whose load drifts (other jobs, thermal limits) slows
-both alike. Reports the median over rounds of: training images/s (one full four-network iteration, as the original),
-generator inference images/s at batch 1 and 8 (8 references, and one reference for the 8 targets as `generate` sends a
-video's, which `warp_refine` encodes once), and warp_refine's ratio to stargan. With `--xla`, inference as `generate
+generators alternate for `--rounds` rounds (`common.alternate`), so that a machine whose load drifts (other jobs,
+thermal limits) slows both alike. Reports the median over rounds of: training images/s (one full four-network
+iteration, as the original), generator inference images/s at batch 1 and 8 (8 references, and one reference for the 8
+targets as `generate` sends a video's, which `warp_refine` encodes once), and warp_refine's ratio to stargan, the
+median of the rounds' own ratios with the smallest and largest (`common.Spread`), on the CPU named. With `--xla`,
+inference as `generate
 --xla` runs it (under XLA, `warp_refine`'s spline fitted outside) and the first call's seconds, without training.
 Each generator's own section is the `real` preset's unless `--config_override`s (given to every run) say otherwise,
 e.g. `--config_override=model.generator.warp_refine.motion_downscale=1`.
@@ -17,11 +19,10 @@ e.g. `--config_override=model.generator.warp_refine.motion_downscale=1`.
 from __future__ import annotations
 
 import json
-import statistics
 
 from absl import app, flags
 
-from benchmarks.common import config_override_args, define_config_override_flag, run_json
+from benchmarks.common import Spread, alternate, config_override_args, cpu_name, define_config_override_flag, run_json
 
 GENERATORS = ("stargan", "warp_refine")
 FIGURES = (("train_img_per_s", "train_step"), ("infer_img_per_s_b1", "inference"),
@@ -55,33 +56,35 @@ def run_benchmark(module: str, generator: str) -> dict:
 def main(argv):
     del argv
     wanted = XLA_FIGURES if FLAGS.xla else FIGURES
-    runs: dict[str, dict[str, list[float]]] = {g: {name: [] for name, _ in wanted} for g in GENERATORS}
     sections = {}  # each generator's config section, as the runs measured it
-    for _ in range(FLAGS.rounds):
+
+    def measure(generator: str) -> dict[str, float]:
+        figures = {}
         for module in sorted({source for _, source in wanted}, reverse=True):  # train_step first
-            for generator in GENERATORS:
-                result = run_benchmark(module, generator)
-                sections[generator] = result["generator_section"]
-                for name, source in wanted:
-                    if source == module:
-                        runs[generator][name].append(result[name])
-    medians = {g: {name: statistics.median(values) for name, values in figures.items()}
-               for g, figures in runs.items()}
+            result = run_benchmark(module, generator)
+            sections[generator] = result["generator_section"]
+            figures.update({name: result[name] for name, source in wanted if source == module})
+        return figures
+
+    runs = alternate({generator: lambda generator=generator: measure(generator) for generator in GENERATORS},
+                     FLAGS.rounds)
+    medians = {g: {name: Spread.of(values).median for name, values in figures.items()} for g, figures in runs.items()}
+    ratios = {name: Spread.ratio(runs["warp_refine"][name], runs["stargan"][name]) for name, _ in wanted}
     summary = {"size": FLAGS.size, "conv_dim": FLAGS.conv_dim, "res_blocks": FLAGS.res_blocks, "batch": FLAGS.batch,
-               "generator_sections": sections, "rounds": FLAGS.rounds,
+               "generator_sections": sections, "rounds": FLAGS.rounds, "cpu": cpu_name(),
                **{f"{g}_{name}": value for g, figures in medians.items() for name, value in figures.items()},
-               "xla": FLAGS.xla,
-               **{f"ratio_{name}": medians["warp_refine"][name] / medians["stargan"][name] for name, _ in wanted}}
+               "xla": FLAGS.xla}
+    for name, spread in ratios.items():
+        summary.update(spread.fields(f"ratio_{name}"))
     if FLAGS.json:
         print(json.dumps(summary))
         return
-    print(f"{FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, training batch {FLAGS.batch}, "
-          f"warp_refine {sections['warp_refine']}; "
-          f"median of {FLAGS.rounds} alternating round(s), each run in its own process")
-    print(f"{'images/s':24s} {'stargan':>10s} {'warp_refine':>12s} {'ratio':>7s}")
+    print(f"{cpu_name()}; {FLAGS.size} px, conv_dim {FLAGS.conv_dim}, res_blocks {FLAGS.res_blocks}, training batch "
+          f"{FLAGS.batch}, warp_refine {sections['warp_refine']}; median of {FLAGS.rounds} alternating round(s), "
+          f"each run in its own process, a ratio's smallest and largest round in brackets")
+    print(f"{'images/s':32s} {'stargan':>10s} {'warp_refine':>12s}   ratio")
     for name, _ in wanted:
-        print(f"{name:24s} {medians['stargan'][name]:10.2f} {medians['warp_refine'][name]:12.2f} "
-              f"{summary[f'ratio_{name}']:7.2f}")
+        print(f"{name:32s} {medians['stargan'][name]:10.2f} {medians['warp_refine'][name]:12.2f}   {ratios[name]:.2f}")
 
 
 if __name__ == "__main__":

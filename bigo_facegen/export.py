@@ -64,12 +64,11 @@ from typing import Any, Callable, Mapping
 import keras
 import tensorflow as tf
 
-from bigo_facegen import files, keypoints
-from bigo_facegen.checkpoints import load_generator
+from bigo_facegen import checkpoints, files, keypoints, pretrained
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.models.contract import (FLOW_LAYER, Capabilities, KeypointMapSettings, from_unit, generator_inputs,
-                                          to_unit)
-from bigo_facegen.models.registry import generator_spec
+                                          keypoint_spline, to_unit)
+from bigo_facegen.models.registry import build_generator, generator_spec
 
 SIDECAR = "bigo_facegen.json"
 SIGNATURE = "serving_default"
@@ -154,27 +153,32 @@ class ServingModule(tf.Module):
     Compiled inference (`face_model.FaceModel(compiled=True)`) calls `prepare` and then `compiled` with the signature's
     inputs and what `prepare` returned: `prepare` makes the input checks and, for a generator whose capabilities say
     `fits_spline`, fits its `spline` (TF's solve: XLA's took 10x as long); `compiled` is the rest of `serve` for a
-    non-empty batch, under XLA (`jit_compile`). Neither is a signature, so TF Serving never compiles them."""
+    non-empty batch, under XLA (`jit_compile`). Neither is a signature, so TF Serving never compiles them. TFLite
+    converts `network`: `compiled` without XLA."""
 
     def __init__(self, generator: keras.Model, spec: ServingSpec):
         super().__init__(name="bigo_facegen")
         self.generator = generator
         self.spec = spec
-        self.input_signature = list(spec.input_specs.values())
         self.serve = self.signature_function(self._generate)
-        # The network alone, without the input checks and the empty-batch branch: what TFLite converts (`tflite`),
-        # whose runner makes the same checks (`check_inputs`) before it calls the converted graph.
-        self.network = self.signature_function(self._run)
         self.prepare = self.signature_function(self._prepare)
-        self.compiled = self.signature_function(self._run, compiled=True)
+        self.compiled = self.signature_function(self._run, spline=True, jit_compile=True)
 
-    def signature_function(self, body, compiled: bool = False):
+    def network(self, batch: int | None = None):
+        """The network alone at `batch` (None: open), without the input checks and the empty-batch branch, taking the
+        spline as `compiled` does: what TFLite converts (`tflite`), whose runner makes the same checks
+        (`check_inputs`) and fits the spline (`prepare`) before it calls the converted graph."""
+        return self.signature_function(self._run, spline=True, batch=batch)
+
+    def signature_function(self, body, spline: bool = False, jit_compile: bool = False, batch: int | None = None):
         """`body(reference, target_keypoints, reference_keypoints)` as a `tf.function` of the signature's inputs, by
-        name (a SavedModel signature takes its input names from the Python parameters). `compiled`: under XLA, and
-        for a generator that fits a spline also taking `prepare`'s `spline` (body's fourth argument)."""
-        signature = list(self.input_signature)
-        if compiled and self.spec.capabilities.fits_spline:
-            signature.append(tf.TensorSpec([None, self.spec.num_points + 3, 2], tf.float32, name=SPLINE))
+        name (a SavedModel signature takes its input names from the Python parameters), at `batch` (None: open).
+        `spline`: for a generator that fits one, also taking `prepare`'s `spline` (body's fourth argument).
+        `jit_compile`: under XLA."""
+        signature = [tf.TensorSpec([batch, *spec.shape[1:]], spec.dtype, name=spec.name)
+                     for spec in self.spec.input_specs.values()]
+        if spline and self.spec.capabilities.fits_spline:
+            signature.append(tf.TensorSpec([batch, self.spec.num_points + 3, 2], tf.float32, name=SPLINE))
 
             def function(reference, reference_keypoints, target_keypoints, spline):
                 return body(reference, target_keypoints, reference_keypoints, spline)
@@ -184,7 +188,7 @@ class ServingModule(tf.Module):
         else:
             def function(reference, target_keypoints):
                 return body(reference, target_keypoints, None)
-        return tf.function(function, input_signature=signature, jit_compile=compiled)
+        return tf.function(function, input_signature=signature, jit_compile=jit_compile)
 
     def _generate(self, reference, target_keypoints, reference_keypoints=None):
         with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
@@ -195,10 +199,7 @@ class ServingModule(tf.Module):
                        lambda: empty_outputs(self.spec))
 
     def _prepare(self, reference, target_keypoints, reference_keypoints):
-        with tf.control_dependencies(check_inputs(self.spec, reference, _rows(target_keypoints, reference_keypoints))):
-            if not self.spec.capabilities.fits_spline:
-                return {}
-            return {SPLINE: self.generator.spline(self._inputs(reference, target_keypoints, reference_keypoints))}
+        return prepare(self.spec, reference, target_keypoints, reference_keypoints)
 
     def _inputs(self, reference, target_keypoints, reference_keypoints) -> dict:
         reference_points, reference_flags = (None, None) if reference_keypoints is None else _split_rows(
@@ -217,6 +218,17 @@ class ServingModule(tf.Module):
         if self.spec.capabilities.flow:
             outputs[FLOW_OUTPUT] = tf.cast(layers[FLOW_LAYER], tf.float32)
         return outputs
+
+
+def prepare(spec: ServingSpec, reference, target_keypoints, reference_keypoints=None) -> dict[str, tf.Tensor]:
+    """The signature's input checks (`check_inputs`) and then, for a generator whose capabilities say `fits_spline`,
+    its spline fitted on the keypoint rows (`SPLINE`: `contract.keypoint_spline`): `ServingModule.prepare`, and what
+    the TFLite runner runs before its network. Needs no generator."""
+    with tf.control_dependencies(check_inputs(spec, reference, _rows(target_keypoints, reference_keypoints))):
+        if not spec.capabilities.fits_spline:
+            return {}
+        return {SPLINE: keypoint_spline(*_split_rows(reference_keypoints), *_split_rows(target_keypoints),
+                                        spec.image_size)}
 
 
 def _rows(target_keypoints, reference_keypoints=None) -> dict:
@@ -268,8 +280,8 @@ def serve_checked(spec: ServingSpec, serve: Callable[..., dict]) -> Callable[...
 
 def check_inputs(spec: ServingSpec, reference, rows: dict) -> list:
     """The serving signature's input checks: shapes first, then the keypoint values (`rows` by input name). In a
-    graph, the assertions to depend on; run eagerly (the TFLite runner), the first failing one raises the same
-    InvalidArgumentError naming the input."""
+    graph, the assertions to depend on (in `prepare`, what the TFLite runner runs); run eagerly, the first failing one
+    raises the same InvalidArgumentError naming the input."""
     checks = _shape_checks(spec, reference, rows)
     with tf.control_dependencies(checks):  # values are only looked at once their shape is known to be right
         checks += _value_checks(rows)
@@ -361,11 +373,33 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     return target
 
 
-def export_model_dir(model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None) -> Path:
-    """Exports the latest checkpoint of a training `model_dir` (see `checkpoints.load_generator`)."""
-    files.check_output_folder(export_dir, "export_dir")  # before the checkpoint is loaded
-    generator, config = load_generator(model_dir)
+def export_model(model: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None) -> Path:
+    """Exports the generator of `model` (`load_generator`: a training run's latest checkpoint, or an export, the shipped
+    model's included, written again)."""
+    files.check_output_folder(export_dir, "export_dir")  # before the model is loaded
+    generator, config = load_generator(model)
     return export(generator, config, export_dir, version)
+
+
+def load_generator(model: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:
+    """The Keras generator and training config of `model`: a training model_dir (its latest checkpoint,
+    `checkpoints.load_generator`), or an export (base or version folder; `pretrained.NAME`: the model shipped in the
+    package), whose generator is rebuilt from its sidecar's config with the weights of its SavedModel: so that an
+    export can be written again in another form (its TFLite conversion, `tflite`)."""
+    path = pretrained.resolve(model)
+    if not is_export(path):
+        return checkpoints.load_generator(path)
+    version_dir = resolve_version(path)
+    sidecar = read_sidecar(version_dir)
+    generator = build_generator(sidecar.config.model, sidecar.spec.image_size, sidecar.spec.num_points)
+    # An export's variables are a checkpoint of its `ServingModule`, which holds the generator as `generator`.
+    try:
+        tf.train.Checkpoint(generator=generator).read(
+            str(version_dir / "variables" / "variables")).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        raise ExportError(f"{version_dir}: its weights do not fit the generator that its {SIDECAR} builds "
+                          f"({checkpoints.error_summary(error)})") from None
+    return generator, sidecar.config
 
 
 def _versions(path: Path) -> list[Path]:

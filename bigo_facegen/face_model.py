@@ -9,7 +9,6 @@ eagerly or compiled under XLA.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -51,7 +50,7 @@ class FaceModel:
         """`path` is an export (its base folder, whose highest version is used, or one version folder), the `.tflite`
         file of an export version (`tflite`), a training `model_dir` (its latest checkpoint), or `pretrained.NAME`:
         the model shipped in the package. `compiled`: run it under XLA (not a `.tflite` file's)."""
-        path = pretrained.path() if str(path) == pretrained.NAME else Path(path)
+        path = pretrained.resolve(path)
         if not path.exists():
             raise GenerationError(f"{path}: no such model (expected an export folder, the .tflite file of an export "
                                   f"or a training model_dir)")

@@ -201,7 +201,7 @@ def polygon_mask_tf(points, flags, indices: tuple[int, ...], size: int) -> tf.Te
     """(B, S, S, 1) float32: 1 at the pixel centres inside the polygon through `points[:, indices]` ((B, N, 2) in crop
     pixels; even-odd rule), 0 elsewhere, and 0 everywhere for a face where any of those points is absent (flag 0). A
     polygon whose points coincide, such as a closed mouth's inner lips, covers nothing."""
-    corners = tf.gather(tf.convert_to_tensor(points, tf.float32), indices, axis=1)                  # (B, K, 2)
+    corners = tf.gather(tf.cast(points, tf.float32), indices, axis=1)                               # (B, K, 2)
     present = tf.reduce_all(tf.gather(tf.cast(flags, tf.int32), indices, axis=1) > 0, axis=1)       # (B,)
     ax, ay = (corners[:, None, None, :, i] for i in (0, 1))                                         # (B, 1, 1, K)
     bx, by = (tf.roll(corners, -1, axis=1)[:, None, None, :, i] for i in (0, 1))
@@ -217,14 +217,16 @@ def polygon_mask_tf(points, flags, indices: tuple[int, ...], size: int) -> tf.Te
 
 
 def mouth_mask_tf(points, flags, size: int) -> tf.Tensor:
-    """`polygon_mask_tf` of the inner lips of the layout with N points: (B, S, S, 1), 1 inside an opened mouth."""
-    points = tf.convert_to_tensor(points, tf.float32)
+    """`polygon_mask_tf` of the inner lips of the layout with N points: (B, S, S, 1), 1 inside an opened mouth.
+    Points of any float dtype (a mixed-precision generator's are bfloat16) are drawn in float32."""
+    points = tf.cast(points, tf.float32)
     return polygon_mask_tf(points, flags, layout_for_count(points.shape[-2]).mouth_inner, size)
 
 
 def eyes_mask_tf(points, flags, size: int) -> tf.Tensor:
-    """`polygon_mask_tf` of both eyes' outlines of the layout with N points: (B, S, S, 1), 1 inside an opened eye."""
-    points = tf.convert_to_tensor(points, tf.float32)
+    """`polygon_mask_tf` of both eyes' outlines of the layout with N points: (B, S, S, 1), 1 inside an opened eye.
+    Points as for `mouth_mask_tf`."""
+    points = tf.cast(points, tf.float32)
     layout = layout_for_count(points.shape[-2])
     return tf.maximum(*(polygon_mask_tf(points, flags, eye, size) for eye in (layout.left_eye, layout.right_eye)))
 

@@ -6,6 +6,7 @@ image's pixels; the centre of pixel (row i, column j) is (x=j, y=i), as for keyp
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 MIN_TPS_POINTS = 3
@@ -80,15 +81,14 @@ def tps_fit(reference_points, target_points, valid, height: int, width: int, smo
     The (N + 3)-square solve runs in float64: it costs no more than in float32 on CPU (2.4 vs 2.7 ms for 8 faces of
     106 points), and float32 alone would move the flow by up to 0.013 px (224-px crops, clustered `bigo106` points).
     XLA compiles it poorly (15 against 1.5 ms for 8 faces on CPU): compiled inference fits it outside."""
-    reference_points = tf.cast(reference_points, tf.float64)
-    target_points = tf.cast(target_points, tf.float64)
     valid = tf.convert_to_tensor(valid, tf.bool)
     enough = tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1, keepdims=True) >= MIN_TPS_POINTS
     mask = tf.cast(valid & enough, tf.float64)                                                 # (B, N)
 
     centre, scale = _normalisation(height, width)
-    controls = (target_points - centre) / scale                                                # (B, N, 2)
-    displacements = (reference_points - target_points) / scale * mask[..., None]
+    controls = tf.cast(_controls(target_points, height, width), tf.float64)                     # (B, N, 2)
+    displacements = (tf.cast(reference_points, tf.float64) - tf.cast(target_points, tf.float64)) / scale * mask[
+        ..., None]
 
     kernel = _tps_kernel(_squared_distances(controls, controls))                               # (B, N, N)
     pair_mask = mask[:, :, None] * mask[:, None, :]
@@ -109,8 +109,7 @@ def tps_evaluate(target_points, spline, height: int, width: int) -> tf.Tensor:
     values per pixel, nearly all of the spline's cost: in float32 and separably, a pixel's squared distance to a
     control point being its column's squared x distance plus its row's."""
     centre, scale = _normalisation(height, width)
-    # Normalised in float64 and then rounded, as `tps_fit` does: the same controls in both.
-    controls = tf.cast((tf.cast(target_points, tf.float64) - centre) / scale, tf.float32)     # (B, N, 2)
+    controls = _controls(target_points, height, width)                                         # (B, N, 2)
     num_points = controls.shape[1]
     weights, affine_coefficients = spline[:, :num_points], spline[:, num_points:]
     batch = tf.shape(controls)[0]
@@ -133,14 +132,25 @@ def _normalisation(height: int, width: int) -> tuple[tuple[float, float], float]
     return ((width - 1) / 2, (height - 1) / 2), max(height, width) / 2
 
 
+def _controls(target_points, height: int, width: int) -> tf.Tensor:
+    """The spline's control points (B, N, 2) float32: the target points in normalised coordinates, computed alike by
+    `tps_fit` (which solves on them in float64) and `tps_evaluate` (in float32: TFLite, which runs the evaluation where
+    the fit is fed in, has no float64 arithmetic), so that both see the same controls."""
+    centre, scale = _normalisation(height, width)
+    return (tf.cast(target_points, tf.float32) - centre) / scale
+
+
 def _squared_distances(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """(B, M, 2), (B, N, 2) -> (B, M, N)."""
     return tf.reduce_sum(tf.square(a[:, :, None, :] - b[:, None, :, :]), axis=-1)
 
 
 def _tps_kernel(squared_distances: tf.Tensor) -> tf.Tensor:
-    """U(r) = r^2 log r^2, with U(0) = 0."""
-    return tf.math.xlogy(squared_distances, squared_distances)
+    """U(r) = r^2 log r^2, with U(0) = 0: the logarithm of at least the dtype's smallest normal number, which is
+    finite, times 0 gives 0. (`tf.math.xlogy` is the same, but TFLite runs its select in its reference kernels,
+    outside XNNPACK: 4 % of the shipped model's time.)"""
+    tiny = np.finfo(squared_distances.dtype.as_numpy_dtype).tiny
+    return squared_distances * tf.math.log(tf.maximum(squared_distances, tiny))
 
 
 def _affine_basis(points: tf.Tensor) -> tf.Tensor:

@@ -1,15 +1,17 @@
-"""Export the latest checkpoint of a training run as a SavedModel for TensorFlow Serving, and optionally TFLite.
+"""Export a trained generator (a training run's latest checkpoint, or an export again) as a SavedModel for TensorFlow
+Serving, and optionally TFLite.
 
-    python -m experiments.export --model_dir=runs/hard --export_dir=exports/face [--version=N]
-    python -m experiments.export --model_dir=runs/hard --export_dir=exports/face --format=tflite \
+    python -m experiments.export --model=runs/hard --export_dir=exports/face [--version=N]
+    python -m experiments.export --model=runs/hard --export_dir=exports/face --format=tflite \
         [--quantize=none|float16|int8]
+    python -m experiments.export --model=pretrained --export_dir=exports/shipped --format=tflite
 
 writes `exports/face/<N>/saved_model.pb` (+ `variables/`, + the sidecar `bigo_facegen.json`); N defaults to the next
 free integer, and an existing version is never overwritten. The export also loads in `experiments.generate
 --model=exports/face` and `experiments.evaluate`. With `--format=tflite` the version also holds the TFLite conversion
 of the same serving graph, `float32.tflite`, `float16.tflite` or `int8.tflite` by `--quantize` (`bigo_facegen.tflite`),
-which `--model=exports/face/<N>/int8.tflite` loads. A generator that fits a spline on the keypoints has no TFLite
-conversion (its spline solve has no TFLite kernel): the export stops with an error and writes nothing.
+which `--model=exports/face/<N>/int8.tflite` loads. `--model` (`--model_dir` before) is a training run, or an export
+written again: `pretrained`, the model shipped in the package, gets its TFLite form this way.
 
 ## The serving signature (`serving_default`)
 
@@ -49,7 +51,10 @@ from absl import app, flags
 
 from bigo_facegen import export, files, tflite
 
-flags.DEFINE_string("model_dir", None, "Training run folder (config.json + checkpoints) to export.", required=True)
+flags.DEFINE_string("model", None, "What to export: a training run folder (config.json + checkpoints), an export "
+                    "(to write it again, e.g. with its TFLite form) or pretrained, the model shipped in the package.",
+                    required=True)
+flags.DEFINE_alias("model_dir", "model")
 flags.DEFINE_string("export_dir", None, "Base folder of the export; the version goes in a numbered sub-folder.",
                     required=True)
 flags.DEFINE_integer("version", None, "Version number (a positive integer); default: the next free one.")
@@ -65,9 +70,9 @@ def main(argv):
     del argv
     try:
         if FLAGS.format == "tflite":
-            path = tflite.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
+            path = tflite.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
         else:
-            path = export.export_model_dir(FLAGS.model_dir, FLAGS.export_dir, FLAGS.version)
+            path = export.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(path)

@@ -56,7 +56,7 @@ def main(argv):
         trainer.train()
 
     logging.info("2/4 exporting")
-    export_dir = export.export_model_dir(output / "model", output / "export")
+    export_dir = export.export_model(output / "model", output / "export")
 
     logging.info("3/4 generating a video of an unseen person")
     eval_data = report.synthetic_data()

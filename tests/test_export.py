@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 def exported(trained, tmp_path_factory):
     model_dir, _, _ = trained
     export_dir = tmp_path_factory.mktemp("exports") / "face"
-    return export_dir, export.export_model_dir(model_dir, export_dir)
+    return export_dir, export.export_model(model_dir, export_dir)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def test_export_dir_is_checked_before_the_checkpoint_is_loaded(tmp_path):
     # No model_dir at all: only a check made before loading can speak first.
     with pytest.raises(files.OutputPathError, match=f"^export_dir {face}: {tmp_path / 'exports'} is a file, not a "
                                                    f"folder$"):
-        export.export_model_dir(tmp_path / "no_run", face)
+        export.export_model(tmp_path / "no_run", face)
     assert os.listdir(tmp_path) == ["exports"] and (tmp_path / "exports").read_text() == "kept"
 
 

@@ -105,7 +105,7 @@ def test_a_generator_defined_here_trains_exports_serves_and_generates(tiny_regis
     grid = tf.io.decode_png((run / "samples" / "step-1.png").read_bytes())
     assert grid.shape == (BATCH * SIZE, 4 * SIZE, 3)
 
-    version_dir = export.export_model_dir(run, tmp_path / "export")
+    version_dir = export.export_model(run, tmp_path / "export")
     sidecar = json.loads((version_dir / export.SIDECAR).read_text())
     assert sidecar["inputs"] == ["reference", "reference_keypoints", "target_keypoints"]
     assert sidecar["outputs"] == [export.OUTPUT]

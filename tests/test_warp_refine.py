@@ -240,6 +240,22 @@ def test_mixed_bfloat16_under_xla_keeps_float32_outputs_and_motion(real_batch):
         atol=1e-5)
 
 
+def test_the_decoder_reads_the_mouth_and_eyes_drawn_in_float32_under_mixed_bfloat16(real_batch):
+    """Keras gives a mixed-precision generator its float inputs in bfloat16; a decoder that reads the target's mouth
+    and eyes (the `real` preset's reads the mouth) draws them from the keypoints in float32 all the same, the masks
+    of float32 keypoints. (It could not be built under mixed_bfloat16: the masks refused bfloat16 keypoints.)"""
+    batch = at_size(real_batch, SIZE)
+    with distribution.dtype_policy("mixed_bfloat16"):
+        generator = registry.build_generator(tiny(decoder_mouth_mask=True, decoder_eyes_mask=True), SIZE, NUM_POINTS)
+        rounded = tf.cast(tf.cast(batch["target_points"], tf.bfloat16), tf.float32)
+        for mask in (keypoints.mouth_mask_tf, keypoints.eyes_mask_tf):
+            np.testing.assert_array_equal(mask(tf.cast(batch["target_points"], tf.bfloat16), batch["target_flags"],
+                                               SIZE), mask(rounded, batch["target_flags"], SIZE))
+        generated = generator(generator_inputs(batch), training=False)
+    assert generated.dtype == tf.float32 and np.all(np.isfinite(generated.numpy()))
+    assert keypoints.mouth_mask_tf(batch["target_points"], batch["target_flags"], SIZE).numpy().sum() > 0
+
+
 def test_train_step_under_a_distribution_strategy_changes_every_generator_weight(real_batch):
     batch = {key: tf.constant(value) for key, value in at_size(real_batch, SIZE).items()}
     experiment = config.override(config.preset("cpu"), {"data.image_size": SIZE, "data.batch_per_replica": 4})

@@ -13,9 +13,11 @@ inputs (`reference`, `reference_points`, `reference_flags`) may hold one face fo
 made from one frame has; it computes what depends on the reference alone once and gives it to every target
 (`for_targets`). Others get the reference repeated for each target.
 
-A spline fitted on the keypoints: for a generator whose capabilities say `fits_spline`, `spline(inputs)` computes from
-the keypoints alone what `compose(inputs, training, spline=...)` would otherwise compute itself, a linear solve that
-XLA compiles poorly; compiled inference (`export.ServingModule.compiled`) runs it outside XLA.
+A spline fitted on the keypoints: for a generator whose capabilities say `fits_spline`, `keypoint_spline` computes from
+the keypoints alone what `compose(inputs, training, spline=...)` would otherwise compute itself, a float64 linear solve
+that XLA compiles poorly and TFLite cannot run; compiled inference (`export.ServingModule.compiled`) and the TFLite
+runner (`tflite`) fit it outside the network they run. It is the contract's, not the generator's, so that they fit
+the same spline without the generator.
 
 Images cross into a generator through `to_unit` (uint8 pixels -> [-1, 1]) and out of it through `from_unit`.
 """
@@ -27,7 +29,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from bigo_facegen import keypoints
+from bigo_facegen import keypoints, warping
 from bigo_facegen.config import DataConfig, ModelConfig
 from bigo_facegen.config_rules import GeneratorSection
 
@@ -114,6 +116,17 @@ def generator_inputs(reference, target_points, target_flags, settings: KeypointM
         inputs["reference_points"] = tf.convert_to_tensor(reference_points, tf.float32)
         inputs["reference_flags"] = tf.cast(reference_flags, tf.int32)
     return inputs
+
+
+def keypoint_spline(reference_points, reference_flags, target_points, target_flags, size: int) -> tf.Tensor:
+    """The spline of a generator whose capabilities say `fits_spline` (`warping.tps_fit`, (B, N + 3, 2) float32): the
+    thin-plate spline that takes each target keypoint (B, N, 2) to its reference keypoint, fitted on the pairs present
+    in both faces (flag above 0), on S x S crops; the reference side (B or 1, N, ...) as `generator_inputs` has it."""
+    target_points = tf.convert_to_tensor(target_points, tf.float32)
+    targets = tf.shape(target_points)[0]
+    valid = (for_targets(tf.cast(reference_flags, tf.int32), targets) > 0) & (tf.cast(target_flags, tf.int32) > 0)
+    reference_points = for_targets(tf.convert_to_tensor(reference_points, tf.float32), targets)
+    return warping.tps_fit(reference_points, target_points, valid, size, size)
 
 
 def for_targets(reference_side: tf.Tensor, targets) -> tf.Tensor:

@@ -2,6 +2,7 @@
 long and what it scores: MODEL_CARD.md beside this file). `experiments.animate`, `generate`, `evaluate`,
 `evaluate_cross` and `demo` use it when no `--model` is given; it is read from the installed package, never
 downloaded."""
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -10,6 +11,11 @@ NAME = "pretrained"
 # The export version folder (saved_model.pb, variables/, bigo_facegen.json) inside this package.
 MODEL_FOLDER = "real_faces"
 CARD_FILE = "MODEL_CARD.md"
+
+
+def resolve(model: str | os.PathLike) -> Path:
+    """The path of a model named where a model is asked for: this model's export folder for `NAME`, else `model`."""
+    return path() if str(model) == NAME else Path(model)
 
 
 def path() -> Path:

@@ -13,7 +13,7 @@ import tensorflow as tf
 from bigo_facegen import keypoints, warping
 from bigo_facegen.config import ModelConfig
 from bigo_facegen.models.blocks import ResidualBlock, conv, head_conv2d, instance_norm
-from bigo_facegen.models.contract import for_targets
+from bigo_facegen.models.contract import for_targets, keypoint_spline
 from bigo_facegen.models.warp_refine.config import WarpRefineConfig
 
 REQUIRED_INPUTS = ("reference", "reference_points", "target_points", "reference_flags", "target_flags")
@@ -179,23 +179,11 @@ class WarpRefineGenerator(keras.Model):
     def merge(self) -> list[keras.Sequential]:
         return [getattr(self, f"merge{level}") for level in range(LEVELS - 1)]
 
-    def spline(self, inputs: dict) -> tf.Tensor:
-        """The keypoint prior (`warping.tps_fit`, (B, N + 3, 2) float32), from the keypoints alone: what `motion` and
-        `compose` fit themselves unless they are given it. Compiled inference fits it outside XLA
-        (`contract.Capabilities.fits_spline`)."""
-        self._check_inputs(inputs)
-        size = inputs["reference"].shape[1]
-        target_points = tf.cast(inputs["target_points"], tf.float32)
-        targets = tf.shape(target_points)[0]
-        valid = (for_targets(inputs["reference_flags"], targets) > 0) & (inputs["target_flags"] > 0)
-        reference_points = for_targets(tf.cast(inputs["reference_points"], tf.float32), targets)
-        return warping.tps_fit(reference_points, target_points, valid, size, size)
-
     def motion(self, inputs: dict, training=False, spline: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """The backward flow and what it does, all float32: `flow` (B, S, S, 2) the (x, y) reference pixel each output
         pixel reads, `mask` (B, S, S, 1) the occlusion mask, `prior_warped` and `warped` (B, S, S, 3) the reference
-        warped by the keypoint prior alone and by the final flow. `spline`: the inputs' `spline`, fitted here if not
-        given."""
+        warped by the keypoint prior alone and by the final flow. `spline`: the inputs' `contract.keypoint_spline`,
+        fitted here if not given."""
         self._check_inputs(inputs)
         reference = tf.cast(inputs["reference"], tf.float32)
         size = reference.shape[1]
@@ -205,7 +193,7 @@ class WarpRefineGenerator(keras.Model):
         targets = tf.shape(target_points)[0]
 
         if spline is None:
-            spline = self.spline(inputs)
+            spline = keypoint_spline(reference_points, reference_flags, target_points, target_flags, size)
         # A function of the data only: nothing to learn through the spline.
         prior = tf.stop_gradient(warping.tps_evaluate(target_points, spline, size, size))
         reference_per_target = for_targets(reference, targets)
