@@ -23,7 +23,7 @@ def base_cfg(synthetic_dir, tmp_path_factory) -> DataConfig:
     cfg = DataConfig(dataset=str(synthetic_dir), data_dir=str(tmp_path_factory.mktemp("tfds")), tier="all",
                      image_size=SIZE, batch_per_replica=BATCH, rotation_degrees=0.0, scale_range=0.0,
                      keypoint_style="dots", dot_radius=1.0, seed=7)
-    data.dataset_builder(cfg)  # prepares it once for the session
+    data.dataset_builder(cfg)  # prepares it once for the whole run
     return cfg
 
 
