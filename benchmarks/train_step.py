@@ -46,8 +46,8 @@ def main(argv):
     import tensorflow as tf
 
     from bigo_facegen import config as config_lib
-    from bigo_facegen.models.perceptual import PerceptualNetwork
     from bigo_facegen.distribution import make_strategy, precision_policy
+    from bigo_facegen.models.perceptual import PerceptualNetwork
     from bigo_facegen.models.registry import data_needs
     from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers
 

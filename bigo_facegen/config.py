@@ -21,8 +21,18 @@ import json
 import typing
 from typing import Any
 
-from bigo_facegen.config_rules import (BETA, POSITIVE, RATE, TYPES, WEIGHT, GeneratorSection, Rule, at_least, is_int,
-                                       one_of)
+from bigo_facegen.config_rules import (
+    BETA,
+    POSITIVE,
+    RATE,
+    TYPES,
+    WEIGHT,
+    GeneratorSection,
+    Rule,
+    at_least,
+    is_int,
+    one_of,
+)
 from bigo_facegen.models.stargan.config import StarGANConfig
 from bigo_facegen.models.warp_refine.config import WarpRefineConfig
 

@@ -66,8 +66,15 @@ import tensorflow as tf
 
 from bigo_facegen import checkpoints, files, keypoints, pretrained
 from bigo_facegen.config import ExperimentConfig
-from bigo_facegen.models.contract import (FLOW_LAYER, Capabilities, KeypointMapSettings, from_unit, generator_inputs,
-                                          keypoint_spline, to_unit)
+from bigo_facegen.models.contract import (
+    FLOW_LAYER,
+    Capabilities,
+    KeypointMapSettings,
+    from_unit,
+    generator_inputs,
+    keypoint_spline,
+    to_unit,
+)
 from bigo_facegen.models.registry import build_generator, generator_spec
 
 SIDECAR = "bigo_facegen.json"

@@ -24,8 +24,8 @@ class GenerationError(ValueError):
 
 class FaceModel:
     """A generator ready for inference, from an export (its SavedModel or its `.tflite` file) or a training
-    checkpoint; all run the export's serving graph (`export.ServingModule`), so they give the same faces. `generator` is the Keras generator behind a checkpoint
-    (None for an export), which one-shot tuning trains.
+    checkpoint; all run the export's serving graph (`export.ServingModule`), so they give the same faces. `generator` is
+    the Keras generator behind a checkpoint (None for an export), which one-shot tuning trains.
 
     With `compiled`, the network runs under XLA (`export.ServingModule.compiled`). On CPU it compiles once for each
     batch size, for seconds (the shipped model: 2.4-2.7 s on 2 cores), and then runs faster (benchmarks/README): it

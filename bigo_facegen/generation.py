@@ -248,7 +248,8 @@ def frame_sequence(entry: VideoAnnotation) -> list[FrameAnnotation]:
 
 
 def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_path: str | os.PathLike,
-                              video_name: str, output: str | os.PathLike, reference_image: str | os.PathLike | None = None,
+                              video_name: str, output: str | os.PathLike,
+                              reference_image: str | os.PathLike | None = None,
                               reference_index: int | None = None, videos_dir: str | os.PathLike | None = None,
                               face_output: str | os.PathLike | None = None, fps: float | None = None,
                               max_frames: int | None = None, progress: bool = True, compiled: bool = False,

@@ -62,7 +62,8 @@ def at_least(low: int) -> Rule:
 TEXT = Rule("a non-empty text", lambda value: isinstance(value, str) and value != "")
 INTEGER = Rule("an integer", _is_integer)
 COUNT = at_least(1)
-NUMBER = Rule("a finite number", lambda value: (_is_integer(value) or isinstance(value, float)) and math.isfinite(value))
+NUMBER = Rule("a finite number",
+              lambda value: (_is_integer(value) or isinstance(value, float)) and math.isfinite(value))
 POSITIVE = Rule("a finite number > 0", lambda value: NUMBER.accepts(value) and value > 0)
 BOOLEAN = Rule("true or false", lambda value: isinstance(value, bool))
 

@@ -44,7 +44,6 @@ import numpy as np
 from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FLAG_OCCLUDED, FLAG_VISIBLE, FrameAnnotation
 
-
 # OpenCV's DIS presets: `medium` follows a point to about half the error of `fast` at four times its cost.
 FLOW_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                 "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}

@@ -16,8 +16,13 @@ from bigo_facegen.models.contract import GeneratorSpec
 from bigo_facegen.models.critics import IdentityCritic, RealFakeCritic
 from bigo_facegen.models.keypoint_detector import KeypointDetector
 from bigo_facegen.models.perceptual import PerceptualNetwork
-from bigo_facegen.models.registry import (build_critics, build_generator, build_keypoint_detector, build_perceptual,
-                                          generator_entry)
+from bigo_facegen.models.registry import (
+    build_critics,
+    build_generator,
+    build_keypoint_detector,
+    build_perceptual,
+    generator_entry,
+)
 
 
 @dataclasses.dataclass

@@ -32,9 +32,18 @@ import tensorflow as tf
 from absl import logging
 
 from bigo_facegen import data, files, keypoints, summaries
-from bigo_facegen.checkpoints import (CHECKPOINT_NAME, CONFIG_FILE, ModelDirError, ModelDirLock,
-                                      check_checkpointable, check_resumable, error_summary,
-                                      latest_restorable_checkpoint, remove_unfinished_saves, saved_config)
+from bigo_facegen.checkpoints import (
+    CHECKPOINT_NAME,
+    CONFIG_FILE,
+    ModelDirError,
+    ModelDirLock,
+    check_checkpointable,
+    check_resumable,
+    error_summary,
+    latest_restorable_checkpoint,
+    remove_unfinished_saves,
+    saved_config,
+)
 from bigo_facegen.config import DataConfig, ExperimentConfig, OptimizerConfig
 from bigo_facegen.distribution import configure_cpu_devices, dtype_policy, is_chief, make_strategy, precision_policy
 from bigo_facegen.models import perceptual

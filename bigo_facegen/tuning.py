@@ -24,8 +24,8 @@ import tensorflow as tf
 from bigo_facegen import geometry, losses
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.models import perceptual
-from bigo_facegen.models.registry import build_perceptual
 from bigo_facegen.models.contract import KeypointMapSettings, generator_inputs, to_unit
+from bigo_facegen.models.registry import build_perceptual
 
 
 @dataclasses.dataclass(frozen=True)

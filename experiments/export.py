@@ -18,7 +18,7 @@ written again: `pretrained`, the model shipped in the package, gets its TFLite f
 | name | dtype | shape | meaning |
 |---|---|---|---|
 | input `reference` | uint8 | (batch, S, S, 3) | RGB face crop of the reference frame, 0..255 (`geometry.crop`) |
-| input `target_keypoints` | float32 | (batch, N, 3) | [x, y, flag] per point in crop pixels; flag 0 absent, 1 occluded, 2 visible |
+| input `target_keypoints` | float32 | (batch, N, 3) | [x, y, flag] per point in crop pixels (flag 0 absent, 1 hidden) |
 | input `reference_keypoints` | float32 | (batch, N, 3) | only for generators that read them (warp-style ones) |
 | output `generated` | uint8 | (batch, S, S, 3) | the generated RGB face crop, 0..255 |
 

@@ -27,8 +27,8 @@ flags.DEFINE_string("video", None, "Video whose keypoints drive the face (its na
 flags.DEFINE_string("output", None, "Output mp4 of the full frame.", required=True)
 flags.DEFINE_string("face_output", None, "Optional mp4 of the face crops alone (S x S).")
 flags.DEFINE_string("reference", None, "Reference image (a frame of the video's size); default: a frame of the video.")
-flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose box and keypoints describe the reference; "
-                     "default: the first frame with a face.")
+flags.DEFINE_integer("reference_index", None, "Annotated frame (1-based) whose box and keypoints describe the "
+                     "reference; default: the first frame with a face.")
 flags.DEFINE_string("videos_dir", None, "Folder holding the video files; default: the annotations' video_path.")
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not a .tflite file): faster once compiled, but it compiles "
                   "for seconds at the first batch of each size, so it pays off in long videos (see benchmarks/README).")

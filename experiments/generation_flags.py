@@ -9,8 +9,8 @@ _DEFAULTS = GenerationSettings()
 
 flags.DEFINE_enum("fusion", _DEFAULTS.fusion, FUSIONS, "shift: move the whole reference frame; segment: move only the "
                   "person (GrabCut) over the inpainted background; warp: warp the whole frame by the keypoints, fixed "
-                  "at the frame border (the face of a model that repaints then goes in only where it painted); flow: as "
-                  "warp, but a model's own flow moves the frame inside the face box. Default: warp for models that "
+                  "at the frame border (the face of a model that repaints then goes in only where it painted); flow: "
+                  "as warp, but a model's own flow moves the frame inside the face box. Default: warp for models that "
                   "repaint, shift for the others.")
 flags.DEFINE_enum("border", _DEFAULTS.border, sorted(BORDERS), "How to fill the borders a moved frame uncovers.")
 flags.DEFINE_enum("fill", _DEFAULTS.fill, FILLS, "segment fusion: how to fill the background behind the person.")

@@ -90,8 +90,8 @@ def verdict(preset: str, steps: int, model: dict, warp: dict) -> str:
                f"The model matches or beats the warp on {wins} of {len(VERDICT_METRICS)}")
     identity = model.get("identity_accuracy")
     return (f"{summary}: {', '.join(gaps)}; identity accuracy "
-            f"{'n/a' if identity is None else f'{identity:.2f}'}. {steps} steps of the {preset} preset on cartoon faces "
-            f"are a demonstration, not the shipped model: for real faces, python -m experiments.animate "
+            f"{'n/a' if identity is None else f'{identity:.2f}'}. {steps} steps of the {preset} preset on cartoon "
+            f"faces are a demonstration, not the shipped model: for real faces, python -m experiments.animate "
             f"--source=photo.jpg --driving=video.mp4 --output=out.mp4")
 
 

@@ -72,8 +72,9 @@ def flags_config() -> configs.ExperimentConfig:
     config = configs.override(configs.preset(FLAGS.preset), flag_values)
     config = configs.override(config, dict(configs.parse_override(text) for text in FLAGS.config_override))
     if config.data.image_size >= GPU_SIZED_CROP and not tf.config.list_physical_devices("GPU"):
-        print(f"note: {config.data.image_size}-px crops (the {FLAGS.preset} preset's sizes) are sized for GPUs; on this "
-              f"machine's CPU a step takes seconds: --preset=cpu_warp or --preset=real suit a CPU", file=sys.stderr)
+        print(f"note: {config.data.image_size}-px crops (the {FLAGS.preset} preset's sizes) are sized for GPUs; on "
+              f"this machine's CPU a step takes seconds: --preset=cpu_warp or --preset=real suit a CPU",
+              file=sys.stderr)
     check_dataset(config.data.dataset)
     return config
 

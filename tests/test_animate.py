@@ -14,12 +14,21 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import animate, annotate, annotations, config, files, methods, motion_transfer, video
-from bigo_facegen import tracking as tracking_lib
-from bigo_facegen.models import registry
+from bigo_facegen import (
+    animate,
+    annotate,
+    annotations,
+    config,
+    files,
+    methods,
+    motion_transfer,
+    tracking as tracking_lib,
+    video,
+)
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.generation_settings import GenerationSettings
+from bigo_facegen.models import registry
 from tests import bad_images
 
 REPO = Path(__file__).resolve().parents[1]

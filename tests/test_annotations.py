@@ -348,7 +348,8 @@ def test_generate_refuses_a_far_keypoint_in_one_line_writing_nothing(far_keypoin
     path, clip, message = far_keypoint_annotations
     output = tmp_path / "out" / "o.mp4"
     repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "experiments.generate", f"--annotations={path}", f"--video={clip.name}",
+    done = subprocess.run([sys.executable, "-m", "experiments.generate", f"--annotations={path}",
+                           f"--video={clip.name}",
                            f"--videos_dir={clip.parent}", f"--output={output}"], cwd=repo, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "2"},
                           timeout=600)

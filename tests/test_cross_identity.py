@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bigo_facegen import annotate, annotations, config, export
-from bigo_facegen.models import registry
 from bigo_facegen.evaluation import cross_identity, protocol
 from bigo_facegen.files import OutputPathError
+from bigo_facegen.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("dpe_s.mp4", "xportrait_driving.mp4")   # two persons; xportrait's face moves from its first frames on

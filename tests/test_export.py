@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, checkpoints, config, export, files, geometry, keypoints, pretrained, training, video
+from bigo_facegen import (
+    annotations,
+    checkpoints,
+    config,
+    export,
+    files,
+    geometry,
+    keypoints,
+    pretrained,
+    training,
+    video,
+)
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.models import registry
 from bigo_facegen.models.contract import Capabilities
@@ -38,7 +49,8 @@ def _batches(input_context, data_cfg=None):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny model trained for two steps by the real Trainer, and its generator as checkpoints.load_generator gives it."""
+    """A tiny model trained for two steps by the real Trainer, and its generator as checkpoints.load_generator gives
+    it."""
     model_dir = tmp_path_factory.mktemp("run")
     training.Trainer(_tiny_config(), model_dir, _batches).train()
     generator, cfg = checkpoints.load_generator(model_dir)

@@ -117,8 +117,8 @@ def test_shift_scales_the_box_onto_the_target(retalk):
     target = np.array([x - w / 4, y - h / 4, 1.5 * w, 1.5 * h])
     matrix = fusion.box_to_box(annotation.bbox, target)
     corners = np.array([[x, y], [x + w, y + h]])
-    np.testing.assert_allclose(geometry.apply_affine(corners, matrix), [[target[0], target[1]],
-                                                                         [target[0] + target[2], target[1] + target[3]]])
+    np.testing.assert_allclose(geometry.apply_affine(corners, matrix),
+                               [[target[0], target[1]], [target[0] + target[2], target[1] + target[3]]])
 
 
 @pytest.mark.parametrize("border", ["replicate", "reflect"])

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from bigo_facegen import annotations, config, export, fusion, generation, geometry, video
-from bigo_facegen.models import registry
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.face_model import FaceModel, GenerationError
 from bigo_facegen.files import OutputPathError
 from bigo_facegen.generation_settings import GenerationSettings
+from bigo_facegen.models import registry
 from tests import bad_images
 from tests.older_exports import older_copy
 

@@ -3,14 +3,13 @@ only in the shrunk (detector-like) box, and recognises each clip's person; on bi
 that correspond to its own 68."""
 import csv
 import dataclasses
-import sys
 
 import numpy as np
 import pytest
 
 from bigo_facegen import annotations, dlib_face, synthetic, video
-from bigo_facegen.keypoints import BIGO106
 from bigo_facegen.evaluation import judges, metrics
+from bigo_facegen.keypoints import BIGO106
 
 # Clips of six different persons (MANIFEST.tsv `person`), 256 and 512 px.
 CLIPS = ("dpe_d.mp4", "eamm_fear.mp4", "mead_W009_happy.mp4", "pcavs_00098.mp4", "lp_d3.mp4",

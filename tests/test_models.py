@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from bigo_facegen import annotations, geometry, keypoints, video
+from bigo_facegen.checkpoints import check_checkpointable, unsaved_weights
 from bigo_facegen.config import GeneratorConfig, ModelConfig
 from bigo_facegen.models import blocks, perceptual, registry
-from bigo_facegen.checkpoints import check_checkpointable, unsaved_weights
 
 TINY = ModelConfig(conv_dim=8, res_blocks=2, critic_dim=8, critic_blocks=2, perceptual="none")
 

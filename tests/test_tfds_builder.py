@@ -17,12 +17,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from bigo_facegen import annotations, bigo_folder, data, geometry, video
+from bigo_facegen.bigo_folder import TIERS
 from bigo_facegen.config import DataConfig
 from bigo_facegen.data import dataset_builder
+from bigo_facegen.keypoints import IBUG68
 from tests.real_clips import cut_folder
 from tfds_bigo.bigo_face import BigoFaceConfig, folder_config
-from bigo_facegen.bigo_folder import TIERS
-from bigo_facegen.keypoints import IBUG68
 
 REPO = Path(__file__).resolve().parents[1]
 TFDS = Path(sys.executable).with_name("tfds")   # the command line of the TFDS in this environment

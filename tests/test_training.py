@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bigo_facegen import annotations, data, geometry, keypoints, losses, synthetic, video
-from bigo_facegen import config as configs
-from bigo_facegen.models import lite0_weights, perceptual
+from bigo_facegen import annotations, config as configs, data, geometry, keypoints, losses, synthetic, video
 from bigo_facegen.checkpoints import ModelDirError, check_resumable, load_generator
 from bigo_facegen.distribution import dtype_policy
+from bigo_facegen.models import lite0_weights, perceptual
 from bigo_facegen.train_step import TrainStep, build_networks, build_optimizers, inputs_of
 from bigo_facegen.training import SAMPLE_COUNT, Trainer, TrainingDiverged
 

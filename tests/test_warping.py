@@ -11,8 +11,8 @@ from scipy import ndimage
 from scipy.interpolate import RBFInterpolator
 
 from bigo_facegen import annotations, config, geometry, video, warping
-from bigo_facegen.models.registry import build_generator
 from bigo_facegen.models.contract import from_unit
+from bigo_facegen.models.registry import build_generator
 
 SIZE = 64
 SMOOTHNESS = 1e-2  # tps_grid's default

@@ -19,8 +19,8 @@ import numpy as np
 
 from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FrameAnnotation
-from bigo_facegen.keypoints import IBUG68, get_layout
 from bigo_facegen.evaluation import metrics
+from bigo_facegen.keypoints import IBUG68, get_layout
 
 # bbox side / dlib detector box side in the annotations `bigo_facegen.annotate` writes (and the shared footage has).
 BBOX_SCALE = 1.6

@@ -254,7 +254,8 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
 
 def summarize(scores: list[FrameScore]) -> dict:
     """Means over frames: `{"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance",
-    "keypoint_nme", "keypoint_accuracy", "keypoint_jitter", "frames", "identity_frames"}`; a metric no frame could be judged on is None."""
+    "keypoint_nme", "keypoint_accuracy", "keypoint_jitter", "frames", "identity_frames"}`; a metric no frame could be
+    judged on is None."""
     def mean(values):
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None

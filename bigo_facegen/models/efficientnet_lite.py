@@ -116,6 +116,6 @@ def feature_extractor(model: keras.Model, strides=(2, 4, 8, 16)) -> keras.Model:
     outputs = []
     for stride in strides:
         block = f"blocks_{ends[stride]}_"
-        layer = block + "add" if any(l.name == block + "add" for l in model.layers) else block + "bn2"
+        layer = block + "add" if any(each.name == block + "add" for each in model.layers) else block + "bn2"
         outputs.append(model.get_layer(layer).output)
     return keras.Model(model.input, outputs, name=f"{model.name}_features")

@@ -18,9 +18,11 @@ from bigo_facegen.models.keypoint_detector import KeypointDetector
 from bigo_facegen.models.perceptual import PerceptualNetwork
 from bigo_facegen.models.stargan import network as stargan
 from bigo_facegen.models.stargan.config import StarGANConfig
-from bigo_facegen.models.warp_refine import config as warp_refine_config
-from bigo_facegen.models.warp_refine import losses as warp_refine_losses
-from bigo_facegen.models.warp_refine import network as warp_refine
+from bigo_facegen.models.warp_refine import (
+    config as warp_refine_config,
+    losses as warp_refine_losses,
+    network as warp_refine,
+)
 from bigo_facegen.models.warp_refine.config import WarpRefineConfig
 
 # By the name `model.generator.type` gives, which is also the name of its section in `config.GeneratorConfig`.

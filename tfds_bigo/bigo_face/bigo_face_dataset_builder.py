@@ -46,9 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from bigo_facegen import annotations as annotations_lib
-from bigo_facegen import bigo_folder, geometry, keypoints, synthetic
-from bigo_facegen import video as video_lib
+from bigo_facegen import annotations as annotations_lib, bigo_folder, geometry, keypoints, synthetic, video as video_lib
 from bigo_facegen.bigo_folder import ANNOTATIONS_FILE, MANIFEST_FILE
 
 JPEG_QUALITY = 95
