@@ -297,7 +297,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
         frame = video.read_frame(video_path, reference.index)
     annotations.check_on_frame(entry, frame.shape[1], frame.shape[0], source=str(annotations_path))
     if fps is None:
-        fps = info.fps if info is not None and info.fps > 0 else video.DEFAULT_FPS
+        fps = info.playback_fps if info is not None else video.DEFAULT_FPS
         if info is None:
             logging.info("no video at %s: writing at %.1f fps", video_path, fps)
 
