@@ -15,6 +15,7 @@ model_dir, `pretrained`), its faces made and fused into the frame by `generation
 from __future__ import annotations
 
 import abc
+import functools
 import os
 from typing import Iterator, Sequence
 
@@ -66,10 +67,16 @@ class Warp(Method):
     face_size = CLASSICAL_FACE_SIZE
 
     def frames(self, reference_frame, reference, targets):
-        warper = PiecewiseAffineWarper(reference_frame.shape[:2])
+        warper = _warper(reference_frame.shape[:2])
         for target in targets:
             shared = (reference.flags != FLAG_ABSENT) & (target.flags != FLAG_ABSENT)
             yield _classical(target, warper.warp(reference_frame, reference.points, target.points, shared), "warped")
+
+
+# A live stream asks for its frames one at a time: the warper of a frame size (its pixel grid) is made once.
+@functools.lru_cache(maxsize=4)
+def _warper(shape: tuple[int, int]) -> PiecewiseAffineWarper:
+    return PiecewiseAffineWarper(shape)
 
 
 def _classical(target: FrameAnnotation, frame: np.ndarray, kind: str) -> FrameResult:
@@ -93,7 +100,8 @@ class ModelMethod(Method):
 
     def frames(self, reference_frame, reference, targets):
         # A reference comes back for its contact-sheet samples: its maker (its tuning, its matte) is reused.
-        if self._last and self._last[0] is reference and np.array_equal(self._last[1], reference_frame):
+        if self._last and self._last[0] is reference and (self._last[1] is reference_frame
+                                                          or np.array_equal(self._last[1], reference_frame)):
             maker = self._last[2]
         else:
             maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
