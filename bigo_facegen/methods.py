@@ -49,6 +49,11 @@ class Method(abc.ABC):
                targets: Sequence[FrameAnnotation]) -> Iterator[FrameResult]:
         """One `FrameResult` per target, in order: a frame of the reference frame's size and its face crop."""
 
+    def prepare(self, reference_frame: np.ndarray, reference: FrameAnnotation) -> None:
+        """Does now what `frames` of this reference does first whatever the targets (a model's crop, fusion and
+        tuning), so that a live source's first frame does not wait for it; nothing for the methods that have no such
+        work."""
+
 
 class Copy(Method):
     """Every frame is the reference frame: the floor any generator must clear."""
@@ -99,14 +104,19 @@ class ModelMethod(Method):
         return self.model.image_size
 
     def frames(self, reference_frame, reference, targets):
+        return self._maker(reference_frame, reference).generate_frames(targets)
+
+    def prepare(self, reference_frame, reference):
+        self._maker(reference_frame, reference)
+
+    def _maker(self, reference_frame: np.ndarray, reference: FrameAnnotation) -> generation.VideoGenerator:
         # A reference comes back for its contact-sheet samples: its maker (its tuning, its matte) is reused.
         if self._last and self._last[0] is reference and (self._last[1] is reference_frame
                                                           or np.array_equal(self._last[1], reference_frame)):
-            maker = self._last[2]
-        else:
-            maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
-            self._last = (reference, reference_frame, maker)
-        return maker.generate_frames(targets)
+            return self._last[2]
+        maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
+        self._last = (reference, reference_frame, maker)
+        return maker
 
 
 CLASSICAL: dict[str, type[Copy | Warp]] = {COPY: Copy, WARP: Warp}

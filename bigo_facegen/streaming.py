@@ -14,7 +14,7 @@ Per driving frame, nothing of the frames to come used:
    the One-Euro filter one step per frame); a frame without a face keeps the last motion, as in `animate`;
 3. the frame: `methods.Method.frames` for this one target, so a model makes its face at batch 1 and pastes it back as
    `generation.VideoGenerator` does, what depends on the photo alone (its crop, the fusion's reference, tuning,
-   colour statistics) made once, when the first frame comes.
+   colour statistics) made once, before the first frame (`methods.Method.prepare`).
 
 With dlib on every frame (`detect`) the targets are `animate`'s (the driving reference `first`), and so are the frames,
 a model's up to the float rounding of another batch size; with `track` they differ by what the tracker's fusion has
@@ -55,6 +55,7 @@ class LiveAnimator:
         self.method = method if isinstance(method, Method) else methods.load(method, settings, compiled)
         self.image = image
         self.face = face if face is not None else animate.find_face(image, "<source image>")
+        self.method.prepare(image, self.face)
         self.fps, self.motion = fps, motion
         self._tracker = tracking_lib.Tracker() if tracking == annotate.TRACK else None
         self._transfer: motion_transfer.LiveTransfer | None = None  # made at the first frame, which gives its size
