@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -134,3 +135,24 @@ def test_the_entry_point_streams_and_reports_the_rate_and_latency(photo, real_fa
         assert len(errors) == 1 and errors[0].startswith(f"error: {message}") and \
             errors[0].endswith(": --stream refuses it"), bad.stderr[-2000:]
     assert os.listdir(tmp_path) == []
+
+
+def test_bad_inputs_to_a_stream_are_named_before_any_frame_and_nothing_is_written(photo, real_faces_dir, tmp_path):
+    driver = real_faces_dir / "videos" / DRIVER
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 200, np.uint8))
+    out = tmp_path / "out.mp4"
+    cases = [
+        (dict(driving=photo[0]), "photo.png: is a PNG image, not a video$"),
+        (dict(source=blank), "blank.png: dlib finds no face in the source image"),
+        (dict(output=driver), f"output {driver}: is the same file as the input driving {driver}"),
+        (dict(max_frames=0), "max_frames must be at least 1"),
+        (dict(max_side=0), "max_side 0: a source image needs at least 1 pixel on a side"),
+        (dict(tracking="optical"), "unknown tracking 'optical'; choose one of detect, track"),
+        (dict(motion=motion_transfer.MotionSettings(reference="best")), "driving reference 'best' chooses among"),
+    ]
+    for changes, message in cases:
+        args = dict(method=methods.WARP, source=photo[0], driving=driver, output=out, progress=False)
+        with pytest.raises(ValueError, match=message):
+            streaming.stream(**{**args, **changes})
+    assert os.listdir(tmp_path) == ["blank.png"]
