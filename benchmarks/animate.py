@@ -3,6 +3,7 @@ dev-set clip of another, against the driving video's real time.
 
     python -m benchmarks.animate                                   # warp and the shipped model, detect and track
     python -m benchmarks.animate --models=warp,runs/real --keypoints=detect,track,file --json
+    python -m benchmarks.animate --models=pretrained --keypoints=track --stream     # and streamed, with latencies
 
 End to end: the source photo read and its face found by dlib, the driving keypoints (dlib on every driving frame,
 `detect`; dlib's points followed by optical flow and held to dlib, `track`, which runs dlib's face search on few
@@ -10,6 +11,11 @@ frames; or read from the folder's annotations.json, `file`), the motion transfer
 frame made (`warp`: the piecewise-affine warp of the photo; a model: `generation.VideoGenerator` with its defaults) and
 H.264-encoded. A model and dlib's models are loaded before the clock starts (a model's first batch, traced, is
 timed). The real-time ratio is frames/s over the driving video's frame rate: above 1 keeps up with the video.
+
+With --stream, each model and found keypoint source (`detect`, `track`) is also streamed (`bigo_facegen.streaming`,
+`experiments.animate --stream`: the driving frames read and animated one at a time, the model at batch 1), and the row
+adds each frame's latency, from its driving frame read to its output frame written (median and 95th percentile); a
+streamed row's rate and latencies leave out the first frame (the warm-up: a model's first call builds its graph).
 
 Prints a table, or with --json one JSON line.
 """
@@ -36,13 +42,15 @@ flags.DEFINE_list("keypoints", ["detect", "track"], "Where the driving keypoints
 flags.DEFINE_string("source_clip", "sadtalker_BobMenendez", "Dev clip whose first frame is the source photo.")
 flags.DEFINE_string("driving_clip", "dpe_d", "Dev clip of another person that drives it.")
 flags.DEFINE_integer("frames", 250, "Driving frames (250: 10 s at 25 fps).", lower_bound=3)
+flags.DEFINE_bool("stream", False, "Also stream each model with each found keypoint source, and report the latency "
+                  "per frame.")
 flags.DEFINE_bool("json", False, "Print one JSON line instead of the table.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    from bigo_facegen import animate, annotate, distribution, dlib_face, methods, video
+    from bigo_facegen import animate, annotate, distribution, dlib_face, methods, streaming, video
 
     unknown = sorted(set(FLAGS.keypoints) - {*annotate.TRACKINGS, FILE})
     if unknown:
@@ -66,19 +74,30 @@ def main(argv):
                                         driving_annotations=None if found else REAL_FACES / "annotations.json",
                                         max_frames=FLAGS.frames, progress=False, tracking=keypoints if found else None)
                 seconds = time.perf_counter() - start
-                rows.append({"model": name, "keypoints": keypoints, "frames": stats.frames,
+                rows.append({"model": name, "keypoints": keypoints, "path": "animate", "frames": stats.frames,
                              "seconds": round(seconds, 2), "frames_per_s": round(stats.frames / seconds, 2),
                              "real_time": round(stats.frames / seconds / info.fps, 3)})
+                if FLAGS.stream and found:
+                    live = streaming.stream(method, photo, driving, Path(tmp) / "live.mp4", max_frames=FLAGS.frames,
+                                            progress=False, tracking=keypoints)
+                    rows.append({"model": name, "keypoints": keypoints, "path": "stream", "frames": live.frames,
+                                 "seconds": round(live.seconds, 2), "frames_per_s": round(live.frames_per_s, 2),
+                                 "real_time": round(live.frames_per_s / info.fps, 3),
+                                 "latency_p50_ms": round(1000 * live.latency(50), 1),
+                                 "latency_p95_ms": round(1000 * live.latency(95), 1)})
     result = {"source": f"{FLAGS.source_clip} frame 1 ({first.shape[1]}x{first.shape[0]})",
               "driving": f"{FLAGS.driving_clip} ({info.width}x{info.height} at {info.fps:g} fps)", "rows": rows}
     if FLAGS.json:
         print(json.dumps(result))
         return
     print(f"animate: source {result['source']}, driving {result['driving']}")
-    print(f"{'model':<28} {'keypoints':<10} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'x real time':>12}")
+    print(f"{'model':<28} {'keypoints':<10} {'path':<8} {'frames':>7} {'seconds':>8} {'frames/s':>9} "
+          f"{'x real time':>12} {'p50 ms':>7} {'p95 ms':>7}")
     for row in rows:
-        print(f"{row['model']:<28} {row['keypoints']:<10} {row['frames']:>7} {row['seconds']:>8.2f} "
-              f"{row['frames_per_s']:>9.2f} {row['real_time']:>12.3f}")
+        latencies = "".join(f" {row[key]:>7.1f}" if key in row else f" {'-':>7}"
+                            for key in ("latency_p50_ms", "latency_p95_ms"))
+        print(f"{row['model']:<28} {row['keypoints']:<10} {row['path']:<8} {row['frames']:>7} {row['seconds']:>8.2f} "
+              f"{row['frames_per_s']:>9.2f} {row['real_time']:>12.3f}{latencies}")
 
 
 if __name__ == "__main__":

@@ -73,8 +73,7 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
     generation.check_max_frames(max_frames)
     files.check_output_files({"output": output, "face_output": face_output}, video.SUFFIXES,
                              {"source": source, "driving": driving, "driving_annotations": driving_annotations})
-    if max_side < 1:
-        raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
+    check_max_side(max_side)
     check_keypoint_source(driving_annotations, tracking)
     if not isinstance(method, Method):
         method = methods.load(method, settings, compiled)
@@ -93,6 +92,12 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
                            (image.shape[1], image.shape[0]), face_output, method.face_size, progress)
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
                         scaled_from=size if scaled else None)
+
+
+def check_max_side(max_side: int) -> None:
+    """Raises GenerationError unless `max_side` (the longest side of a source used as it is) is at least 1."""
+    if max_side < 1:
+        raise GenerationError(f"max_side {max_side}: a source image needs at least 1 pixel on a side")
 
 
 def check_keypoint_source(driving_annotations: str | os.PathLike | None, tracking: str | None) -> None:
@@ -133,7 +138,7 @@ def transfer(source_face: FrameAnnotation, image: np.ndarray, track: list[FrameA
 
 
 def _fps(info: video.VideoInfo) -> float:
-    return info.fps if info.fps > 0 else video.DEFAULT_FPS
+    return info.playback_fps
 
 
 def _driving_frames(info: video.VideoInfo, max_frames: int | None) -> int:

@@ -34,15 +34,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
 def lab_stats(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each Lab channel, over the pixels where `mask` (H, W) is true (all if None)."""
-    lab = rgb_to_lab(image).reshape(-1, 3)
-    if mask is not None:
-        mask = np.asarray(mask, bool)
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-        if not mask.any():
-            raise ValueError("mask selects no pixel")
-        lab = lab[mask.reshape(-1)]
-    return lab.mean(axis=0), lab.std(axis=0)
+    return _stats(rgb_to_lab(image), mask)
 
 
 def transfer_color(image: np.ndarray, reference: np.ndarray, image_mask: np.ndarray | None = None,
@@ -51,8 +43,26 @@ def transfer_color(image: np.ndarray, reference: np.ndarray, image_mask: np.ndar
     `reference_mask`). The two images may differ in size. The whole image is recoloured with the statistics of the
     masked region, so a mask that covers the face alone keeps the background from steering the skin tone."""
     _check_rgb(reference, "reference")
-    mean_src, std_src = lab_stats(image, image_mask)
-    mean_ref, std_ref = lab_stats(reference, reference_mask)
-    scale = np.where(std_src > _MIN_STD, std_ref / np.maximum(std_src, _MIN_STD), 1.0)
-    lab = (rgb_to_lab(image) - mean_src) * scale + mean_ref
-    return lab_to_rgb(lab)
+    return match_stats(image, *lab_stats(reference, reference_mask), image_mask)
+
+
+def match_stats(image: np.ndarray, mean: np.ndarray, std: np.ndarray, image_mask: np.ndarray | None = None
+                ) -> np.ndarray:
+    """`transfer_color` to a reference whose `lab_stats` are `mean` and `std`: many images recoloured to one
+    reference need its statistics once."""
+    lab = rgb_to_lab(image)
+    mean_src, std_src = _stats(lab, image_mask)
+    scale = np.where(std_src > _MIN_STD, std / np.maximum(std_src, _MIN_STD), 1.0)
+    return lab_to_rgb((lab - mean_src) * scale + mean)
+
+
+def _stats(lab: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    pixels = lab.reshape(-1, 3)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != lab.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} does not match image shape {lab.shape[:2]}")
+        if not mask.any():
+            raise ValueError("mask selects no pixel")
+        pixels = pixels[mask.reshape(-1)]
+    return pixels.mean(axis=0), pixels.std(axis=0)

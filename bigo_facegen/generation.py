@@ -105,6 +105,7 @@ class VideoGenerator:
         self.settings = settings
         _check_point_count(reference_annotation, model, "reference")
         self.reference = Reference.from_frame(reference_frame, reference_annotation, model.image_size)
+        self._reference_colour = color.lab_stats(self.reference.crop)   # what every face's colour is matched to
         self.fusion = make_fusion(settings.fusion or model.default_fusion, self.reference.frame,
                                   reference_annotation.bbox, settings.border, settings.feather, settings.fill,
                                   reference_annotation.points, reference_annotation.flags)
@@ -192,7 +193,7 @@ class VideoGenerator:
             flows = outputs[export.FLOW_OUTPUT] if capabilities.flow else [None] * batch
             for i, face, repaint, flow in zip(todo, outputs[export.OUTPUT], repaints, flows):
                 if self.settings.color_transfer:
-                    face = color.transfer_color(face, self.reference.crop)
+                    face = color.match_stats(face, *self._reference_colour)
                 faces[i] = (face, "generated", repaint, flow)
         return faces
 
@@ -297,7 +298,7 @@ def generate_from_annotations(model: FaceModel | str | os.PathLike, annotations_
         frame = video.read_frame(video_path, reference.index)
     annotations.check_on_frame(entry, frame.shape[1], frame.shape[0], source=str(annotations_path))
     if fps is None:
-        fps = info.fps if info is not None and info.fps > 0 else video.DEFAULT_FPS
+        fps = info.playback_fps if info is not None else video.DEFAULT_FPS
         if info is None:
             logging.info("no video at %s: writing at %.1f fps", video_path, fps)
 

@@ -15,6 +15,7 @@ model_dir, `pretrained`), its faces made and fused into the frame by `generation
 from __future__ import annotations
 
 import abc
+import functools
 import os
 from typing import Iterator, Sequence
 
@@ -48,6 +49,11 @@ class Method(abc.ABC):
                targets: Sequence[FrameAnnotation]) -> Iterator[FrameResult]:
         """One `FrameResult` per target, in order: a frame of the reference frame's size and its face crop."""
 
+    def prepare(self, reference_frame: np.ndarray, reference: FrameAnnotation) -> None:
+        """Does now what `frames` of this reference does first whatever the targets (a model's crop, fusion and
+        tuning), so that a live source's first frame does not wait for it; nothing for the methods that have no such
+        work."""
+
 
 class Copy(Method):
     """Every frame is the reference frame: the floor any generator must clear."""
@@ -66,10 +72,16 @@ class Warp(Method):
     face_size = CLASSICAL_FACE_SIZE
 
     def frames(self, reference_frame, reference, targets):
-        warper = PiecewiseAffineWarper(reference_frame.shape[:2])
+        warper = _warper(reference_frame.shape[:2])
         for target in targets:
             shared = (reference.flags != FLAG_ABSENT) & (target.flags != FLAG_ABSENT)
             yield _classical(target, warper.warp(reference_frame, reference.points, target.points, shared), "warped")
+
+
+# A live stream asks for its frames one at a time: the warper of a frame size (its pixel grid) is made once.
+@functools.lru_cache(maxsize=4)
+def _warper(shape: tuple[int, int]) -> PiecewiseAffineWarper:
+    return PiecewiseAffineWarper(shape)
 
 
 def _classical(target: FrameAnnotation, frame: np.ndarray, kind: str) -> FrameResult:
@@ -92,13 +104,19 @@ class ModelMethod(Method):
         return self.model.image_size
 
     def frames(self, reference_frame, reference, targets):
+        return self._maker(reference_frame, reference).generate_frames(targets)
+
+    def prepare(self, reference_frame, reference):
+        self._maker(reference_frame, reference)
+
+    def _maker(self, reference_frame: np.ndarray, reference: FrameAnnotation) -> generation.VideoGenerator:
         # A reference comes back for its contact-sheet samples: its maker (its tuning, its matte) is reused.
-        if self._last and self._last[0] is reference and np.array_equal(self._last[1], reference_frame):
-            maker = self._last[2]
-        else:
-            maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
-            self._last = (reference, reference_frame, maker)
-        return maker.generate_frames(targets)
+        if self._last and self._last[0] is reference and (self._last[1] is reference_frame
+                                                          or np.array_equal(self._last[1], reference_frame)):
+            return self._last[2]
+        maker = generation.VideoGenerator(self.model, reference_frame, reference, self.settings)
+        self._last = (reference, reference_frame, maker)
+        return maker
 
 
 CLASSICAL: dict[str, type[Copy | Warp]] = {COPY: Copy, WARP: Warp}

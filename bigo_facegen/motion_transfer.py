@@ -24,11 +24,15 @@ Driving frames without a face keep the last motion: the target of the last frame
 the source's own face. The driving track is first smoothed by a One-Euro filter (`smoothing="one_euro"`, the default,
 or `"none"`: Casiez et al. 2012, the `OneEuroFilter` package by its authors) per coordinate, points and box alike, in
 units of the first face's box side so that its settings do not depend on the image size.
+
+`transfer` takes the whole track; `LiveTransfer` takes its frames one at a time, as a live source gives them, and gives
+each target at once: the same filter and the same motion (`TrackSmoother`, `FrameTransfer`), so the targets are
+`transfer`'s for the driving reference `first`, the only one a live source can know.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -88,15 +92,66 @@ def transfer(source: FrameAnnotation, source_size: tuple[int, int], driving: Seq
     _check(source, driving, source_size, driving_size)
     if settings.smoothing == "one_euro":
         driving = smooth(driving, fps, settings.min_cutoff, settings.beta)
-    reference = reference_frame(source, driving, settings.reference)
-    scale = adapt_scale(source, reference) if settings.mode == "relative" else 1.0
-    targets, last = [], source
-    for frame in driving:
+    move = FrameTransfer(source, source_size, driving_size, settings.mode,
+                         reference_frame(source, driving, settings.reference))
+    return [move(frame) for frame in driving]
+
+
+class FrameTransfer:
+    """The target of one driving frame at a time, from driving frames already smoothed (the motion of `transfer`): a
+    frame without a face keeps the last motion. The driving `reference` is given, or (None) is the first face given."""
+
+    def __init__(self, source: FrameAnnotation, source_size: tuple[int, int], driving_size: tuple[int, int],
+                 mode: str, reference: FrameAnnotation | None = None):
+        self.source, self.source_size, self.driving_size, self.mode = source, source_size, driving_size, mode
+        self.reference: FrameAnnotation | None = None
+        self._scale = 1.0
+        self._last = source
+        if reference is not None:
+            self._set_reference(reference)
+
+    def __call__(self, frame: FrameAnnotation) -> FrameAnnotation:
         if frame.has_face:
-            last = (_relative(source, reference, frame, scale) if settings.mode == "relative"
-                    else _absolute(frame, source_size, driving_size))
-        targets.append(dataclasses.replace(last, index=frame.index))
-    return targets
+            if self.reference is None:
+                self._set_reference(frame)
+            self._last = (_relative(self.source, self.reference, frame, self._scale) if self.mode == "relative"
+                          else _absolute(frame, self.source_size, self.driving_size))
+        return dataclasses.replace(self._last, index=frame.index)
+
+    def _set_reference(self, reference: FrameAnnotation) -> None:
+        _check_layout(self.source, reference)
+        self.reference = reference
+        self._scale = adapt_scale(self.source, reference) if self.mode == "relative" else 1.0
+
+
+class LiveTransfer:
+    """`transfer` of driving frames given one at a time (a camera, frames over a socket), each target given at once:
+    the One-Euro filter run one step per frame and the first driving face as the reference (`best` would need the
+    frames to come)."""
+
+    def __init__(self, source: FrameAnnotation, source_size: tuple[int, int], driving_size: tuple[int, int],
+                 fps: float, settings: MotionSettings = MotionSettings()):
+        check_live(settings)
+        _check_source(source, source_size, driving_size)
+        self._smooth: Callable[[FrameAnnotation], FrameAnnotation] = (
+            TrackSmoother(fps, settings.min_cutoff, settings.beta) if settings.smoothing == "one_euro"
+            else _unchanged)
+        self._move = FrameTransfer(source, source_size, driving_size, settings.mode)
+
+    def __call__(self, frame: FrameAnnotation) -> FrameAnnotation:
+        """The target of the next driving frame (frames without a face keep the last motion)."""
+        return self._move(self._smooth(frame))
+
+
+def check_live(settings: MotionSettings) -> None:
+    """Raises MotionError unless the settings can drive a live source: the driving reference `first`."""
+    if settings.reference != "first":
+        raise MotionError(f"driving reference {settings.reference!r} chooses among all the driving frames, and a live "
+                          f"driver gives them one at a time: use 'first'")
+
+
+def _unchanged(frame: FrameAnnotation) -> FrameAnnotation:
+    return frame
 
 
 def reference_frame(source: FrameAnnotation, driving: Sequence[FrameAnnotation], choice: str) -> FrameAnnotation:
@@ -128,23 +183,29 @@ def smooth(driving: Sequence[FrameAnnotation], fps: float, min_cutoff: float = D
            beta: float = DEFAULT_BETA) -> list[FrameAnnotation]:
     """The driving track with every point coordinate and box value One-Euro filtered over the frames with a face
     (timestamps index / fps, so lost frames are a gap in time), in units of the first face's box side."""
-    faces = [frame for frame in driving if frame.has_face]
-    if not faces:
-        return list(driving)
-    unit = geometry.square_box(faces[0].bbox)[2]
-    filters = None
-    smoothed = []
-    for frame in driving:
+    smoother = TrackSmoother(fps, min_cutoff, beta)
+    return [smoother(frame) for frame in driving]
+
+
+class TrackSmoother:
+    """The One-Euro filter of `smooth`, one driving frame at a time: frames without a face pass as they are."""
+
+    def __init__(self, fps: float, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA):
+        self.fps, self.min_cutoff, self.beta = fps, min_cutoff, beta
+        self._unit = 1.0
+        self._filters: list[OneEuroFilter] | None = None
+
+    def __call__(self, frame: FrameAnnotation) -> FrameAnnotation:
         if not frame.has_face:
-            smoothed.append(frame)
-            continue
-        values = np.concatenate([frame.points.ravel(), frame.bbox]).astype(np.float64) / unit
-        if filters is None:
-            filters = [OneEuroFilter(fps, min_cutoff, beta) for _ in values]
-        values = np.array([f(v, frame.index / fps) for f, v in zip(filters, values)]) * unit
+            return frame
+        if self._filters is None:
+            self._unit = geometry.square_box(frame.bbox)[2]
+            self._filters = [OneEuroFilter(self.fps, self.min_cutoff, self.beta)
+                             for _ in range(frame.points.size + len(frame.bbox))]
+        values = np.concatenate([frame.points.ravel(), frame.bbox]).astype(np.float64) / self._unit
+        values = np.array([f(v, frame.index / self.fps) for f, v in zip(self._filters, values)]) * self._unit
         points = values[:-4].reshape(frame.points.shape).astype(np.float32)
-        smoothed.append(dataclasses.replace(frame, points=points, bbox=values[-4:].astype(np.float32)))
-    return smoothed
+        return dataclasses.replace(frame, points=points, bbox=values[-4:].astype(np.float32))
 
 
 def _relative(source: FrameAnnotation, reference: FrameAnnotation, frame: FrameAnnotation, scale: float
@@ -184,14 +245,22 @@ def _hull_area(points: np.ndarray) -> float:
 
 
 def _check(source: FrameAnnotation, driving: Sequence[FrameAnnotation], source_size, driving_size) -> None:
-    if not source.has_face:
-        raise MotionError("the source has no face to drive")
+    _check_source(source, source_size, driving_size)
     faces = [frame for frame in driving if frame.has_face]
     if not faces:
         raise MotionError(f"the driving track has no frame with a face (of {len(driving)} frames)")
-    if len(faces[0].points) != len(source.points):
-        raise MotionError(f"the driving keypoints have {len(faces[0].points)} points per face, the source's "
+    _check_layout(source, faces[0])
+
+
+def _check_layout(source: FrameAnnotation, driving: FrameAnnotation) -> None:
+    if len(driving.points) != len(source.points):
+        raise MotionError(f"the driving keypoints have {len(driving.points)} points per face, the source's "
                           f"{len(source.points)}: both must be of one layout")
+
+
+def _check_source(source: FrameAnnotation, source_size, driving_size) -> None:
+    if not source.has_face:
+        raise MotionError("the source has no face to drive")
     for name, (width, height) in (("source", source_size), ("driving", driving_size)):
         if width <= 0 or height <= 0:
             raise MotionError(f"the {name} size must be positive, got {width}x{height}")

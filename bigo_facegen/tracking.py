@@ -27,7 +27,10 @@ The video is cut into spans, each followed from its first frame, the key:
    span's estimate moved there (where held) with the variance it had, so each span hands on what the detections taught
    the last, and the track stays on the detector's mean over minutes.
 
-A span's frames are given out when it ends (the whole track is returned at once). A frame counts as faceless
+`Tracker.track` gives a span's frames out when it ends (the whole track is returned at once), each fused with every
+detection of its span, later ones included. `Tracker.follow` is the causal form, for a live source: each frame is given
+out at once, the key's estimate so far (the detections up to this frame) moved by its flow: the filter of the same
+fusion rather than its smoother. A frame counts as faceless
 (`FrameAnnotation(index=i)`, as `annotate.annotate_frame` gives where dlib finds nothing) when no face is tracked into
 it and the search finds none; the track starts afresh at the next face found. The bbox follows `annotate`'s convention
 (`dlib_face.face_box`: `BBOX_SCALE` x the detector box side, centred on the points' mean). Lengths in the settings are
@@ -175,14 +178,25 @@ class _Span:
         return 1.0 / self.weight
 
     def annotations(self) -> list[FrameAnnotation]:
+        """Every frame of the span, from the key's points as estimated by all its frames."""
         key = self.points()
-        return [_annotation(f.index, np.where(f.follows[:, None], key + f.step, f.detected), f.flags, f.box)
-                for f in self.frames]
+        return [_frame_annotation(key, frame) for frame in self.frames]
+
+    def latest(self) -> FrameAnnotation:
+        """The span's last frame, from the key's points as estimated so far."""
+        return _frame_annotation(self.points(), self.frames[-1])
+
+
+def _frame_annotation(key: np.ndarray, frame: _Frame) -> FrameAnnotation:
+    """The frame's annotation: the `key` points moved by its flow where they follow the key, its detection elsewhere."""
+    return _annotation(frame.index, np.where(frame.follows[:, None], key + frame.step, frame.detected), frame.flags,
+                       frame.box)
 
 
 class Tracker:
-    """Tracks the face through a video (`track`); `searches` and `keys` count the frames the slow face search ran on
-    and the spans begun."""
+    """Tracks the face through one video: the whole of it at once (`track`), or its frames one at a time as a live
+    source gives them (`follow`); `searches` and `keys` count the frames the slow face search ran on and the spans
+    begun."""
 
     def __init__(self, detector: Detector | None = None, settings: TrackSettings = TrackSettings()):
         self.detector = detector if detector is not None else DlibDetector()
@@ -190,31 +204,46 @@ class Tracker:
         self.searches = 0
         self.keys = 0
         self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[settings.flow_preset])
+        self._restart()
 
     def track(self, frames: Iterable[np.ndarray]) -> list[FrameAnnotation]:
-        """One annotation per frame of `frames` (RGB uint8), numbered from 1."""
+        """One annotation per frame of `frames` (RGB uint8), numbered from 1, each fused over its whole span."""
+        self._restart()
         annotations: list[FrameAnnotation] = []
-        span, since_search, shape = None, 0, None
-        for index, rgb in enumerate(frames, start=1):
-            rgb = np.ascontiguousarray(rgb)
-            shape = _check_frame(rgb, index, shape)
-            if span is None:
-                span, since_search = self._start(rgb, index), 0
-                if span is None:
-                    annotations.append(FrameAnnotation(index=index))
-                continue
-            since_search += 1
-            successor, searched = self._follow(span, rgb, index, since_search >= self.settings.search_every)
-            if searched:
-                since_search = 0
-            if successor is not span:
-                annotations.extend(span.annotations())
-                span = successor
-                if span is None:
-                    annotations.append(FrameAnnotation(index=index))
-        if span is not None:
-            annotations.extend(span.annotations())
+        for rgb in frames:
+            annotations.extend(self._advance(rgb))
+        if self._span is not None:
+            annotations.extend(self._span.annotations())
         return annotations
+
+    def follow(self, rgb: np.ndarray) -> FrameAnnotation:
+        """The annotation of the next frame (RGB uint8; the first call is frame 1), given at once: the frames after
+        it do not change it."""
+        self._advance(rgb)
+        return FrameAnnotation(index=self._index) if self._span is None else self._span.latest()
+
+    def _restart(self) -> None:
+        self._span: _Span | None = None
+        self._index, self._since_search, self._shape = 0, 0, None
+
+    def _advance(self, rgb: np.ndarray) -> list[FrameAnnotation]:
+        """Follows the face into the next frame; returns the annotations of the frames this completes: those of a span
+        that ended, then this frame's where it has no face."""
+        self._index += 1
+        index = self._index
+        rgb = np.ascontiguousarray(rgb)
+        self._shape = check_frame(rgb, index, self._shape)
+        span = self._span
+        if span is None:
+            self._span, self._since_search = self._start(rgb, index), 0
+            return [FrameAnnotation(index=index)] if self._span is None else []
+        self._since_search += 1
+        self._span, searched = self._follow(span, rgb, index, self._since_search >= self.settings.search_every)
+        if searched:
+            self._since_search = 0
+        if self._span is span:
+            return []
+        return span.annotations() + ([FrameAnnotation(index=index)] if self._span is None else [])
 
     def _start(self, rgb: np.ndarray, index: int) -> _Span | None:
         box = self._search(rgb)
@@ -308,7 +337,7 @@ def track(frames: Iterable[np.ndarray], detector: Detector | None = None, settin
     return Tracker(detector, settings).track(frames)
 
 
-def _check_frame(rgb: np.ndarray, index: int, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+def check_frame(rgb: np.ndarray, index: int, shape: tuple[int, ...] | None) -> tuple[int, ...]:
     """The frame's shape; raises ValueError naming the frame unless it is RGB uint8 of the first frame's size."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"frame {index}: expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")

@@ -114,6 +114,11 @@ class VideoInfo:
     height: int
     frame_count: int
 
+    @property
+    def playback_fps(self) -> float:
+        """The frame rate to play the frames at: the file's, or `DEFAULT_FPS` where it gives none."""
+        return self.fps if self.fps > 0 else DEFAULT_FPS
+
 
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Size, frame rate and claimed frame count of a video; raises VideoError if it cannot be opened as one."""

@@ -147,7 +147,7 @@ def animate_uploads(method: Method, source: Upload, driving: Upload, motion: Mot
         # Scaled down before it is written: animate reads an image file, and the upload's name may not say it is one.
         files.write_png(source_image, video.read_image(source.path, limits.source_side))
         info = video.probe(driving.path)
-        fps = info.fps if info.fps > 0 else video.DEFAULT_FPS
+        fps = info.playback_fps
         output = folder / "animated.mp4"
         stats = animate.animate(method, source_image, driving.path, output, motion=motion,
                                 max_frames=limits.driving_frames(fps), max_side=limits.source_side, tracking=tracking)

@@ -16,12 +16,18 @@ source's resolution (a source larger than `--max_side` pixels on a side is scale
 and the driver's frame rate. The driving file must be a video: an image is refused. A model makes and places its faces
 as the flags of `experiments.generate` of the same names say (`--fusion`, `--batch`, `--copy_threshold`, ...,
 `--tune_steps`: `experiments.generation_flags`).
+
+With `--stream`, the driving video is read frame by frame as a live source would give it, and each frame is animated
+as it comes (`bigo_facegen.streaming`: the tracker's causal form, the motion from the first driving face, the model at
+batch 1); the run prints the frames per second end to end and each frame's latency (median and 95th percentile), the
+first frame, the warm-up, left out. Flags that need the driver whole are refused (`--driving_reference=best`,
+`--driving_annotations`), and `--batch` (one face per call).
 """
 import sys
 
 from absl import app, flags
 
-from bigo_facegen import animate, distribution, files, methods, pretrained
+from bigo_facegen import animate, distribution, files, methods, pretrained, streaming
 from experiments import generation_flags, motion_flags  # --fusion, --batch, ...; --mode, --tracking, ...
 
 flags.DEFINE_string("model", pretrained.NAME, f"{pretrained.NAME!r} (the model shipped in the package: "
@@ -41,6 +47,8 @@ flags.DEFINE_integer("max_side", animate.DEFAULT_MAX_SIDE, "A source larger than
                      "scaled down to it (the output has the source's size); the run says so.", lower_bound=1)
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not --model=warp, not a .tflite file): faster once compiled, "
                   "but it compiles for seconds at the first batch of each size (as experiments.generate).")
+flags.DEFINE_bool("stream", False, "Read the driving video frame by frame as a live source would give it, animate "
+                  "each frame as it comes, and print the frames per second and each frame's latency.")
 flags.adopt_module_key_flags(generation_flags)  # listed in --help like this module's own
 flags.adopt_module_key_flags(motion_flags)
 FLAGS = flags.FLAGS
@@ -50,6 +58,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     distribution.configure_cpu_threads()
+    if FLAGS.stream:
+        return _stream()
     try:
         motion = motion_flags.settings()
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
@@ -61,6 +71,38 @@ def main(argv):
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")
+    if stats.scaled_from is not None:
+        print(f"{FLAGS.source}: {stats.scaled_from[0]}x{stats.scaled_from[1]} pixels, scaled down to "
+              f"--max_side={FLAGS.max_side} pixels on its longer side")
+
+
+# What a live driver cannot have, by flag: the reason.
+_NOT_LIVE = {"driving_reference": "chooses among all the driving frames, and a live source gives them one at a time",
+             "driving_annotations": "reads the driving points from a file, and a live source has only its frames",
+             "batch": "makes faces several frames at a time, and a live source's come one at a time"}
+
+
+def _stream():
+    """`main` with --stream: `streaming.stream`, and its rate and latencies printed."""
+    for name, reason in _NOT_LIVE.items():
+        if FLAGS[name].present and FLAGS[name].value != FLAGS[name].default:
+            sys.exit(f"error: --{name}={FLAGS[name].value} {reason}: --stream refuses it")
+    try:
+        stats = streaming.stream(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
+                                 source_frame=FLAGS.source_frame, motion=motion_flags.settings(),
+                                 max_frames=FLAGS.max_frames, max_side=FLAGS.max_side, compiled=FLAGS.xla,
+                                 settings=generation_flags.settings(),
+                                 tracking=FLAGS.tracking or animate.DEFAULT_TRACKING)
+    except (ValueError, OSError, ImportError) as e:   # as in `main`
+        sys.exit(f"error: {e}")
+    print(f"{FLAGS.output}: {stats.frames} frames streamed ({stats.lost} driving frames without a face kept the last "
+          f"motion)")
+    if stats.frames_per_s is None:
+        print("streaming: one frame, the warm-up alone: no rate to report")
+    else:
+        print(f"streaming: {stats.frames_per_s:.1f} frames/s end to end, latency per frame median "
+              f"{1000 * stats.latency(50):.1f} ms, 95th percentile {1000 * stats.latency(95):.1f} ms (frames 2 to "
+              f"{stats.frames}: the first, the warm-up, left out)")
     if stats.scaled_from is not None:
         print(f"{FLAGS.source}: {stats.scaled_from[0]}x{stats.scaled_from[1]} pixels, scaled down to "
               f"--max_side={FLAGS.max_side} pixels on its longer side")

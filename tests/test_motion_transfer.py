@@ -100,6 +100,28 @@ def test_a_lost_face_keeps_the_last_motion(tracks):
     assert np.abs(targets[6].points - targets[5].points).max() > 0.5  # motion resumes with the face
 
 
+def test_a_live_driver_given_frame_by_frame_gets_the_targets_of_the_whole_track(tracks):
+    """The first face is the reference and the One-Euro filter runs one step per frame: the targets are `transfer`'s
+    with the reference `first`, whether the face is lost before it, in between or not at all."""
+    driving, source = tracks
+    track = [FrameAnnotation(index=1), FrameAnnotation(index=2), *driving[2:30], FrameAnnotation(index=31),
+             *driving[31:60]]
+    for settings in (MotionSettings(), MotionSettings(mode="absolute"), RAW):
+        live = motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, settings)
+        given = [live(frame) for frame in track]
+        expected = motion_transfer.transfer(source, (256, 256), track, (512, 512), FPS, settings)
+        for a, b in zip(given, expected, strict=True):
+            _same(a, b, atol=1e-5)
+    smoothed = motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, MotionSettings())
+    assert np.abs([smoothed(frame) for frame in track][40].points - given[40].points).max() > 0.1  # the filter runs
+    with pytest.raises(MotionError) as error:
+        motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, MotionSettings(reference="best"))
+    assert str(error.value) == ("driving reference 'best' chooses among all the driving frames, and a live driver "
+                                "gives them one at a time: use 'first'")
+    with pytest.raises(MotionError, match="the source has no face to drive"):
+        motion_transfer.LiveTransfer(FrameAnnotation(index=1), (256, 256), (512, 512), FPS)
+
+
 def test_best_reference_is_the_driving_face_nearest_the_sources_expression(tracks):
     driving, _ = tracks
     # The source: driving frame 40's face, half as large and elsewhere; its expression is frame 40's.

@@ -164,6 +164,12 @@ def test_a_lost_face_gives_faceless_frames_and_is_followed_again(texture):
     assert _errors(track[35:], truths[35:]).mean() < 0.5
 
 
+def _jitter(points):
+    return np.mean([metrics.keypoint_jitter(points[t - 2], points[t - 1], points[t],
+                                            np.linalg.norm(points[t][36] - points[t][45]))
+                    for t in range(2, len(points))])
+
+
 def test_on_a_real_clip_the_points_shake_less_than_dlibs_and_stay_on_them(real_faces_dir):
     clip = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}["lp_d10.mp4"]
     frames = list(itertools.islice(video.read_frames(annotations.resolve_video_path(clip, real_faces_dir)), 60))
@@ -172,17 +178,28 @@ def test_on_a_real_clip_the_points_shake_less_than_dlibs_and_stay_on_them(real_f
     detected = clip.frames[:60]   # dlib on every frame, as the folder was annotated
     assert all(frame.has_face for frame in track)
 
-    def jitter(points):
-        return np.mean([metrics.keypoint_jitter(points[t - 2], points[t - 1], points[t],
-                                                np.linalg.norm(points[t][36] - points[t][45]))
-                        for t in range(2, len(points))])
-
-    tracked_jitter = jitter([frame.points for frame in track])
-    detected_jitter = jitter([frame.points for frame in detected])
-    assert tracked_jitter < 0.8 * detected_jitter
+    assert _jitter([frame.points for frame in track]) < 0.8 * _jitter([frame.points for frame in detected])
     nme = np.mean([metrics.keypoint_nme(t.points, d.points, (36, 45)) for t, d in zip(track, detected)])
     assert nme < 0.03
     assert tracker.searches <= 3   # dlib's slow face search on a few of the 60 frames, not on every one
+
+
+def test_followed_frame_by_frame_each_frame_comes_at_once_and_nears_the_whole_tracks(real_faces_dir):
+    """`follow`, for a live source: a frame's points are given before the next frame is seen, from the detections so
+    far; they shake less than dlib's, stay on them, and near the points fused over the whole span as detections come."""
+    clip = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}["lp_d10.mp4"]
+    frames = list(itertools.islice(video.read_frames(annotations.resolve_video_path(clip, real_faces_dir)), 60))
+    tracker = tracking.Tracker()
+    live = [tracker.follow(rgb) for rgb in frames]
+    assert [frame.index for frame in live] == list(range(1, 61)) and all(frame.has_face for frame in live)
+    detected = clip.frames[:60]
+    assert _jitter([f.points for f in live]) < 0.85 * _jitter([f.points for f in detected])
+    assert np.mean([metrics.keypoint_nme(t.points, d.points, (36, 45)) for t, d in zip(live, detected)]) < 0.03
+    assert tracker.searches <= 3
+    # The whole track's first frame has the 59 later detections fused in, the live one its own alone.
+    whole = tracking.track(frames)
+    gap = [np.linalg.norm(a.points - b.points, axis=1).mean() for a, b in zip(live, whole)]
+    assert gap[0] > 2 * np.mean(gap[-10:]) and np.mean(gap[-10:]) < 1.0, np.round(gap, 2)   # px, a face ~200 px
 
 
 def test_a_fast_turn_that_carries_the_flow_off_the_face_does_not_key_a_span_there(real_faces_dir):
