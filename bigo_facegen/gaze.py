@@ -17,7 +17,7 @@ iris beside the new.
    line, half a corner distance a unit, the photo's pixels), a disk of the finder's radius; the part of the disk the
    photo's lids hide is inpainted from the part they show, so that a moved iris has no hole. An eye that is closed,
    too small, whose iris centre lies outside its opening or whose iris radius is implausible is not used, and
-   `photo_irises` says why once.
+   `photo_irises` says why in one line for both eyes.
 2. The driver's gaze (`measure`, `follow`): the finder's offsets on each driving frame, unknown where there is no face
    or the eye is closed; `follow` moves the photo's offsets by the driver's motion since its reference frame (the first
    with both eyes measured), as `motion_transfer`'s relative mode moves points: a driver who looks where it looked in
@@ -152,19 +152,18 @@ def opening(points: np.ndarray) -> np.ndarray:
     return np.array(ratios)
 
 
-def photo_irises(rgb: np.ndarray, points: np.ndarray, gaze: Gaze, settings: GazeSettings = GazeSettings()
-                 ) -> tuple[Iris | None, Iris | None]:
+def photo_irises(rgb: np.ndarray, points: np.ndarray, gaze: Gaze, settings: GazeSettings = GazeSettings(),
+                 source: str = "the photo") -> tuple[Iris | None, Iris | None]:
     """The photo's two irises (image-left, image-right) as `gaze` (the finder's, on this photo) found them; None for an
-    eye that cannot be used, which is logged once with the reason."""
+    eye that cannot be used. The eyes that cannot are said in one log line naming `source` (the photo's file)."""
     points = np.asarray(points, np.float64)
-    irises = []
-    for eye, why in enumerate(_unusable(points, gaze, settings)):
-        if why:
-            logging.warning("gaze: the photo's %s eye %s: its iris stays as it is", EYE_NAMES[eye], why)
-            irises.append(None)
-        else:
-            irises.append(_cut_iris(rgb, points, gaze, eye))
-    return irises[0], irises[1]
+    reasons = _unusable(points, gaze, settings)
+    said = [f"its {EYE_NAMES[eye]} eye {why}" for eye, why in enumerate(reasons) if why]
+    if said:
+        logging.warning("gaze: %s: %s: %s", source, " and ".join(said),
+                        "that iris stays as it is" if len(said) == 1 else "neither iris moves (no gaze transfer)")
+    left, right = (None if why else _cut_iris(rgb, points, gaze, eye) for eye, why in enumerate(reasons))
+    return left, right
 
 
 def _unusable(points: np.ndarray, gaze: Gaze, settings: GazeSettings) -> list[str | None]:
@@ -248,9 +247,11 @@ class GazePainter:
     """Moves the photo's irises in output frames (see the module doc); `skipped` counts the eyes left as they were,
     by reason."""
 
-    def __init__(self, irises: Sequence[Iris | None], settings: GazeSettings = GazeSettings()):
+    def __init__(self, irises: Sequence[Iris | None], settings: GazeSettings = GazeSettings(),
+                 where: str = "an output frame"):
         self.irises = tuple(irises)
         self.settings = settings
+        self.where = where   # what it paints, as its log lines say it
         self.skipped: collections.Counter[str] = collections.Counter()
 
     def __call__(self, rgb: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -275,7 +276,7 @@ class GazePainter:
 
     def _skip(self, reason: str) -> None:
         if not self.skipped[reason]:
-            logging.info("gaze: %s in an output frame: it is left as it is (counted from now on)", reason)
+            logging.info("gaze: %s in %s: it is left as it is (counted from now on)", reason, self.where)
         self.skipped[reason] += 1
 
     def _paint(self, out: np.ndarray, eye_points: np.ndarray, ring: np.ndarray, frame: _EyeFrame, iris: Iris,

@@ -4,8 +4,9 @@
 
 The page (`web_demo_page`, Gradio) takes a source photo and a driving video, uploaded or picked from example rows made
 from a BIGO-layout folder (a frame of one person's clip as the photo, another person's clip as the driver), the motion
-mode, the driving reference and how the driving keypoints are found (tracked, the default, or detected on every
-frame), and gives back the animated video, with a progress bar.
+mode, the driving reference, how the driving keypoints are found (tracked, the default, or detected on every frame)
+and whether the photo's irises follow the driver's gaze (on by default), and gives back the animated video, with a
+progress bar.
 
 Everything the demo writes lies in one temporary folder, removed when it stops: Gradio's uploads, the files it serves
 and each request's result, and the folders its libraries would otherwise make in the home folder or the system's

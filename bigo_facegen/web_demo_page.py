@@ -81,6 +81,8 @@ def build_page(method: Method, results: Path, examples: list[list[str]], limits:
             tracking = gr.Radio(list(annotate.TRACKINGS), value=animate.DEFAULT_TRACKING, label="Driving keypoints",
                                 elem_id="tracking", info="track: dlib's points followed by optical flow and held to "
                                                          "dlib (steadier); detect: dlib on every frame")
+            gaze = gr.Checkbox(value=animate.DEFAULT_GAZE, label="Follow the driver's gaze", elem_id="gaze",
+                               info="the photo's irises move where the driver's look (MediaPipe's iris model)")
         run = gr.Button("Animate", variant="primary", elem_id="run")
         summary = gr.Markdown(elem_id="summary")
         if examples:
@@ -88,7 +90,7 @@ def build_page(method: Method, results: Path, examples: list[list[str]], limits:
                         cache_examples=False)
 
         # `progress`, though unused, asks Gradio for a progress bar that follows animate's tqdm bars.
-        def on_run(source_payload, driving_payload, mode_value, reference_value, tracking_value,
+        def on_run(source_payload, driving_payload, mode_value, reference_value, tracking_value, gaze_value,
                    progress=gr.Progress(track_tqdm=True)):
             if source_payload is None or driving_payload is None:
                 raise _refusal("Give a source photo and a driving video (or pick an example) first.")
@@ -96,21 +98,28 @@ def build_page(method: Method, results: Path, examples: list[list[str]], limits:
                 motion = MotionSettings(mode=mode_value, reference=reference_value)
                 result = animate_uploads(method, Upload.from_payload(source_payload),
                                          Upload.from_payload(driving_payload), motion, results, limits,
-                                         tracking_value)
+                                         tracking_value, gaze_value)
             # RequestError and MotionError (a mode or reference the page does not offer) are ValueErrors.
             except ValueError as e:
                 raise _refusal(str(e)) from e
             lost = f"; {result.stats.lost} driving frames without a face kept the last motion" if result.stats.lost \
                 else ""
             return str(result.video), (f"{result.stats.frames} frames, {motion.mode} motion, driving reference "
-                                       f"{motion.reference}, driving keypoints by {tracking_value}{lost}.")
+                                       f"{motion.reference}, driving keypoints by {tracking_value}"
+                                       f"{_gaze_summary(gaze_value, result.stats.gaze)}{lost}.")
 
         # Unprocessed payloads: Gradio's image preprocessing would fail on a non-image with a message of its own, and
         # the payload keeps the user's file name for ours. The uploads are still checked to lie in Gradio's folder.
         # One request at a time: each uses every core.
-        run.click(on_run, [source, driving, mode, reference, tracking], [output, summary], preprocess=False,
+        run.click(on_run, [source, driving, mode, reference, tracking, gaze], [output, summary], preprocess=False,
                   concurrency_limit=1)
     return page
+
+
+def _gaze_summary(asked: bool, followed: bool) -> str:
+    if not asked:
+        return ""
+    return ", the driver's gaze followed" if followed else ", the photo's irises could not follow the driver's gaze"
 
 
 def _refusal(message: str) -> gr.Error:
@@ -135,10 +144,11 @@ def _introduction(limits: Limits) -> str:
 
 
 def animate_uploads(method: Method, source: Upload, driving: Upload, motion: MotionSettings,
-                    results: Path, limits: Limits, tracking: str = animate.DEFAULT_TRACKING) -> Result:
+                    results: Path, limits: Limits, tracking: str = animate.DEFAULT_TRACKING,
+                    gaze: bool = animate.DEFAULT_GAZE) -> Result:
     """Animates an uploaded photo with an uploaded video, its keypoints found as `tracking` says
-    (`annotate.TRACKINGS`), into a new folder under `results`. Raises RequestError, naming the uploads by their users'
-    names, and leaves nothing behind."""
+    (`annotate.TRACKINGS`), the photo's irises following the driver's with `gaze`, into a new folder under `results`.
+    Raises RequestError, naming the uploads by their users' names, and leaves nothing behind."""
     results.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=results))
     source_image = folder / "source.png"
@@ -150,7 +160,8 @@ def animate_uploads(method: Method, source: Upload, driving: Upload, motion: Mot
         fps = info.playback_fps
         output = folder / "animated.mp4"
         stats = animate.animate(method, source_image, driving.path, output, motion=motion,
-                                max_frames=limits.driving_frames(fps), max_side=limits.source_side, tracking=tracking)
+                                max_frames=limits.driving_frames(fps), max_side=limits.source_side, tracking=tracking,
+                                gaze=gaze)
     # GenerationError, MotionError, VideoError, ImageError, OutputPathError are ValueErrors.
     except (ValueError, OSError) as e:
         shutil.rmtree(folder, ignore_errors=True)

@@ -5,7 +5,7 @@
     python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
         --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
         [--smoothing=none|one_euro] [--tracking=track|detect | --driving_annotations=annotations.json] \\
-        [--max_side=1920]
+        [--max_side=1920] [--nogaze]
 
 dlib finds the face and its 68 points on the source; the driver's are dlib's followed through its frames by optical
 flow and held to dlib (`--tracking=track`, the default) or dlib's on every frame (`--tracking=detect`), or they come
@@ -13,7 +13,9 @@ from `--driving_annotations`, a BIGO-layout file of dlib's layout, as they are. 
 source's face (`bigo_facegen.motion_transfer`), and the model (by default the one shipped in the package, or an export,
 a training model_dir, or `warp`: the source warped by the keypoints alone) makes one frame per driving frame, at the
 source's resolution (a source larger than `--max_side` pixels on a side is scaled down to it first, and the run says so)
-and the driver's frame rate. The driving file must be a video: an image is refused. A model makes and places its faces
+and the driver's frame rate. With `--gaze` (the default), the photo's irises follow the driver's, found by MediaPipe's
+iris model on both (`bigo_facegen.gaze`); a photo whose irises cannot be used (closed eyes, too small) says so in one
+line and is animated without. The driving file must be a video: an image is refused. A model makes and places its faces
 as the flags of `experiments.generate` of the same names say (`--fusion`, `--batch`, `--copy_threshold`, ...,
 `--tune_steps`: `experiments.generation_flags`).
 
@@ -45,6 +47,9 @@ flags.DEFINE_string("face_output", None, "Optional video of the face crops alone
 flags.DEFINE_integer("max_frames", None, "Use only the first driving frames.", lower_bound=1)
 flags.DEFINE_integer("max_side", animate.DEFAULT_MAX_SIDE, "A source larger than this many pixels on a side is "
                      "scaled down to it (the output has the source's size); the run says so.", lower_bound=1)
+flags.DEFINE_bool("gaze", animate.DEFAULT_GAZE, "Move the photo's irises, within the output's eye openings, to where "
+                  "the driver looks (MediaPipe's iris model on both); --nogaze leaves the eyes as the model paints "
+                  "them.")
 flags.DEFINE_bool("xla", False, "Run the model under XLA (not --model=warp, not a .tflite file): faster once compiled, "
                   "but it compiles for seconds at the first batch of each size (as experiments.generate).")
 flags.DEFINE_bool("stream", False, "Read the driving video frame by frame as a live source would give it, animate "
@@ -65,9 +70,10 @@ def main(argv):
         stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
                                 source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
                                 motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
-                                compiled=FLAGS.xla, settings=generation_flags.settings(), tracking=FLAGS.tracking)
+                                compiled=FLAGS.xla, settings=generation_flags.settings(), tracking=FLAGS.tracking,
+                                gaze=FLAGS.gaze)
     # GenerationError, SettingsError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a
-    # missing dlib an ImportError.
+    # missing dlib or iris model an ImportError.
     except (ValueError, OSError, ImportError) as e:
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")

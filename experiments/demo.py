@@ -5,9 +5,10 @@
         [--max_seconds=10] [--max_side=1024] [--keep_minutes=60] [--host=127.0.0.1]
 
 Upload a photo and a driving video (or pick an example row made from the development clips), choose the motion mode,
-the driving reference and the driving keypoints (tracked or detected on every frame), get the animated video back
-(`bigo_facegen.web_demo`). Uploads and results are deleted `--keep_minutes` after they were made; Ctrl-C stops the demo
-and removes its temporary folder, where everything it wrote lies.
+the driving reference, the driving keypoints (tracked or detected on every frame) and whether the photo's irises follow
+the driver's gaze, get the animated video back (`bigo_facegen.web_demo`). Uploads and results are deleted
+`--keep_minutes` after they were made; Ctrl-C stops the demo and removes its temporary folder, where everything it
+wrote lies.
 """
 import sys
 from pathlib import Path

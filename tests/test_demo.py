@@ -256,6 +256,7 @@ def test_a_photo_driven_by_another_persons_clip_gives_a_video_that_plays(browser
     _find(browser, "#mode [data-testid=absolute-radio-label]").click()
     _find(browser, "#reference [data-testid=best-radio-label]").click()
     _find(browser, "#tracking [data-testid=detect-radio-label]").click()
+    _find(browser, "#gaze input[type=checkbox]").click()   # on by default: the summary says nothing of gaze when off
     _find(browser, "#run").click()
 
     progress, state = set(), {}
@@ -304,9 +305,10 @@ def test_a_driver_that_claims_1000_fps_is_cut_to_the_frame_cap(browser, demo, in
     while not state.get("src") and not _toasts(browser) and time.monotonic() < deadline:
         state = browser.execute_script(_RUN_STATE)
         time.sleep(0.1)
-    # The page's defaults: relative motion from the first driving frame, the driving keypoints tracked.
+    # The page's defaults: relative motion from the first driving frame, the driving keypoints tracked, the gaze
+    # followed.
     assert state.get("summary") == (f"{CAPPED_FRAMES} frames, relative motion, driving reference first, driving "
-                                    f"keypoints by track."), _toasts(browser)
+                                    f"keypoints by track, the driver's gaze followed."), _toasts(browser)
 
 
 def _requested_urls(browser) -> set[str]:

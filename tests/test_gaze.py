@@ -23,10 +23,6 @@ DRAWN_RADIUS = 10
 
 @pytest.fixture(scope="module")
 def finder():
-    try:
-        iris.model_file()
-    except iris.IrisUnavailableError as e:
-        pytest.skip(f"optional, not in setup.py yet: {e}")
     return iris.IrisFinder()
 
 
@@ -157,7 +153,7 @@ def test_a_photo_with_closed_eyes_gives_no_iris_and_says_why_once(finder, clip_f
         irises = gaze.photo_irises(frames[10], points[10], finder(frames[10], points[10]))
     assert irises == (None, None)
     messages = [r.getMessage() for r in caplog.records if r.name == "absl"]
-    assert len(messages) == 2 and all("is closed" in m and "stays as it is" in m for m in messages)
+    assert len(messages) == 1 and messages[0].count("is closed") == 2 and "neither iris moves" in messages[0]
     out = gaze.GazePainter(irises)(frames[0], points[0], np.full((2, 2), np.nan))
     np.testing.assert_array_equal(out, frames[0])
 
@@ -169,7 +165,7 @@ def test_too_small_eyes_are_left_as_they_are(finder, looking_ahead, caplog):
     small_points = (points + 0.5) / 4 - 0.5
     with caplog.at_level(logging.WARNING, logger="absl"):
         assert gaze.photo_irises(small, small_points, finder(small, small_points)) == (None, None)
-    assert sum("px wide, below 16" in r.getMessage() for r in caplog.records) == 2
+    assert [r.getMessage().count("px wide, below 16") for r in caplog.records if r.name == "absl"] == [2]
     painter = gaze.GazePainter(irises)
     np.testing.assert_array_equal(painter(small, small_points, found.offset + 0.3), small)
     assert painter.skipped == {"image-left eye narrower than 16 px": 1, "image-right eye narrower than 16 px": 1}
@@ -180,7 +176,7 @@ def test_an_implausible_iris_is_not_used(looking_ahead, caplog):
     huge = Gaze(iris=found.iris, offset=found.offset, radius=found.radius * 3)
     with caplog.at_level(logging.WARNING, logger="absl"):
         assert gaze.photo_irises(frame, points, huge) == (None, None)
-    assert sum("half corner distances wide" in r.getMessage() for r in caplog.records) == 2
+    assert [r.getMessage().count("half corner distances wide") for r in caplog.records if r.name == "absl"] == [2]
 
 
 def test_the_driver_s_gaze_moves_the_photo_s_from_its_first_frame(finder, clip_frames):

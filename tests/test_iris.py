@@ -12,10 +12,6 @@ IRIS_RADIUS = 13
 
 @pytest.fixture(scope="module")
 def finder():
-    try:
-        iris.model_file()
-    except iris.IrisUnavailableError as e:
-        pytest.skip(f"optional, not in setup.py yet: {e}")
     return iris.IrisFinder()
 
 
