@@ -177,13 +177,21 @@ def driver_gaze(image: np.ndarray, source_face: FrameAnnotation, source: str | o
     wanted at on each frame of `track` (of the video `driving`), the driver's gaze measured on its frames read again;
     None where the photo has no usable iris (said in one line naming `source`: `gaze.photo_irises`)."""
     finder = iris.IrisFinder()
-    points = source_face.points.astype(np.float64)
-    irises = gaze_lib.photo_irises(image, points, finder(image, points), source=str(source))
-    if irises == (None, None):
+    irises = source_irises(finder, image, source_face, source)
+    if irises is None:
         return None
     frames = tqdm(itertools.islice(video.read_frames(driving), len(track)), total=len(track), unit="frame",
                   disable=not progress, leave=False, desc=f"{Path(driving).name}: gaze")
     return irises, gaze_lib.follow(irises, gaze_lib.measure(finder, frames, track), fps)
+
+
+def source_irises(finder: iris.IrisFinder, image: np.ndarray, source_face: FrameAnnotation,
+                  source: str | os.PathLike) -> tuple[gaze_lib.Iris | None, gaze_lib.Iris | None] | None:
+    """The photo's irises (`image`, its face `source_face`, read from `source`) as `finder` finds them; None where
+    neither can be used (said in one line naming `source`: `gaze.photo_irises`)."""
+    points = source_face.points.astype(np.float64)
+    irises = gaze_lib.photo_irises(image, points, finder(image, points), source=str(source))
+    return None if irises == (None, None) else irises
 
 
 def with_gaze(results: Iterable[FrameResult], targets: Sequence[FrameAnnotation],
@@ -191,14 +199,26 @@ def with_gaze(results: Iterable[FrameResult], targets: Sequence[FrameAnnotation]
               ) -> Iterator[FrameResult]:
     """`results` (one per target) with the photo's `irises` moved to the `wanted` offsets (one (2, 2) per target) in
     each frame, and in each face crop unless `face_size` is None (the crops are not written)."""
-    frame_painter = gaze_lib.GazePainter(irises)
-    face_painter = gaze_lib.GazePainter(irises, where="a face crop")
+    repaint = GazeRepaint(irises, face_size)
     for result, target, offsets in zip(results, targets, wanted):
+        yield repaint(result, target, offsets)
+
+
+class GazeRepaint:
+    """Moves the photo's `irises` in a method's result for one target: in its frame, and in its face crop unless
+    `face_size` is None (the crops are not written)."""
+
+    def __init__(self, irises: Sequence[gaze_lib.Iris | None], face_size: int | None):
+        self.face_size = face_size
+        self._frame = gaze_lib.GazePainter(irises)
+        self._face = gaze_lib.GazePainter(irises, where="a face crop")
+
+    def __call__(self, result: FrameResult, target: FrameAnnotation, offsets: np.ndarray) -> FrameResult:
         face = result.face
-        if face_size is not None:
-            crop_points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, face_size))
-            face = face_painter(face, crop_points, offsets)
-        yield dataclasses.replace(result, frame=frame_painter(result.frame, target.points, offsets), face=face)
+        if self.face_size is not None:
+            crop_points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, self.face_size))
+            face = self._face(face, crop_points, offsets)
+        return dataclasses.replace(result, frame=self._frame(result.frame, target.points, offsets), face=face)
 
 
 def _fps(info: video.VideoInfo) -> float:

@@ -214,12 +214,19 @@ def measure(finder: IrisFinder, frames: Iterable[np.ndarray], track: Sequence[Fr
     annotation per frame): NaN for both eyes where there is no face, for an eye where it is closed."""
     offsets = np.full((len(track), 2, 2), np.nan)
     for index, (rgb, annotation) in enumerate(zip(frames, track)):
-        if not annotation.has_face:
-            continue
+        offsets[index] = measure_frame(finder, rgb, annotation, settings)
+    return offsets
+
+
+def measure_frame(finder: IrisFinder, rgb: np.ndarray, annotation: FrameAnnotation,
+                  settings: GazeSettings = GazeSettings()) -> np.ndarray:
+    """The driver's offsets (2, 2) on one frame (`measure`'s row)."""
+    offsets = np.full((2, 2), np.nan)
+    if annotation.has_face:
         points = annotation.points.astype(np.float64)
         open_eyes = opening(points) >= settings.closed
         if open_eyes.any():
-            offsets[index, open_eyes] = finder(rgb, points).offset[open_eyes]
+            offsets[open_eyes] = finder(rgb, points).offset[open_eyes]
     return offsets
 
 
@@ -227,20 +234,32 @@ def follow(irises: Sequence[Iris | None], driving: np.ndarray, fps: float, setti
            ) -> np.ndarray:
     """The wanted offsets (T, 2, 2) of the photo's eyes per driving frame: the photo's offsets moved by the driver's
     gaze motion since its reference frame (see the module doc); NaN for an eye without an iris."""
-    photo = np.stack([np.full(2, np.nan) if iris is None else iris.offset for iris in irises])
-    measured = np.isfinite(driving).all(axis=2)
-    both = np.flatnonzero(measured.all(axis=1))
-    if not len(both):
-        return np.broadcast_to(photo, driving.shape).copy()
-    reference = driving[both[0]]
-    motion, last = np.zeros((len(driving), 2)), np.zeros(2)
-    filters = [OneEuroFilter(fps, settings.min_cutoff, settings.beta) for _ in range(2)]
-    for index, (offsets, seen) in enumerate(zip(driving, measured)):
-        if index >= both[0] and seen.any():
-            raw = (offsets[seen] - reference[seen]).mean(axis=0)
-            last = np.array([f(value, index / fps) for f, value in zip(filters, raw)])
-        motion[index] = last
-    return photo[None] + motion[:, None, :]
+    follower = GazeFollower(irises, fps, settings)
+    return np.array([follower(offsets) for offsets in driving]).reshape(driving.shape)
+
+
+class GazeFollower:
+    """`follow` one driving frame at a time, as a live source gives them: each call takes the driver's offsets (2, 2)
+    on the next frame (`measure_frame`) and gives the photo's wanted offsets (2, 2). Nothing in `follow` looks ahead,
+    so the two agree exactly."""
+
+    def __init__(self, irises: Sequence[Iris | None], fps: float, settings: GazeSettings = GazeSettings()):
+        self.photo = np.stack([np.full(2, np.nan) if iris is None else iris.offset for iris in irises])
+        self.fps = fps
+        self._filters = [OneEuroFilter(fps, settings.min_cutoff, settings.beta) for _ in range(2)]
+        self._reference: np.ndarray | None = None   # the first frame with both eyes measured
+        self._motion = np.zeros(2)
+        self._index = 0
+
+    def __call__(self, offsets: np.ndarray) -> np.ndarray:
+        seen = np.isfinite(offsets).all(axis=1)
+        if self._reference is None and seen.all():
+            self._reference = offsets
+        if self._reference is not None and seen.any():
+            raw = (offsets[seen] - self._reference[seen]).mean(axis=0)
+            self._motion = np.array([f(value, self._index / self.fps) for f, value in zip(self._filters, raw)])
+        self._index += 1
+        return self.photo + self._motion[None, :]
 
 
 class GazePainter:

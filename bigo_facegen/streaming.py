@@ -14,7 +14,9 @@ Per driving frame, nothing of the frames to come used:
    the One-Euro filter one step per frame); a frame without a face keeps the last motion, as in `animate`;
 3. the frame: `methods.Method.frames` for this one target, so a model makes its face at batch 1 and pastes it back as
    `generation.VideoGenerator` does, what depends on the photo alone (its crop, the fusion's reference, tuning,
-   colour statistics) made once, before the first frame (`methods.Method.prepare`).
+   colour statistics) made once, before the first frame (`methods.Method.prepare`);
+4. with `gaze` (`animate.DEFAULT_GAZE`), the photo's irises moved as the driver's move (`gaze.measure_frame` on the
+   driving frame, `gaze.GazeFollower`, `animate.GazeRepaint`): `animate`'s gaze, which looks at no frame to come.
 
 With dlib on every frame (`detect`) the targets are `animate`'s (the driving reference `first`), and so are the frames,
 a model's up to the float rounding of another batch size; with `track` they differ by what the tracker's fusion has
@@ -30,7 +32,18 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from bigo_facegen import animate, annotate, files, generation, methods, motion_transfer, tracking as tracking_lib, video
+from bigo_facegen import (
+    animate,
+    annotate,
+    files,
+    gaze as gaze_lib,
+    generation,
+    iris,
+    methods,
+    motion_transfer,
+    tracking as tracking_lib,
+    video,
+)
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.face_model import GenerationError
 from bigo_facegen.generation import FrameResult
@@ -42,13 +55,16 @@ from bigo_facegen.motion_transfer import MotionSettings
 class LiveAnimator:
     """Animates the photo `image` (RGB uint8; its face `face`, or dlib's) by driving frames at `fps` given one at a
     time (see the module doc): `method` is a `methods.Method` or a name `methods.load` takes with `settings` and
-    `compiled`; `tracking` (`annotate.TRACKINGS`) says how the driver's points are found. `frames` and `lost` count
-    the driving frames given and those without a face."""
+    `compiled`; `tracking` (`annotate.TRACKINGS`) says how the driver's points are found; with `gaze` the photo's
+    irises follow the driver's, in the face crops too where `face_size` is given (`source` names the photo in the
+    line that says its irises cannot be used). `frames` and `lost` count the driving frames given and those without a
+    face."""
 
     def __init__(self, method: Method | str | os.PathLike, image: np.ndarray, fps: float,
                  face: FrameAnnotation | None = None, motion: MotionSettings = MotionSettings(),
                  tracking: str = animate.DEFAULT_TRACKING, settings: GenerationSettings = GenerationSettings(),
-                 compiled: bool = False):
+                 compiled: bool = False, gaze: bool = animate.DEFAULT_GAZE, source: str | os.PathLike = "the photo",
+                 face_size: int | None = None):
         generation.FRAME_RATE.check("fps", fps)
         motion_transfer.check_live(motion)
         annotate.check_tracking(tracking)
@@ -62,6 +78,20 @@ class LiveAnimator:
         self._shape: tuple[int, ...] | None = None
         self.frames = 0
         self.lost = 0
+        self._gaze = self._gaze_of(source, face_size) if gaze else None
+
+    def _gaze_of(self, source: str | os.PathLike, face_size: int | None
+                 ) -> tuple[iris.IrisFinder, gaze_lib.GazeFollower, animate.GazeRepaint] | None:
+        finder = iris.IrisFinder()
+        irises = animate.source_irises(finder, self.image, self.face, source)
+        if irises is None:
+            return None
+        return finder, gaze_lib.GazeFollower(irises, self.fps), animate.GazeRepaint(irises, face_size)
+
+    @property
+    def follows_gaze(self) -> bool:
+        """Whether the photo's irises follow the driver's (asked for, and the photo has an iris to move)."""
+        return self._gaze is not None
 
     def __call__(self, rgb: np.ndarray) -> FrameResult:
         """The output frame (of the photo's size) and its face crop for the next driving frame (RGB uint8, of the
@@ -73,8 +103,13 @@ class LiveAnimator:
         if self._transfer is None:
             self._transfer = motion_transfer.LiveTransfer(self.face, (self.image.shape[1], self.image.shape[0]),
                                                           (rgb.shape[1], rgb.shape[0]), self.fps, self.motion)
+        target = self._transfer(found)
         # The method is given the same photo and face objects every time: a model's maker for them is reused.
-        return next(self.method.frames(self.image, self.face, [self._transfer(found)]))
+        result = next(self.method.frames(self.image, self.face, [target]))
+        if self._gaze is None:
+            return result
+        finder, follower, repaint = self._gaze
+        return repaint(result, target, follower(gaze_lib.measure_frame(finder, rgb, found)))
 
     def _points(self, rgb: np.ndarray) -> FrameAnnotation:
         if self._tracker is None:
@@ -86,14 +121,15 @@ class LiveAnimator:
 class StreamStats:
     """What `stream` made and how fast: output frames, the driving frames without a face (they kept the last motion),
     each frame's latency (seconds from its driving frame read to its output frame written), the seconds from the
-    first output frame written to the last, and the source's (width, height) where it was scaled down (as
-    `animate.AnimateStats`). The first frame is the warm-up (a model's first call builds its graph): the rates leave
-    it out."""
+    first output frame written to the last, the source's (width, height) where it was scaled down and whether its
+    irises followed the driver's gaze (as `animate.AnimateStats`). The first frame is the warm-up (a model's first
+    call builds its graph): the rates leave it out."""
     frames: int
     lost: int
     latencies: list[float]
     seconds: float
     scaled_from: tuple[int, int] | None = None
+    gaze: bool = False
 
     @property
     def frames_per_s(self) -> float | None:
@@ -109,8 +145,8 @@ def stream(method: Method | str | os.PathLike, source: str | os.PathLike, drivin
            output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
            motion: MotionSettings = MotionSettings(), max_frames: int | None = None,
            max_side: int = animate.DEFAULT_MAX_SIDE, progress: bool = True, compiled: bool = False,
-           settings: GenerationSettings = GenerationSettings(), tracking: str = animate.DEFAULT_TRACKING
-           ) -> StreamStats:
+           settings: GenerationSettings = GenerationSettings(), tracking: str = animate.DEFAULT_TRACKING,
+           gaze: bool = animate.DEFAULT_GAZE) -> StreamStats:
     """Writes `output` (and `face_output`) as `animate.animate` does, from the frames of the video `driving` read one
     at a time and each animated as it comes (`LiveAnimator`), and measures the rate and each frame's latency. The
     arguments are `animate.animate`'s, less those a live source cannot have (the driving reference `best`, driving
@@ -125,7 +161,8 @@ def stream(method: Method | str | os.PathLike, source: str | os.PathLike, drivin
         method = methods.load(method, settings, compiled)
     image, size = animate.read_source(source, source_frame, max_side)
     info = video.probe(driving)
-    animator = LiveAnimator(method, image, info.playback_fps, animate.find_face(image, source), motion, tracking)
+    animator = LiveAnimator(method, image, info.playback_fps, animate.find_face(image, source), motion, tracking,
+                            gaze=gaze, source=source, face_size=method.face_size if face_output else None)
     clock: list[tuple[float, float]] = []
     count = info.frame_count if max_frames is None else min(max_frames, info.frame_count)
     try:
@@ -136,7 +173,8 @@ def stream(method: Method | str | os.PathLike, source: str | os.PathLike, drivin
         raise GenerationError(f"{driving}: {e}") from e
     scaled = size != (image.shape[1], image.shape[0])
     return StreamStats(frames=len(clock), lost=animator.lost, latencies=[end - start for start, end in clock],
-                       seconds=clock[-1][1] - clock[0][1], scaled_from=size if scaled else None)
+                       seconds=clock[-1][1] - clock[0][1], scaled_from=size if scaled else None,
+                       gaze=animator.follows_gaze)
 
 
 def _timed(animator: LiveAnimator, frames: Iterable[np.ndarray], clock: list[tuple[float, float]]

@@ -98,7 +98,7 @@ def _stream():
                                  source_frame=FLAGS.source_frame, motion=motion_flags.settings(),
                                  max_frames=FLAGS.max_frames, max_side=FLAGS.max_side, compiled=FLAGS.xla,
                                  settings=generation_flags.settings(),
-                                 tracking=FLAGS.tracking or animate.DEFAULT_TRACKING)
+                                 tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, gaze=FLAGS.gaze)
     except (ValueError, OSError, ImportError) as e:   # as in `main`
         sys.exit(f"error: {e}")
     print(f"{FLAGS.output}: {stats.frames} frames streamed ({stats.lost} driving frames without a face kept the last "

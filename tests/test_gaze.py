@@ -204,6 +204,9 @@ def test_the_driver_s_gaze_moves_the_photo_s_from_its_first_frame(finder, clip_f
     hidden[30:40] = np.nan
     held = gaze.follow(irises, hidden, fps=25)
     np.testing.assert_array_equal(held[30:40], np.broadcast_to(held[29], (10, 2, 2)))
+    # Given one frame at a time, as a live source gives them, the same offsets: `follow` looks at no frame to come.
+    follower = gaze.GazeFollower(irises, fps=25)
+    np.testing.assert_array_equal(np.array([follower(offsets) for offsets in hidden]), held)
     # A driver that does not move its eyes leaves the photo's gaze as it is.
     still = gaze.follow(irises, np.broadcast_to(driving[0], driving.shape), fps=25)
     np.testing.assert_allclose(still, np.broadcast_to(photo, still.shape))

@@ -15,7 +15,7 @@ from bigo_facegen import animate, annotate, methods, motion_transfer, pretrained
 from bigo_facegen.evaluation import metrics
 from bigo_facegen.face_model import GenerationError
 from bigo_facegen.generation_settings import GenerationSettings
-from tests.test_animate import DRIVER, REPO, photo  # noqa: F401 (photo: a fixture)
+from tests.test_animate import DRIVER, GAZE_DRIVER, GAZE_PHOTO, REPO, photo  # noqa: F401 (photo: a fixture)
 
 EYES = (36, 45)   # the outer eye corners, the NME's normaliser
 
@@ -39,6 +39,22 @@ def test_with_dlib_on_every_frame_the_streamed_video_is_animates_own(photo, real
     np.testing.assert_array_equal(live, offline)
     assert np.abs(live[-1].astype(int) - live[0].astype(int)).mean() > 1.0   # the face moved: not two still copies
     assert stats.frames_per_s > 0 and 0 < stats.latency(50) <= stats.latency(95)
+
+
+def test_the_streamed_irises_follow_the_driver_s_gaze_as_animate_s_do(real_faces_dir, tmp_path):
+    """Gaze measured on each driving frame as it comes and followed one step a frame: with dlib on every frame, the
+    streamed video is animate's, its repainted eyes included (a driver that looks image-left from frame 55)."""
+    photo, driver = real_faces_dir / "videos" / GAZE_PHOTO, real_faces_dir / "videos" / GAZE_DRIVER
+    stats = streaming.stream(methods.WARP, photo, driver, tmp_path / "live.mp4", source_frame=1, max_frames=64,
+                             progress=False, tracking=annotate.DETECT, gaze=True)
+    offline = animate.animate(methods.WARP, photo, driver, tmp_path / "offline.mp4", source_frame=1, max_frames=64,
+                              progress=False, tracking=annotate.DETECT, gaze=True)
+    plain = animate.animate(methods.WARP, photo, driver, tmp_path / "plain.mp4", source_frame=1, max_frames=64,
+                            progress=False, tracking=annotate.DETECT, gaze=False)
+    assert stats.gaze and offline.gaze and not plain.gaze
+    live = video.read_all(tmp_path / "live.mp4")
+    np.testing.assert_array_equal(live, video.read_all(tmp_path / "offline.mp4"))
+    assert np.abs(live[-1].astype(int) - video.read_all(tmp_path / "plain.mp4")[-1]).max() > 40   # irises moved
 
 
 def test_with_the_tracker_the_streamed_faces_follow_animates_as_dlib_judges_them(photo, real_faces_dir, tmp_path):
