@@ -270,17 +270,25 @@ def _exit_on_signal(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+# What a user's input or machine can cause, each naming its file and problem: AnnotationError, VideoError,
+# GenerationError, SettingsError, MotionError, OutputPathError are ValueErrors; a missing file or disk space an
+# OSError; a missing optional package (dlib, an extra) an ImportError.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+
 def entry_point(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
-    """An entry point's `main` (for `absl.app.run`) that ends on a signal the way its user expects, every `with` and
-    `except` on the stack unwound first, so that writers remove their temporary files: SIGTERM as
-    `unwind_on_sigterm` says, Ctrl-C (SIGINT) with one line rather than Python's traceback and the exit status a shell
-    reports for it, 128 + 2."""
+    """An entry point's `main` (for `absl.app.run`) that ends the way its user expects, every `with` and `except` on
+    the stack unwound first, so that writers remove their temporary files: on `USER_ERRORS` with the one line
+    `error: <message>` and exit status 1, not Python's traceback; on SIGTERM as `unwind_on_sigterm` says; on Ctrl-C
+    (SIGINT) with one line and the exit status a shell reports for it, 128 + 2."""
 
     @functools.wraps(main)
     def run(argv: list[str]) -> object:
         unwind_on_sigterm()
         try:
             return main(argv)
+        except USER_ERRORS as e:
+            sys.exit(f"error: {e}")
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise SystemExit(128 + signal.SIGINT) from None

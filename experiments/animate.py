@@ -65,17 +65,12 @@ def main(argv):
     distribution.configure_cpu_threads()
     if FLAGS.stream:
         return _stream()
-    try:
-        motion = motion_flags.settings()
-        stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
-                                source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
-                                motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
-                                compiled=FLAGS.xla, settings=generation_flags.settings(), tracking=FLAGS.tracking,
-                                gaze=FLAGS.gaze)
-    # GenerationError, SettingsError, MotionError, AnnotationError, VideoError, OutputPathError are ValueErrors; a
-    # missing dlib or iris model an ImportError.
-    except (ValueError, OSError, ImportError) as e:
-        sys.exit(f"error: {e}")
+    motion = motion_flags.settings()
+    stats = animate.animate(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
+                            source_frame=FLAGS.source_frame, driving_annotations=FLAGS.driving_annotations,
+                            motion=motion, max_frames=FLAGS.max_frames, max_side=FLAGS.max_side,
+                            compiled=FLAGS.xla, settings=generation_flags.settings(), tracking=FLAGS.tracking,
+                            gaze=FLAGS.gaze)
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.lost} driving frames without a face kept the last motion)")
     if stats.scaled_from is not None:
         print(f"{FLAGS.source}: {stats.scaled_from[0]}x{stats.scaled_from[1]} pixels, scaled down to "
@@ -93,14 +88,11 @@ def _stream():
     for name, reason in _NOT_LIVE.items():
         if FLAGS[name].present and FLAGS[name].value != FLAGS[name].default:
             sys.exit(f"error: --{name}={FLAGS[name].value} {reason}: --stream refuses it")
-    try:
-        stats = streaming.stream(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
-                                 source_frame=FLAGS.source_frame, motion=motion_flags.settings(),
-                                 max_frames=FLAGS.max_frames, max_side=FLAGS.max_side, compiled=FLAGS.xla,
-                                 settings=generation_flags.settings(),
-                                 tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, gaze=FLAGS.gaze)
-    except (ValueError, OSError, ImportError) as e:   # as in `main`
-        sys.exit(f"error: {e}")
+    stats = streaming.stream(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
+                             source_frame=FLAGS.source_frame, motion=motion_flags.settings(),
+                             max_frames=FLAGS.max_frames, max_side=FLAGS.max_side, compiled=FLAGS.xla,
+                             settings=generation_flags.settings(),
+                             tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, gaze=FLAGS.gaze)
     print(f"{FLAGS.output}: {stats.frames} frames streamed ({stats.lost} driving frames without a face kept the last "
           f"motion)")
     if stats.frames_per_s is None:

@@ -10,7 +10,6 @@ loses gets flag 1, occluded). Finished videos are cached in OUT_DIR/.annotate_ca
 where it stopped.
 Needs dlib, which the package installs (dlib-bin, face-recognition-models).
 """
-import sys
 
 from absl import app, flags
 
@@ -32,11 +31,8 @@ def main(argv):
     if len(argv) != 3:
         raise app.UsageError("usage: python -m experiments.annotate VIDEO_DIR OUT_DIR [--link] [--max_frames=N] "
                              "[--tracking=detect|track]")
-    try:
-        path = annotate.annotate_folder(argv[1], argv[2], link=FLAGS.link, progress=FLAGS.progress,
-                                        max_frames=FLAGS.max_frames, tracking=FLAGS.tracking)
-    except (ValueError, OSError, ImportError) as e:  # VideoError, AnnotationError, DlibUnavailableError
-        sys.exit(f"error: {e}")
+    path = annotate.annotate_folder(argv[1], argv[2], link=FLAGS.link, progress=FLAGS.progress,
+                                    max_frames=FLAGS.max_frames, tracking=FLAGS.tracking)
     print(f"wrote {path}")
 
 

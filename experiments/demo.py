@@ -10,7 +10,6 @@ the driver's gaze, get the animated video back (`bigo_facegen.web_demo`). Upload
 `--keep_minutes` after they were made; Ctrl-C stops the demo and removes its temporary folder, where everything it
 wrote lies.
 """
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -46,12 +45,7 @@ def main(argv):
         examples = None
     limits = web_demo.Limits(upload_mb=FLAGS.max_upload_mb, driving_seconds=FLAGS.max_seconds,
                              source_side=FLAGS.max_side, keep_minutes=FLAGS.keep_minutes)
-    try:
-        web_demo.serve(FLAGS.model, examples, FLAGS.host, FLAGS.port, limits)
-    # GenerationError (the model), AnnotationError and VideoError (the examples) are ValueErrors; a port in use an
-    # OSError.
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+    web_demo.serve(FLAGS.model, examples, FLAGS.host, FLAGS.port, limits)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ annotation file's. Writes OUTPUT/results.json (overall, per tier, per condition,
 ssim_face, identity_accuracy, keypoint_nme, keypoint_jitter, frames; the compared methods and the true frames under
 `compared`), OUTPUT/results.md, OUTPUT/plots/ and OUTPUT/sheets/, as `experiments.evaluate` does.
 """
-import sys
 
 from absl import app, flags
 
@@ -39,14 +38,10 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     distribution.configure_cpu_threads()
-    try:
-        path = reconstruction.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
-                                  frame_stride=FLAGS.frame_stride, max_frames_per_video=FLAGS.max_frames_per_video,
-                                  tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, motion=motion_flags.settings(),
-                                  compared=FLAGS.methods, samples_per_video=FLAGS.samples_per_video)
-    # AnnotationError, VideoError, GenerationError, MotionError are ValueErrors; DlibUnavailableError an ImportError.
-    except (ValueError, OSError, ImportError) as e:
-        sys.exit(f"error: {e}")
+    path = reconstruction.run(FLAGS.model, FLAGS.data, FLAGS.output, split=FLAGS.split,
+                              frame_stride=FLAGS.frame_stride, max_frames_per_video=FLAGS.max_frames_per_video,
+                              tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, motion=motion_flags.settings(),
+                              compared=FLAGS.methods, samples_per_video=FLAGS.samples_per_video)
     print((path.parent / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {path}")
 

@@ -45,7 +45,6 @@ TF Serving loads the highest version under `/models/face` and picks up new versi
 
 answers `{"outputs": [[[[r, g, b], ...], ...]]}`, one (S, S, 3) uint8 image per input row.
 """
-import sys
 
 from absl import app, flags
 
@@ -68,13 +67,10 @@ FLAGS = flags.FLAGS
 @files.entry_point
 def main(argv):
     del argv
-    try:
-        if FLAGS.format == "tflite":
-            path = tflite.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
-        else:
-            path = export.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+    if FLAGS.format == "tflite":
+        path = tflite.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
+    else:
+        path = export.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version)
     print(path)
 
 

@@ -11,7 +11,6 @@ the video's frame size) or, without it, the video's own frame `--reference_index
 face); the output has the reference's size and the video's frame rate (or `--fps`), one frame per annotated frame.
 `--tune_steps` fine-tunes the generator on the reference alone first (one-shot tuning; a training model_dir only).
 """
-import sys
 
 from absl import app, flags
 
@@ -43,14 +42,10 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     distribution.configure_cpu_threads()
-    try:
-        stats = generation.generate_from_annotations(
-            FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,
-            reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
-            fps=FLAGS.fps, max_frames=FLAGS.max_frames, compiled=FLAGS.xla, settings=generation_flags.settings())
-    # GenerationError, SettingsError, AnnotationError, VideoError, ExportError are ValueErrors
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+    stats = generation.generate_from_annotations(
+        FLAGS.model, FLAGS.annotations, FLAGS.video, FLAGS.output, reference_image=FLAGS.reference,
+        reference_index=FLAGS.reference_index, videos_dir=FLAGS.videos_dir, face_output=FLAGS.face_output,
+        fps=FLAGS.fps, max_frames=FLAGS.max_frames, compiled=FLAGS.xla, settings=generation_flags.settings())
     print(f"{FLAGS.output}: {stats.frames} frames ({stats.generated} generated, {stats.copied} copied from the "
           f"reference, {stats.repeated} repeated where no face was annotated)"
           + (f"; one-shot tuning took {stats.tune_seconds:.1f} s" if FLAGS.tune_steps else ""))

@@ -33,12 +33,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     distribution.configure_cpu_threads()
-    try:
-        options = beam_pipelines.parse(FLAGS.beam_pipeline_options)
-        runner = beam_pipelines.choose_runner(FLAGS.runner, options, name="--runner")
-        summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, runner)
-    except (ValueError, OSError) as e:  # bad Beam options or runner, a jobs file or failure list that cannot be used
-        sys.exit(f"error: {e}")
+    options = beam_pipelines.parse(FLAGS.beam_pipeline_options)
+    runner = beam_pipelines.choose_runner(FLAGS.runner, options, name="--runner")
+    summary = batch_generation.generate_batch(FLAGS.jobs, FLAGS.failures, options, runner)
     for failure in summary.failures:
         print(f"error: {FLAGS.jobs}: line {failure.line}: {failure.reason}", file=sys.stderr)
     print(f"{FLAGS.jobs}: {summary.jobs} jobs (relative paths from {summary.root}): {summary.generated} generated, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 
 from absl import app, flags
 from tqdm import tqdm
@@ -57,18 +56,14 @@ def table(scores: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        config = resolve_config()
-        if FLAGS.output:
-            files.check_output_file(FLAGS.output, "--output", (".json",))
-        with tqdm(total=FLAGS.steps, desc="flow-only training", unit="step") as bar:
-            def progress(step: int, loss: float) -> None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            scores = motion_probe.run(config, FLAGS.steps, FLAGS.pairs, progress)
-    # AnnotationError and VideoError (a bad data folder) are ValueErrors.
-    except (ValueError, OSError) as error:
-        sys.exit(f"error: {error}")
+    config = resolve_config()
+    if FLAGS.output:
+        files.check_output_file(FLAGS.output, "--output", (".json",))
+    with tqdm(total=FLAGS.steps, desc="flow-only training", unit="step") as bar:
+        def progress(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        scores = motion_probe.run(config, FLAGS.steps, FLAGS.pairs, progress)
     print(f"{config.model.generator.type}, {config.data.image_size} px crops, {FLAGS.steps} flow-only steps, "
           f"{FLAGS.pairs} pairs per split scored")
     print(table(scores))
