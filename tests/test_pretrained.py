@@ -85,10 +85,12 @@ def test_animate_uses_the_shipped_model_without_model_flag(real_faces_dir, tmp_p
         out = tmp_path / f"out{len(outputs)}.mp4"
         done = subprocess.run([sys.executable, "-m", "experiments.animate", *model_flag, f"--source={photo}",
                                f"--driving={real_faces_dir / 'videos' / 'dpe_d.mp4'}", f"--output={out}",
-                               "--max_frames=6"], capture_output=True, text=True, cwd=REPO, timeout=300)
+                               "--max_frames=30"], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         written = video.probe(out)
-        assert (written.width, written.height, written.frame_count) == (224, 200, 6)
+        assert (written.width, written.height, written.frame_count) == (224, 200, 30)
         outputs[len(outputs)] = video.read_all(out).astype(int)
-    # The warp is not the default: the model repaints the face, so the frames after the first differ from the warp's.
-    assert np.abs(outputs[0][1:] - outputs[1][1:]).mean() > 0
+    # The warp is not the default: the model repaints the face, so the frames differ from the warp's once the face has
+    # moved from the photo's (targets near the photo's own face take the warp's frame, `GenerationSettings`' copy
+    # threshold, and the tracked driver barely moves in its first dozen frames).
+    assert np.abs(outputs[0][20:] - outputs[1][20:]).mean() > 0.1
