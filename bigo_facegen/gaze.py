@@ -317,6 +317,7 @@ class GazePainter:
         erase = (np.hypot(from_centre[..., 0], from_centre[..., 1]) < self.settings.erase * iris.radius * iris.scale
                  ) & (inside > 0)
         region = out[top:bottom, left:right]
+        erase |= _joined_dark(region, soft >= 1, erase)
         eye = _refill(region, inside, erase).astype(np.float32)
         # The wanted centre kept within the eye: its disk between the corners, up or down by at most a radius.
         limit = max(1.0 - iris.radius, 0.0)
@@ -354,6 +355,24 @@ def _refill(region: np.ndarray, inside: np.ndarray, erase: np.ndarray) -> np.nda
     seeded = np.where(sclera[..., None], region, colour.astype(np.uint8))
     filled = cv2.inpaint(seeded, erase.astype(np.uint8), 3, cv2.INPAINT_TELEA)
     return np.where(erase[..., None], filled, region)
+
+
+def _joined_dark(region: np.ndarray, deep: np.ndarray, erase: np.ndarray) -> np.ndarray:
+    """The pixels of `region` in `deep` (the opening less its feathered rim, where the lids and lashes are) that are
+    darker than `SCLERA_SHARE` of the sclera and joined to `erase`: the photo's iris where the output stretched it
+    past its moved disk (an eye opened wider than the photo's drags the iris and the lid's shadow down with the lid),
+    which would stay beside the moved iris as a dark arc."""
+    kept = deep & ~erase
+    if not erase.any() or not kept.any():
+        return np.zeros_like(erase)
+    luminance = region.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    sclera = np.median(luminance[kept & (luminance >= np.median(luminance[kept]))])
+    dark = (deep & (luminance < SCLERA_SHARE * sclera)) | erase
+    count, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    joined = np.zeros(count, bool)
+    joined[np.unique(labels[erase])] = True
+    joined[0] = False
+    return joined[labels] & ~erase
 
 
 def _draw(iris: Iris, frame: _EyeFrame, centre: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

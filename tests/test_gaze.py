@@ -105,6 +105,23 @@ def test_a_drawn_iris_goes_where_it_is_asked():
                 assert out[77:84, middle - 3:middle + 4].min() > 200
 
 
+def test_an_iris_the_output_stretched_past_its_disk_leaves_no_dark_arc():
+    """An output whose eye shows the photo's iris stretched along the corner line (as a warp into a wider eye does),
+    1.8 radii wide: moved right, the part of the old iris beyond the disk the painter erases goes too."""
+    image, points, found = _drawn_eye(100)
+    painter = gaze.GazePainter(gaze.photo_irises(image, points, found))
+    stretched = image.copy()
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(gaze.eye_opening(points, 0)).astype(np.int32)], 1)
+    oval = stretched.copy()
+    cv2.ellipse(oval, (100, 80), (round(1.8 * DRAWN_RADIUS), DRAWN_RADIUS), 0, 0, 360, (60, 40, 30), -1, cv2.LINE_AA)
+    stretched = np.where(inside[..., None] > 0, oval, stretched)
+    assert stretched[78:83, 83:87].max() < 100   # the old iris reaches 17 px left of its centre
+    out = painter(stretched, points, found.offset + [0.4, 0])
+    assert out[78:83, 83:87].min() > 200   # the eye's white there now, no dark arc
+    assert _dark_centroid(out, points, 0) == pytest.approx(116, abs=1.5)   # and the iris where it was asked
+
+
 @pytest.mark.parametrize("asked", [(-0.3, 0.0), (0.3, 0.0), (0.0, -0.2)], ids=["left", "right", "up"])
 def test_the_finder_measures_the_asked_move_on_a_real_face(finder, looking_ahead, asked):
     frame, points, found, irises = looking_ahead
