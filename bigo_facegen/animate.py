@@ -118,11 +118,11 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
         source_face = own_face(track, source_frame, image, source)
     targets = transfer(source_face, image, track, info, motion, driving)
     results = method.frames(image, source_face, targets)
-    followed = driver_gaze(image, source_face, source, driving, track, _fps(info), progress) if gaze else None
+    followed = driver_gaze(image, source_face, source, driving, track, info.playback_fps, progress) if gaze else None
     if followed is not None:
         results = with_gaze(results, targets, *followed, method.face_size if face_output else None)
-    generation.write_video(results, len(targets), output, _fps(info), (image.shape[1], image.shape[0]), face_output,
-                           method.face_size, progress)
+    generation.write_video(results, len(targets), output, info.playback_fps, (image.shape[1], image.shape[0]),
+                           face_output, method.face_size, progress)
     return AnimateStats(frames=len(targets), lost=sum(not frame.has_face for frame in track),
                         scaled_from=size if scaled else None, gaze=followed is not None)
 
@@ -165,7 +165,7 @@ def transfer(source_face: FrameAnnotation, image: np.ndarray, track: list[FrameA
     one per driving frame; GenerationError naming the video where they do not fit together."""
     try:
         return motion_transfer.transfer(source_face, (image.shape[1], image.shape[0]), track,
-                                        (info.width, info.height), _fps(info), motion)
+                                        (info.width, info.height), info.playback_fps, motion)
     except motion_transfer.MotionError as e:
         raise GenerationError(f"{driving}: {e}") from e
 
@@ -219,10 +219,6 @@ class GazeRepaint:
             crop_points = geometry.apply_affine(target.points, geometry.crop_matrix(target.bbox, self.face_size))
             face = self._face(face, crop_points, offsets)
         return dataclasses.replace(result, frame=self._frame(result.frame, target.points, offsets), face=face)
-
-
-def _fps(info: video.VideoInfo) -> float:
-    return info.playback_fps
 
 
 def _driving_frames(info: video.VideoInfo, max_frames: int | None) -> int:
