@@ -64,7 +64,7 @@ from typing import Any, Callable, Mapping
 import keras
 import tensorflow as tf
 
-from bigo_facegen import checkpoints, files, keypoints, pretrained
+from bigo_facegen import checkpoints, files, keypoints, painting, pretrained
 from bigo_facegen.config import ExperimentConfig
 from bigo_facegen.models.contract import (
     FLOW_LAYER,
@@ -78,6 +78,8 @@ from bigo_facegen.models.contract import (
 from bigo_facegen.models.registry import build_generator, generator_spec
 
 SIDECAR = "bigo_facegen.json"
+# The sidecar entry naming the mouth painter's files beside the SavedModel (`painting`).
+PAINTER_ENTRY = "painter"
 SIGNATURE = "serving_default"
 OUTPUT = "generated"
 REPAINT_OUTPUT = "repaint"
@@ -380,12 +382,43 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     return target
 
 
-def export_model(model: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None) -> Path:
+def export_model(model: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None,
+                 painter: str | os.PathLike | None = None) -> Path:
     """Exports the generator of `model` (`load_generator`: a training run's latest checkpoint, or an export, the shipped
-    model's included, written again)."""
+    model's included, written again) with the mouth painter `painter_pieces` finds."""
     files.check_output_folder(export_dir, "export_dir")  # before the model is loaded
+    extra, entries = painter_pieces(model, painter)
     generator, config = load_generator(model)
-    return export(generator, config, export_dir, version)
+    return export(generator, config, export_dir, version, extra, entries)
+
+
+def painter_pieces(model: str | os.PathLike, painter: str | os.PathLike | None = None
+                   ) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The files and the sidecar entry that carry a mouth painter (`painting`) into an export of `model`: the painter
+    in the folder `painter` (`painter_training` writes one), else the one `model` ships if it is an export that has
+    one, else none. The painter is loaded once here, so that a folder that holds none fails before any export."""
+    if painter is None:
+        model = pretrained.resolve(model)
+        if not is_export(model):
+            return {}, {}
+        painter = resolve_version(model)
+        if PAINTER_ENTRY not in read_sidecar(painter).metadata:
+            return {}, {}
+    painting.Painter.load(painter)
+    return ({name: (Path(painter) / name).read_bytes() for name in painting.FILES},
+            {PAINTER_ENTRY: dict(zip(("config", "weights"), painting.FILES))})
+
+
+def painter_of(version_dir: str | os.PathLike) -> painting.Painter | None:
+    """The mouth painter that the export in `version_dir` ships (its sidecar's `painter` entry), or None."""
+    version_dir = Path(version_dir)
+    entry = read_sidecar(version_dir).metadata.get(PAINTER_ENTRY)
+    if entry is None:
+        return None
+    if entry != dict(zip(("config", "weights"), painting.FILES)):
+        raise ExportError(f"{version_dir / SIDECAR}: its painter entry {entry} names files this version of "
+                          f"bigo-facegen does not read ({', '.join(painting.FILES)})")
+    return painting.Painter.load(version_dir)
 
 
 def load_generator(model: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from bigo_facegen import export, pretrained, tflite, tuning
+from bigo_facegen import export, painting, pretrained, tflite, tuning
 from bigo_facegen.checkpoints import load_generator
 from bigo_facegen.config import ExperimentConfig
 
@@ -33,7 +33,7 @@ class FaceModel:
     compiled before is padded to that one."""
 
     def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None,
-                 compiled=None):
+                 compiled=None, painter: painting.Painter | None = None):
         self._serve = serve
         # For compiled inference, the `export.ServingModule` or the loaded export's SavedModel (the owner of the
         # variables) whose `prepare` and `compiled` run the network; None otherwise.
@@ -43,6 +43,9 @@ class FaceModel:
         self.config = config
         self.source = source
         self.generator = generator
+        # What paints the interior of an opened mouth over the finished frames: an export's own, where its sidecar
+        # names one (`export.painter_of`).
+        self.painter = painter
         self._tuner: tuning.ReferenceTuner | None = None
 
     @classmethod
@@ -59,14 +62,15 @@ class FaceModel:
                 raise GenerationError(f"{path}: a .tflite file runs in TFLite's interpreter, not under XLA; "
                                       f"compile its export folder's SavedModel instead")
             loaded = tflite.load(path)
-            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path))
+            return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
+                       painter=export.painter_of(loaded.path.parent))
         if export.is_export(path):
             loaded = export.load(path)
             if compiled and not loaded.spec.compiled:
                 raise GenerationError(f"{loaded.path}: this export predates compiled inference; export its model_dir "
                                       f"again (python -m experiments.export) to run it under XLA")
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
-                       compiled=loaded.saved_model if compiled else None)
+                       compiled=loaded.saved_model if compiled else None, painter=export.painter_of(loaded.path))
         if (path / "config.json").is_file():
             generator, config = load_generator(path)
             return cls.from_generator(generator, config, source=str(path), compiled=compiled)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -109,6 +110,10 @@ class VideoGenerator:
         self.fusion = make_fusion(settings.fusion or model.default_fusion, self.reference.frame,
                                   reference_annotation.bbox, settings.border, settings.feather, settings.fill,
                                   reference_annotation.points, reference_annotation.flags)
+        painter = model.painter if settings.paint else None
+        self._paint_mouth = (functools.partial(painter.paint, reference=painter.reference(self.reference.frame,
+                                                                                          reference_annotation))
+                             if painter else None)
         # Tuned once here, like the segment fusion's matte: every frame of the sequence uses the same weights.
         self.tuned: tuning.TuneResult | None = None
         if settings.tune_steps:
@@ -150,6 +155,8 @@ class VideoGenerator:
                 # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
                 last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
                               else self.fusion(face, target.bbox, target.points, target.flags, repaint, flow))
+                if self._paint_mouth:
+                    last_frame = self._paint_mouth(last_frame, target)
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 

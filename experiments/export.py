@@ -61,6 +61,8 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_mod
                   "beside it its TFLite conversion.")
 flags.DEFINE_enum("quantize", "none", list(tflite.QUANTIZATIONS), "--format=tflite: the weights as float32 (none), "
                   "float16, or int8 (dynamic-range: activations quantized per call).")
+flags.DEFINE_string("painter", None, "A mouth painter's folder (`python -m experiments.train_painter`) to ship in the "
+                    "export; default: the one --model ships, if it is an export that has one.")
 FLAGS = flags.FLAGS
 
 
@@ -68,9 +70,10 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     if FLAGS.format == "tflite":
-        path = tflite.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.quantize)
+        path = tflite.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.quantize,
+                                   FLAGS.painter)
     else:
-        path = export.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version)
+        path = export.export_model(FLAGS.model, FLAGS.export_dir, FLAGS.version, FLAGS.painter)
     print(path)
 
 

@@ -1,0 +1,47 @@
+"""The painter's config: its crop, its network and how it is trained (`painter_training`), validated before any work."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class PainterConfig:
+    # The aligned mouth crop (`painting.RegionCrop`): its side in px, and its width in inter-ocular distances. At 96 px
+    # and 1.1 a speaking mouth is about 60 px wide, enough to show single teeth.
+    crop_size: int = 96
+    span: float = 1.1
+    # How far the opening's mask reaches beyond the inner-lip polygon, in crop px: the polygon's edge is where a warp
+    # leaves the stretched lips' inner rim, which has to be repainted too.
+    grow: int = 2
+    # The target's mouth must open beyond the reference's by this much (squared inter-ocular distances) to be painted;
+    # `evaluation.conditions.MOUTH_OPENING` counts an opened mouth from 0.03.
+    min_opening: float = 0.01
+    width: int = 32                 # the U-Net's first width, doubled at each of its three downsamplings (capped)
+    critic_width: int = 32
+    steps: int = 3000
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    l1: float = 1.0                 # L1 inside the opening, averaged over its pixels
+    perceptual: float = 0.5         # EfficientNet-Lite0 features of the whole crop
+    adversarial: float = 0.05       # the local critic on the crop and its opening
+    seed: int = 0
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (field.type == "int" and not isinstance(value, int)):
+                raise ValueError(f"painter.{field.name} must be {'an integer' if field.type == 'int' else 'a number'}, "
+                                 f"got {value!r}")
+        if self.crop_size % 8 or self.crop_size < 32:
+            raise ValueError(f"painter.crop_size must be a multiple of 8 and at least 32, got {self.crop_size}")
+        if not 0.5 <= self.span <= 3:
+            raise ValueError(f"painter.span must be within [0.5, 3] inter-ocular distances, got {self.span}")
+        for name in ("grow", "steps", "batch_size", "width", "critic_width"):
+            if getattr(self, name) < (0 if name == "grow" else 1):
+                raise ValueError(f"painter.{name} must be positive, got {getattr(self, name)}")
+        for name in ("min_opening", "l1", "perceptual", "adversarial"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"painter.{name} must not be negative, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"painter.learning_rate must be positive, got {self.learning_rate}")

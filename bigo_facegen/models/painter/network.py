@@ -1,0 +1,57 @@
+"""The region painter: a U-Net from (the crop with its opening blanked, the opening, the reference's crop and opening)
+to a painting of the crop, and the local critic that judges a crop with its opening."""
+from __future__ import annotations
+
+import keras
+
+from bigo_facegen.models.critics import SNResNetCritic
+
+# Channels of the painter's input: the blanked crop (3), its opening (1), the reference's crop (3) and opening (1).
+INPUT_CHANNELS = 8
+
+
+def _conv(filters: int, strides: int = 1, name: str | None = None) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", activation="leaky_relu", name=name)
+
+
+class Painter(keras.Model):
+    """(B, S, S, 8) in [-1, 1] (masks in [0, 1]) -> (B, S, S, 3) painting in [-1, 1]. Three stride-2 levels with skip
+    connections: the opening's interior (teeth, tongue, cavity) is read from the reference and the lips around it."""
+
+    def __init__(self, width: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        widths = [width, 2 * width, 3 * width, 4 * width]
+        self.stem = _conv(widths[0], name="stem")
+        self.downs = [_conv(w, 2, name=f"down{i}") for i, w in enumerate(widths[1:])]
+        self.middle = [_conv(widths[-1], name=f"middle{i}") for i in range(2)]
+        self.ups = [_conv(w, name=f"up{i}") for i, w in enumerate(reversed(widths[:-1]))]
+        self.head = keras.layers.Conv2D(3, 3, padding="same", activation="tanh", name="head")
+
+    def call(self, x):
+        skips = [self.stem(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for layer in self.middle:
+            x = x + layer(x)
+        for up in self.ups:
+            x = up(keras.ops.concatenate([keras.ops.repeat(keras.ops.repeat(x, 2, axis=1), 2, axis=2),
+                                          skips.pop()], axis=-1))
+        return self.head(x)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+class LocalCritic(SNResNetCritic):
+    """Logit that a crop (B, S, S, 3) in [-1, 1] with its opening (B, S, S, 1) is a real mouth: called on the pair
+    `(crop, opening)`."""
+
+    def __init__(self, critic_dim: int = 32, **kwargs):
+        kwargs.pop("in_channels", None)
+        super().__init__(4, critic_dim, 3, **kwargs)
+
+    def call(self, pair, training=False):
+        crop, opening = pair
+        return super().call(keras.ops.concatenate([crop, opening * 2.0 - 1.0], axis=-1), training=training)

@@ -1,0 +1,185 @@
+"""Painting what a warp cannot show: the interior of an opened mouth, laid over a finished frame.
+
+A warp (classical or learned) moves the reference's pixels; where the target's mouth opens beyond the reference's, it
+stretches the reference's closed lips over the opening, so no teeth, tongue or cavity appear. The painter
+(`models.painter`) repaints that opening from a crop aligned on the face: the region's centre, turned so that the eye
+line is level, scaled by the inter-ocular distance (`RegionCrop`). It sees the frame's crop with the opening blanked,
+the opening's mask, and the reference's crop and mask (whose teeth and colours the person has), and its painting is
+blended back inside the opening only, feathered, at the frame's resolution.
+
+`Painter.paint` does this for one frame; it changes nothing where the target's mouth is not open beyond the
+reference's by `PainterConfig.min_opening` (in squared inter-ocular distances, as `evaluation.conditions` measures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bigo_facegen import geometry
+from bigo_facegen.annotations import FrameAnnotation
+from bigo_facegen.keypoints import Layout, layout_for_count
+from bigo_facegen.models.painter import network as network_lib
+from bigo_facegen.models.painter.config import PainterConfig
+
+WEIGHTS, CONFIG = "painter.weights.h5", "painter.json"
+FILES = (CONFIG, WEIGHTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionCrop:
+    """A square crop of side `size` px centred on a face region, the eye line level, `span` inter-ocular distances
+    wide: `matrix` maps frame pixels to crop pixels."""
+    size: int
+    matrix: np.ndarray
+    interocular: float
+
+    @classmethod
+    def around(cls, points: np.ndarray, layout: Layout, region: tuple[int, ...], span: float, size: int
+               ) -> "RegionCrop | None":
+        """The crop around `points[region]`; None where the eye corners coincide."""
+        points = np.asarray(points, np.float64)
+        eye_line = points[layout.right_eye_outer] - points[layout.left_eye_outer]
+        interocular = float(np.hypot(*eye_line))
+        if interocular <= 1e-6:
+            return None
+        angle = np.arctan2(eye_line[1], eye_line[0])
+        scale = size / (span * interocular)
+        cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+        centre = points[list(region)].mean(axis=0)
+        rotation = np.array([[cos, sin], [-sin, cos]])
+        offset = (size - 1) / 2 - rotation @ centre
+        return cls(size, np.concatenate([rotation, offset[:, None]], axis=1), interocular)
+
+    def cut(self, frame: np.ndarray) -> np.ndarray:
+        return geometry.warp(frame, self.matrix, self.size)
+
+    def polygon(self, points: np.ndarray, indices: tuple[int, ...]) -> np.ndarray:
+        return geometry.apply_affine(np.asarray(points)[list(indices)], self.matrix)
+
+
+def polygon_mask(polygon: np.ndarray, size: int, grow: int = 0) -> np.ndarray:
+    """(size, size) float32: 1 inside the polygon (crop pixels), grown by `grow` px; 0 elsewhere."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    if grow:
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return mask.astype(np.float32)
+
+
+def opening(points: np.ndarray, layout: Layout) -> float:
+    """The inner-mouth polygon's area in squared inter-ocular distances (`evaluation.conditions`' mouth measure)."""
+    points = np.asarray(points, np.float64)
+    inner = points[list(layout.mouth_inner)]
+    area = 0.5 * abs(float(np.dot(inner[:, 0], np.roll(inner[:, 1], 1)) - np.dot(inner[:, 1], np.roll(inner[:, 0], 1))))
+    unit = np.linalg.norm(points[layout.left_eye_outer] - points[layout.right_eye_outer])
+    return area / unit ** 2 if unit > 0 else 0.0
+
+
+def present(annotation: FrameAnnotation, layout: Layout) -> bool:
+    """Whether the face has every point the mouth crop needs."""
+    needed = [layout.left_eye_outer, layout.right_eye_outer, *layout.mouth_inner]
+    return annotation.has_face and bool((annotation.flags[needed] > 0).all())
+
+
+def layout_of(annotation: FrameAnnotation) -> Layout:
+    return layout_for_count(len(annotation.points))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceMouth:
+    """The reference's mouth as the painter reads it: its aligned crop in [-1, 1], its opening's alpha and size."""
+    crop: np.ndarray
+    alpha: np.ndarray
+    opening: float
+
+
+class Painter:
+    """A trained painter (`painter_training` writes its folder) that lays an opened mouth's interior over frames."""
+
+    def __init__(self, network, config: PainterConfig, source: str):
+        self.network, self.config, self.source = network, config, source
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "Painter":
+        folder = Path(folder)
+        try:
+            config = PainterConfig(**json.loads((folder / CONFIG).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as e:
+            raise PainterError(f"{folder}: no readable painter config {CONFIG}: {e}") from e
+        network = network_lib.Painter(config.width)
+        network(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
+        try:
+            network.load_weights(str(folder / WEIGHTS))
+        except (OSError, ValueError) as e:
+            raise PainterError(f"{folder / WEIGHTS}: not the weights of the painter its {CONFIG} describes: {e}") from e
+        return cls(network, config, str(folder))
+
+    def reference(self, frame: np.ndarray, annotation: FrameAnnotation) -> ReferenceMouth | None:
+        """The reference's mouth, or None where its mouth points are absent (then nothing is painted)."""
+        layout = layout_of(annotation)
+        region = RegionCrop.around(annotation.points, layout, layout.mouth_inner, self.config.span,
+                                   self.config.crop_size) if present(annotation, layout) else None
+        if region is None:
+            return None
+        return ReferenceMouth(region.cut(frame).astype(np.float32) / 127.5 - 1.0,
+                              alpha(region.polygon(annotation.points, layout.mouth_inner), self.config),
+                              opening(annotation.points, layout))
+
+    def paint(self, frame: np.ndarray, target: FrameAnnotation, reference: ReferenceMouth | None) -> np.ndarray:
+        """`frame` with the interior of the target's opened mouth painted; `frame` itself where the mouth does not
+        open beyond the reference's by `min_opening`."""
+        layout = layout_of(target) if target.has_face else None
+        if (reference is None or layout is None or not present(target, layout)
+                or opening(target.points, layout) - reference.opening < self.config.min_opening):
+            return frame
+        region = RegionCrop.around(target.points, layout, layout.mouth_inner, self.config.span, self.config.crop_size)
+        if region is None:
+            return frame
+        crop = region.cut(frame).astype(np.float32) / 127.5 - 1.0
+        crop_alpha = alpha(region.polygon(target.points, layout.mouth_inner), self.config)[..., None]
+        inputs = np.concatenate([crop * (1.0 - crop_alpha), crop_alpha, reference.crop, reference.alpha[..., None]],
+                                axis=-1)
+        painted = self.network(inputs[None]).numpy()[0]
+        return _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
+
+
+def alpha(polygon: np.ndarray, config: PainterConfig) -> np.ndarray:
+    """Where the painting is laid (S, S) in [0, 1]: the inner-lip polygon grown by `config.grow` px, its edge
+    feathered."""
+    grown = polygon_mask(polygon, config.crop_size, config.grow)
+    return np.clip(cv2.GaussianBlur(grown, (0, 0), 1.0), 0.0, 1.0)
+
+
+def _paste(frame: np.ndarray, painted: np.ndarray, crop_alpha: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """`frame` with the crop's painting blended in by its alpha, both moved back into frame pixels (only over the
+    rectangle the alpha reaches, which is all that changes)."""
+    back = geometry.invert_affine(matrix)
+    ys, xs = np.nonzero(crop_alpha > 1e-3)
+    if not len(xs):
+        return frame
+    corners = geometry.apply_affine(np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.min(), ys.max()],
+                                              [xs.max(), ys.max()]], np.float64), back)
+    height, width = frame.shape[:2]
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 2, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    shifted = back - np.array([[0, 0, x0], [0, 0, y0]], np.float64)
+    size = (int(x1 - x0), int(y1 - y0))
+    colour = cv2.warpAffine(painted.astype(np.float32), shifted, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(crop_alpha.astype(np.float32), shifted, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT)[..., None]
+    out = frame.copy()
+    patch = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(weight * colour + (1.0 - weight) * patch + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+class PainterError(ValueError):
+    """A painter folder that cannot be read."""
