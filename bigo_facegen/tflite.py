@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -105,24 +105,24 @@ def convert(module: export.ServingModule, quantize: str, batch: int | None = BAT
 
 def export_generator(generator: keras.Model, config: ExperimentConfig, export_dir: str | os.PathLike,
                      version: int | None = None, quantize: str = "none",
-                     painter: tuple[dict[str, bytes], dict] = ({}, {})) -> Path:
+                     painters: tuple[dict[str, bytes], dict] = ({}, {})) -> Path:
     """`export.export` with the TFLite conversion of the same serving graph (`quantize`) beside the SavedModel,
-    named in the sidecar (`SIDECAR_ENTRY`), and the mouth painter's files and entry (`export.painter_pieces`).
+    named in the sidecar (`SIDECAR_ENTRY`), and the painters' files and entry (`export.painter_pieces`).
     Converted first: a generator that TFLite cannot run writes nothing."""
     content = convert(export.ServingModule(generator, export.ServingSpec.from_config(config)), quantize)
-    extra, entries = painter
+    extra, entries = painters
     return export.export(generator, config, export_dir, version, extra_files={**extra, FILE_NAMES[quantize]: content},
                          sidecar_entries={**entries, SIDECAR_ENTRY: {"file": FILE_NAMES[quantize],
                                                                      "quantize": quantize, "batch": BATCH}})
 
 
 def export_model(model: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None,
-                 quantize: str = "none", painter: str | os.PathLike | None = None) -> Path:
+                 quantize: str = "none", painters: Sequence[str | os.PathLike] = ()) -> Path:
     """`export.export_model` with the TFLite conversion (`quantize`) beside the SavedModel: `model` is a training
-    model_dir or an export (`pretrained.NAME`: the shipped model), `painter` as there."""
+    model_dir or an export (`pretrained.NAME`: the shipped model), `painters` as there."""
     check_quantize(quantize)  # before the model is loaded
     files.check_output_folder(export_dir, "export_dir")
-    pieces = export.painter_pieces(model, painter)
+    pieces = export.painter_pieces(model, painters)
     generator, config = export.load_generator(model)
     return export_generator(generator, config, export_dir, version, quantize, pieces)
 

@@ -61,8 +61,8 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "saved_mod
                   "beside it its TFLite conversion.")
 flags.DEFINE_enum("quantize", "none", list(tflite.QUANTIZATIONS), "--format=tflite: the weights as float32 (none), "
                   "float16, or int8 (dynamic-range: activations quantized per call).")
-flags.DEFINE_string("painter", None, "A mouth painter's folder (`python -m experiments.train_painter`) to ship in the "
-                    "export; default: the one --model ships, if it is an export that has one.")
+flags.DEFINE_multi_string("painter", [], "A painter's folder (`python -m experiments.train_painter`) to ship in the "
+                          "export, one per region (mouth, eyes); default: those --model ships, if it is an export.")
 FLAGS = flags.FLAGS
 
 

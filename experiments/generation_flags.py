@@ -20,7 +20,8 @@ flags.DEFINE_float("copy_threshold", _DEFAULTS.copy_threshold,
 flags.DEFINE_bool("color_transfer", _DEFAULTS.color_transfer, "Match generated faces to the reference's colours "
                   "(Reinhard, Lab).")
 flags.DEFINE_bool("paint", _DEFAULTS.paint, "Paint the interior of a mouth that opens beyond the reference's (teeth, "
-                  "tongue, cavity) with the model's mouth painter, where the model ships one (the shipped model does).")
+                  "tongue, cavity) and eyes that close or open, with the painters the model ships (the shipped model "
+                  "has them); --nopaint: the frames as the generator made them.")
 flags.DEFINE_float("feather", _DEFAULTS.feather, "Soft edge of the pasted face, as a fraction of the crop side.")
 flags.DEFINE_integer("batch", _DEFAULTS.batch_size, "Faces generated per model call.")
 flags.DEFINE_integer("tune_steps", _DEFAULTS.tune_steps, "One-shot tuning: fine-tune the generator for this many "

@@ -1,5 +1,6 @@
 """The mouth painter: its aligned crop, what it changes in a frame and where, its training, and its shipping in an
 export (generate and animate then paint; `paint=False` leaves the frames as the generator made them)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,28 +15,38 @@ from bigo_facegen.generation import VideoGenerator
 from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.keypoints import IBUG68
 from bigo_facegen.models.painter import network as network_lib
-from bigo_facegen.models.painter.config import PainterConfig
+from bigo_facegen.models.painter.config import EYES, PainterConfig
 
 # Small enough to train in seconds; what is tested is the plumbing, not the painting.
 TINY = PainterConfig(width=8, critic_width=8, steps=2, batch_size=2, perceptual=0.0)
+TINY_EYES = dataclasses.replace(EYES, width=8, critic_width=8, steps=2, batch_size=2, perceptual=0.0)
+MOUTH = IBUG68.mouth_inner
+
+
+def size(annotation, part=MOUTH):
+    return painting.part_size(annotation.points, IBUG68, part)
 
 
 @pytest.fixture(scope="module")
 def opened_mouth(real_faces_dir, read_real_frame):
     """(clip, frame, annotation) of the reference (the clip's least opened mouth) and the target (its most opened)."""
     clip = next(v for v in annotations.load(real_faces_dir / "annotations.json") if v.video == "dpe_d.mp4")
-    faces = [f for f in clip.face_frames() if painting.present(f, IBUG68)]
-    openings = [painting.opening(f.points, IBUG68) for f in faces]
+    faces = [f for f in clip.face_frames() if painting.present(f, IBUG68, MOUTH)]
+    openings = [size(f) for f in faces]
     reference, target = faces[int(np.argmin(openings))], faces[int(np.argmax(openings))]
-    assert painting.opening(target.points, IBUG68) - painting.opening(reference.points, IBUG68) > 0.03
+    assert size(target) - size(reference) > 0.03
     return clip, (read_real_frame(clip, reference), reference), (read_real_frame(clip, target), target)
+
+
+def untrained(config):
+    network = network_lib.Painter(config.width)
+    network(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
+    return painting.Painter(network, config, "untrained")
 
 
 @pytest.fixture(scope="module")
 def untrained_painter():
-    network = network_lib.Painter(TINY.width)
-    network(np.zeros((1, TINY.crop_size, TINY.crop_size, network_lib.INPUT_CHANNELS), np.float32))
-    return painting.Painter(network, TINY, "untrained")
+    return untrained(TINY)
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +54,23 @@ def trained_folder(real_faces_dir, tmp_path_factory):
     return painter_training.train(real_faces_dir, tmp_path_factory.mktemp("painter") / "out", TINY, progress=False)
 
 
+@pytest.fixture(scope="module")
+def trained_eyes(real_faces_dir, tmp_path_factory):
+    return painter_training.train(real_faces_dir, tmp_path_factory.mktemp("eyes") / "out", TINY_EYES,
+                                  progress=False)
+
+
 def test_the_crop_levels_the_eye_line_and_centres_the_mouth(opened_mouth):
     _, _, (frame, target) = opened_mouth
     # Turned by 25 degrees, the face's crop is the same crop.
     turn = cv2.getRotationMatrix2D((frame.shape[1] / 2, frame.shape[0] / 2), 25, 1.0)
     turned_points = geometry.apply_affine(target.points, turn)
-    upright = painting.RegionCrop.around(target.points, IBUG68, IBUG68.mouth_inner, 1.1, 96)
-    turned = painting.RegionCrop.around(turned_points, IBUG68, IBUG68.mouth_inner, 1.1, 96)
+    upright = painting.RegionCrop.around(target.points, IBUG68, MOUTH, 1.1, 96)
+    turned = painting.RegionCrop.around(turned_points, IBUG68, MOUTH, 1.1, 96)
     eyes = turned.polygon(turned_points, (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
     assert abs(eyes[0, 1] - eyes[1, 1]) < 1e-3 and eyes[0, 0] < eyes[1, 0]
     assert np.linalg.norm(eyes[1] - eyes[0]) == pytest.approx(96 / 1.1, rel=1e-5)
-    np.testing.assert_allclose(turned.polygon(turned_points, IBUG68.mouth_inner).mean(axis=0), (47.5, 47.5),
+    np.testing.assert_allclose(turned.polygon(turned_points, MOUTH).mean(axis=0), (47.5, 47.5),
                                atol=1e-3)
     big = cv2.warpAffine(frame, turn, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR)
     difference = np.abs(turned.cut(big).astype(int) - upright.cut(frame).astype(int))
@@ -67,12 +84,31 @@ def test_a_frame_is_painted_inside_the_opened_mouth_only(opened_mouth, untrained
     changed = np.any(painted != frame, axis=-1)
     assert changed.sum() > 50
     # Everything changed lies within the inner-lip polygon grown by the mask's reach and feathering (in frame px).
-    region = painting.RegionCrop.around(target.points, IBUG68, IBUG68.mouth_inner, TINY.span, TINY.crop_size)
-    reach = int(np.ceil((TINY.grow + 4) * TINY.span * region.interocular / TINY.crop_size)) + 1
-    lips = np.zeros(frame.shape[:2], np.uint8)
-    cv2.fillPoly(lips, [np.round(target.points[list(IBUG68.mouth_inner)]).astype(np.int32)], 1)
-    allowed = cv2.dilate(lips, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
-    assert not (changed & ~allowed).any()
+    assert not (changed & ~reach_of(target, [MOUTH], TINY, frame.shape)).any()
+
+
+def reach_of(target, polygons, config, shape):
+    """Where a painter of `config` may change a frame: the polygons grown by its mask's reach and feathering."""
+    unit = np.linalg.norm(target.points[IBUG68.left_eye_outer] - target.points[IBUG68.right_eye_outer])
+    reach = int(np.ceil((config.grow + 4) * config.span * unit / config.crop_size)) + 1
+    inside = np.zeros(shape[:2], np.uint8)
+    for part in polygons:
+        cv2.fillPoly(inside, [np.round(target.points[list(part)]).astype(np.int32)], 1)
+    return cv2.dilate(inside, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
+
+
+def test_eyes_that_close_are_painted_inside_the_eyes_only(real_faces_dir, read_real_frame):
+    clip = next(v for v in annotations.load(real_faces_dir / "annotations.json") if v.video == "dpe_d.mp4")
+    faces = [f for f in clip.face_frames() if painting.present(f, IBUG68, IBUG68.left_eye)]
+    sizes = [size(f, IBUG68.left_eye) for f in faces]
+    reference, target = faces[int(np.argmax(sizes))], faces[int(np.argmin(sizes))]
+    assert size(reference, IBUG68.left_eye) - size(target, IBUG68.left_eye) > EYES.min_change
+    painter = untrained(TINY_EYES)
+    frame = read_real_frame(clip, target)
+    painted = painter.paint(frame, target, painter.reference(read_real_frame(clip, reference), reference))
+    changed = np.any(painted != frame, axis=-1)
+    assert changed.sum() > 20
+    assert not (changed & ~reach_of(target, [IBUG68.left_eye, IBUG68.right_eye], TINY_EYES, frame.shape)).any()
 
 
 def test_nothing_is_painted_where_the_mouth_opens_no_more_than_the_reference(opened_mouth, untrained_painter):
@@ -80,7 +116,7 @@ def test_nothing_is_painted_where_the_mouth_opens_no_more_than_the_reference(ope
     assert untrained_painter.paint(frame, reference, untrained_painter.reference(reference_frame, reference)) is frame
     # The opened mouth as the reference: the target opens no more than it.
     assert untrained_painter.paint(frame, target, untrained_painter.reference(frame, target)) is frame
-    assert untrained_painter.paint(frame, target, None) is frame
+    assert untrained_painter.paint(frame, target, [None]) is frame
 
 
 def test_training_writes_a_painter_that_loads(trained_folder, opened_mouth):
@@ -113,27 +149,34 @@ def test_the_entry_point_rejects_a_bad_override_before_any_work(real_faces_dir, 
 
 
 def test_an_export_ships_its_painter_and_the_generator_paints_with_it(trained_folder, opened_mouth, tmp_path):
-    version = export.export_model("pretrained", tmp_path / "painted", painter=trained_folder)
-    assert json.loads((version / export.SIDECAR).read_text())[export.PAINTER_ENTRY] == {
-        "config": painting.CONFIG, "weights": painting.WEIGHTS}
+    version = export.export_model("pretrained", tmp_path / "painted", painters=[trained_folder])
+    assert json.loads((version / export.SIDECAR).read_text())[export.PAINTERS_ENTRY] == ["painters/mouth"]
     model = FaceModel.load(tmp_path / "painted")
-    assert model.painter is not None and model.painter.config == TINY
-    # Written again, the export keeps its painter.
+    assert [p.config for p in model.painters] == [TINY]
+    # Written again, the export keeps its painters.
     again = export.export_model(tmp_path / "painted", tmp_path / "again")
-    assert FaceModel.load(again).painter.config == TINY
+    assert [p.config for p in FaceModel.load(again).painters] == [TINY]
     _, (reference_frame, reference), (_, target) = opened_mouth
     painted = VideoGenerator(model, reference_frame, reference).generate_frame(target)[0]
     plain = VideoGenerator(model, reference_frame, reference, GenerationSettings(paint=False)).generate_frame(target)[0]
     changed = np.any(painted != plain, axis=-1)
     assert changed.any()
     ys, xs = np.nonzero(changed)
-    inner = target.points[list(IBUG68.mouth_inner)]
+    inner = target.points[list(MOUTH)]
     unit = np.linalg.norm(target.points[IBUG68.left_eye_outer] - target.points[IBUG68.right_eye_outer])
     assert xs.min() >= inner[:, 0].min() - 0.2 * unit and xs.max() <= inner[:, 0].max() + 0.2 * unit
     assert ys.min() >= inner[:, 1].min() - 0.2 * unit and ys.max() <= inner[:, 1].max() + 0.2 * unit
 
 
-def test_a_bad_painter_folder_fails_the_export_before_anything_is_written(tmp_path):
-    with pytest.raises(painting.PainterError):
-        export.export_model("pretrained", tmp_path / "out", painter=tmp_path)
+def test_an_export_ships_a_mouth_and_an_eye_painter(trained_folder, trained_eyes, tmp_path):
+    version = export.export_model("pretrained", tmp_path / "both", painters=[trained_folder, trained_eyes])
+    assert [p.config.region for p in FaceModel.load(version).painters] == ["mouth", "eyes"]
+
+
+@pytest.mark.parametrize("painters, message", [("empty", "no readable painter config"),
+                                               ("twice", "more than one paints the same region")])
+def test_bad_painters_fail_the_export_before_anything_is_written(trained_folder, tmp_path, painters, message):
+    folders = [tmp_path] if painters == "empty" else [trained_folder, trained_folder]
+    with pytest.raises(ValueError, match=message):
+        export.export_model("pretrained", tmp_path / "out", painters=folders)
     assert not (tmp_path / "out").exists()

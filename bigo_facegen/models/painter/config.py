@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import dataclasses
 
+REGIONS = ("mouth", "eyes")
+
 
 @dataclasses.dataclass
 class PainterConfig:
-    # The aligned mouth crop (`painting.RegionCrop`): its side in px, and its width in inter-ocular distances. At 96 px
-    # and 1.1 a speaking mouth is about 60 px wide, enough to show single teeth.
+    # What it paints (`painting.parts`): the inner lips, or each eye.
+    region: str = "mouth"
+    # The aligned crop of a part (`painting.RegionCrop`): its side in px, and its width in inter-ocular distances. At
+    # 96 px and 1.1 a speaking mouth is about 60 px wide, enough to show single teeth; `EYES` crops an eye at 0.6.
     crop_size: int = 96
     span: float = 1.1
-    # How far the opening's mask reaches beyond the inner-lip polygon, in crop px: the polygon's edge is where a warp
-    # leaves the stretched lips' inner rim, which has to be repainted too.
+    # How far the part's mask reaches beyond its polygon, in crop px: the polygon's edge is where a warp leaves the
+    # stretched lips' inner rim (or a squeezed eye's lids), which has to be repainted too.
     grow: int = 2
-    # The target's mouth must open beyond the reference's by this much (squared inter-ocular distances) to be painted;
-    # `evaluation.conditions.MOUTH_OPENING` counts an opened mouth from 0.03.
-    min_opening: float = 0.01
+    # A part is painted where its size differs from the reference's by more than this (polygon area in squared
+    # inter-ocular distances): `evaluation.conditions.MOUTH_OPENING` counts an opened mouth from 0.03; an open eye is
+    # about 0.02, a closed one under 0.008.
+    min_change: float = 0.01
     width: int = 32                 # the U-Net's first width, doubled at each of its three downsamplings (capped)
     critic_width: int = 32
     steps: int = 3000
@@ -27,7 +32,9 @@ class PainterConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
+        if self.region not in REGIONS:
+            raise ValueError(f"painter.region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+        for field in dataclasses.fields(self)[1:]:
             value = getattr(self, field.name)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or (field.type == "int" and not isinstance(value, int)):
@@ -40,8 +47,12 @@ class PainterConfig:
         for name in ("grow", "steps", "batch_size", "width", "critic_width"):
             if getattr(self, name) < (0 if name == "grow" else 1):
                 raise ValueError(f"painter.{name} must be positive, got {getattr(self, name)}")
-        for name in ("min_opening", "l1", "perceptual", "adversarial"):
+        for name in ("min_change", "l1", "perceptual", "adversarial"):
             if getattr(self, name) < 0:
                 raise ValueError(f"painter.{name} must not be negative, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"painter.learning_rate must be positive, got {self.learning_rate}")
+
+
+# The eye painter's settings: an eye is about 0.3 inter-ocular distances wide, and its lids reach beyond its outline.
+EYES = PainterConfig(region="eyes", span=0.6, grow=4, min_change=0.005)
