@@ -1,4 +1,5 @@
-"""Frozen feature networks for the perceptual loss, in a small registry so that other backbones can join.
+"""Frozen feature networks for the perceptual loss, in a small registry so that other backbones can join; Lite0's
+feature maps (`lite0_features`) also give the evaluation's perceptual distance (`evaluation.regions`).
 
 A backbone builder takes `(model_cfg, image_size)` and returns a `PerceptualNetwork`, or None when its pretrained
 weights are unavailable: random features would make the loss noise, so it is then switched off with a log line,
