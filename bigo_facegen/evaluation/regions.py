@@ -24,7 +24,7 @@ mouth and eyes should be. The unit is the inter-ocular distance (IOD): between t
   polygon covers fewer than `MIN_MOUTH_PIXELS` (20) pixels or a point of it is absent.
 - Eye opening, on blink targets (`conditions`' `blink`) only: |openness(output) - openness(truth)| with
   `conditions.eye_openness` (the eyes' mean polygon area over squared eye width) of the dlib judge's 68 points on
-  either frame; None where the judge found no face in either.
+  either frame; None where the judge found no face in one of them.
 """
 from __future__ import annotations
 
