@@ -50,6 +50,7 @@ class Layout:
     left_eye: tuple[int, ...]
     right_eye: tuple[int, ...]
     mouth_inner: tuple[int, ...]
+    mouth_outer: tuple[int, ...]
     jaw: tuple[int, ...]
     # This layout's points in dlib's 68-point iBUG order, so that dlib's predictor can judge any layout.
     ibug68: tuple[int, ...]
@@ -85,6 +86,7 @@ BIGO106 = Layout(
     left_eye=(52, 53, 72, 54, 55, 56, 73, 57),
     right_eye=(58, 59, 75, 60, 61, 62, 76, 63),
     mouth_inner=tuple(range(96, 104)),
+    mouth_outer=tuple(range(84, 96)),
     jaw=tuple(range(0, 33)),
     # Every other contour point; the upper brows; nose bridge and base; the eyes' corners and lids without their
     # mid-lid points (72, 73, 75, 76); the outer and inner lips, which both layouts list alike.
@@ -111,6 +113,7 @@ IBUG68 = Layout(
     left_eye=tuple(range(36, 42)),
     right_eye=tuple(range(42, 48)),
     mouth_inner=tuple(range(60, 68)),
+    mouth_outer=tuple(range(48, 60)),
     jaw=tuple(range(0, 17)),
     ibug68=tuple(range(68)),
 )

@@ -5,10 +5,12 @@
     python -m experiments.evaluate --model=copy --data=synthetic --output=runs/copy_synthetic --max_frames_per_video=8
 
 For each video the first annotated frame is the reference and every later annotated frame a target. Writes
-OUTPUT/results.json (overall, per tier, per video: psnr, ssim, psnr_face, ssim_face, identity_accuracy,
-identity_distance, keypoint_nme, keypoint_accuracy, frames), OUTPUT/results.md, OUTPUT/plots/<video>.png (metrics per
-frame) and OUTPUT/sheets/<video>.png (reference | truth | warp baseline | ours). Without --model it evaluates the
-model shipped in the package.
+OUTPUT/results.json (overall, per tier, per condition, per video: psnr, ssim, psnr_face, ssim_face,
+identity_accuracy, identity_distance, keypoint_nme, keypoint_accuracy, keypoint_jitter, frames, and the mouth and eye
+measures of `bigo_facegen.evaluation.regions`: psnr_mouth, ssim_mouth, psnr_eyes, ssim_eyes, perceptual_face,
+perceptual_mouth, teeth_hit, teeth_false, teeth_frames, eye_opening_error), OUTPUT/results.md,
+OUTPUT/plots/<video>.png (metrics per frame) and OUTPUT/sheets/<video>.png (reference | truth | warp baseline | ours).
+Without --model it evaluates the model shipped in the package.
 """
 
 from absl import app, flags

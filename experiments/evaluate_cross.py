@@ -8,6 +8,7 @@ A command of its own rather than a flag of `experiments.evaluate`: it scores pai
 true frames, with other metrics (identity kept, motion followed, jitter), and several methods in one run. Writes
 OUTPUT/results.json, OUTPUT/results.md and OUTPUT/sheets/<source>__<driver>.png (`bigo_facegen.evaluation.
 cross_identity`).
+The mouth and eye measures of `experiments.evaluate` (`evaluation.regions`) need the source's true frames: none here.
 """
 
 from absl import app, flags

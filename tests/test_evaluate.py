@@ -20,7 +20,7 @@ CLIPS = ("dpe_s.mp4", "mead_W011_neutral.mp4")
 KEPT_FRAMES = (1, 30, 60, 90)   # the reference and three targets far enough apart to move
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
-        "keypoint_accuracy", "keypoint_jitter", "frames"}
+        "keypoint_accuracy", "keypoint_jitter", "frames", *protocol.REGION_METRICS}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,8 @@ def test_the_true_frames_are_the_judges_floor(copy_run):
     # Each clip's third target is the first with two before it: the judge's points shake a little on true frames.
     assert 0 < truth["keypoint_jitter"] < 0.1
     assert np.isfinite(copy["psnr"]) and 0 < copy["ssim"] < 1
+    assert truth["psnr_mouth"] == truth["psnr_eyes"] == "inf" and truth["perceptual_face"] == 0.0
+    assert np.isfinite(copy["psnr_mouth"]) and copy["perceptual_face"] > 0 and copy["perceptual_mouth"] > 0
 
 
 def test_warp_beats_copy_on_keypoints_and_face(copy_run, warp_run):
@@ -97,6 +99,8 @@ def test_markdown_plots_and_contact_sheets(copy_run, warp_run):
     markdown = (copy_run / "results.md").read_text()
     assert "| copy |" in markdown and "| truth |" in markdown and "## Per video" in markdown
     assert "## Per condition" in markdown
+    # Each table's rows again in a second table of the mouth and eye measures.
+    assert markdown.count("| method | PSNR mouth | SSIM mouth |") == markdown.count("| method | PSNR | SSIM |") > 0
     for name in CLIPS:
         stem = Path(name).stem
         plot = cv2.imread(str(copy_run / "plots" / f"{stem}.png"))

@@ -16,7 +16,8 @@ from tests.real_clips import cut_folder
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("dpe_s", "mead_W011_neutral")   # two persons, 256 x 256
 FRAMES = 8
-KEYS = {"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "keypoint_nme", "keypoint_jitter", "frames"}
+KEYS = {"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "keypoint_nme", "keypoint_jitter", "frames",
+        *protocol.REGION_METRICS}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,7 @@ def test_entry_point_writes_evaluates_summaries(clips, tmp_path):
     assert sorted(results["compared"]) == ["copy", protocol.TRUTH]
     truth = results["compared"][protocol.TRUTH]["overall"]
     assert truth["psnr"] == "inf" and truth["keypoint_jitter"] > 0
+    assert truth["psnr_mouth"] == "inf" and truth["perceptual_mouth"] == 0.0
     assert results["overall"]["psnr"] > results["compared"]["copy"]["overall"]["psnr"]
     assert "reconstruction: each clip drives its own first face frame" in (out / "results.md").read_text()
     assert sorted(p.name for p in (out / "sheets").iterdir() if not p.name.startswith("condition_")) == sorted(

@@ -37,6 +37,13 @@ def _width(polygon: np.ndarray) -> float:
     return float(max(np.linalg.norm(a - b) for a in polygon for b in polygon))
 
 
+def eye_openness(points: np.ndarray, layout: Layout) -> float:
+    """The two eyes' mean openness in `points` (N, 2) of `layout`: each eye's polygon area over its squared width."""
+    points = np.asarray(points, np.float64)
+    eyes = (points[list(layout.left_eye)], points[list(layout.right_eye)])
+    return sum(_area(eye) / _width(eye) ** 2 for eye in eyes) / 2
+
+
 def face_shape(frame: FrameAnnotation, layout: Layout) -> dict[str, float] | None:
     """Mouth opening, eye openness and eye-width log ratio of one face; None where a point they need is absent."""
     needed = [layout.left_eye_outer, layout.right_eye_outer, *layout.left_eye, *layout.right_eye,
@@ -49,7 +56,7 @@ def face_shape(frame: FrameAnnotation, layout: Layout) -> dict[str, float] | Non
         return None
     left, right = points[list(layout.left_eye)], points[list(layout.right_eye)]
     return {"mouth": _area(points[list(layout.mouth_inner)]) / unit ** 2,
-            "eyes": (_area(left) / _width(left) ** 2 + _area(right) / _width(right) ** 2) / 2,
+            "eyes": eye_openness(points, layout),
             "eye_width_ratio": float(np.log(_width(left) / _width(right)))}
 
 

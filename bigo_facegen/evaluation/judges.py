@@ -51,16 +51,24 @@ class DlibJudge:
 
     def judge(self, frame: np.ndarray, annotation: FrameAnnotation) -> Judgement:
         """dlib's view of `frame`, which should show the face annotated by `annotation` (the target)."""
-        if self.layout.name == IBUG68.name:
-            box = detector_box(annotation.bbox)
-        else:
-            box = dlib_face.detect(frame)
-            if box is None:
-                return Judgement(descriptor=None)
-        shape = dlib_face.shape(frame, box)
-        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        shape = self._shape(frame, annotation)
+        if shape is None:
+            return Judgement(descriptor=None)
+        points = _points(shape)
         nme = metrics.keypoint_nme(points, self._truth(annotation), (IBUG68.left_eye_outer, IBUG68.right_eye_outer))
         return Judgement(descriptor=dlib_face.descriptor(frame, shape), points=points, nme=nme)
+
+    def landmarks(self, frame: np.ndarray, annotation: FrameAnnotation) -> np.ndarray | None:
+        """dlib's 68 points on `frame` as `judge` finds them, without the descriptor (the costly part); None where
+        there was no face to judge."""
+        shape = self._shape(frame, annotation)
+        return None if shape is None else _points(shape)
+
+    def _shape(self, frame: np.ndarray, annotation: FrameAnnotation):
+        if self.layout.name == IBUG68.name:
+            return dlib_face.shape(frame, detector_box(annotation.bbox))
+        box = dlib_face.detect(frame)
+        return None if box is None else dlib_face.shape(frame, box)
 
     def interocular(self, annotation: FrameAnnotation) -> float:
         """The distance between the annotated outer eye corners, in frame pixels: the unit of keypoint errors."""
@@ -70,3 +78,7 @@ class DlibJudge:
     def _truth(self, annotation: FrameAnnotation) -> np.ndarray:
         """The annotation's points that correspond to dlib's 68, in dlib's order."""
         return annotation.points[list(self.layout.ibug68)]
+
+
+def _points(shape) -> np.ndarray:
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)

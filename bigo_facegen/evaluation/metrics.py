@@ -12,6 +12,8 @@ Settings, fixed so that numbers are comparable across runs and with scikit-image
   border replicated (`geometry.crop`); generated and true frames are cropped by the same box.
 - Keypoint NME: the mean point-to-point distance over the points divided by the distance between the two outer eye
   corners of the target (ibug68 36 and 45), and the share of frames whose NME is under `NME_THRESHOLD`.
+
+The same PSNR and SSIM around the target's mouth and eyes, a perceptual distance, teeth and eye opening: `regions`.
 """
 from __future__ import annotations
 

