@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tensorflow as tf
 
 from bigo_facegen import geometry
 from bigo_facegen.annotations import FrameAnnotation
@@ -119,6 +120,8 @@ class Painter:
 
     def __init__(self, network, config: PainterConfig, source: str):
         self.network, self.config, self.source = network, config, source
+        # Traced once (one crop at a time): an eager Keras call costs several times the network's own work here.
+        self._run = tf.function(network, autograph=False)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "Painter":
@@ -167,7 +170,7 @@ class Painter:
             crop_alpha = alpha(region.polygon(target.points, part), self.config)[..., None]
             inputs = np.concatenate([crop * (1.0 - crop_alpha), crop_alpha, known.crop, known.alpha[..., None]],
                                     axis=-1)
-            painted = self.network(inputs[None]).numpy()[0]
+            painted = self._run(tf.constant(inputs[None])).numpy()[0]
             frame = _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
         return frame
 

@@ -38,6 +38,8 @@ flags.DEFINE_integer("tune_steps", 0, "One-shot tuning of a model on each video'
                      "frames (0: off; needs a training model_dir).", lower_bound=0)
 flags.DEFINE_float("tune_lr", None, "Learning rate of one-shot tuning (default: the run's "
                    "optimizer.generator_lr).")
+flags.DEFINE_bool("paint", True, "Let a model's painters (the shipped model's mouth and eyes) paint over its frames; "
+                  "--nopaint scores the frames as its generator made them.")
 flags.DEFINE_integer("samples_per_video", 4, "Targets per video on the contact sheet.", lower_bound=1)
 flags.DEFINE_string("cache_dir", None, "Where --data=synthetic is generated (default ~/.cache/bigo_facegen).")
 
@@ -50,7 +52,7 @@ def main(argv):
                       max_frames_per_video=FLAGS.max_frames_per_video,
                       frame_stride=FLAGS.frame_stride, with_truth=FLAGS.truth,
                       fusion=FLAGS.fusion, samples_per_video=FLAGS.samples_per_video, cache_dir=FLAGS.cache_dir,
-                      tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr)
+                      tune_steps=FLAGS.tune_steps, tune_lr=FLAGS.tune_lr, paint=FLAGS.paint)
     print((path.parent / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {path}")
 

@@ -58,15 +58,15 @@ _PANELS = (("psnr", "PSNR, full frame", "dB"), ("ssim", "SSIM, full frame", "SSI
 def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test",
         max_frames_per_video: int | None = None, frame_stride: int = 1, with_truth: bool = False,
         fusion: str | None = None, samples_per_video: int = 4, cache_dir: str | os.PathLike | None = None,
-        progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None) -> Path:
+        progress: bool = True, tune_steps: int = 0, tune_lr: float | None = None, paint: bool = True) -> Path:
     """Evaluates `model` (`truth`, or a method `methods.load` takes: `copy`, `warp`, an export or a training
     model_dir) on `data` (`synthetic` or a BIGO-layout folder) and writes the report to `output_dir`; returns the
     path of results.json. A model's faces are fused by `fusion` (default: the model's own,
     `face_model.FaceModel.default_fusion`), after `tune_steps` of one-shot tuning on each reference (`tuning`,
-    model_dirs only). The `warp` method fills the contact sheets' baseline column; `with_truth` also scores the true
-    frames (the judge's floor). `output_dir` is checked before the evaluation starts."""
+    model_dirs only), and its painters lay mouths and eyes over the frames unless `paint` is false. The `warp` method
+    fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor). `output_dir` is checked before the evaluation starts."""
     check_output_dir(output_dir)
-    settings = GenerationSettings(fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr)
+    settings = GenerationSettings(fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr, paint=paint)
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
     method = None if model == protocol.TRUTH else methods_lib.load(model, settings)
     if method is None or method.model is None:
@@ -82,7 +82,8 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
                                    sample_methods=samples, progress=progress)
     if "model" in methods:
         evaluation.settings.update({"fusion": fusion, "tune_steps": tune_steps,
-                                    "tune_lr": tune_lr if tune_steps else None})
+                                    "tune_lr": tune_lr if tune_steps else None,
+                                    "painters": [p.config.region for p in method.model.painters] if paint else []})
     return write_report(evaluation, output_dir, main=next(iter(methods)), baseline="warp",
                         labels={"model": label} if "model" in methods else None)
 
