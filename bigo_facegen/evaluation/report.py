@@ -64,7 +64,8 @@ def run(model: str, data: str, output_dir: str | os.PathLike, split: str = "test
     path of results.json. A model's faces are fused by `fusion` (default: the model's own,
     `face_model.FaceModel.default_fusion`), after `tune_steps` of one-shot tuning on each reference (`tuning`,
     model_dirs only), and its painters lay mouths and eyes over the frames unless `paint` is false. The `warp` method
-    fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor). `output_dir` is checked before the evaluation starts."""
+    fills the contact sheets' baseline column; `with_truth` also scores the true frames (the judge's floor).
+    `output_dir` is checked before the evaluation starts."""
     check_output_dir(output_dir)
     settings = GenerationSettings(fusion=fusion, tune_steps=tune_steps, tune_lr=tune_lr, paint=paint)
     data_dir = synthetic_data(cache_dir) if data == SYNTHETIC else Path(data)
