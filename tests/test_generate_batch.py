@@ -164,7 +164,7 @@ def test_job_lines_are_checked_before_the_pipeline(exports, real_faces_dir, tmp_
         (4, None, "missing annotations, output"),
         (5, str(tmp_path / "b.mp4"), "unknown speed; a job takes model, annotations, video, output, reference, "
                                      "reference_index, videos_dir, face_output, fps, max_frames, fusion, border, "
-                                     "fill, copy_threshold, color_transfer, feather, batch"),
+                                     "fill, copy_threshold, color_transfer, paint, feather, batch"),
         (6, str(tmp_path / "c.mp4"), "reference_index must be an integer, got true"),
         (7, str(tmp_path / "d.mp4"), f'fusion must be one of {", ".join(fusion.FUSIONS)}, got "blend"'),
         (8, str(tmp_path / "a.mp4"), f"output {tmp_path / 'a.mp4'}: line 1 writes it too"),

@@ -27,8 +27,8 @@ def test_a_bad_value_is_named_as_flags_and_job_lines_name_it():
 
 
 def test_flag_and_job_line_names_map_onto_the_fields():
-    assert GenerationSettings.keys() == ("fusion", "border", "fill", "copy_threshold", "color_transfer", "feather",
-                                         "batch", "tune_steps", "tune_lr")
+    assert GenerationSettings.keys() == ("fusion", "border", "fill", "copy_threshold", "color_transfer", "paint",
+                                         "feather", "batch", "tune_steps", "tune_lr")
     assert GenerationSettings.from_keys({"batch": 2, "fusion": "segment", "tune_lr": None}) == GenerationSettings(
         fusion="segment", batch_size=2)
     assert GenerationSettings.from_keys({}) == GenerationSettings()  # None: the model's fusion, the run's rate
