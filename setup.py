@@ -11,8 +11,9 @@ setup(
     packages=find_packages(include=["bigo_facegen*", "tfds_bigo*", "experiments*", "benchmarks*"]),
     package_data={"tfds_bigo": ["bigo_face/*.tsv", "bigo_face/*.bib", "bigo_face/*.md", "bigo_face/*.txt",
                                 "bigo_face/dummy_data/**/*"],
-                  # The shipped model (an export, ~3 MB) and its card.
-                  "bigo_facegen.pretrained": ["MODEL_CARD.md", "real_faces/*", "real_faces/variables/*"]},
+                  # The shipped model (an export, ~4 MB, and its two painters, 3 MB each) and its card.
+                  "bigo_facegen.pretrained": ["MODEL_CARD.md", "real_faces/*", "real_faces/variables/*",
+                                              "real_faces/painters/*/*"]},
     include_package_data=True,
     install_requires=[
         "tensorflow==2.21.0",
