@@ -416,8 +416,11 @@ def painter_pieces(model: str | os.PathLike, painters: Sequence[str | os.PathLik
 def painters_of(version_dir: str | os.PathLike) -> list[painting.Painter]:
     """The painters that the export in `version_dir` ships (its sidecar's `painters` entry), in their order."""
     version_dir = Path(version_dir)
-    return [painting.Painter.load(version_dir / folder)
-            for folder in read_sidecar(version_dir).metadata.get(PAINTERS_ENTRY, [])]
+    folders = [version_dir / folder for folder in read_sidecar(version_dir).metadata.get(PAINTERS_ENTRY, [])]
+    for folder in folders:
+        if not folder.resolve().is_relative_to(version_dir.resolve()):
+            raise ExportError(f"{version_dir / SIDECAR}: painter folder {folder} is outside the export's folder")
+    return [painting.Painter.load(folder) for folder in folders]
 
 
 def load_generator(model: str | os.PathLike) -> tuple[keras.Model, ExperimentConfig]:

@@ -17,7 +17,9 @@ Each output frame, as the original solution made it (its settings: `generation_s
 5. background fusion (`fusion`): the reference frame shifted onto the target box (`shift`), only the person moved
    over an inpainted background (`segment`), or the whole frame warped by the keypoints, fixed at the frame border
    (`warp`); the face pasted with a feathered edge. The face of a model that repaints goes into the warped frame only
-   where its repaint mask says it painted: elsewhere the frame already shows the reference moved at full resolution.
+   where its repaint mask says it painted: elsewhere the frame already shows the reference moved at full resolution;
+6. the model's painters, if it ships any and `paint` is on (`painting`): the interior of a mouth that opens beyond the
+   reference's, and eyes that close or open, repainted in the frame (the face crop stays the generator's).
 Frames without a face repeat the last output (the reference frame itself before the first face).
 With `tune_steps` > 0 (a training model_dir only: an export cannot be trained), the generator is first fine-tuned on
 the reference alone (`tuning`); the loaded model keeps its own weights for other references.

@@ -2,6 +2,7 @@
 export (generate and animate then paint; `paint=False` leaves the frames as the generator made them)."""
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, export, geometry, painter_training, painting
+from bigo_facegen import annotations, export, geometry, painter_training, painting, pretrained
 from bigo_facegen.face_model import FaceModel
 from bigo_facegen.generation import VideoGenerator
 from bigo_facegen.generation_settings import GenerationSettings
@@ -182,3 +183,13 @@ def test_bad_painters_fail_the_export_before_anything_is_written(trained_folder,
     with pytest.raises(ValueError, match=message):
         export.export_model("pretrained", tmp_path / "out", painters=folders)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sidecar_naming_a_painter_outside_its_export_is_refused(tmp_path):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(pretrained.resolve(pretrained.NAME), shipped)
+    sidecar = json.loads((shipped / export.SIDECAR).read_text())
+    assert sidecar[export.PAINTERS_ENTRY] == ["painters/mouth", "painters/eyes"]
+    (shipped / export.SIDECAR).write_text(json.dumps({**sidecar, export.PAINTERS_ENTRY: ["../elsewhere"]}))
+    with pytest.raises(export.ExportError, match="painter folder .*elsewhere is outside the export's folder"):
+        FaceModel.load(shipped)
