@@ -27,7 +27,7 @@ from bigo_facegen.config import ModelConfig
 from bigo_facegen.evaluation import protocol
 from bigo_facegen.models import perceptual
 from bigo_facegen.models.painter.config import PainterConfig
-from bigo_facegen.models.painter.network import LocalCritic, Painter
+from bigo_facegen.models.painter.network import LocalCritic, Painter, painter_input
 
 # Mouths must open at least this much (squared inter-ocular distances) to have an interior to learn from.
 _LEAST_OPENING = 0.005
@@ -66,11 +66,6 @@ def part_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, prog
                 found["parts"].append(p)
     return PartCrops(**{name: np.stack(values) if name in ("crops", "alphas") else np.array(values)
                         for name, values in found.items()})
-
-
-def painter_input(crop, crop_alpha, reference, reference_alpha):
-    """The painter's (B, S, S, 8) input from crops in [-1, 1] and alphas (B, S, S, 1): the crop's part blanked."""
-    return tf.concat([crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha], axis=-1)
 
 
 class _Sampler:

@@ -168,9 +168,8 @@ class Painter:
                 continue
             crop = region.cut(frame).astype(np.float32) / 127.5 - 1.0
             crop_alpha = alpha(region.polygon(target.points, part), self.config)[..., None]
-            inputs = np.concatenate([crop * (1.0 - crop_alpha), crop_alpha, known.crop, known.alpha[..., None]],
-                                    axis=-1)
-            painted = self._run(tf.constant(inputs[None])).numpy()[0]
+            painted = self._run(network_lib.painter_input(crop[None], crop_alpha[None], known.crop[None],
+                                                          known.alpha[None, ..., None])).numpy()[0]
             frame = _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
         return frame
 

@@ -6,8 +6,14 @@ import keras
 
 from bigo_facegen.models.critics import SNResNetCritic
 
-# Channels of the painter's input: the blanked crop (3), its opening (1), the reference's crop (3) and opening (1).
+# Channels of the painter's input (`painter_input`).
 INPUT_CHANNELS = 8
+
+
+def painter_input(crop, crop_alpha, reference, reference_alpha):
+    """The painter's (B, S, S, 8) input from crops (B, S, S, 3) in [-1, 1] and their parts' alphas (B, S, S, 1): the
+    crop with its part blanked, that alpha, the reference's crop and its alpha."""
+    return keras.ops.concatenate([crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha], axis=-1)
 
 
 def _conv(filters: int, strides: int = 1, name: str | None = None) -> keras.layers.Conv2D:
