@@ -185,7 +185,8 @@ def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
     recomputed, recomputed_optimizers, recomputed_step = build_step(config, RecomputingStep)
     rtol = np.finfo(np.float32).eps * BATCH * SIZE * SIZE * 3
     # Where a gradient is near zero, the rounding of the two graphs still comes out as a share of a step (0.007 of one
-    # measured); a fake that differed moves whole steps (1.2 to 2).
+    # measured, 0.051 once on a 2-core Xeon beside another test process); a fake that differed moves whole steps (1.2
+    # to 2).
     step_size = {"generator": config.optimizer.generator_lr, "keypoint_detector": config.optimizer.detector_lr,
                  "critic": config.optimizer.critic_lr, "identity_critic": config.optimizer.identity_critic_lr}
     for _ in range(3):
@@ -196,7 +197,7 @@ def test_reused_fake_gives_the_same_updates_as_recomputing_it(batch, generator):
             np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), rtol=rtol, err_msg=name)
         for name, model in models_of(reused).items():
             for x, y in zip(model.weights, models_of(recomputed)[name].weights):
-                np.testing.assert_allclose(x.numpy(), y.numpy(), atol=0.05 * step_size[name], err_msg=x.path)
+                np.testing.assert_allclose(x.numpy(), y.numpy(), atol=0.25 * step_size[name], err_msg=x.path)
 
 
 def test_losses_fall_on_a_fixed_batch(batch):
