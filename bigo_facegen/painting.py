@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from bigo_facegen import geometry
 from bigo_facegen.annotations import FrameAnnotation
+from bigo_facegen.evaluation import conditions
 from bigo_facegen.keypoints import Layout, layout_for_count
 from bigo_facegen.models.painter import network as network_lib
 from bigo_facegen.models.painter.config import PainterConfig
@@ -90,11 +91,8 @@ def alpha(polygon: np.ndarray, config: PainterConfig) -> np.ndarray:
 def part_size(points: np.ndarray, layout: Layout, part: tuple[int, ...]) -> float:
     """The area of the polygon `points[part]` in squared inter-ocular distances (0 where the eye corners coincide)."""
     points = np.asarray(points, np.float64)
-    polygon = points[list(part)]
-    area = 0.5 * abs(float(np.dot(polygon[:, 0], np.roll(polygon[:, 1], 1))
-                           - np.dot(polygon[:, 1], np.roll(polygon[:, 0], 1))))
     unit = np.linalg.norm(points[layout.left_eye_outer] - points[layout.right_eye_outer])
-    return area / unit ** 2 if unit > 0 else 0.0
+    return conditions.polygon_area(points[list(part)]) / unit ** 2 if unit > 0 else 0.0
 
 
 def present(annotation: FrameAnnotation, layout: Layout, part: tuple[int, ...]) -> bool:

@@ -28,7 +28,8 @@ BLINK_RATIO = 0.6
 HEAD_TURN = 0.1
 
 
-def _area(polygon: np.ndarray) -> float:
+def polygon_area(polygon: np.ndarray) -> float:
+    """The area of a simple polygon (K, 2) (the shoelace formula)."""
     x, y = polygon[:, 0], polygon[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
@@ -41,7 +42,7 @@ def eye_openness(points: np.ndarray, layout: Layout) -> float:
     """The two eyes' mean openness in `points` (N, 2) of `layout`: each eye's polygon area over its squared width."""
     points = np.asarray(points, np.float64)
     eyes = (points[list(layout.left_eye)], points[list(layout.right_eye)])
-    return sum(_area(eye) / _width(eye) ** 2 for eye in eyes) / 2
+    return sum(polygon_area(eye) / _width(eye) ** 2 for eye in eyes) / 2
 
 
 def face_shape(frame: FrameAnnotation, layout: Layout) -> dict[str, float] | None:
@@ -55,7 +56,7 @@ def face_shape(frame: FrameAnnotation, layout: Layout) -> dict[str, float] | Non
     if unit <= 0:
         return None
     left, right = points[list(layout.left_eye)], points[list(layout.right_eye)]
-    return {"mouth": _area(points[list(layout.mouth_inner)]) / unit ** 2,
+    return {"mouth": polygon_area(points[list(layout.mouth_inner)]) / unit ** 2,
             "eyes": eye_openness(points, layout),
             "eye_width_ratio": float(np.log(_width(left) / _width(right)))}
 
