@@ -21,42 +21,56 @@ scales with the driving box side (source box side x driving side / reference sid
 the driving box in normalised coordinates. A point absent (flag 0) in the driving reference or the source stays absent.
 
 Driving frames without a face keep the last motion: the target of the last frame with a face, before the first one
-the source's own face. The driving track is first smoothed by a One-Euro filter (`smoothing="one_euro"`, the default,
-or `"none"`: Casiez et al. 2012, the `OneEuroFilter` package by its authors) per coordinate, points and box alike, in
-units of the first face's box side so that its settings do not depend on the image size.
+the source's own face. The driving track is first smoothed, per coordinate, points and box alike:
+- `gaussian` (the default for a whole video): each run of consecutive frames with a face convolved with a Gaussian of
+  `sigma` seconds (scipy's `gaussian_filter1d`), centred on the frame, so it has no lag; it needs the frames to come;
+- `one_euro` (`LIVE`'s, for a live driver): the One-Euro filter (Casiez et al. 2012, the `OneEuroFilter` package by its
+  authors), causal, in units of the first face's box side so that its settings do not depend on the image size; it
+  lags behind fast motion and flattens it (a mouth opened for a syllable opens less);
+- `none`.
 
 `transfer` takes the whole track; `LiveTransfer` takes its frames one at a time, as a live source gives them, and gives
-each target at once: the same filter and the same motion (`TrackSmoother`, `FrameTransfer`), so the targets are
+each target at once: the same causal filter and the same motion (`TrackSmoother`, `FrameTransfer`), so the targets are
 `transfer`'s for the driving reference `first`, the only one a live source can know.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 from OneEuroFilter import OneEuroFilter
+from scipy.ndimage import gaussian_filter1d
 
 from bigo_facegen import geometry
 from bigo_facegen.annotations import FLAG_ABSENT, FrameAnnotation
 
 MODES = ("relative", "absolute")
 REFERENCES = ("first", "best")
-SMOOTHINGS = ("none", "one_euro")
-# On by default, as measured (the warp, same person, source = the clip's first frame, its own track as the driver, the
-# first 60 frames of the 7 test-split clips, dlib judging the output): the output's keypoint jitter 0.0508 -> 0.0299
-# of the inter-ocular distance, PSNR 22.89 -> 23.21 dB (5 clips gain up to 1.2 dB, 2 lose 0.04 and 0.15 dB). Of the
-# settings tried, (min_cutoff, beta) (1, 1): 0.0303, 23.19 dB; (0.5, 1): 0.0355, 23.24 dB but one clip -0.50 dB.
-DEFAULT_SMOOTHING = "one_euro"
-# One-Euro settings: the cutoff (Hz) at rest and how fast it opens with speed (per face side per second). Kept for
-# tracked driving points (`animate.DEFAULT_TRACKING`), as measured 2026-12-07 at c376f8b (`evaluation.reconstruction`,
+SMOOTHINGS = ("none", "one_euro", "gaussian")
+# Smoothing at all, as measured 2026-11-29 (the warp, same person, source = the clip's first frame, its own track as
+# the driver, the first 60 frames of the 7 test-split clips, dlib judging the output): One-Euro took the output's
+# keypoint jitter from 0.0508 to 0.0299 of the inter-ocular distance and the PSNR from 22.89 to 23.21 dB.
+# The whole-video default since 2026-12-07 (scratch at 205f84d, the warp of each clip's first face frame onto every 2nd
+# target by its own tracked points, relative motion, the dev train split, 2777 targets; PSNR / face PSNR / the targets'
+# jitter in inter-ocular distances): one_euro (1, 5) 23.27 / 23.27 / 0.0047, the same run forwards then backwards 23.31
+# / 23.31 / 0.0024, none 23.66 / 23.76 / 0.0149, gaussian sigma 0.75, 1, 1.25, 1.5 frames 23.63, 23.60, 23.56, 23.53 dB
+# at 0.0072, 0.0056, 0.0045, 0.0038; Savitzky-Golay (7, 2) 23.60 / 0.0065, (9, 3) 23.59 / 0.0052. A Gaussian of one
+# frame at 25 fps keeps all but 0.06 dB of the motion that the One-Euro filter's 0.4 dB costs (at rest its 1 Hz cutoff
+# trails a slow head turn by about 4 frames) and steadies the points almost as much. Detected points: one_euro 22.62 /
+# 22.53, gaussian 1 frame 22.80 / 22.77, none 22.69 / 22.66.
+DEFAULT_SMOOTHING = "gaussian"
+DEFAULT_SIGMA = 0.04   # seconds
+# One-Euro settings (`LIVE`'s): the cutoff (Hz) at rest and how fast it opens with speed (per face side per second),
+# as measured 2026-12-07 at c376f8b (`evaluation.reconstruction`,
 # the warp, the dev train split, every 2nd of 2802 targets; PSNR / face PSNR / the output's jitter): tracked, none
 # 23.73 / 23.81 / 0.0335, (8, 5) 23.68 / 23.75 / 0.0295, (4, 5) 23.61 / 23.65 / 0.0271, (2, 5) 23.48 / 23.50 / 0.0250,
 # (1, 5) 23.33 / 23.32 / 0.0233, (1, 20) 23.49 / 23.52 / 0.0267, (2, 20) 23.57 / 23.61 / 0.0275; detected, (1, 5)
 # 22.69 / 22.60 / 0.0244, none 22.76 / 22.71 / 0.0378; the true frames shake 0.0370. Less smoothing buys dB (the
-# filter lags) and costs steadiness along one line; (1, 5) is the one setting tried whose output shakes less than
-# detected points smoothed by it, so it stays.
+# filter flattens motion) and costs steadiness along one line; (1, 5) is the one setting tried whose output shakes
+# less than detected points smoothed by it.
 DEFAULT_MIN_CUTOFF = 1.0
 DEFAULT_BETA = 5.0
 
@@ -73,6 +87,7 @@ class MotionSettings:
     smoothing: str = DEFAULT_SMOOTHING
     min_cutoff: float = DEFAULT_MIN_CUTOFF
     beta: float = DEFAULT_BETA
+    sigma: float = DEFAULT_SIGMA
 
     def __post_init__(self):
         for name, value, allowed in (("mode", self.mode, MODES), ("reference", self.reference, REFERENCES),
@@ -82,6 +97,12 @@ class MotionSettings:
         if not self.min_cutoff > 0 or not self.beta >= 0:
             raise MotionError(f"One-Euro smoothing needs min_cutoff > 0 and beta >= 0, got {self.min_cutoff} and "
                               f"{self.beta}")
+        if not self.sigma > 0:
+            raise MotionError(f"Gaussian smoothing needs sigma > 0 seconds, got {self.sigma}")
+
+
+# A live driver's settings: the causal filter, since the frames to come are not there yet.
+LIVE = MotionSettings(smoothing="one_euro")
 
 
 def transfer(source: FrameAnnotation, source_size: tuple[int, int], driving: Sequence[FrameAnnotation],
@@ -90,8 +111,7 @@ def transfer(source: FrameAnnotation, source_size: tuple[int, int], driving: Seq
     """One target annotation per driving frame (same index), in the source image's pixels; sizes are (width,
     height) of the source image and of the driving frames, `fps` the driving frame rate (for the smoothing)."""
     _check(source, driving, source_size, driving_size)
-    if settings.smoothing == "one_euro":
-        driving = smooth(driving, fps, settings.min_cutoff, settings.beta)
+    driving = smoothed(driving, fps, settings)
     move = FrameTransfer(source, source_size, driving_size, settings.mode,
                          reference_frame(source, driving, settings.reference))
     return [move(frame) for frame in driving]
@@ -130,7 +150,7 @@ class LiveTransfer:
     frames to come)."""
 
     def __init__(self, source: FrameAnnotation, source_size: tuple[int, int], driving_size: tuple[int, int],
-                 fps: float, settings: MotionSettings = MotionSettings()):
+                 fps: float, settings: MotionSettings = LIVE):
         check_live(settings)
         _check_source(source, source_size, driving_size)
         self._smooth: Callable[[FrameAnnotation], FrameAnnotation] = (
@@ -144,10 +164,14 @@ class LiveTransfer:
 
 
 def check_live(settings: MotionSettings) -> None:
-    """Raises MotionError unless the settings can drive a live source: the driving reference `first`."""
+    """Raises MotionError unless the settings can drive a live source: the driving reference `first`, no smoothing
+    that looks ahead."""
     if settings.reference != "first":
         raise MotionError(f"driving reference {settings.reference!r} chooses among all the driving frames, and a live "
                           f"driver gives them one at a time: use 'first'")
+    if settings.smoothing == "gaussian":
+        raise MotionError("smoothing 'gaussian' averages each frame with the frames to come, and a live driver gives "
+                          "them one at a time: use 'one_euro' or 'none'")
 
 
 def _unchanged(frame: FrameAnnotation) -> FrameAnnotation:
@@ -179,12 +203,40 @@ def adapt_scale(source: FrameAnnotation, reference: FrameAnnotation) -> float:
     return float(np.sqrt(source_area / reference_area))
 
 
+def smoothed(driving: Sequence[FrameAnnotation], fps: float, settings: MotionSettings) -> list[FrameAnnotation]:
+    """The driving track smoothed as `settings.smoothing` says (`fps` the driving frame rate)."""
+    if settings.smoothing == "one_euro":
+        return smooth(driving, fps, settings.min_cutoff, settings.beta)
+    if settings.smoothing == "gaussian":
+        return smooth_gaussian(driving, fps, settings.sigma)
+    return list(driving)
+
+
 def smooth(driving: Sequence[FrameAnnotation], fps: float, min_cutoff: float = DEFAULT_MIN_CUTOFF,
            beta: float = DEFAULT_BETA) -> list[FrameAnnotation]:
     """The driving track with every point coordinate and box value One-Euro filtered over the frames with a face
     (timestamps index / fps, so lost frames are a gap in time), in units of the first face's box side."""
     smoother = TrackSmoother(fps, min_cutoff, beta)
     return [smoother(frame) for frame in driving]
+
+
+def smooth_gaussian(driving: Sequence[FrameAnnotation], fps: float, sigma: float = DEFAULT_SIGMA
+                    ) -> list[FrameAnnotation]:
+    """The driving track with every point coordinate and box value convolved with a Gaussian of `sigma` seconds over
+    each run of consecutive frames with a face (a lost face ends a run; a run's ends are held, not mirrored)."""
+    smoothed = list(driving)
+    start = 0
+    for has_face, run in itertools.groupby(driving, key=lambda frame: frame.has_face):
+        run = list(run)
+        if has_face:
+            values = np.stack([np.concatenate([frame.points.ravel(), frame.bbox]) for frame in run]).astype(np.float64)
+            values = gaussian_filter1d(values, sigma * fps, axis=0, mode="nearest")
+            for offset, (frame, row) in enumerate(zip(run, values)):
+                smoothed[start + offset] = dataclasses.replace(
+                    frame, points=row[:-4].reshape(frame.points.shape).astype(np.float32),
+                    bbox=row[-4:].astype(np.float32))
+        start += len(run)
+    return smoothed
 
 
 class TrackSmoother:

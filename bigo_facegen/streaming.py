@@ -11,14 +11,16 @@ Per driving frame, nothing of the frames to come used:
    fusion, each frame given out with the detections seen so far, the filter of the fusion `animate`'s track smooths
    with) or dlib's on the frame alone (`detect`), as `annotate.TRACKINGS` name them;
 2. their motion moved onto the photo's face (`motion_transfer.LiveTransfer`: the first driving face is the reference,
-   the One-Euro filter one step per frame); a frame without a face keeps the last motion, as in `animate`;
+   the One-Euro filter one step per frame, `motion_transfer.LIVE`, where `animate` smooths with the frames to come);
+   a frame without a face keeps the last motion, as in `animate`;
 3. the frame: `methods.Method.frames` for this one target, so a model makes its face at batch 1 and pastes it back as
    `generation.VideoGenerator` does, what depends on the photo alone (its crop, the fusion's reference, tuning,
    colour statistics) made once, before the first frame (`methods.Method.prepare`);
 4. with `gaze` (`animate.DEFAULT_GAZE`), the photo's irises moved as the driver's move (`gaze.measure_frame` on the
    driving frame, `gaze.GazeFollower`, `animate.GazeRepaint`): `animate`'s gaze, which looks at no frame to come.
 
-With dlib on every frame (`detect`) the targets are `animate`'s (the driving reference `first`), and so are the frames,
+With dlib on every frame (`detect`) the targets are `animate`'s with the same motion settings (the driving reference
+`first`, a causal smoothing), and so are the frames,
 a model's up to the float rounding of another batch size; with `track` they differ by what the tracker's fusion has
 seen, the reference most (frame 1's points as first seen, where `animate` has them fused with their whole span's).
 """
@@ -61,7 +63,7 @@ class LiveAnimator:
     face."""
 
     def __init__(self, method: Method | str | os.PathLike, image: np.ndarray, fps: float,
-                 face: FrameAnnotation | None = None, motion: MotionSettings = MotionSettings(),
+                 face: FrameAnnotation | None = None, motion: MotionSettings = motion_transfer.LIVE,
                  tracking: str = animate.DEFAULT_TRACKING, settings: GenerationSettings = GenerationSettings(),
                  compiled: bool = False, gaze: bool = animate.DEFAULT_GAZE, source: str | os.PathLike = "the photo",
                  face_size: int | None = None):
@@ -143,7 +145,7 @@ class StreamStats:
 
 def stream(method: Method | str | os.PathLike, source: str | os.PathLike, driving: str | os.PathLike,
            output: str | os.PathLike, face_output: str | os.PathLike | None = None, source_frame: int | None = None,
-           motion: MotionSettings = MotionSettings(), max_frames: int | None = None,
+           motion: MotionSettings = motion_transfer.LIVE, max_frames: int | None = None,
            max_side: int = animate.DEFAULT_MAX_SIDE, progress: bool = True, compiled: bool = False,
            settings: GenerationSettings = GenerationSettings(), tracking: str = animate.DEFAULT_TRACKING,
            gaze: bool = animate.DEFAULT_GAZE) -> StreamStats:

@@ -4,7 +4,7 @@
     python -m experiments.animate --model=warp --source=photo.jpg --driving=driver.mp4 --output=out.mp4
     python -m experiments.animate --model=exports/face --source=clip.mp4 --source_frame=1 --driving=driver.mp4 \\
         --output=out.mp4 [--face_output=face.mp4] [--mode=relative|absolute] [--driving_reference=first|best] \\
-        [--smoothing=none|one_euro] [--tracking=track|detect | --driving_annotations=annotations.json] \\
+        [--smoothing=gaussian|one_euro|none] [--tracking=track|detect | --driving_annotations=annotations.json] \\
         [--max_side=1920] [--nogaze]
 
 dlib finds the face and its 68 points on the source; the driver's are dlib's followed through its frames by optical
@@ -89,7 +89,7 @@ def _stream():
         if FLAGS[name].present and FLAGS[name].value != FLAGS[name].default:
             sys.exit(f"error: --{name}={FLAGS[name].value} {reason}: --stream refuses it")
     stats = streaming.stream(FLAGS.model, FLAGS.source, FLAGS.driving, FLAGS.output, face_output=FLAGS.face_output,
-                             source_frame=FLAGS.source_frame, motion=motion_flags.settings(),
+                             source_frame=FLAGS.source_frame, motion=motion_flags.settings(live=True),
                              max_frames=FLAGS.max_frames, max_side=FLAGS.max_side, compiled=FLAGS.xla,
                              settings=generation_flags.settings(),
                              tracking=FLAGS.tracking or animate.DEFAULT_TRACKING, gaze=FLAGS.gaze)

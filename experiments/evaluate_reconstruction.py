@@ -3,7 +3,7 @@ frames with the evaluation's metrics, per condition and per video (`bigo_facegen
 
     python -m experiments.evaluate_reconstruction --data=../shared/data/real_faces/dev --output=runs/reconstruction \\
         [--split=test] [--frame_stride=2] [--model=pretrained] [--tracking=track|detect] [--methods=copy,warp] \\
-        [--mode=relative] [--smoothing=one_euro|none]
+        [--mode=relative] [--smoothing=gaussian|one_euro|none]
 
 A command of its own rather than a flag of `experiments.evaluate`: the methods are given the targets animate makes
 from each clip's own frames (its keypoints tracked or detected, moved onto its first frame, smoothed), not the

@@ -36,9 +36,11 @@ def test_relative_with_the_drivers_own_first_frame_as_source_reproduces_absolute
     moved = max(np.abs(frame.points - driving[0].points).max() for frame in driving)
     assert moved > 10  # the driver really moves, so equality below is not two copies of the source
     for smoothing in motion_transfer.SMOOTHINGS:
-        relative = motion_transfer.transfer(driving[0], size, driving, size, FPS,
+        # The source: the driver's first face as the smoothing gives it (the One-Euro filter starts at it as it is).
+        source = motion_transfer.smoothed(driving, FPS, MotionSettings(smoothing=smoothing))[0]
+        relative = motion_transfer.transfer(source, size, driving, size, FPS,
                                             MotionSettings(mode="relative", smoothing=smoothing))
-        absolute = motion_transfer.transfer(driving[0], size, driving, size, FPS,
+        absolute = motion_transfer.transfer(source, size, driving, size, FPS,
                                             MotionSettings(mode="absolute", smoothing=smoothing))
         assert len(relative) == len(absolute) == len(driving)
         for r, a in zip(relative, absolute):
@@ -106,18 +108,20 @@ def test_a_live_driver_given_frame_by_frame_gets_the_targets_of_the_whole_track(
     driving, source = tracks
     track = [FrameAnnotation(index=1), FrameAnnotation(index=2), *driving[2:30], FrameAnnotation(index=31),
              *driving[31:60]]
-    for settings in (MotionSettings(), MotionSettings(mode="absolute"), RAW):
+    for settings in (motion_transfer.LIVE, dataclasses.replace(motion_transfer.LIVE, mode="absolute"), RAW):
         live = motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, settings)
         given = [live(frame) for frame in track]
         expected = motion_transfer.transfer(source, (256, 256), track, (512, 512), FPS, settings)
         for a, b in zip(given, expected, strict=True):
             _same(a, b, atol=1e-5)
-    smoothed = motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, MotionSettings())
+    smoothed = motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, motion_transfer.LIVE)
     assert np.abs([smoothed(frame) for frame in track][40].points - given[40].points).max() > 0.1  # the filter runs
     with pytest.raises(MotionError) as error:
         motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, MotionSettings(reference="best"))
     assert str(error.value) == ("driving reference 'best' chooses among all the driving frames, and a live driver "
                                 "gives them one at a time: use 'first'")
+    with pytest.raises(MotionError, match="^smoothing 'gaussian' averages each frame with the frames to come"):
+        motion_transfer.LiveTransfer(source, (256, 256), (512, 512), FPS, MotionSettings())
     with pytest.raises(MotionError, match="the source has no face to drive"):
         motion_transfer.LiveTransfer(FrameAnnotation(index=1), (256, 256), (512, 512), FPS)
 
@@ -150,6 +154,48 @@ def test_one_euro_smoothing_lowers_the_tracks_jitter(tracks):
         np.testing.assert_allclose(frame.points, driving[0].points, atol=1e-3)
     gap = [driving[0], FrameAnnotation(index=2), driving[2]]
     assert not motion_transfer.smooth(gap, FPS)[1].has_face
+
+
+def test_gaussian_smoothing_steadies_the_track_without_lag_or_flattening(tracks):
+    """The whole-video default: it halves the real track's shaking while staying within 2% of an eye distance of it,
+    and, unlike the causal filter, does not lag."""
+    driving, _ = tracks
+    gaussian = motion_transfer.smooth_gaussian(driving, FPS)
+    unit = np.linalg.norm(driving[0].points[36] - driving[0].points[45])
+
+    def jitter(track):
+        return np.mean([metrics.keypoint_jitter(a.points, b.points, c.points, unit)
+                        for a, b, c in zip(track, track[1:], track[2:])])
+
+    assert jitter(gaussian) < 0.5 * jitter(driving)
+    assert np.abs(np.stack([f.points for f in gaussian]) - np.stack([f.points for f in driving])).mean() < 0.02 * unit
+    # A syllable (the lower lip, points 56 to 58, down by 10 px and back over 10 frames) and a slow turn (every point
+    # 0.5 px a frame to the right) on a still face: the Gaussian has its peak where the syllable has it and follows
+    # the turn exactly, where the causal filter comes late to both.
+    drop = np.concatenate([np.zeros(20), np.linspace(0, 10, 6), np.linspace(10, 0, 6)[1:], np.zeros(20)])
+    syllable = []
+    for k, dy in enumerate(drop):
+        points = driving[0].points.copy()
+        points[56:59, 1] += dy
+        syllable.append(dataclasses.replace(driving[0], index=k + 1, points=points))
+    for name, track in (("gaussian", motion_transfer.smooth_gaussian(syllable, FPS)),
+                        ("one_euro", motion_transfer.smooth(syllable, FPS))):
+        late = np.argmax([f.points[57, 1] for f in track]) - np.argmax(drop)
+        assert late == 0 if name == "gaussian" else late > 0, (name, late)
+    turn = [dataclasses.replace(driving[0], index=k + 1, points=driving[0].points + [0.5 * k, 0]) for k in range(40)]
+    for name, track in (("gaussian", motion_transfer.smooth_gaussian(turn, FPS)),
+                        ("one_euro", motion_transfer.smooth(turn, FPS))):
+        behind = np.array([t.points[:, 0] - f.points[:, 0] for t, f in zip(turn, track)])[10:30].mean()
+        assert behind < 1e-3 if name == "gaussian" else behind > 1.0, (name, behind)
+    # A lost face ends a run: frames either side of it are not averaged across it.
+    apart = [dataclasses.replace(driving[0], index=1), FrameAnnotation(index=2),
+             dataclasses.replace(driving[0], index=3, points=driving[0].points + 50)]
+    smoothed = motion_transfer.smooth_gaussian(apart, FPS)
+    assert not smoothed[1].has_face
+    np.testing.assert_allclose(smoothed[0].points, driving[0].points, atol=1e-4)
+    np.testing.assert_allclose(smoothed[2].points, driving[0].points + 50, atol=1e-4)
+    with pytest.raises(MotionError, match="Gaussian smoothing needs sigma > 0 seconds, got 0"):
+        MotionSettings(sigma=0)
 
 
 def test_points_absent_in_the_reference_stay_absent(tracks):
