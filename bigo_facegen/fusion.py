@@ -310,13 +310,20 @@ class PiecewiseAffineWarper:
         keep.sort()
         source, target = source[keep], target[keep]
         triangles = Delaunay(target).simplices
-        affines = self._triangle_affines(source, target, triangles)
+        # Each pixel's affine coefficients looked up one at a time (six 1-D takes are twice as fast at 512 px as one
+        # gather of (H, W, 2, 3)); pixels no triangle covers take the identity, appended as the last "triangle".
+        affines = np.concatenate([self._triangle_affines(source, target, triangles).reshape(-1, 6),
+                                  np.array([[1, 0, 0, 0, 1, 0]], np.float32)]).T.copy()
         ids = self._rasterise(target, triangles)
-        covered = ids >= 0
-        a = affines[np.where(covered, ids, 0)]
+        ids[ids < 0] = len(triangles)
+        a = [np.take(coefficient, ids) for coefficient in affines]
         gx, gy = self.grid_x, self.grid_y
-        map_x = np.where(covered, a[..., 0, 0] * gx + a[..., 0, 1] * gy + a[..., 0, 2], gx).astype(np.float32)
-        map_y = np.where(covered, a[..., 1, 0] * gx + a[..., 1, 1] * gy + a[..., 1, 2], gy).astype(np.float32)
+        map_x = a[0] * gx
+        map_x += a[1] * gy
+        map_x += a[2]
+        map_y = a[3] * gx
+        map_y += a[4] * gy
+        map_y += a[5]
         return map_x, map_y
 
     @staticmethod

@@ -25,12 +25,13 @@ def _driving(real_faces_dir, count):
 
 
 def test_with_dlib_on_every_frame_the_streamed_video_is_animates_own(photo, real_faces_dir, tmp_path):
-    """dlib on each frame alone and the One-Euro filter run forward are causal already: streaming changes nothing."""
+    """dlib on each frame alone and the One-Euro filter run forward are causal already: streaming changes nothing
+    (animate with the same smoothing; its own default looks ahead, see the next test)."""
     driver = real_faces_dir / "videos" / DRIVER
     stats = streaming.stream(methods.WARP, photo[0], driver, tmp_path / "live.mp4", face_output=tmp_path / "face.mp4",
                              max_frames=24, progress=False, tracking=annotate.DETECT)
     animate.animate(methods.WARP, photo[0], driver, tmp_path / "offline.mp4", max_frames=24, progress=False,
-                    tracking=annotate.DETECT)
+                    tracking=annotate.DETECT, motion=motion_transfer.LIVE)
     assert (stats.frames, stats.lost, len(stats.latencies)) == (24, 0, 24)
     written = video.probe(tmp_path / "live.mp4")
     assert (written.width, written.height, written.frame_count) == (224, 200, 24)
@@ -48,9 +49,9 @@ def test_the_streamed_irises_follow_the_driver_s_gaze_as_animate_s_do(real_faces
     stats = streaming.stream(methods.WARP, photo, driver, tmp_path / "live.mp4", source_frame=1, max_frames=64,
                              progress=False, tracking=annotate.DETECT, gaze=True)
     offline = animate.animate(methods.WARP, photo, driver, tmp_path / "offline.mp4", source_frame=1, max_frames=64,
-                              progress=False, tracking=annotate.DETECT, gaze=True)
+                              progress=False, tracking=annotate.DETECT, gaze=True, motion=motion_transfer.LIVE)
     plain = animate.animate(methods.WARP, photo, driver, tmp_path / "plain.mp4", source_frame=1, max_frames=64,
-                            progress=False, tracking=annotate.DETECT, gaze=False)
+                            progress=False, tracking=annotate.DETECT, gaze=False, motion=motion_transfer.LIVE)
     assert stats.gaze and offline.gaze and not plain.gaze
     live = video.read_all(tmp_path / "live.mp4")
     np.testing.assert_array_equal(live, video.read_all(tmp_path / "offline.mp4"))
@@ -63,7 +64,8 @@ def test_with_the_tracker_the_streamed_faces_follow_animates_as_dlib_judges_them
     photo's own face."""
     driver = real_faces_dir / "videos" / DRIVER
     streaming.stream(methods.WARP, photo[0], driver, tmp_path / "live.mp4", max_frames=40, progress=False)
-    animate.animate(methods.WARP, photo[0], driver, tmp_path / "offline.mp4", max_frames=40, progress=False)
+    animate.animate(methods.WARP, photo[0], driver, tmp_path / "offline.mp4", max_frames=40, progress=False,
+                    motion=motion_transfer.LIVE)
     live, offline = video.read_all(tmp_path / "live.mp4"), video.read_all(tmp_path / "offline.mp4")
     assert not np.array_equal(live, offline)
     judged = {name: [annotate.annotate_frame(rgb, i) for i, rgb in enumerate(frames, start=1)]
@@ -102,7 +104,7 @@ def test_the_shipped_model_streams_at_batch_one_the_frames_animate_makes(photo, 
     assert all(result.kind == "generated" for result in made)
     np.testing.assert_array_equal(made[5].frame, made[4].frame)
     track = annotate.annotate_frames(frames, annotate.DETECT)
-    targets = motion_transfer.transfer(animator.face, (224, 200), track, (256, 256), 25.0)
+    targets = motion_transfer.transfer(animator.face, (224, 200), track, (256, 256), 25.0, motion_transfer.LIVE)
     offline = list(method.frames(photo[1], animator.face, targets))
     for live, whole in zip(made, offline, strict=True):
         assert np.abs(live.frame.astype(int) - whole.frame.astype(int)).mean() < 0.5
