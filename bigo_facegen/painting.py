@@ -119,7 +119,9 @@ class Painter:
     def __init__(self, network, config: PainterConfig, source: str):
         self.network, self.config, self.source = network, config, source
         # Traced once (one crop at a time): an eager Keras call costs several times the network's own work here.
+        # Traced now, not at the first mouth that opens: a live stream would stall on that frame.
         self._run = tf.function(network, autograph=False)
+        self._run(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "Painter":
