@@ -26,7 +26,6 @@ seen, the reference most (frame 1's points as first seen, where `animate` has th
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import itertools
 import os
@@ -53,14 +52,6 @@ from bigo_facegen.generation import FrameResult
 from bigo_facegen.generation_settings import GenerationSettings
 from bigo_facegen.methods import Method
 from bigo_facegen.motion_transfer import MotionSettings
-
-
-@dataclasses.dataclass(frozen=True)
-class Driven:
-    """What one driving frame asks of the photo: its face's target, and where its irises should look (the wanted
-    offsets (2, 2) of `gaze.GazeFollower`; None without gaze)."""
-    target: FrameAnnotation
-    gaze: np.ndarray | None = None
 
 
 class LiveAnimator:
@@ -107,11 +98,6 @@ class LiveAnimator:
     def __call__(self, rgb: np.ndarray) -> FrameResult:
         """The output frame (of the photo's size) and its face crop for the next driving frame (RGB uint8, of the
         first one's size)."""
-        return self.render(self.drive(rgb))
-
-    def drive(self, rgb: np.ndarray) -> Driven:
-        """What the next driving frame asks of the photo (steps 1, 2 and the gaze measured): the driver's side alone,
-        so that it may run on another thread while `render` makes the frame before it."""
         self._shape = tracking_lib.check_frame(rgb, self.frames + 1, self._shape)
         self.frames += 1
         found = self._points(rgb)
@@ -120,18 +106,12 @@ class LiveAnimator:
             self._transfer = motion_transfer.LiveTransfer(self.face, (self.image.shape[1], self.image.shape[0]),
                                                           (rgb.shape[1], rgb.shape[0]), self.fps, self.motion)
         target = self._transfer(found)
-        if self._gaze is None:
-            return Driven(target)
-        finder, follower, _ = self._gaze
-        return Driven(target, follower(gaze_lib.measure_frame(finder, rgb, found)))
-
-    def render(self, driven: Driven) -> FrameResult:
-        """The output frame and its face crop for what `drive` gave (step 3, and the irises moved), in its order."""
         # The method is given the same photo and face objects every time: a model's maker for them is reused.
-        result = next(self.method.frames(self.image, self.face, [driven.target]))
+        result = next(self.method.frames(self.image, self.face, [target]))
         if self._gaze is None:
             return result
-        return self._gaze[2](result, driven.target, driven.gaze)
+        finder, follower, repaint = self._gaze
+        return repaint(result, target, follower(gaze_lib.measure_frame(finder, rgb, found)))
 
     def _points(self, rgb: np.ndarray) -> FrameAnnotation:
         if self._tracker is None:
@@ -202,18 +182,8 @@ def stream(method: Method | str | os.PathLike, source: str | os.PathLike, drivin
 def _timed(animator: LiveAnimator, frames: Iterable[np.ndarray], clock: list[tuple[float, float]]
            ) -> Iterator[FrameResult]:
     """`animator`'s frames for `frames`, each one's (read, written) times added to `clock`: the writer asks for the
-    next frame once it has written this one. The next driving frame is read and driven on a second thread while this
-    one is rendered and written (OpenCV's flow, dlib's fit, TensorFlow and the encoder mostly let go of Python's
-    lock), so a frame waits for at most one other."""
-    frames = iter(frames)
-
-    def read_and_drive() -> tuple[float, Driven] | None:
-        rgb = next(frames, None)
-        return None if rgb is None else (time.perf_counter(), animator.drive(rgb))
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="drive") as pool:
-        ahead = pool.submit(read_and_drive)
-        while (driven := ahead.result()) is not None:
-            ahead = pool.submit(read_and_drive)
-            yield animator.render(driven[1])
-            clock.append((driven[0], time.perf_counter()))
+    next frame once it has written this one."""
+    for rgb in frames:
+        start = time.perf_counter()
+        yield animator(rgb)
+        clock.append((start, time.perf_counter()))
