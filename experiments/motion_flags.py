@@ -11,9 +11,9 @@ flags.DEFINE_enum("driving_reference", "first", motion_transfer.REFERENCES, "The
                   "motion: the first with a face, or the one whose expression is nearest the source's.")
 flags.DEFINE_enum("smoothing", None, motion_transfer.SMOOTHINGS,
                   "How the driving keypoint track is smoothed before the transfer: gaussian (over about a frame on "
-                  "either side: no lag, needs the frames to come), one_euro (causal: lags and flattens fast motion) "
-                  f"or none. Default: {motion_transfer.DEFAULT_SMOOTHING}, and {motion_transfer.LIVE.smoothing} "
-                  "for a live driver (animate --stream).")
+                  "either side: no lag, needs the frames to come), one_euro (causal: trails slow motion by a few "
+                  f"frames) or none. Default: {motion_transfer.DEFAULT_SMOOTHING}, and "
+                  f"{motion_transfer.LIVE.smoothing} for a live driver (animate --stream).")
 flags.DEFINE_enum("tracking", None, annotate.TRACKINGS, "How the driver's keypoints are found in its frames: track "
                   "(dlib's points followed by optical flow and held to dlib: they shake less) or detect (dlib on every "
                   f"frame). Default: {animate.DEFAULT_TRACKING}; animate refuses it with --driving_annotations, whose "
