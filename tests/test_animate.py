@@ -145,7 +145,9 @@ def test_tracked_and_detected_driving_points_drive_the_photo_alike_but_not_the_s
                         max_frames=12, progress=False, tracking=tracking)
         given[tracking] = np.stack([t.points for t in method.given[1]])
     difference = np.linalg.norm(given["track"] - given["detect"], axis=-1)
-    assert 0 < difference.mean() < 2.0   # px, on a face about 100 px wide
+    # px, on a face about 100 px wide: dlib's frame-to-frame noise, which the Gaussian smoothing leaves more of than
+    # the One-Euro filter did (2.1 px against 1.x); points that slid off the face would be tens of px away.
+    assert 0 < difference.mean() < 3.0
 
 
 def test_a_tracking_with_driving_annotations_is_refused_and_writes_nothing(photo, dev, real_faces_dir, tmp_path):
@@ -302,11 +304,12 @@ def test_a_photo_larger_than_max_side_is_scaled_down_and_the_run_says_so(photo, 
 
 def test_ctrl_c_ends_animate_with_one_line_and_leaves_nothing(photo, real_faces_dir, tmp_path):
     out = tmp_path / "out.mp4"
-    # The shipped model writes for seconds: the warp's 3 s of writing could end between the test seeing the temporary
-    # file and its signal arriving when the cores are busy (another test process), and the run then ended normally.
+    # Ctrl-C as a terminal sends it: a test run started in the background (`nohup ... &`) hands its children SIGINT
+    # ignored, and Python then keeps ignoring it, so the child gets the default disposition back before it starts.
     process = subprocess.Popen([sys.executable, "-m", "experiments.animate", f"--source={photo[0]}",
                                 f"--driving={real_faces_dir / 'videos' / DRIVER}", f"--output={out}"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Interrupted while the video is being written, once its temporary file exists (dlib has tracked the driver).
         deadline = time.monotonic() + 300
