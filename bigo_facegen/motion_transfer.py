@@ -224,7 +224,7 @@ def smooth_gaussian(driving: Sequence[FrameAnnotation], fps: float, sigma: float
                     ) -> list[FrameAnnotation]:
     """The driving track with every point coordinate and box value convolved with a Gaussian of `sigma` seconds over
     each run of consecutive frames with a face (a lost face ends a run; a run's ends are held, not mirrored)."""
-    smoothed = list(driving)
+    out = list(driving)
     start = 0
     for has_face, run in itertools.groupby(driving, key=lambda frame: frame.has_face):
         run = list(run)
@@ -232,11 +232,11 @@ def smooth_gaussian(driving: Sequence[FrameAnnotation], fps: float, sigma: float
             values = np.stack([np.concatenate([frame.points.ravel(), frame.bbox]) for frame in run]).astype(np.float64)
             values = gaussian_filter1d(values, sigma * fps, axis=0, mode="nearest")
             for offset, (frame, row) in enumerate(zip(run, values)):
-                smoothed[start + offset] = dataclasses.replace(
+                out[start + offset] = dataclasses.replace(
                     frame, points=row[:-4].reshape(frame.points.shape).astype(np.float32),
                     bbox=row[-4:].astype(np.float32))
         start += len(run)
-    return smoothed
+    return out
 
 
 class TrackSmoother:
