@@ -18,6 +18,8 @@ class KnownPoints:
     """A detector that knows the true points of the frame being tracked (`points`, set before the frame is handed
     over) and gives them with Gaussian noise; it finds no face while `points` is None."""
 
+    unflowed = ()   # every point follows the flow: the texture has no mouth that opens
+
     def __init__(self, seed=0):
         self.points = None
         self.rng = np.random.default_rng(seed)
@@ -182,6 +184,28 @@ def test_on_a_real_clip_the_points_shake_less_than_dlibs_and_stay_on_them(real_f
     nme = np.mean([metrics.keypoint_nme(t.points, d.points, (36, 45)) for t, d in zip(track, detected)])
     assert nme < 0.03
     assert tracker.searches <= 3   # dlib's slow face search on a few of the 60 frames, not on every one
+
+
+def test_the_inner_lips_open_as_dlib_sees_them_where_the_flow_alone_would_not(real_faces_dir):
+    """lp_d12 opens its mouth wide from a closed first frame: flow from a key frame carries the inner lips only part
+    of the way (teeth appear between them), so every frame takes them from its fit (`DlibDetector.unflowed`)."""
+    clip = {v.video: v for v in annotations.load(real_faces_dir / "annotations.json")}["lp_d12.mp4"]
+    frames = list(itertools.islice(video.read_frames(annotations.resolve_video_path(clip, real_faces_dir)), 60))
+
+    class Flowed(tracking.DlibDetector):
+        unflowed = ()
+
+    def opening(points):
+        points = np.asarray(points, np.float64)
+        return (np.linalg.norm(points[[61, 62, 63]] - points[[67, 66, 65]], axis=1).mean()
+                / np.linalg.norm(points[36] - points[45]))
+
+    dlib = np.array([opening(frame.points) for frame in clip.frames[:60]])   # dlib on every frame
+    assert np.ptp(dlib) > 0.15   # the mouth really opens and closes
+    tracked = np.array([opening(frame.points) for frame in tracking.track(frames)])
+    flowed = np.array([opening(frame.points) for frame in tracking.track(frames, Flowed())])
+    assert np.corrcoef(tracked, dlib)[0, 1] > 0.97 and np.abs(tracked - dlib).mean() < 0.01
+    assert np.corrcoef(flowed, dlib)[0, 1] < 0.85 and np.ptp(flowed) < 0.85 * np.ptp(dlib)   # 0.71 and 73% measured
 
 
 def test_followed_frame_by_frame_each_frame_comes_at_once_and_nears_the_whole_tracks(real_faces_dir):
