@@ -9,7 +9,7 @@ them, each output frame made at once; and `stream`, a driving video read that wa
 Per driving frame, nothing of the frames to come used:
 1. the driver's points: `tracking.Tracker.follow` (`track`, the default: the tracker's flow from its key frame, fit and
    fusion, each frame given out with the detections seen so far, the filter of the fusion `animate`'s track smooths
-   with) or dlib's on the frame alone (`detect`), as `annotate.TRACKINGS` name them;
+   with; the faster flow of `tracking.LIVE`) or dlib's on the frame alone (`detect`), as `annotate.TRACKINGS` name them;
 2. their motion moved onto the photo's face (`motion_transfer.LiveTransfer`: the first driving face is the reference,
    the One-Euro filter one step per frame, `motion_transfer.LIVE`, where `animate` smooths with the frames to come);
    a frame without a face keeps the last motion, as in `animate`;
@@ -75,7 +75,7 @@ class LiveAnimator:
         self.face = face if face is not None else animate.find_face(image, "<source image>")
         self.method.prepare(image, self.face)
         self.fps, self.motion = fps, motion
-        self._tracker = tracking_lib.Tracker() if tracking == annotate.TRACK else None
+        self._tracker = tracking_lib.Tracker(settings=tracking_lib.LIVE) if tracking == annotate.TRACK else None
         self._transfer: motion_transfer.LiveTransfer | None = None  # made at the first frame, which gives its size
         self._shape: tuple[int, ...] | None = None
         self.frames = 0

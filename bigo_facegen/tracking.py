@@ -5,12 +5,12 @@ the detector, so that they shake less than points detected anew on every frame a
 
 The video is cut into spans, each followed from its first frame, the key:
 
-1. Flow: OpenCV's DIS flow (`flow_preset`, default fast) from the key to each frame of its span and back, on gray
-   frames cut to `flow_context` face sides around the key's face and resized so that the face is about
-   `TrackSettings.flow_face_px` wide (never enlarged). A point moves by the flow at it; the round trip's miss (the
-   forward-backward check, Sundaram et al. 2010) and how different its neighbourhood looks from the key's say whether
-   the flow still holds it. Flow from the key, rather than from frame
-   to frame, adds no error over time: a point in frame t is where the key's point went, not the sum of t small moves.
+1. Flow: OpenCV's DIS flow (`flow_preset`, default medium; `LIVE`, a live driver's, fast) from the key to each frame
+   of its span and back, on gray frames cut to `flow_context` face sides around the key's face and resized so that the
+   face is about `TrackSettings.flow_face_px` wide (never enlarged). A point moves by the flow at it; the round trip's
+   miss (the forward-backward check, Sundaram et al. 2010) and how different its neighbourhood looks from the key's
+   say whether the flow still holds it. Flow from the key, rather than from frame to frame, adds no error over time: a
+   point in frame t is where the key's point went, not the sum of t small moves.
 2. The face box moves with the points (the detector box, shifted and scaled as they are). The slow part of detection,
    dlib's HOG face search, runs on a span's first frame, every `search_every` frames, and whenever the flow holds too
    few points (`min_kept`); if it then finds no face, the face is lost. In between, dlib's shape predictor fits the
@@ -49,7 +49,7 @@ from bigo_facegen import dlib_face
 from bigo_facegen.annotations import FLAG_OCCLUDED, FLAG_VISIBLE, FrameAnnotation
 from bigo_facegen.keypoints import IBUG68
 
-# OpenCV's DIS presets: `medium` follows a point to about half the error of `fast` at four times its cost.
+# OpenCV's DIS presets: `medium` follows a point to about half the error of `fast` at four times its cost (at one size).
 FLOW_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                 "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
@@ -89,13 +89,15 @@ class DlibDetector:
 # The defaults, as measured (scratch, 2026-12-07, the warp of each clip's first frame onto every 4th frame by the
 # tracked points, 6 clips of the dev train split, PSNR full frame / face against dlib on every frame's 20.44 / 19.90):
 # flow from the key 20.95 / 20.52, chained frame to frame (pyramidal Lucas-Kanade) 20.60 / 20.12; rekey 0.5 against
-# 0.7 and 0.8: 20.77 / 20.32 and 20.80 / 20.35; flow_face_px 192 against 128: +0.09 / +0.11 dB at 2.2x the flow's cost;
-# flow_context 3 as good as the whole frame (20.95 / 20.51), 2 a little worse (20.91 / 20.47).
+# 0.7 and 0.8: 20.77 / 20.32 and 20.80 / 20.35; flow_context 3 as good as the whole frame (20.95 / 20.51), 2 a little
+# worse (20.91 / 20.47). The flow (every 2nd of the train split's 2777 targets, Gaussian-smoothed, face PSNR / face
+# SSIM; docs/experiments.md, "Tracking: a finer flow"): medium at 128 px 23.71 / 0.774, at 96, 192 and 256 px 23.70 /
+# 0.772, 23.67 / 0.773 and 23.65 / 0.773; fast at 128, 192 and 256 px 23.57 / 0.763, 23.63 / 0.766, 23.64 / 0.768.
 @dataclasses.dataclass(frozen=True)
 class TrackSettings:
     """How the track is followed and held to the detector (lengths in detector box sides; see the module doc)."""
-    flow_preset: str = "fast"
-    flow_face_px: int = 192
+    flow_preset: str = "medium"
+    flow_face_px: int = 128
     flow_context: float = 3.0
     flow_sigma: float = 0.004
     detector_sigma: float = 0.03
@@ -121,6 +123,11 @@ class TrackSettings:
         for name in ("flow_sigma", "detector_sigma", "lost", "mismatch", "reanchor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"tracking setting {name} must be positive, got {getattr(self, name)}")
+
+
+# A live driver's settings (`Tracker.follow` under `streaming`): every frame must be made within a frame's time, and the
+# fast flow at 192 px costs half of the default's (train split: face PSNR 23.63 / SSIM 0.766 against 23.71 / 0.774).
+LIVE = TrackSettings(flow_preset="fast", flow_face_px=192)
 
 
 @dataclasses.dataclass(frozen=True)
