@@ -21,8 +21,9 @@ Per driving frame, nothing of the frames to come used:
 
 With dlib on every frame (`detect`) the targets are `animate`'s with the same motion settings (the driving reference
 `first`, a causal smoothing), and so are the frames,
-a model's up to the float rounding of another batch size; with `track` they differ by what the tracker's fusion has
-seen, the reference most (frame 1's points as first seen, where `animate` has them fused with their whole span's).
+a model's up to the float rounding of another batch size; with `track` they differ by the live tracker's faster flow
+and by what its fusion has seen, the reference most (frame 1's points as first seen, where `animate` has them fused
+with their whole span's).
 """
 from __future__ import annotations
 
