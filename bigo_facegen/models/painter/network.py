@@ -6,14 +6,25 @@ import keras
 
 from bigo_facegen.models.critics import SNResNetCritic
 
-# Channels of the painter's input (`painter_input`).
+# Channels of the painter's input (`painter_input`): 8, and 1 more for the driver's teeth (`PainterConfig.teeth_cue`).
 INPUT_CHANNELS = 8
+# The teeth cue of a target whose driver is not seen (keypoints alone): the painter guesses as one without the cue.
+UNKNOWN_TEETH = -1.0
 
 
-def painter_input(crop, crop_alpha, reference, reference_alpha):
+def input_channels(teeth_cue: bool) -> int:
+    return INPUT_CHANNELS + int(teeth_cue)
+
+
+def painter_input(crop, crop_alpha, reference, reference_alpha, teeth=None):
     """The painter's (B, S, S, 8) input from crops (B, S, S, 3) in [-1, 1] and their parts' alphas (B, S, S, 1): the
-    crop with its part blanked, that alpha, the reference's crop and its alpha."""
-    return keras.ops.concatenate([crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha], axis=-1)
+    crop with its part blanked, that alpha, the reference's crop and its alpha; with `teeth` (B,), the share of the
+    driver's inner mouth that shows teeth (or `UNKNOWN_TEETH`), a ninth channel of that value."""
+    planes = [crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha]
+    if teeth is not None:
+        planes.append(keras.ops.ones_like(crop_alpha) * keras.ops.reshape(keras.ops.cast(teeth, "float32"),
+                                                                          (-1, 1, 1, 1)))
+    return keras.ops.concatenate(planes, axis=-1)
 
 
 def _conv(filters: int, strides: int = 1, name: str | None = None) -> keras.layers.Conv2D:
@@ -21,8 +32,9 @@ def _conv(filters: int, strides: int = 1, name: str | None = None) -> keras.laye
 
 
 class Painter(keras.Model):
-    """(B, S, S, 8) in [-1, 1] (masks in [0, 1]) -> (B, S, S, 3) painting in [-1, 1]. Three stride-2 levels with skip
-    connections: the opening's interior (teeth, tongue, cavity) is read from the reference and the lips around it."""
+    """(B, S, S, 8 or 9) in [-1, 1] (masks in [0, 1]) -> (B, S, S, 3) painting in [-1, 1]. Three stride-2 levels with
+    skip connections: the opening's interior (teeth, tongue, cavity) is read from the reference and the lips around
+    it."""
 
     def __init__(self, width: int = 32, **kwargs):
         super().__init__(**kwargs)
