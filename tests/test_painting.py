@@ -297,6 +297,7 @@ def test_animate_and_the_live_animator_tell_the_painter_the_drivers_teeth(cued_m
     assert methods.ModelMethod(cued_model).reads_teeth
     assert not methods.ModelMethod(cued_model, GenerationSettings(paint=False)).reads_teeth
     assert not methods.Warp().reads_teeth
+    assert methods.load("pretrained").reads_teeth   # the shipped mouth painter reads the driver's teeth
     clip = next(v for v in annotations.load(real_faces_dir / "annotations.json") if v.video == "dpe_d.mp4")
     annotations.dump([clip], tmp_path / "annotations.json")
     driving = real_faces_dir / "videos" / "dpe_d.mp4"
