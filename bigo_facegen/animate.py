@@ -19,7 +19,10 @@ function behind `experiments.animate`.
 4. The frames: a `methods.Method` makes them from the source image and its face, a model (an export or a training
    model_dir) through `generation.VideoGenerator`, or `warp`, the source image warped piecewise-affinely onto each
    target's keypoints. One output frame per driving frame, at the source's resolution and the driver's frame rate;
-   `face_output` gets the method's face crops alone.
+   `face_output` gets the method's face crops alone. A method whose mouth painter reads the driver's teeth
+   (`methods.Method.reads_teeth`) is told, per driving frame, how much of the driver's inner mouth shows teeth
+   (`driver_teeth`: `painting.teeth_cue` on the driving frames read again, at the track's points), so that an opened
+   mouth shows teeth where the driver's does and a tongue or a dark cavity where it does not.
 5. The gaze (`gaze`, on by default; `driver_gaze`, `with_gaze`): the 68 points have no pupils, so the method paints
    the photo's eyes looking where they looked. MediaPipe's iris model (`iris.IrisFinder`) finds the photo's irises
    once and the driver's on each driving frame, and `gaze.GazePainter` moves the photo's irises, within each output
@@ -55,6 +58,7 @@ from bigo_facegen import (
     iris,
     methods,
     motion_transfer,
+    painting,
     video,
 )
 from bigo_facegen.annotations import FrameAnnotation
@@ -117,7 +121,8 @@ def animate(method: Method | str | os.PathLike, source: str | os.PathLike, drivi
     if own:
         source_face = own_face(track, source_frame, image, source)
     targets = transfer(source_face, image, track, info, motion, driving)
-    results = method.frames(image, source_face, targets)
+    teeth = driver_teeth(driving, track, progress) if method.reads_teeth else None
+    results = method.frames(image, source_face, targets, teeth)
     followed = driver_gaze(image, source_face, source, driving, track, info.playback_fps, progress) if gaze else None
     if followed is not None:
         results = with_gaze(results, targets, *followed, method.face_size if face_output else None)
@@ -168,6 +173,14 @@ def transfer(source_face: FrameAnnotation, image: np.ndarray, track: list[FrameA
                                         (info.width, info.height), info.playback_fps, motion)
     except motion_transfer.MotionError as e:
         raise GenerationError(f"{driving}: {e}") from e
+
+
+def driver_teeth(driving: str | os.PathLike, track: list[FrameAnnotation], progress: bool = True
+                 ) -> list[float | None]:
+    """The driver's `painting.teeth_cue` on each frame of `track` (of the video `driving`, its frames read again)."""
+    frames = tqdm(itertools.islice(video.read_frames(driving), len(track)), total=len(track), unit="frame",
+                  disable=not progress, leave=False, desc=f"{Path(driving).name}: teeth")
+    return [painting.teeth_cue(frame, found) for frame, found in zip(frames, track)]
 
 
 def driver_gaze(image: np.ndarray, source_face: FrameAnnotation, source: str | os.PathLike,

@@ -143,12 +143,16 @@ class VideoGenerator:
         result = next(self.generate_frames([target]))
         return result.frame, result.face
 
-    def generate_frames(self, targets: Iterable[FrameAnnotation]) -> Iterator[FrameResult]:
-        """Output frames for a sequence of target annotations, generated `settings.batch_size` faces at a time."""
+    def generate_frames(self, targets: Iterable[FrameAnnotation], teeth: Iterable[float | None] | None = None
+                        ) -> Iterator[FrameResult]:
+        """Output frames for a sequence of target annotations, generated `settings.batch_size` faces at a time;
+        `teeth`, one per target, is the driver's `painting.teeth_cue` for a mouth painter that reads it (None: no
+        driving frame is seen)."""
         last_frame, last_face = self.reference.frame, self.reference.crop
-        for chunk in _chunks(targets, self.settings.batch_size):
-            faces = iter(self._faces([t for t in chunk if t.has_face]))
-            for target in chunk:
+        cued = ((target, None) for target in targets) if teeth is None else zip(targets, teeth, strict=True)
+        for chunk in _chunks(cued, self.settings.batch_size):
+            faces = iter(self._faces([t for t, _ in chunk if t.has_face]))
+            for target, cue in chunk:
                 if not target.has_face:
                     yield FrameResult(target.index, last_frame, last_face, "repeated")
                     continue
@@ -157,7 +161,7 @@ class VideoGenerator:
                 last_frame = (self.fusion.background(target.bbox, target.points, target.flags) if kind == "copied"
                               else self.fusion(face, target.bbox, target.points, target.flags, repaint, flow))
                 for paint in self._painters:
-                    last_frame = paint(last_frame, target)
+                    last_frame = paint(last_frame, target, teeth=cue)
                 last_face = face
                 yield FrameResult(target.index, last_frame, last_face, kind)
 

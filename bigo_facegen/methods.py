@@ -45,9 +45,16 @@ class Method(abc.ABC):
         """The side of its face crops."""
 
     @abc.abstractmethod
-    def frames(self, reference_frame: np.ndarray, reference: FrameAnnotation,
-               targets: Sequence[FrameAnnotation]) -> Iterator[FrameResult]:
-        """One `FrameResult` per target, in order: a frame of the reference frame's size and its face crop."""
+    def frames(self, reference_frame: np.ndarray, reference: FrameAnnotation, targets: Sequence[FrameAnnotation],
+               teeth: Sequence[float | None] | None = None) -> Iterator[FrameResult]:
+        """One `FrameResult` per target, in order: a frame of the reference frame's size and its face crop. `teeth`
+        (one per target, where the driving frames are seen) is the driver's `painting.teeth_cue`, for the methods
+        that read it (`reads_teeth`)."""
+
+    @property
+    def reads_teeth(self) -> bool:
+        """Whether `frames` paints an opened mouth by the driver's teeth: only then are they worth measuring."""
+        return False
 
     def prepare(self, reference_frame: np.ndarray, reference: FrameAnnotation) -> None:
         """Does now what `frames` of this reference does first whatever the targets (a model's crop, fusion and
@@ -60,7 +67,7 @@ class Copy(Method):
     description = "the reference frame as it is"
     face_size = CLASSICAL_FACE_SIZE
 
-    def frames(self, reference_frame, reference, targets):
+    def frames(self, reference_frame, reference, targets, teeth=None):
         for target in targets:
             yield _classical(target, reference_frame, "copied")
 
@@ -71,7 +78,7 @@ class Warp(Method):
     description = "the classical warp"
     face_size = CLASSICAL_FACE_SIZE
 
-    def frames(self, reference_frame, reference, targets):
+    def frames(self, reference_frame, reference, targets, teeth=None):
         warper = _warper(reference_frame.shape[:2])
         for target in targets:
             shared = (reference.flags != FLAG_ABSENT) & (target.flags != FLAG_ABSENT)
@@ -103,8 +110,12 @@ class ModelMethod(Method):
     def face_size(self) -> int:
         return self.model.image_size
 
-    def frames(self, reference_frame, reference, targets):
-        return self._maker(reference_frame, reference).generate_frames(targets)
+    def frames(self, reference_frame, reference, targets, teeth=None):
+        return self._maker(reference_frame, reference).generate_frames(targets, teeth)
+
+    @property
+    def reads_teeth(self) -> bool:
+        return self.settings.paint and any(painter.config.teeth_cue for painter in self.model.painters)
 
     def prepare(self, reference_frame, reference):
         self._maker(reference_frame, reference)

@@ -6,7 +6,10 @@ teeth, lids and colours. For the mouth, targets open at least a little (there is
 and references open less than their target (the photos people animate mostly have closed lips); for the eyes, half the
 targets are the clip's most closed eyes (blinks, rare otherwise). The loss is that of the composite: L1 inside the
 part, EfficientNet-Lite0 perceptual distance on the crop, and a hinge loss from a local critic that sees the crop with
-its part's mask. The config and weights are written to `OUT/painter.json` and `OUT/painter.weights.h5`.
+its part's mask. A mouth painter with `teeth_cue` also reads each target's own share of teeth (`painting.teeth_cue`
+on the true frame; withheld from `cue_dropout` of the examples). Training may start from another painter's weights
+(`init`): one without the cue gets a zero kernel for it, and so paints as it did until the cue teaches it. The config
+and weights are written to `OUT/painter.json` and `OUT/painter.weights.h5`.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from bigo_facegen.config import ModelConfig
 from bigo_facegen.evaluation import protocol
 from bigo_facegen.models import perceptual
 from bigo_facegen.models.painter.config import PainterConfig
-from bigo_facegen.models.painter.network import LocalCritic, Painter, painter_input
+from bigo_facegen.models.painter.network import UNKNOWN_TEETH, LocalCritic, Painter, input_channels, painter_input
 
 # Mouths must open at least this much (squared inter-ocular distances) to have an interior to learn from.
 _LEAST_OPENING = 0.005
@@ -38,10 +41,12 @@ _CLOSING = 0.6
 @dataclasses.dataclass
 class PartCrops:
     """The aligned crops of one region's parts in a folder's face frames: `crops` (N, S, S, 3) uint8, their parts'
-    `alphas` (N, S, S) float32, `sizes` (N,), and for each the index of its `clips` and of its `parts` (N,)."""
+    `alphas` (N, S, S) float32, `sizes` (N,), their frames' `teeth` (N,: `painting.teeth_cue`, `UNKNOWN_TEETH` where
+    it cannot tell), and for each the index of its `clips` and of its `parts` (N,)."""
     crops: np.ndarray
     alphas: np.ndarray
     sizes: np.ndarray
+    teeth: np.ndarray
     clips: np.ndarray
     parts: np.ndarray
 
@@ -49,12 +54,13 @@ class PartCrops:
 def part_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, progress: bool = True) -> PartCrops:
     """The parts of `cfg.region` in every face frame of the clips in `split`, cropped as `painting.Painter` crops
     them."""
-    found: dict[str, list] = {name: [] for name in ("crops", "alphas", "sizes", "clips", "parts")}
+    found: dict[str, list] = {name: [] for name in ("crops", "alphas", "sizes", "teeth", "clips", "parts")}
     for k, case in enumerate(tqdm(protocol.load_cases(data_dir, split), desc=f"{cfg.region} crops", unit="clip",
                                   disable=not progress)):
         frames = video_lib.read_all(case.path)
         for frame in case.video.face_frames():
             layout = painting.layout_of(frame)
+            teeth = painting.teeth_cue(frames[frame.index - 1], frame) if cfg.region == "mouth" else None
             for p, part in enumerate(painting.parts(layout, cfg.region)):
                 region = painting.RegionCrop.around(frame.points, layout, part, cfg.span, cfg.crop_size)
                 if region is None or not painting.present(frame, layout, part):
@@ -62,6 +68,7 @@ def part_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, prog
                 found["crops"].append(region.cut(frames[frame.index - 1]))
                 found["alphas"].append(painting.alpha(region.polygon(frame.points, part), cfg))
                 found["sizes"].append(painting.part_size(frame.points, layout, part))
+                found["teeth"].append(UNKNOWN_TEETH if teeth is None else teeth)
                 found["clips"].append(k)
                 found["parts"].append(p)
     return PartCrops(**{name: np.stack(values) if name in ("crops", "alphas") else np.array(values)
@@ -69,11 +76,12 @@ def part_crops(data_dir: str | os.PathLike, split: str, cfg: PainterConfig, prog
 
 
 class _Sampler:
-    """Batches of (target, target alpha, reference, reference alpha), mirrored at random: targets as the module's
-    docstring says, each with the same part of another frame of its clip."""
+    """Batches of (target, target alpha, reference, reference alpha, target teeth), mirrored at random: targets as
+    the module's docstring says, each with the same part of another frame of its clip; the teeth withheld from
+    `cue_dropout` of them."""
 
     def __init__(self, data: PartCrops, cfg: PainterConfig):
-        self.data, self.batch_size, self.region = data, cfg.batch_size, cfg.region
+        self.data, self.batch_size, self.region, self.cue_dropout = data, cfg.batch_size, cfg.region, cfg.cue_dropout
         self.rng = np.random.default_rng(cfg.seed)
         self.groups = {key: np.flatnonzero((data.clips == key[0]) & (data.parts == key[1]))
                        for key in set(zip(data.clips.tolist(), data.parts.tolist()))}
@@ -103,14 +111,20 @@ class _Sampler:
             alphas = self.data.alphas[indices][..., None]
             return np.where(flip, crops[:, :, ::-1], crops), np.where(flip, alphas[:, :, ::-1], alphas)
 
-        return (*images(targets), *images(np.array(references)))
+        teeth = np.where(self.rng.random(self.batch_size) < self.cue_dropout, UNKNOWN_TEETH,
+                         self.data.teeth[targets]).astype(np.float32)
+        return (*images(targets), *images(np.array(references)), teeth)
 
 
 def train(data_dir: str | os.PathLike, output_dir: str | os.PathLike, cfg: PainterConfig = PainterConfig(),
-          split: str = "train", progress: bool = True) -> Path:
-    """Trains a painter on `split` of `data_dir` and writes it to `output_dir` (a folder), atomically."""
+          split: str = "train", progress: bool = True, init: str | os.PathLike | None = None) -> Path:
+    """Trains a painter on `split` of `data_dir` and writes it to `output_dir` (a folder), atomically; from the
+    weights of the painter folder `init` where given."""
     output_dir = Path(output_dir)
     files.check_output_folder(output_dir, "output")
+    start_from = None if init is None else painting.Painter.load(init)
+    if start_from is not None:
+        _check_init(start_from, cfg)
     keras.utils.set_random_seed(cfg.seed)
     network = perceptual.build(ModelConfig(perceptual="efficientnet_lite0"), cfg.crop_size) if cfg.perceptual else None
     if cfg.perceptual and network is None:
@@ -119,13 +133,17 @@ def train(data_dir: str | os.PathLike, output_dir: str | os.PathLike, cfg: Paint
     data = part_crops(data_dir, split, cfg, progress)
     sample = _Sampler(data, cfg)
     painter, critic = Painter(cfg.width), LocalCritic(cfg.critic_width)
+    painter(np.zeros((1, cfg.crop_size, cfg.crop_size, input_channels(cfg.teeth_cue)), np.float32))
+    if start_from is not None:
+        _take_weights(painter, start_from.network)
     painter_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5, beta_2=0.999)
     critic_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5, beta_2=0.999)
 
     @tf.function
-    def step(target, target_alpha, reference, reference_alpha):
+    def step(target, target_alpha, reference, reference_alpha, teeth):
         with tf.GradientTape() as painter_tape, tf.GradientTape() as critic_tape:
-            painting_ = painter(painter_input(target, target_alpha, reference, reference_alpha))
+            painting_ = painter(painter_input(target, target_alpha, reference, reference_alpha,
+                                              teeth if cfg.teeth_cue else None))
             composite = target_alpha * painting_ + (1.0 - target_alpha) * target
             real = critic((target, target_alpha), training=True)
             fake = critic((composite, target_alpha), training=True)
@@ -153,3 +171,24 @@ def train(data_dir: str | os.PathLike, output_dir: str | os.PathLike, cfg: Paint
         return [Path(painting.WEIGHTS), Path(painting.CONFIG)]
 
     return files.publish_folder(output_dir, write)
+
+
+def _check_init(start_from: painting.Painter, cfg: PainterConfig) -> None:
+    """The painter to start from paints the same crops with the same network as `cfg`'s."""
+    theirs = start_from.config
+    for name in ("region", "crop_size", "span", "grow", "width"):
+        if getattr(theirs, name) != getattr(cfg, name):
+            raise ValueError(f"{start_from.source}: its {name} is {getattr(theirs, name)!r}, this painter's "
+                             f"{getattr(cfg, name)!r}: it cannot start from those weights")
+    if theirs.teeth_cue and not cfg.teeth_cue:
+        raise ValueError(f"{start_from.source}: it reads the teeth cue, which this painter does not")
+
+
+def _take_weights(painter: Painter, trained: Painter) -> None:
+    """`trained`'s weights into `painter`, the stem's kernel for a channel `trained` lacks (the teeth cue) zero."""
+    for mine, theirs in zip(painter.weights, trained.weights, strict=True):
+        value = theirs.numpy()
+        if mine.shape != value.shape:
+            value = np.concatenate([value, np.zeros(mine.shape[:2] + (mine.shape[2] - value.shape[2],)
+                                                    + mine.shape[3:], value.dtype)], axis=2)
+        mine.assign(value)

@@ -11,7 +11,10 @@ colours), and its painting is blended back inside the part only, feathered, at t
 
 `Painter.paint` does this for one frame, for the parts whose size (polygon area in squared inter-ocular distances, as
 `evaluation.conditions` measures the mouth) differs from the reference's by more than `PainterConfig.min_change`;
-elsewhere the frame is left as it is.
+elsewhere the frame is left as it is. A mouth painter trained with `PainterConfig.teeth_cue` is also told how much of
+the driver's inner mouth shows teeth (`teeth_cue`, measured on the driving frame as `evaluation.regions` judges teeth),
+so that it paints teeth where the driver shows them and a tongue or a dark cavity where it does not; without a driving
+frame (keypoints alone) it is told nothing and guesses.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import tensorflow as tf
 
 from bigo_facegen import geometry
 from bigo_facegen.annotations import FrameAnnotation
-from bigo_facegen.evaluation import conditions
+from bigo_facegen.evaluation import conditions, regions
 from bigo_facegen.keypoints import Layout, layout_for_count
 from bigo_facegen.models.painter import network as network_lib
 from bigo_facegen.models.painter.config import PainterConfig
@@ -105,6 +108,15 @@ def layout_of(annotation: FrameAnnotation) -> Layout:
     return layout_for_count(len(annotation.points))
 
 
+def teeth_cue(frame: np.ndarray, annotation: FrameAnnotation) -> float | None:
+    """The share of the inner mouth of `frame` (its points `annotation`) that shows teeth, bright and unsaturated as
+    `evaluation.regions` judges teeth; None where there is no face or too little of the inner mouth to tell."""
+    if not annotation.has_face:
+        return None
+    interior = regions.mouth_interior(annotation, layout_of(annotation), frame.shape)
+    return None if interior is None else regions.teeth_share(frame, interior)
+
+
 @dataclasses.dataclass(frozen=True)
 class PartReference:
     """A part of the reference as the painter reads it: its aligned crop in [-1, 1], its alpha and its size."""
@@ -121,7 +133,8 @@ class Painter:
         # Traced once (one crop at a time): an eager Keras call costs several times the network's own work here.
         # Traced now, not at the first mouth that opens: a live stream would stall on that frame.
         self._run = tf.function(network, autograph=False)
-        self._run(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
+        self._run(np.zeros((1, config.crop_size, config.crop_size, network_lib.input_channels(config.teeth_cue)),
+                           np.float32))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "Painter":
@@ -131,7 +144,8 @@ class Painter:
         except (OSError, ValueError, TypeError) as e:
             raise PainterError(f"{folder}: no readable painter config {CONFIG}: {e}") from e
         network = network_lib.Painter(config.width)
-        network(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
+        network(np.zeros((1, config.crop_size, config.crop_size, network_lib.input_channels(config.teeth_cue)),
+                         np.float32))
         try:
             network.load_weights(str(folder / WEIGHTS))
         except (OSError, ValueError) as e:
@@ -153,12 +167,17 @@ class Painter:
                 part_size(annotation.points, layout, part)))
         return found
 
-    def paint(self, frame: np.ndarray, target: FrameAnnotation, reference: list[PartReference | None]) -> np.ndarray:
+    def paint(self, frame: np.ndarray, target: FrameAnnotation, reference: list[PartReference | None],
+              teeth: float | None = None) -> np.ndarray:
         """`frame` with each part of the target painted whose size differs from the reference's by more than
-        `min_change`; `frame` itself where none does."""
+        `min_change`; `frame` itself where none does. `teeth` is the driver's `teeth_cue` (None: no driving frame),
+        read by a painter trained with it."""
         if not target.has_face:
             return frame
         layout = layout_of(target)
+        cue = None
+        if self.config.teeth_cue:
+            cue = np.array([network_lib.UNKNOWN_TEETH if teeth is None else teeth], np.float32)
         for part, known in zip(parts(layout, self.config.region), reference, strict=True):
             if (known is None or not present(target, layout, part)
                     or abs(part_size(target.points, layout, part) - known.size) <= self.config.min_change):
@@ -169,7 +188,7 @@ class Painter:
             crop = region.cut(frame).astype(np.float32) / 127.5 - 1.0
             crop_alpha = alpha(region.polygon(target.points, part), self.config)[..., None]
             painted = self._run(network_lib.painter_input(crop[None], crop_alpha[None], known.crop[None],
-                                                          known.alpha[None, ..., None])).numpy()[0]
+                                                          known.alpha[None, ..., None], cue)).numpy()[0]
             frame = _paste(frame, (painted + 1.0) * 127.5, crop_alpha[..., 0], region.matrix)
         return frame
 

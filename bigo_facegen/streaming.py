@@ -15,7 +15,8 @@ Per driving frame, nothing of the frames to come used:
    a frame without a face keeps the last motion, as in `animate`;
 3. the frame: `methods.Method.frames` for this one target, so a model makes its face at batch 1 and pastes it back as
    `generation.VideoGenerator` does, what depends on the photo alone (its crop, the fusion's reference, tuning,
-   colour statistics) made once, before the first frame (`methods.Method.prepare`);
+   colour statistics) made once, before the first frame (`methods.Method.prepare`); a mouth painter that reads the
+   driver's teeth gets them from this driving frame (`painting.teeth_cue`), as in `animate`;
 4. with `gaze` (`animate.DEFAULT_GAZE`), the photo's irises moved as the driver's move (`gaze.measure_frame` on the
    driving frame, `gaze.GazeFollower`, `animate.GazeRepaint`): `animate`'s gaze, which looks at no frame to come.
 
@@ -44,6 +45,7 @@ from bigo_facegen import (
     iris,
     methods,
     motion_transfer,
+    painting,
     tracking as tracking_lib,
     video,
 )
@@ -107,8 +109,9 @@ class LiveAnimator:
             self._transfer = motion_transfer.LiveTransfer(self.face, (self.image.shape[1], self.image.shape[0]),
                                                           (rgb.shape[1], rgb.shape[0]), self.fps, self.motion)
         target = self._transfer(found)
+        teeth = [painting.teeth_cue(rgb, found)] if self.method.reads_teeth else None
         # The method is given the same photo and face objects every time: a model's maker for them is reused.
-        result = next(self.method.frames(self.image, self.face, [target]))
+        result = next(self.method.frames(self.image, self.face, [target], teeth))
         if self._gaze is None:
             return result
         finder, follower, repaint = self._gaze

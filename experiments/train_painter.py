@@ -3,6 +3,8 @@
 
     python -m experiments.train_painter --data=../shared/data/real_faces/dev --output=runs/mouth [--split=train]
     python -m experiments.train_painter --data=../shared/data/real_faces/dev --output=runs/eyes --region=eyes
+    python -m experiments.train_painter --data=../shared/data/real_faces/dev --output=runs/mouth_cue \
+        --config_override=teeth_cue=true --init=runs/mouth
     python -m experiments.export --model=pretrained --painter=runs/mouth --painter=runs/eyes --export_dir=exports/new
 
 It learns from every mouth or eye of the folder's clips (`painter_training`: aligned crops, the part blanked, another
@@ -10,7 +12,8 @@ frame of the same clip as the reference; L1, EfficientNet-Lite0 perceptual and l
 `OUT/painter.json` and `OUT/painter.weights.h5`, whole or not at all. `experiments.export --painter=OUT` ships it
 inside a model's export, whose frames it then paints (`--nopaint` in generate, animate and the demo leaves them as
 the generator made them). The region's settings (`PainterConfig`, `EYES`) are the start; any field is set by
-`--config_override=field=value`.
+`--config_override=field=value`. `--init` starts from a trained painter's weights (a mouth painter given the driver's
+teeth, `teeth_cue`, from one without it).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ flags.DEFINE_enum("split", "train", protocol.SPLITS, "Which clips to learn from:
 flags.DEFINE_enum("region", "mouth", REGIONS, "What to paint: the interior of an opened mouth, or the eyes.")
 flags.DEFINE_multi_string("config_override", [], "field=value for any `PainterConfig` field (values are JSON), e.g. "
                           "steps=3000, seed=1.")
+flags.DEFINE_string("init", None, "A painter folder whose weights training starts from (same region, crop and "
+                    "width; one without the teeth cue gets a zero kernel for it).")
 FLAGS = flags.FLAGS
 
 
@@ -52,7 +57,8 @@ def config(region: str, overrides: list[str]) -> PainterConfig:
 @files.entry_point
 def main(argv):
     del argv
-    print(painter_training.train(FLAGS.data, FLAGS.output, config(FLAGS.region, FLAGS.config_override), FLAGS.split))
+    print(painter_training.train(FLAGS.data, FLAGS.output, config(FLAGS.region, FLAGS.config_override), FLAGS.split,
+                                 init=FLAGS.init))
 
 
 if __name__ == "__main__":

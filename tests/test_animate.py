@@ -113,7 +113,7 @@ def test_lost_driving_frames_make_frames_like_the_last_found_one(photo, dev):
 class Recording(methods.Warp):
     """The warp, keeping what animate gave it: the source's face and the targets."""
 
-    def frames(self, reference_frame, reference, targets):
+    def frames(self, reference_frame, reference, targets, teeth=None):
         self.given = (reference, list(targets))
         return super().frames(reference_frame, reference, targets)
 
@@ -328,7 +328,7 @@ def test_ctrl_c_ends_animate_with_one_line_and_leaves_nothing(photo, real_faces_
 class Keeping(methods.Warp):
     """The warp, keeping the targets animate gave it and the frames it made."""
 
-    def frames(self, reference_frame, reference, targets):
+    def frames(self, reference_frame, reference, targets, teeth=None):
         self.targets, self.made = list(targets), []
         for result in super().frames(reference_frame, reference, self.targets):
             self.made.append(result)

@@ -1,5 +1,6 @@
 """The mouth painter: its aligned crop, what it changes in a frame and where, its training, and its shipping in an
-export (generate and animate then paint; `paint=False` leaves the frames as the generator made them)."""
+export (generate and animate then paint; `paint=False` leaves the frames as the generator made them); the driver's
+teeth it may read, measured on driving frames and handed to it by animate and the live animator."""
 import dataclasses
 import json
 import shutil
@@ -10,7 +11,19 @@ import cv2
 import numpy as np
 import pytest
 
-from bigo_facegen import annotations, export, geometry, painter_training, painting, pretrained
+from bigo_facegen import (
+    animate,
+    annotate,
+    annotations,
+    export,
+    geometry,
+    methods,
+    painter_training,
+    painting,
+    pretrained,
+    streaming,
+    video,
+)
 from bigo_facegen.face_model import FaceModel
 from bigo_facegen.generation import VideoGenerator
 from bigo_facegen.generation_settings import GenerationSettings
@@ -42,7 +55,8 @@ def opened_mouth(real_faces_dir, read_real_frame):
 
 def untrained(config):
     network = network_lib.Painter(config.width)
-    network(np.zeros((1, config.crop_size, config.crop_size, network_lib.INPUT_CHANNELS), np.float32))
+    network(np.zeros((1, config.crop_size, config.crop_size, network_lib.input_channels(config.teeth_cue)),
+                     np.float32))
     return painting.Painter(network, config, "untrained")
 
 
@@ -193,3 +207,109 @@ def test_a_sidecar_naming_a_painter_outside_its_export_is_refused(tmp_path):
     (shipped / export.SIDECAR).write_text(json.dumps({**sidecar, export.PAINTERS_ENTRY: ["../elsewhere"]}))
     with pytest.raises(export.ExportError, match="painter folder .*elsewhere is outside the export's folder"):
         FaceModel.load(shipped)
+
+
+def with_inner_mouth(frame, annotation, colour, left_half=False):
+    """`frame` with the inside of the annotation's inner lips filled with `colour` (its left half only)."""
+    filled = frame.copy()
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(annotation.points[list(MOUTH)] * 16).astype(np.int32)], 1, shift=4)
+    if left_half:
+        mask[:, int(round(annotation.points[list(MOUTH), 0].mean())):] = 0
+    filled[mask.astype(bool)] = colour
+    return filled
+
+
+def test_the_teeth_cue_is_the_share_of_the_inner_mouth_that_shows_teeth(opened_mouth):
+    _, _, (frame, target) = opened_mouth
+    assert painting.teeth_cue(with_inner_mouth(frame, target, (245, 245, 240)), target) == 1.0
+    assert painting.teeth_cue(with_inner_mouth(frame, target, (60, 20, 25)), target) == 0.0
+    half = painting.teeth_cue(with_inner_mouth(with_inner_mouth(frame, target, (60, 20, 25)), target,
+                                               (245, 245, 240), left_half=True), target)
+    assert 0.3 < half < 0.7
+    # Pink lips are bright, but not unsaturated: no teeth.
+    assert painting.teeth_cue(with_inner_mouth(frame, target, (235, 150, 160)), target) == 0.0
+    assert painting.teeth_cue(frame, annotations.FrameAnnotation(index=1)) is None
+
+
+CUED = dataclasses.replace(TINY, teeth_cue=True)
+
+
+def test_a_painter_given_the_cue_starts_from_one_without_it_and_paints_as_it_did(trained_folder, opened_mouth):
+    """Its stem's kernel for the cue starts at zero: whatever the driver's teeth, it paints what the painter it
+    started from paints, until training teaches it the cue."""
+    _, (reference_frame, reference), (frame, target) = opened_mouth
+    before = painting.Painter.load(trained_folder)
+    network = network_lib.Painter(CUED.width)
+    network(np.zeros((1, CUED.crop_size, CUED.crop_size, network_lib.input_channels(True)), np.float32))
+    painter_training._take_weights(network, before.network)
+    after = painting.Painter(network, CUED, "widened")
+    expected = before.paint(frame, target, before.reference(reference_frame, reference))
+    for teeth in (None, 0.0, 1.0):
+        np.testing.assert_array_equal(after.paint(frame, target, after.reference(reference_frame, reference), teeth),
+                                      expected)
+
+
+def test_training_with_the_cue_from_a_painter_without_it(clips, trained_folder, trained_eyes, tmp_path, opened_mouth):
+    folder = painter_training.train(clips, tmp_path / "cued", CUED, split="all", progress=False, init=trained_folder)
+    loaded = painting.Painter.load(folder)
+    assert loaded.config.teeth_cue and loaded.network.stem.kernel.shape[2] == network_lib.INPUT_CHANNELS + 1
+    _, (reference_frame, reference), (frame, target) = opened_mouth
+    assert (loaded.paint(frame, target, loaded.reference(reference_frame, reference), 0.5) != frame).any()
+    # Another region's painter is no start: refused before any crop is read.
+    with pytest.raises(ValueError, match="its region is 'eyes', this painter's 'mouth'"):
+        painter_training.train(clips, tmp_path / "wrong", CUED, split="all", progress=False, init=trained_eyes)
+    assert not (tmp_path / "wrong").exists()
+
+
+@pytest.mark.parametrize("changes, message", [(dict(region="eyes", teeth_cue=True), "the eyes have no teeth"),
+                                              (dict(teeth_cue=1), "teeth_cue must be true or false"),
+                                              (dict(cue_dropout=1.0), "cue_dropout is a share")])
+def test_the_teeth_cue_settings_are_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PainterConfig(**changes)
+
+
+class Told(methods.ModelMethod):
+    """A model method that keeps the driver's teeth it was told."""
+
+    def frames(self, reference_frame, reference, targets, teeth=None):
+        self.teeth = teeth
+        return super().frames(reference_frame, reference, targets, teeth)
+
+
+@pytest.fixture(scope="module")
+def cued_model(trained_folder, tmp_path_factory):
+    """The shipped generator with a mouth painter that reads the driver's teeth (untrained: the plumbing is tested)."""
+    painter = painting.Painter.load(trained_folder)
+    folder = tmp_path_factory.mktemp("cued") / "mouth"
+    folder.mkdir()
+    network = network_lib.Painter(CUED.width)
+    network(np.zeros((1, CUED.crop_size, CUED.crop_size, network_lib.input_channels(True)), np.float32))
+    painter_training._take_weights(network, painter.network)
+    network.save_weights(folder / painting.WEIGHTS)
+    (folder / painting.CONFIG).write_text(json.dumps(dataclasses.asdict(CUED)))
+    export.export_model("pretrained", folder.parent / "export", painters=[folder])
+    return FaceModel.load(folder.parent / "export")
+
+
+def test_animate_and_the_live_animator_tell_the_painter_the_drivers_teeth(cued_model, real_faces_dir, tmp_path):
+    assert methods.ModelMethod(cued_model).reads_teeth
+    assert not methods.ModelMethod(cued_model, GenerationSettings(paint=False)).reads_teeth
+    assert not methods.Warp().reads_teeth
+    assert methods.load("pretrained").reads_teeth   # the shipped mouth painter reads the driver's teeth
+    clip = next(v for v in annotations.load(real_faces_dir / "annotations.json") if v.video == "dpe_d.mp4")
+    annotations.dump([clip], tmp_path / "annotations.json")
+    driving = real_faces_dir / "videos" / "dpe_d.mp4"
+    frames = video.read_all(driving)[:12]
+    photo = real_faces_dir / "videos" / "mead_W011_neutral.mp4"
+    told = Told(cued_model)
+    animate.animate(told, photo, driving, tmp_path / "out.mp4", source_frame=1, max_frames=12, progress=False,
+                    driving_annotations=tmp_path / "annotations.json", gaze=False)
+    # Measured on each driving frame at the driver's own points (here the file's), not the photo's.
+    track = clip.frames[:12]
+    assert told.teeth == [painting.teeth_cue(f, a) for f, a in zip(frames, track)]
+    assert sum(t is not None for t in told.teeth) >= 6
+    live = streaming.LiveAnimator(told, video.read_frame(photo, 1), 25.0, tracking=annotate.DETECT, gaze=False)
+    live(frames[5])
+    assert told.teeth == [painting.teeth_cue(frames[5], annotate.annotate_frame(frames[5], 1))]

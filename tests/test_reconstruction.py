@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigo_facegen import annotate, motion_transfer, tracking, video
+from bigo_facegen import annotate, motion_transfer, painting, tracking, video
 from bigo_facegen.evaluation import protocol, reconstruction
 from tests.real_clips import cut_folder
 
@@ -38,13 +38,15 @@ def _tree(root: Path) -> dict[str, bytes | None]:
 def test_a_clip_drives_its_first_frame_by_its_own_track(clips, how):
     case = protocol.load_cases(clips, "all")[0]
     frames = video.read_all(case.path)
-    source, targets = reconstruction.drive(case, frames, how, motion_transfer.MotionSettings(smoothing="none"))
+    given = reconstruction.drive(case, frames, how, motion_transfer.MotionSettings(smoothing="none"))
     track = tracking.track(frames) if how == annotate.TRACK else [annotate.annotate_frame(rgb, i)
                                                                   for i, rgb in enumerate(frames, start=1)]
-    np.testing.assert_array_equal(source.points, track[case.reference.index - 1].points)
-    assert [t.index for t in targets] == [t.index for t in case.targets]
-    np.testing.assert_allclose(np.stack([t.points for t in targets]),
+    np.testing.assert_array_equal(given.reference.points, track[case.reference.index - 1].points)
+    assert [t.index for t in given.targets] == [t.index for t in case.targets]
+    np.testing.assert_allclose(np.stack([t.points for t in given.targets]),
                                np.stack([track[t.index - 1].points for t in case.targets]), atol=1e-4)
+    # The driver's teeth are the clip's own, at its track's points.
+    assert given.teeth == [painting.teeth_cue(frames[t.index - 1], track[t.index - 1]) for t in case.targets]
 
 
 def test_entry_point_writes_evaluates_summaries(clips, tmp_path):

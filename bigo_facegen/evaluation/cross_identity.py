@@ -41,7 +41,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigo_facegen import animate, annotate, dlib_face, files, generation, methods as methods_lib, motion_transfer, video
+from bigo_facegen import (
+    animate,
+    annotate,
+    dlib_face,
+    files,
+    generation,
+    methods as methods_lib,
+    motion_transfer,
+    painting,
+    video,
+)
 from bigo_facegen.annotations import FrameAnnotation
 from bigo_facegen.evaluation import metrics, protocol
 from bigo_facegen.keypoints import IBUG68
@@ -137,12 +147,15 @@ def _evaluate_pair(pair: Pair, methods: dict[str, Method], max_frames: int, moti
     source_descriptor = dlib_face.descriptor(source_image, source.points)
     unit = _interocular(source.points)
     rows = protocol.strided(list(range(len(targets))), samples) if samples else []
-    driving = (list(itertools.islice(video.read_frames(pair.driver.path), len(track))) if rows else [])
+    cued = any(method.reads_teeth for method in methods.values())
+    driving = (list(itertools.islice(video.read_frames(pair.driver.path), len(track))) if rows or cued else [])
+    teeth = [painting.teeth_cue(frame, found) for frame, found in zip(driving, track)] if cued else None
     tiles = {("source", i): source_image for i in rows} | {("driving", i): driving[i] for i in rows}
     scores = {}
     for name, method in methods.items():
         judged = []
-        for position, frame in enumerate(result.frame for result in method.frames(source_image, source, targets)):
+        for position, frame in enumerate(result.frame for result in method.frames(source_image, source, targets,
+                                                                                  teeth)):
             face = annotate.annotate_frame(frame, targets[position].index)
             judged.append((face.points, dlib_face.descriptor(frame, face.points) if face.has_face else None))
             if position in rows:

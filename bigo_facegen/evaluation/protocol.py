@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -60,8 +60,17 @@ class Case:
     targets: list[FrameAnnotation]
 
 
-# What the methods are given for a case: a reference annotation and one annotation per target, in the targets' order.
-Given = tuple[FrameAnnotation, list[FrameAnnotation]]
+@dataclasses.dataclass(frozen=True)
+class Given:
+    """What the methods are given for a case: a reference annotation and one annotation per target, in the targets'
+    order; `teeth`, where a driving frame is seen (animate's path), the driver's `painting.teeth_cue` per target."""
+    reference: FrameAnnotation
+    targets: list[FrameAnnotation]
+    teeth: list[float | None] | None = None
+
+    def subset(self, kept: Sequence[int]) -> "Given":
+        return Given(self.reference, [self.targets[k] for k in kept],
+                     None if self.teeth is None else [self.teeth[k] for k in kept])
 
 
 @dataclasses.dataclass
@@ -176,7 +185,7 @@ def evaluate(data_dir: str | Path, methods: dict[str, Method | None], split: str
         frames = video_lib.read_all(case.path)
         annotations_lib.check_against_video(case.video, len(frames), source=str(case.path))
         annotations_lib.check_on_frame(case.video, frames[0].shape[1], frames[0].shape[0], source=str(case.path))
-        given = drive(case, frames) if drive is not None else (case.reference, case.targets)
+        given = drive(case, frames) if drive is not None else Given(case.reference, case.targets)
         scores = {name: _score_method(case, frames, given, method, judge, gallery, distance, bar)
                   for name, method in methods.items()}
         results.append(VideoResult(case, scores, _samples(case, frames, given,
@@ -222,8 +231,8 @@ def _score_method(case: Case, frames: np.ndarray, given: Given, method: Method |
 def _generated(case: Case, frames: np.ndarray, given: Given, method: Method | None) -> Iterable[np.ndarray]:
     if method is None:
         return (frames[t.index - 1] for t in case.targets)
-    reference, targets = given
-    return (result.frame for result in method.frames(frames[case.reference.index - 1], reference, targets))
+    return (result.frame for result in method.frames(frames[case.reference.index - 1], given.reference, given.targets,
+                                                     given.teeth))
 
 
 def score_frame(generated: np.ndarray, truth: np.ndarray, target: FrameAnnotation, case: Case, judge: DlibJudge,
@@ -257,7 +266,7 @@ def _samples(case: Case, frames: np.ndarray, given: Given, methods: dict[str, Me
              ) -> list[Sample]:
     kept = strided(list(range(len(case.targets))), count)
     targets = [case.targets[k] for k in kept]
-    sampled = (given[0], [given[1][k] for k in kept])
+    sampled = given.subset(kept)
     reference = _thumbnail(frames[case.reference.index - 1])
     samples = [Sample(t.index, {"reference": reference, "truth": _thumbnail(frames[t.index - 1])}) for t in targets]
     for name, method in methods.items():

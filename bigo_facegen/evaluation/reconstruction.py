@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bigo_facegen import animate, annotate, methods as methods_lib, video
+from bigo_facegen import animate, annotate, methods as methods_lib, painting, video
 from bigo_facegen.evaluation import protocol, report
 from bigo_facegen.keypoints import IBUG68
 from bigo_facegen.motion_transfer import MotionSettings
@@ -41,14 +41,15 @@ _PROTOCOL = ("reconstruction: each clip drives its own first face frame through 
 
 
 def drive(case: protocol.Case, frames: np.ndarray, tracking: str, motion: MotionSettings) -> protocol.Given:
-    """What `animate` gives a method where the case's clip drives its reference frame: the source's face and the
-    targets at the case's target frames."""
+    """What `animate` gives a method where the case's clip drives its reference frame: the source's face, the
+    targets at the case's target frames and the driver's teeth there (the clip's own frame: the truth)."""
     info = video.probe(case.path)
     track = animate.driving_track(case.path, progress=False, tracking=tracking)
     image = frames[case.reference.index - 1]
     source = animate.own_face(track, case.reference.index, image, case.path)
     by_index = {target.index: target for target in animate.transfer(source, image, track, info, motion, case.path)}
-    return source, [by_index[target.index] for target in case.targets]
+    return protocol.Given(source, [by_index[target.index] for target in case.targets],
+                          [painting.teeth_cue(frames[t.index - 1], track[t.index - 1]) for t in case.targets])
 
 
 def run(model: str, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "test",

@@ -115,12 +115,17 @@ def mouth_interior(target: FrameAnnotation, layout: Layout, frame_shape) -> tupl
     return ((x0, y0, x1, y1), mask.astype(bool)) if mask.sum() >= MIN_MOUTH_PIXELS else None
 
 
-def shows_teeth(image: np.ndarray, interior: tuple[Box, np.ndarray]) -> bool:
-    """Whether more than `TEETH_SHARE` of `image`'s pixels in the mouth interior are bright and unsaturated."""
+def teeth_share(image: np.ndarray, interior: tuple[Box, np.ndarray]) -> float:
+    """The share of `image`'s pixels in the mouth interior that are bright and unsaturated (teeth)."""
     box, mask = interior
     lab = cv2.cvtColor(np.ascontiguousarray(cut(image, box)), cv2.COLOR_RGB2LAB)[mask].astype(np.float64)
     white = (lab[:, 0] > TEETH_LIGHTNESS) & (np.hypot(lab[:, 1] - 128, lab[:, 2] - 128) < TEETH_CHROMA)
-    return bool(white.mean() > TEETH_SHARE)
+    return float(white.mean())
+
+
+def shows_teeth(image: np.ndarray, interior: tuple[Box, np.ndarray]) -> bool:
+    """Whether more than `TEETH_SHARE` of `image`'s pixels in the mouth interior are bright and unsaturated."""
+    return teeth_share(image, interior) > TEETH_SHARE
 
 
 def eye_opening_error(judged: np.ndarray | None, judged_truth: np.ndarray | None) -> float | None:

@@ -21,6 +21,12 @@ class PainterConfig:
     # inter-ocular distances): `evaluation.conditions.MOUTH_OPENING` counts an opened mouth from 0.03; an open eye is
     # about 0.02, a closed one under 0.008.
     min_change: float = 0.01
+    # The mouth painter may also read how much of the driver's inner mouth shows teeth (`painting.teeth_cue`): the
+    # outline alone cannot tell teeth from a tongue or a dark cavity (docs/experiments.md, "When to paint"). In
+    # training it is the target's own, withheld (`network.UNKNOWN_TEETH`) from `cue_dropout` of the examples, so that
+    # the painter also paints targets that come without a driver (keypoints alone).
+    teeth_cue: bool = False
+    cue_dropout: float = 0.25
     width: int = 32                 # the U-Net's first width, doubled at each of its three downsamplings (capped)
     critic_width: int = 32
     steps: int = 3000
@@ -36,6 +42,10 @@ class PainterConfig:
             raise ValueError(f"painter.region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         for field in dataclasses.fields(self)[1:]:
             value = getattr(self, field.name)
+            if field.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"painter.{field.name} must be true or false, got {value!r}")
+                continue
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or (field.type == "int" and not isinstance(value, int)):
                 raise ValueError(f"painter.{field.name} must be {'an integer' if field.type == 'int' else 'a number'}, "
@@ -50,6 +60,10 @@ class PainterConfig:
         for name in ("min_change", "l1", "perceptual", "adversarial"):
             if getattr(self, name) < 0:
                 raise ValueError(f"painter.{name} must not be negative, got {getattr(self, name)}")
+        if self.teeth_cue and self.region != "mouth":
+            raise ValueError("painter.teeth_cue is the mouth painter's: the eyes have no teeth")
+        if not 0 <= self.cue_dropout < 1:
+            raise ValueError(f"painter.cue_dropout is a share of the examples, in [0, 1), got {self.cue_dropout}")
         if not self.learning_rate > 0:
             raise ValueError(f"painter.learning_rate must be positive, got {self.learning_rate}")
 
