@@ -23,10 +23,10 @@ def input_channels(teeth_cue: bool) -> int:
 
 
 def painter_input(crop, crop_alpha, reference, reference_alpha, teeth=None):
-    """The painter's (B, S, S, 8) input from crops (B, S, S, 3) in [-1, 1] and their parts' alphas (B, S, S, 1): the
-    crop with its part blanked, that alpha, the reference's crop and its alpha; with `teeth` (B,), the share of the
-    driver's inner mouth that shows teeth (or `UNKNOWN_TEETH`), a ninth channel: that share over `TEETH_FULL`, capped,
-    from -1 to 1 (0 where unknown)."""
+    """The painter's (B, S, S, 8 or 9) input from crops (B, S, S, 3) in [-1, 1] and their parts' alphas
+    (B, S, S, 1): the crop with its part blanked, that alpha, the reference's crop and its alpha; with `teeth` (B,),
+    the share of the driver's inner mouth that shows teeth (or `UNKNOWN_TEETH`), a ninth channel: that share over
+    `TEETH_FULL`, capped, from -1 to 1 (0 where unknown)."""
     planes = [crop * (1.0 - crop_alpha), crop_alpha, reference, reference_alpha]
     if teeth is not None:
         teeth = keras.ops.cast(teeth, "float32")
